@@ -1,0 +1,1 @@
+"""Decoding, frame sampling, backbones and the HDF5 feature store."""

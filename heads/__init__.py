@@ -1,0 +1,1 @@
+"""Heads, metrics and the fast trainer on cached features."""

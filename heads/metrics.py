@@ -1,0 +1,71 @@
+"""Metrics named as DESIGN.md names them: acc, macro_f1, spearman/<trait>, pearson/<trait>, mae/<trait>."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
+    """Mean F1 over classes that occur in y_true or y_pred (scikit-learn's convention)."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    scores = []
+    for c in range(num_classes):
+        tp = np.sum((y_pred == c) & (y_true == c))
+        fp = np.sum((y_pred == c) & (y_true != c))
+        fn = np.sum((y_pred != c) & (y_true == c))
+        if tp + fp + fn == 0:
+            continue
+        scores.append(2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    m = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(m, (np.asarray(y_true), np.asarray(y_pred)), 1)
+    return m
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Average ranks, ties sharing the mean of their positions."""
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x), dtype=np.float64)
+    sorted_x = x[order]
+    i = 0
+    while i < len(x):
+        j = i
+        while j + 1 < len(x) and sorted_x[j + 1] == sorted_x[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0
+        i = j + 1
+    return ranks
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    a, b = a - a.mean(), b - b.mean()
+    denom = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / denom) if denom > 0 else float("nan")
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    return pearson(_ranks(np.asarray(a)), _ranks(np.asarray(b)))
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, float]:
+    return {"acc": accuracy(y_true, y_pred), "macro_f1": macro_f1(y_true, y_pred, num_classes)}
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, traits: list[str]) -> dict[str, float]:
+    """Per-trait spearman/pearson/mae plus their means over traits; y arrays are (N, n_traits)."""
+    out: dict[str, float] = {}
+    for j, t in enumerate(traits):
+        out[f"spearman/{t}"] = spearman(y_true[:, j], y_pred[:, j])
+        out[f"pearson/{t}"] = pearson(y_true[:, j], y_pred[:, j])
+        out[f"mae/{t}"] = float(np.mean(np.abs(y_true[:, j] - y_pred[:, j])))
+    for name in ("spearman", "pearson", "mae"):
+        out[f"{name}/mean"] = float(np.mean([out[f"{name}/{t}"] for t in traits]))
+    return out

@@ -1,0 +1,31 @@
+"""Head models behind a registry: `@register_head("name")` builders taking (in_dim, out_dim, cfg)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from pipeline.config import ConfigError, HeadConfig
+
+HEADS: dict[str, Callable[[int, int, HeadConfig], nn.Module]] = {}
+
+
+def register_head(name: str):
+    def deco(fn):
+        HEADS[name] = fn
+        return fn
+
+    return deco
+
+
+def build_head(cfg: HeadConfig, in_dim: int, out_dim: int) -> nn.Module:
+    if cfg.name not in HEADS:
+        raise ConfigError(f"head.name: unknown head {cfg.name!r}; valid: {', '.join(sorted(HEADS))}")
+    return HEADS[cfg.name](in_dim, out_dim, cfg)
+
+
+@register_head("linear")
+def linear(in_dim: int, out_dim: int, cfg: HeadConfig) -> nn.Module:
+    """A linear probe on (N, D) features."""
+    return nn.Linear(in_dim, out_dim)

@@ -1,0 +1,79 @@
+"""The fast trainer: whole feature matrices as tensors, AdamW, early stopping on validation loss."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from pipeline.config import HeadConfig
+
+
+@dataclass
+class Standardizer:
+    """Per-column mean/std from the training rows only, applied to every split."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    @classmethod
+    def fit(cls, x: torch.Tensor) -> "Standardizer":
+        return cls(x.mean(0), x.std(0, unbiased=False).clamp_min(1e-6))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+@dataclass
+class Fitted:
+    model: nn.Module
+    best_epoch: int
+    history: list[dict] = field(default_factory=list)
+
+
+def fit(
+    model: nn.Module,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    cfg: HeadConfig,
+    val_metrics: Callable[[torch.Tensor], dict] | None = None,
+) -> Fitted:
+    """Train on tensors in shuffled minibatches; keep the weights of the lowest validation loss."""
+    (x, y), (xv, yv) = train, val
+    gen = torch.Generator().manual_seed(cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    best = (float("inf"), 0, copy.deepcopy(model.state_dict()))
+    history = []
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        total = 0.0
+        for idx in torch.randperm(len(x), generator=gen).split(cfg.batch_size):
+            loss = loss_fn(model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        model.eval()
+        with torch.no_grad():
+            out = model(xv)
+            val_loss = loss_fn(out, yv).item()
+        row = {"epoch": epoch, "train_loss": total / len(x), "val_loss": val_loss}
+        row.update(val_metrics(out) if val_metrics else {})
+        history.append(row)
+        if val_loss < best[0]:
+            best = (val_loss, epoch, copy.deepcopy(model.state_dict()))
+        elif epoch - best[1] >= cfg.patience:
+            break
+    model.load_state_dict(best[2])
+    model.eval()
+    return Fitted(model=model, best_epoch=best[1], history=history)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)

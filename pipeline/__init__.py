@@ -1,0 +1,1 @@
+"""vidprobe: the CLI, config, and one module per stage."""

@@ -1,0 +1,74 @@
+"""The `vidprobe` command: one subcommand per stage, each a thin parser around `run(cfg)`.
+
+Exit status: 0 on success, 2 for a usage or config error, 1 for a failed run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+
+from features.store import StoreError
+from pipeline.config import ConfigError, load_config
+
+STAGES = {
+    "index": "manifest: list and probe every sample, record unreadable ones",
+    "embed": "video features from a frozen backbone into HDF5 shards",
+    "train": "heads on cached features: metrics.json, learning curves, weights",
+    "evaluate": "a trained run's metrics and predictions on a split (default: test)",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vidprobe", description="Decode videos once, embed them, train heads in seconds.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo = sub.add_parser("demo-data", help="write the built-in demo dataset", description="Write the built-in demo dataset.")
+    demo.add_argument("out_dir", metavar="OUT_DIR")
+    add_config_args(demo)
+    for name, help_text in STAGES.items():
+        add_config_args(sub.add_parser(name, help=help_text, description=help_text))
+    cache = sub.add_parser("cache", help="what a feature set holds (info), and whether it is whole (verify)")
+    cache.add_argument("action", choices=["info", "verify"])
+    cache.add_argument("path", metavar="PATH", help="a feature set folder, e.g. cache/demo/videomae-tiny-random")
+    return parser
+
+
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", help="YAML config file (e.g. configs/datasets/folder.yaml)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. dataset.root=DIR head.lr=3e-4")
+
+
+def dispatch(args: argparse.Namespace):
+    if args.command == "cache":
+        from pipeline import cache
+
+        return cache.run(args.action, args.path)
+    cfg = load_config(args.config, args.overrides)
+    if args.command == "demo-data":
+        from pipeline import demo_data
+
+        return demo_data.run(cfg, args.out_dir)
+    return importlib.import_module(f"pipeline.{args.command}").run(cfg)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        dispatch(args)
+    except (ConfigError, StoreError) as err:
+        print(f"vidprobe {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"vidprobe {args.command}: interrupted", file=sys.stderr)
+        return 1
+    except Exception:  # noqa: BLE001 - a failed run: show where, exit 1
+        traceback.print_exc()
+        print(f"vidprobe {args.command}: failed (see the traceback above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,270 @@
+"""Configuration: YAML files plus `key=value` overrides, deep-merged, validated against dataclasses.
+
+A config file may list other files under `include:` (paths relative to itself); they are merged
+first, in order, and the file's own keys win. Unknown keys and wrong types are all reported at
+once, each with the file it came from and the closest valid key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(Exception):
+    """A usage or configuration problem: the CLI prints it and exits with status 2."""
+
+
+@dataclass
+class DatasetConfig:
+    name: str = "dataset"  # names the cache folder: <paths.cache>/<name>/
+    adapter: str = "folder"
+    root: str | None = None  # where the videos are
+    splits: list[str] = field(default_factory=lambda: ["train", "val", "test"])
+    extensions: list[str] = field(default_factory=lambda: [".mp4", ".avi", ".mkv", ".mov", ".webm"])
+    metadata: str | None = None  # optional CSV/JSONL (relative to root) with a `path` column and traits
+    traits: list[str] = field(default_factory=list)  # numeric metadata columns copied into the manifest
+
+
+@dataclass
+class PathsConfig:
+    cache: str = "cache"  # every stage output goes under this folder
+
+
+@dataclass
+class IndexConfig:
+    num_workers: int = 2  # threads probing videos
+
+
+@dataclass
+class SamplingConfig:
+    num_frames: int | None = None  # None: the backbone's own clip length
+    size: int | None = None  # None: the backbone's own input size
+
+
+@dataclass
+class BackboneConfig:
+    name: str = "videomae-tiny-random"
+    model: str | None = None  # hub id or local directory, for backbones that load weights
+    seed: int = 0  # weight init of randomly initialised backbones
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: str = "float32"  # float32 | bfloat16 | float16 (autocast on CUDA)
+
+
+@dataclass
+class EmbedConfig:
+    feature_set: str | None = None  # None: the backbone's name
+    batch_size: int = 8
+    num_workers: int = 2  # DataLoader workers decoding videos
+
+
+@dataclass
+class TaskConfig:
+    label: str | None = "label"  # manifest column with the class name; null for none
+    traits: list[str] = field(default_factory=list)  # numeric manifest columns to regress
+
+
+@dataclass
+class HeadConfig:
+    name: str = "linear"
+    features: str = "video/pooled"
+    lr: float = 1e-2
+    weight_decay: float = 1e-4
+    epochs: int = 200
+    batch_size: int = 256
+    patience: int = 30  # epochs without improvement on the validation loss before stopping
+    seed: int = 0
+
+
+@dataclass
+class RunConfig:
+    name: str = "linear"  # the run folder: <paths.cache>/runs/<name>/
+
+
+@dataclass
+class EvaluateConfig:
+    split: str = "test"
+
+
+@dataclass
+class DemoConfig:
+    seed: int = 0
+    train: int = 8  # clips per class
+    val: int = 3
+    test: int = 3
+    seconds: float = 3.0
+    fps: int = 15
+    width: int = 128
+    height: int = 96
+    audio: bool = True  # a spoken sentence per clip (needs espeak-ng)
+
+
+@dataclass
+class Config:
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def section_hash(self, *sections: str) -> str:
+        """A stable hash of the named sections, e.g. what made a feature set."""
+        data = {name: dataclasses.asdict(getattr(self, name)) for name in sections}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def feature_dir(self) -> Path:
+        name = self.embed.feature_set or self.backbone.name
+        return Path(self.paths.cache) / self.dataset.name / name
+
+    def manifest_path(self) -> Path:
+        return Path(self.paths.cache) / self.dataset.name / "manifest.csv"
+
+    def run_dir(self) -> Path:
+        return Path(self.paths.cache) / "runs" / self.run.name
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """Merge `override` into a copy of `base`, recursing into nested dicts."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """Read a YAML config, resolving its `include:` list first."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    if path.resolve() in _seen:
+        raise ConfigError(f"{path}: include cycle through {' -> '.join(map(str, _seen))}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: malformed YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top, got {type(data).__name__}")
+    includes = data.pop("include", []) or []
+    if isinstance(includes, str):
+        includes = [includes]
+    merged: dict = {}
+    for inc in includes:
+        merged = deep_merge(merged, load_yaml(path.parent / inc, _seen + (path.resolve(),)))
+    return deep_merge(merged, data)
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """Turn ["head.lr=3e-4", "dataset.root=DIR"] into a nested dict."""
+    out: dict = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not key=value (e.g. head.lr=3e-4)")
+        value = yaml.safe_load(raw) if raw else None
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} conflicts with another override of {part!r}")
+        node[leaf] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> Config:
+    """Defaults <- YAML file (with includes) <- key=value overrides, validated."""
+    data = load_yaml(path) if path else {}
+    data = deep_merge(data, parse_overrides(list(overrides)))
+    errors: list[str] = []
+    cfg = _build(Config, data, "", errors)
+    if errors:
+        where = f" in {path}" if path else ""
+        raise ConfigError(f"invalid config{where}:\n  " + "\n  ".join(errors))
+    return cfg
+
+
+def _build(cls: type, data: Any, prefix: str, errors: list[str]) -> Any:
+    if not isinstance(data, dict):
+        errors.append(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+        return cls()
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        if key not in fields:
+            errors.append(_unknown_key(prefix + str(key), list(fields), prefix))
+            continue
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value, f"{prefix}{key}.", errors)
+        else:
+            kwargs[key] = _coerce(value, hint, prefix + key, errors)
+    return cls(**kwargs)
+
+
+def _unknown_key(key: str, valid: list[str], prefix: str) -> str:
+    leaf = key.rsplit(".", 1)[-1]
+    close = difflib.get_close_matches(leaf, valid, n=1, cutoff=0.5)
+    hint = f"; did you mean {prefix}{close[0]}?" if close else ""
+    return f"unknown key {key!r}{hint} (valid: {', '.join(prefix + v for v in valid)})"
+
+
+def _coerce(value: Any, hint: Any, key: str, errors: list[str]) -> Any:
+    """Check `value` against a simple type hint, converting numeric strings like '3e-4'."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key, errors)
+    if origin is list:
+        if not isinstance(value, list):
+            errors.append(f"{key}: expected a list, got {value!r}")
+            return value
+        (item,) = typing.get_args(hint)
+        return [_coerce(v, item, f"{key}[{i}]", errors) for i, v in enumerate(value)]
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    errors.append(f"{key}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
+    return value
+
+
+def dump_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

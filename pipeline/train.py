@@ -1,0 +1,161 @@
+"""`vidprobe train`: heads on cached features, one per target kind (class label, numeric traits)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from features.store import FeatureSet
+from heads.metrics import classification_metrics, regression_metrics
+from heads.models import build_head
+from heads.trainer import Standardizer, fit, seed_everything
+from pipeline.config import Config, ConfigError, dump_config
+from pipeline.embed import EMBED_SECTIONS
+from pipeline.index import read_manifest
+
+
+@dataclass
+class SplitData:
+    ids: list[str]
+    x: torch.Tensor  # (N, D) features
+    labels: list[str] | None  # class names, when task.label is set
+    traits: np.ndarray | None  # (N, n_traits), NaN where a value is missing
+
+
+def open_features(cfg: Config) -> tuple[pd.DataFrame, FeatureSet]:
+    """The manifest rows that have features, and the feature set checked against this config."""
+    manifest = read_manifest(cfg)
+    fs = FeatureSet(cfg.feature_dir())
+    fs.require_hash(cfg.section_hash(*EMBED_SECTIONS))
+    for col in ([cfg.task.label] if cfg.task.label else []) + cfg.task.traits:
+        if col not in manifest.columns:
+            key = "task.label" if col == cfg.task.label else "task.traits"
+            raise ConfigError(f"{key}: the manifest has no column {col!r}; it has {list(manifest.columns)}")
+    have = manifest.sample_id.isin(set(fs.ids))
+    missing = manifest[(manifest.status == "ok") & ~have]
+    if len(missing):
+        print(f"warning: {len(missing)} indexed samples have no features (failed at embed), e.g. {list(missing.sample_id[:3])}")
+    return manifest[have], fs
+
+
+def load_split(cfg: Config, manifest: pd.DataFrame, fs: FeatureSet, split: str) -> SplitData:
+    rows = manifest[manifest.split == split]
+    if rows.empty:
+        raise ConfigError(f"no samples with features in split {split!r}; splits present: {sorted(manifest.split.unique())}")
+    ids = list(rows.sample_id)
+    x = torch.from_numpy(fs.get(cfg.head.features, ids)).float()
+    if x.ndim != 2:
+        raise ConfigError(f"head.features: {cfg.head.features!r} has shape {tuple(x.shape[1:])} per sample; "
+                          f"the {cfg.head.name} head needs pooled (N, D) features such as video/pooled")
+    labels = list(rows[cfg.task.label].astype(str)) if cfg.task.label else None
+    traits = rows[cfg.task.traits].to_numpy(dtype=np.float64) if cfg.task.traits else None
+    return SplitData(ids, x, labels, traits)
+
+
+def train_classifier(cfg: Config, tr: SplitData, va: SplitData, classes: list[str]):
+    y, yv = (torch.tensor([classes.index(c) for c in d.labels]) for d in (tr, va))
+    seed_everything(cfg.head.seed)
+    model = build_head(cfg.head, tr.x.shape[1], len(classes))
+
+    def val_metrics(logits: torch.Tensor) -> dict:
+        return classification_metrics(yv.numpy(), logits.argmax(1).numpy(), len(classes))
+
+    return fit(model, (tr.x, y), (va.x, yv), F.cross_entropy, cfg.head, val_metrics)
+
+
+def train_regressor(cfg: Config, tr: SplitData, va: SplitData, scaler: Standardizer):
+    keep, keep_v = (~np.isnan(d.traits).any(1) for d in (tr, va))
+    y, yv = (scaler(torch.from_numpy(d.traits[k]).float()) for d, k in ((tr, keep), (va, keep_v)))
+    seed_everything(cfg.head.seed)
+    model = build_head(cfg.head, tr.x.shape[1], len(cfg.task.traits))
+    return fit(model, (tr.x[keep], y), (va.x[keep_v], yv), F.mse_loss, cfg.head)
+
+
+def predict(bundle: dict, cfg: Config, data: SplitData) -> tuple[pd.DataFrame, dict]:
+    """Predictions and metrics of a trained bundle (see `run`) on one split."""
+    x = (data.x - bundle["feat_mean"]) / bundle["feat_std"]
+    pred = pd.DataFrame({"sample_id": data.ids})
+    metrics: dict = {}
+    with torch.no_grad():
+        if "label_head" in bundle:
+            classes = bundle["classes"]
+            head = _load_head(cfg, bundle["label_head"], x.shape[1], len(classes))
+            probs = head(x).softmax(1)
+            y_pred = probs.argmax(1).numpy()
+            unknown = sorted(set(data.labels) - set(classes))
+            if unknown:
+                raise ConfigError(f"labels {unknown} were not seen in training; classes are {classes}")
+            y_true = np.array([classes.index(c) for c in data.labels])
+            pred["label"], pred["pred"], pred["confidence"] = data.labels, [classes[i] for i in y_pred], probs.max(1).values.numpy()
+            metrics.update(classification_metrics(y_true, y_pred, len(classes)))
+        if "traits_head" in bundle:
+            traits = bundle["traits"]
+            head = _load_head(cfg, bundle["traits_head"], x.shape[1], len(traits))
+            y_hat = (head(x) * bundle["trait_std"] + bundle["trait_mean"]).numpy()
+            for j, t in enumerate(traits):
+                pred[t], pred[f"pred/{t}"] = data.traits[:, j], y_hat[:, j]
+            keep = ~np.isnan(data.traits).any(1)
+            metrics.update(regression_metrics(data.traits[keep], y_hat[keep], traits))
+    return pred, metrics
+
+
+def _load_head(cfg: Config, state: dict, in_dim: int, out_dim: int) -> torch.nn.Module:
+    head = build_head(cfg.head, in_dim, out_dim)
+    head.load_state_dict(state)
+    return head.eval()
+
+
+def write_history(path: Path, history: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(history).to_csv(path, sep="\t", index=False, float_format="%.6g")
+
+
+def run(cfg: Config) -> dict:
+    if not cfg.task.label and not cfg.task.traits:
+        raise ConfigError("task: nothing to train: set task.label (a class column) and/or task.traits (numeric columns)")
+    manifest, fs = open_features(cfg)
+    tr, va = load_split(cfg, manifest, fs, "train"), load_split(cfg, manifest, fs, "val")
+    feat = Standardizer.fit(tr.x)
+    tr_s, va_s = replace(tr, x=feat(tr.x)), replace(va, x=feat(va.x))
+    out = cfg.run_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    bundle: dict = {"feat_mean": feat.mean, "feat_std": feat.std}
+    if cfg.task.label:
+        classes = sorted(set(tr.labels))
+        fitted = train_classifier(cfg, tr_s, va_s, classes)
+        bundle.update(classes=classes, label_head=fitted.model.state_dict())
+        write_history(out / "history" / "label.tsv", fitted.history)
+        print(f"label head: {len(classes)} classes, best epoch {fitted.best_epoch}/{len(fitted.history)}")
+    if cfg.task.traits:
+        ok = ~np.isnan(tr.traits).any(1)
+        scaler = Standardizer.fit(torch.from_numpy(tr.traits[ok]).float())
+        fitted = train_regressor(cfg, tr_s, va_s, scaler)
+        bundle.update(traits=list(cfg.task.traits), traits_head=fitted.model.state_dict(),
+                      trait_mean=scaler.mean, trait_std=scaler.std)
+        write_history(out / "history" / "traits.tsv", fitted.history)
+        print(f"traits head: {cfg.task.traits}, best epoch {fitted.best_epoch}/{len(fitted.history)}")
+    torch.save(bundle, out / "heads.pt")
+    pred, metrics = predict(bundle, cfg, va)
+    pred.to_csv(out / "predictions.csv", index=False)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    dump_config(cfg, out / "config.yaml")
+    print_metrics(f"validation ({len(va.ids)} samples, trained on {len(tr.ids)})", metrics)
+    return metrics
+
+
+def load_bundle(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"no trained heads at {path}: run `vidprobe train` with the same config first")
+    return torch.load(path, weights_only=True)
+
+
+def print_metrics(title: str, metrics: dict) -> None:
+    print(title)
+    for key, value in metrics.items():
+        print(f"  {key:<22} {value:.4f}")

@@ -1,0 +1,38 @@
+"""Shared fixtures: tiny real videos and a tiny real VideoMAE, made on the spot (no network)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+from pipeline import demo_data  # noqa: E402
+from pipeline.config import load_config  # noqa: E402
+
+SMALL_DEMO = ["demo.train=3", "demo.val=2", "demo.test=2", "demo.seconds=1.2", "demo.fps=10"]
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> Path:
+    """A small demo dataset (4 classes x 3/2/2 clips, 1.2 s, with speech) in class-folder layout."""
+    root = tmp_path_factory.mktemp("demo") / "data"
+    demo_data.run(load_config(None, SMALL_DEMO), root)
+    return root
+
+
+@pytest.fixture
+def demo_cfg(demo_root, tmp_path):
+    """A config over `demo_root` writing into a fresh cache."""
+
+    def make(*overrides: str):
+        base = [f"dataset.root={demo_root}", f"paths.cache={tmp_path / 'cache'}", "dataset.name=demo",
+                "dataset.metadata=metadata.csv", "dataset.traits=[speed, brightness]",
+                "task.traits=[speed, brightness]", "embed.num_workers=0", "index.num_workers=1"]
+        return load_config(None, base + list(overrides))
+
+    return make

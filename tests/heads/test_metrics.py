@@ -1,0 +1,30 @@
+import numpy as np
+import pytest
+from scipy import stats
+from sklearn import metrics as skm
+
+from heads.metrics import accuracy, confusion, macro_f1, pearson, regression_metrics, spearman
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_classification_metrics_match_sklearn(seed):
+    rng = np.random.default_rng(seed)
+    y_true, y_pred = rng.integers(0, 5, 40), rng.integers(0, 6, 40)
+    assert accuracy(y_true, y_pred) == pytest.approx(skm.accuracy_score(y_true, y_pred))
+    assert macro_f1(y_true, y_pred, 6) == pytest.approx(skm.f1_score(y_true, y_pred, average="macro"))
+    np.testing.assert_array_equal(confusion(y_true, y_pred, 6), skm.confusion_matrix(y_true, y_pred, labels=range(6)))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_correlations_match_scipy_with_ties(seed):
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, 6, 30).astype(float), rng.normal(size=30)  # `a` has many ties
+    assert spearman(a, b) == pytest.approx(stats.spearmanr(a, b).statistic)
+    assert pearson(a, b) == pytest.approx(stats.pearsonr(a, b).statistic)
+
+
+def test_regression_metrics_names():
+    y = np.array([[1.0, 2.0], [2.0, 1.0], [3.0, 5.0]])
+    out = regression_metrics(y, y + 0.5, ["speed", "brightness"])
+    assert out["spearman/speed"] == pytest.approx(1.0) and out["mae/brightness"] == pytest.approx(0.5)
+    assert out["spearman/mean"] == pytest.approx(1.0)

@@ -1,0 +1,63 @@
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import Config, ConfigError, deep_merge, load_config, parse_overrides
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_deep_merge_keeps_nested_keys():
+    base = {"head": {"lr": 1.0, "epochs": 5}, "paths": {"cache": "a"}}
+    merged = deep_merge(base, {"head": {"lr": 2.0}})
+    assert merged == {"head": {"lr": 2.0, "epochs": 5}, "paths": {"cache": "a"}}
+    assert base["head"]["lr"] == 1.0  # inputs untouched
+
+
+def test_overrides_are_dotted_and_typed():
+    assert parse_overrides(["head.lr=3e-4", "task.traits=[a, b]", "dataset.root=/x"]) == {
+        "head": {"lr": "3e-4"}, "task": {"traits": ["a", "b"]}, "dataset": {"root": "/x"}}
+    cfg = load_config(None, ["head.lr=3e-4", "head.epochs=7", "sampling.num_frames=null"])
+    assert cfg.head.lr == pytest.approx(3e-4) and isinstance(cfg.head.lr, float)
+    assert cfg.head.epochs == 7 and cfg.sampling.num_frames is None
+
+
+def test_include_then_file_then_overrides(tmp_path):
+    (tmp_path / "base.yaml").write_text("head: {lr: 0.5, epochs: 3}\ndataset: {name: base}\n")
+    (tmp_path / "exp.yaml").write_text("include: base.yaml\nhead: {lr: 0.1}\n")
+    cfg = load_config(tmp_path / "exp.yaml", ["head.epochs=9"])
+    assert (cfg.head.lr, cfg.head.epochs, cfg.dataset.name) == (0.1, 9, "base")
+
+
+def test_unknown_key_names_key_and_suggests(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["head.lrr=0.1"])
+    assert "'head.lrr'" in str(err.value) and "did you mean head.lr?" in str(err.value)
+
+
+def test_all_problems_reported_at_once(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("head: {epochs: many, lrr: 1}\ndatset: {root: x}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    msg = str(err.value)
+    assert str(path) in msg and "head.epochs" in msg and "'head.lrr'" in msg and "did you mean dataset?" in msg
+
+
+def test_malformed_yaml_names_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("head: {lr: 0.1\n")
+    with pytest.raises(ConfigError, match="broken.yaml: malformed YAML"):
+        load_config(path)
+
+
+def test_section_hash_tracks_only_named_sections():
+    a, b = load_config(None, ["head.lr=0.1"]), load_config(None, ["head.lr=0.2"])
+    assert a.section_hash("sampling", "backbone") == b.section_hash("sampling", "backbone")
+    assert a.section_hash("head") != b.section_hash("head")
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.glob("configs/**/*.yaml")) + [ROOT / "params.yaml"],
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_shipped_yaml_loads(path):
+    assert isinstance(load_config(path), Config)
