@@ -67,6 +67,13 @@ class Backbone:
         }
 
 
+def quiet_transformers() -> None:
+    """One progress bar per stage is ours; the loader's and saver's add nothing."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def files_digest(directory: Path) -> str:
     """sha256 over the weight files of a saved model, so a shard names exactly what made it."""
     h = hashlib.sha256()
@@ -79,6 +86,7 @@ def load_videomae(model: str) -> Backbone:
     """Load a VideoMAE encoder from a hub id or a local directory (the path every user takes)."""
     from transformers import VideoMAEModel
 
+    quiet_transformers()
     try:
         net = VideoMAEModel.from_pretrained(model)
     except OSError as err:
@@ -126,6 +134,7 @@ def save_tiny_videomae(directory: Path, seed: int = 0) -> Path:
     """Build a small randomly initialised VideoMAE from a config and `save_pretrained` it."""
     from transformers import VideoMAEConfig, VideoMAEModel
 
+    quiet_transformers()
     torch.manual_seed(seed)
     VideoMAEModel(VideoMAEConfig(**TINY_VIDEOMAE)).save_pretrained(directory)
     return directory

@@ -1,10 +1,14 @@
 """The HDF5 feature store: `<feature set>/shard-<k>-of-<n>.h5` files plus `index.json`.
 
-Each shard holds `ids` (sample_ids in row order) and one dataset per feature key
-(`video/pooled` (N, D), `video/temporal` (N, T', D), ...), chunked along N. Its attributes carry
-the provenance: `config_hash`, the resolved stage config (`config`, YAML) and a JSON `provenance`.
-A shard is written under a `.partial` name and renamed only when complete, so a reader never
-sees half-written rows.
+Each shard holds `ids` (row order) and one dataset per feature key (`video/pooled` (N, D),
+`video/temporal` (N, T', D), ...), chunked along N. Its attributes carry the provenance:
+`config_hash`, the resolved feature config (`config`, YAML) and a JSON `provenance`.
+
+Writes are crash-safe and resumable. Rows are committed in parts
+(`.parts/shard-<k>-of-<n>/part-<i>.h5`), each written under a `.partial` name and renamed when
+whole; `finish()` streams the old shard and the parts into a new shard, renames it into place and
+only then removes the parts. A killed run loses at most the rows not yet committed, a reader
+only ever opens finished shards, and the next run skips every id already committed.
 """
 
 from __future__ import annotations
@@ -12,14 +16,17 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Iterable
 
 import h5py
 import numpy as np
+import yaml
 
 SHARD_RE = re.compile(r"shard-(\d+)-of-(\d+)\.h5$")
 STR = h5py.string_dtype("utf-8")
+COPY_ROWS = 1024  # rows copied at a time when merging: memory stays flat in the number of samples
 
 
 class StoreError(Exception):
@@ -30,53 +37,22 @@ def shard_name(index: int, count: int) -> str:
     return f"shard-{index}-of-{count}.h5"
 
 
-class ShardWriter:
-    """Append rows batch by batch; `close()` makes the shard visible atomically."""
+def shard_paths(directory: Path) -> list[Path]:
+    return sorted((p for p in Path(directory).glob("shard-*-of-*.h5") if SHARD_RE.search(p.name)),
+                  key=lambda p: tuple(int(g) for g in SHARD_RE.search(p.name).groups()))
 
-    def __init__(self, directory: str | Path, index: int, count: int, attrs: dict):
-        self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.final = self.dir / shard_name(index, count)
-        self.partial = self.final.with_name(self.final.name + ".partial")
-        self.h5 = h5py.File(self.partial, "w")
-        for key, value in attrs.items():
-            self.h5.attrs[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
-        self.h5.create_dataset("ids", shape=(0,), maxshape=(None,), dtype=STR, chunks=(1024,))
-        self.n = 0
 
-    def append(self, ids: list[str], features: dict[str, np.ndarray]) -> None:
-        for key, arr in features.items():
-            if len(arr) != len(ids):
-                raise ValueError(f"{key}: {len(arr)} rows for {len(ids)} ids")
-            if key not in self.h5:
-                chunk_rows = max(1, min(256, (1 << 20) // max(1, arr[0].nbytes)))
-                self.h5.create_dataset(
-                    key, shape=(0, *arr.shape[1:]), maxshape=(None, *arr.shape[1:]),
-                    dtype=arr.dtype, chunks=(chunk_rows, *arr.shape[1:]),
-                )
-            ds = self.h5[key]
-            ds.resize(self.n + len(arr), axis=0)
-            ds[self.n :] = arr
-        ids_ds = self.h5["ids"]
-        ids_ds.resize(self.n + len(ids), axis=0)
-        ids_ds[self.n :] = np.asarray(ids, dtype=object)
-        self.n += len(ids)
+def config_diff(old_yaml: str, new_yaml: str) -> list[str]:
+    """`key: old -> new` for every leaf that differs between two YAML configs."""
 
-    def close(self) -> Path:
-        self.h5.attrs["num_rows"] = self.n
-        self.h5.close()
-        os.replace(self.partial, self.final)
-        return self.final
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in (d or {}).items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, *_):
-        if exc_type is None:
-            self.close()
-        else:  # leave nothing a reader could mistake for a finished shard
-            self.h5.close()
-            self.partial.unlink(missing_ok=True)
+    old, new = flat(yaml.safe_load(old_yaml or "{}")), flat(yaml.safe_load(new_yaml or "{}"))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
 
 
 def feature_keys(h5: h5py.File) -> dict[str, tuple]:
@@ -90,8 +66,148 @@ def feature_keys(h5: h5py.File) -> dict[str, tuple]:
     return keys
 
 
+def _read_ids(path: Path) -> list[str]:
+    with h5py.File(path, "r") as h5:
+        return list(h5["ids"].asstr()[()])
+
+
+class ShardWriter:
+    """Writes shard `index` of `count`; `attrs` must hold `config_hash` and `config` (YAML)."""
+
+    def __init__(self, directory: str | Path, index: int, count: int, attrs: dict, *,
+                 compression: str | None = None, commit_every: int = 256, force: bool = False):
+        self.dir = Path(directory)
+        self.final = self.dir / shard_name(index, count)
+        self.parts_dir = self.dir / ".parts" / self.final.stem
+        self.attrs, self.compression, self.commit_every = attrs, compression, commit_every
+        self.count = count
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._check_existing(force)
+        self.parts_dir.mkdir(parents=True, exist_ok=True)
+        for stale in list(self.dir.glob("*.partial")) + list(self.parts_dir.glob("*.partial")):
+            stale.unlink()  # a run killed mid-write: these rows were never committed
+        self.done = self._committed_ids()
+        self.buffer: list[tuple[list[str], dict[str, np.ndarray]]] = []
+        self.n_new = 0
+
+    # --- what is there already -------------------------------------------------------------
+    def _existing(self) -> list[Path]:
+        parts = sorted(self.dir.glob(".parts/*/part-*.h5"))
+        return shard_paths(self.dir) + parts
+
+    def _check_existing(self, force: bool) -> None:
+        problems = []
+        for path in self._existing():
+            with h5py.File(path, "r") as h5:
+                old_hash, old_cfg = h5.attrs.get("config_hash"), h5.attrs.get("config", "")
+            m = SHARD_RE.search(path.name) or SHARD_RE.search(path.parent.name + ".h5")
+            other_count = m is not None and int(m.group(2)) != self.count
+            if old_hash != self.attrs["config_hash"]:
+                diff = config_diff(old_cfg, self.attrs["config"]) or [f"config hash {old_hash} -> {self.attrs['config_hash']}"]
+                problems.append((path, "made with another config: " + "; ".join(diff)))
+            elif other_count:
+                problems.append((path, f"split into {m.group(2)} shards, this run asks for {self.count}"))
+        if not problems:
+            return
+        if not force:
+            lines = "\n  ".join(f"{p.relative_to(self.dir)}: {why}" for p, why in problems)
+            raise StoreError(f"{self.dir} holds shards this run must not mix with:\n  {lines}\n"
+                             "Use another embed.feature_set, the same settings, or --force to rebuild.")
+        for path, _ in problems:
+            if path.parent.name.startswith("shard-"):
+                shutil.rmtree(path.parent, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+    def _committed_ids(self) -> set[str]:
+        done = set(_read_ids(self.final)) if self.final.exists() else set()
+        for part in self.parts():
+            ids = _read_ids(part)
+            if set(ids) <= done:  # merged before a crash that came ahead of the clean-up
+                part.unlink()
+            else:
+                done.update(ids)
+        return done
+
+    def parts(self) -> list[Path]:
+        return sorted(self.parts_dir.glob("part-*.h5"))
+
+    # --- writing ---------------------------------------------------------------------------
+    def append(self, ids: list[str], features: dict[str, np.ndarray]) -> None:
+        for key, arr in features.items():
+            if len(arr) != len(ids):
+                raise ValueError(f"{key}: {len(arr)} rows for {len(ids)} ids")
+        self.buffer.append((list(ids), features))
+        if sum(len(i) for i, _ in self.buffer) >= self.commit_every:
+            self.commit()
+
+    def commit(self) -> None:
+        """Write the buffered rows as one part, atomically."""
+        if not self.buffer:
+            return
+        ids = [i for chunk, _ in self.buffer for i in chunk]
+        feats = {k: np.concatenate([f[k] for _, f in self.buffer]) for k in self.buffer[0][1]}
+        path = self.parts_dir / f"part-{len(self.parts()):06d}.h5"
+        tmp = path.with_name(path.name + ".partial")
+        with h5py.File(tmp, "w") as h5:
+            h5.attrs["config_hash"] = self.attrs["config_hash"]
+            h5.attrs["config"] = self.attrs["config"]
+            h5.create_dataset("ids", data=np.asarray(ids, dtype=object), dtype=STR)
+            for key, arr in feats.items():
+                h5.create_dataset(key, data=arr, dtype=STR if arr.dtype == object else arr.dtype)
+        os.replace(tmp, path)
+        self.done.update(ids)
+        self.n_new += len(ids)
+        self.buffer = []
+
+    def finish(self) -> Path:
+        """Merge the shard and its committed parts into a new shard, then drop the parts."""
+        self.commit()
+        parts = self.parts()
+        if parts or not self.final.exists():
+            self._merge(([self.final] if self.final.exists() else []) + parts)
+        shutil.rmtree(self.parts_dir, ignore_errors=True)
+        try:
+            self.parts_dir.parent.rmdir()
+        except OSError:
+            pass  # other ranks still have parts there
+        return self.final
+
+    def _merge(self, sources: list[Path]) -> None:
+        layout, total = {}, 0
+        for src in sources:
+            with h5py.File(src, "r") as h5:
+                total += h5["ids"].shape[0]
+                keys = {k: (shape, h5[k].dtype) for k, shape in feature_keys(h5).items()}
+            if layout and keys != layout:
+                raise StoreError(f"{src} holds {sorted(keys)}, other parts hold {sorted(layout)}")
+            layout = keys
+        tmp = self.final.with_name(self.final.name + ".partial")
+        with h5py.File(tmp, "w") as out:
+            for key, value in self.attrs.items():
+                out.attrs[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
+            out.attrs["num_rows"] = total
+            out.create_dataset("ids", shape=(total,), dtype=STR, chunks=(min(max(total, 1), 4096),))
+            for key, (shape, dtype) in layout.items():
+                row_bytes = max(1, int(np.prod(shape)) * dtype.itemsize)
+                chunk = (max(1, min(total, 256, (1 << 20) // row_bytes)), *shape)
+                out.create_dataset(key, shape=(total, *shape), dtype=dtype, chunks=chunk,
+                                   compression=self.compression)
+            row = 0
+            for src in sources:
+                with h5py.File(src, "r") as h5:
+                    n = h5["ids"].shape[0]
+                    for a in range(0, n, COPY_ROWS):
+                        b = min(n, a + COPY_ROWS)
+                        out["ids"][row + a : row + b] = h5["ids"][a:b]
+                        for key in layout:
+                            out[key][row + a : row + b] = h5[key][a:b]
+                    row += n
+        os.replace(tmp, self.final)
+
+
 def write_index(directory: str | Path) -> dict:
-    """Summarise the finished shards of a feature set into `index.json`."""
+    """Summarise the finished shards of a feature set into `index.json` (written atomically)."""
     directory = Path(directory)
     shards, rows, keys, hashes = [], 0, {}, set()
     for path in shard_paths(directory):
@@ -101,24 +217,26 @@ def write_index(directory: str | Path) -> dict:
             keys.update({k: list(v) for k, v in feature_keys(h5).items()})
             hashes.add(str(h5.attrs.get("config_hash", "")))
     index = {"shards": shards, "num_rows": rows, "keys": keys, "config_hash": sorted(hashes)}
-    (directory / "index.json").write_text(json.dumps(index, indent=2) + "\n")
+    tmp = directory / f".index.json.{os.getpid()}"
+    tmp.write_text(json.dumps(index, indent=2) + "\n")
+    os.replace(tmp, directory / "index.json")
     return index
 
 
-def shard_paths(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.glob("shard-*-of-*.h5") if SHARD_RE.search(p.name))
-
-
 class FeatureSet:
-    """All shards of a feature set, read as one table keyed by sample_id."""
+    """All finished shards of a feature set, read as one table keyed by sample_id."""
 
     def __init__(self, directory: str | Path):
         self.dir = Path(directory)
         self.paths = shard_paths(self.dir)
         if not self.paths:
             raise StoreError(f"no feature shards in {self.dir}: run `vidprobe embed` with the same config first")
+        counts = {SHARD_RE.search(p.name).group(2) for p in self.paths}
+        if len(counts) > 1:
+            raise StoreError(f"{self.dir} mixes shards split {' and '.join(sorted(counts))} ways; re-run embed with --force")
         self.rows: dict[str, tuple[int, int]] = {}
         self.attrs: dict = {}
+        self.keys: dict[str, tuple] = {}
         for s, path in enumerate(self.paths):
             with h5py.File(path, "r") as h5:
                 attrs = dict(h5.attrs)
@@ -139,11 +257,12 @@ class FeatureSet:
     def config_hash(self) -> str:
         return str(self.attrs.get("config_hash", ""))
 
-    def require_hash(self, expected: str) -> None:
+    def require_hash(self, expected: str, expected_config: str = "") -> None:
         if self.config_hash != expected:
+            diff = config_diff(str(self.attrs.get("config", "")), expected_config) if expected_config else []
+            what = ("; it differs in " + "; ".join(diff)) if diff else ""
             raise StoreError(
-                f"{self.dir} was made with config hash {self.config_hash}, but this config gives {expected}: "
-                "the sampling or backbone settings differ from the ones that embedded it. "
+                f"{self.dir} was made with config hash {self.config_hash}, but this config gives {expected}{what}. "
                 "Re-run `vidprobe embed` with this config, or point embed.feature_set at another name."
             )
 
@@ -155,17 +274,16 @@ class FeatureSet:
             raise StoreError(f"{len(missing)} ids not in {self.dir} (e.g. {missing[:3]})")
         if key not in self.keys:
             raise StoreError(f"no feature {key!r} in {self.dir}; it has {sorted(self.keys)}")
-        out = np.empty((len(ids), *self.keys[key]), dtype=self._dtype(key))
+        out = None
         for s, path in enumerate(self.paths):
-            pos = [(i, r) for i, sid in enumerate(ids) for (ss, r) in [self.rows[sid]] if ss == s]
+            pos = [(i, self.rows[sid][1]) for i, sid in enumerate(ids) if self.rows[sid][0] == s]
             if not pos:
                 continue
             with h5py.File(path, "r") as h5:
-                data = h5[key][()]
+                ds = h5[key]
+                if out is None:
+                    out = np.empty((len(ids), *ds.shape[1:]), dtype=ds.dtype)
+                data = ds[()]
             dest, src = zip(*pos)
             out[list(dest)] = data[list(src)]
-        return out
-
-    def _dtype(self, key: str):
-        with h5py.File(self.paths[0], "r") as h5:
-            return h5[key].dtype
+        return out if out is not None else np.empty((0, *self.keys[key]))

@@ -1,15 +1,127 @@
-"""Decoding and frame sampling. decord is the decoder; stages only see `probe` and `read_frames`."""
+"""Decoding behind a small interface: `open_video(path) -> VideoReader` with frame timestamps and `get`.
+
+decord is the decoder. decord 0.6 cannot decode videos that carry rotation metadata (it
+mis-sizes its buffers), so those go through ffmpeg, which applies the rotation as players do.
+Another decoder (torchcodec, PyAV) is one more class registered in DECODERS.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import Protocol
 
+import ffmpeg
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class VideoError(Exception):
+    """A video that cannot be used; `kind` names the reason for the failure summary."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+class VideoReader(Protocol):
+    num_frames: int
+    fps: float
+
+    def timestamps(self) -> np.ndarray: ...  # (num_frames,) presentation time of each frame, seconds
+
+    def get(self, indices: list[int]) -> np.ndarray: ...  # (len, H, W, 3) uint8 RGB
+
+
+class DecordReader:
+    def __init__(self, path: str):
+        import decord  # imported here so that DataLoader workers each open their own
+
+        self._vr = decord.VideoReader(path, num_threads=1)
+        self.num_frames = len(self._vr)
+        self.fps = float(self._vr.get_avg_fps())
+
+    def timestamps(self) -> np.ndarray:
+        return self._vr.get_frame_timestamp(list(range(self.num_frames)))[:, 0].astype(np.float64)
+
+    def get(self, indices: list[int]) -> np.ndarray:
+        return self._vr.get_batch(list(indices)).asnumpy()
+
+
+class FFmpegReader:
+    """Frame-exact reads through ffmpeg's `select` filter; rotation applied as ffmpeg applies it."""
+
+    def __init__(self, path: str):
+        self.path = path
+        info = ffmpeg.probe(path, select_streams="v:0", count_packets=None, show_entries="packet=pts_time:stream")
+        stream = info["streams"][0]
+        self._pts = np.sort([float(p["pts_time"]) for p in info.get("packets", []) if "pts_time" in p])
+        self.num_frames = len(self._pts)
+        rate = stream.get("avg_frame_rate", "0/1").split("/")
+        self.fps = float(rate[0]) / float(rate[1]) if float(rate[1]) else 0.0
+        w, h = int(stream["width"]), int(stream["height"])
+        self.width, self.height = (h, w) if rotation_of(stream) % 180 else (w, h)
+
+    def timestamps(self) -> np.ndarray:
+        return self._pts - (self._pts[0] if len(self._pts) else 0.0)
+
+    def get(self, indices: list[int]) -> np.ndarray:
+        wanted = sorted(set(int(i) for i in indices))
+        expr = "+".join(f"eq(n,{i})" for i in wanted)  # ffmpeg-python escapes the commas
+        out, _ = (
+            ffmpeg.input(self.path)
+            .video.filter("select", expr)
+            .output("pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
+            .run(capture_stdout=True, quiet=True)
+        )
+        frames = np.frombuffer(out, np.uint8).reshape(-1, self.height, self.width, 3)
+        if len(frames) != len(wanted):
+            raise VideoError("decode error", f"ffmpeg returned {len(frames)} of {len(wanted)} frames")
+        pos = {i: k for k, i in enumerate(wanted)}
+        return frames[[pos[int(i)] for i in indices]]
+
+
+DECODERS = {"decord": DecordReader, "ffmpeg": FFmpegReader}
+
+
+def rotation_of(stream: dict) -> int:
+    """Counter-clockwise display rotation in degrees (0, 90, 180, 270) from an ffprobe stream."""
+    for side in stream.get("side_data_list", []) or []:
+        if "rotation" in side:
+            return int(side["rotation"]) % 360
+    return int(stream.get("tags", {}).get("rotate", 0)) % 360
+
+
+def open_video(path: str, rotation: int = 0, decoder: str = "auto") -> VideoReader:
+    """Open a video with the named decoder ('auto': decord, or ffmpeg for rotated videos)."""
+    if not os.path.exists(path):
+        raise VideoError("missing", f"{path}: file not found; fix the manifest path or restore the file")
+    if os.path.getsize(path) == 0:
+        raise VideoError("empty file", f"{path}: file is empty (0 bytes); re-download or remove it")
+    name = ("ffmpeg" if rotation else "decord") if decoder == "auto" else decoder
+    try:
+        reader = DECODERS[name](path)
+    except VideoError:
+        raise
+    except Exception as err:  # noqa: BLE001 - decoders raise many types; classify for the summary
+        raise classify(path, err) from None
+    if reader.num_frames == 0:
+        raise VideoError("no frames", f"{path}: no video frames; re-encode or remove it")
+    return reader
+
+
+def classify(path: str, err: Exception) -> VideoError:
+    text = err.stderr.decode(errors="replace") if isinstance(err, ffmpeg.Error) else str(err)
+    if "cannot find video stream" in text or "does not contain any stream" in text:
+        return VideoError("no video stream", f"{path}: no video stream (audio only?); remove it from the dataset")
+    if "Invalid data" in text or "moov atom not found" in text or "Error reading" in text:
+        return VideoError("unreadable", f"{path}: not a readable video (corrupt, truncated or not a video); re-encode or remove it")
+    last = text.strip().splitlines()[-1][:200] if text.strip() else type(err).__name__
+    return VideoError("decode error", f"{path}: cannot decode ({last}); re-encode or remove it")
 
 
 @dataclass
@@ -19,23 +131,34 @@ class VideoInfo:
     duration: float
     width: int
     height: int
-
-
-def _reader(path: str):
-    import decord  # imported here so that DataLoader workers each open their own
-
-    return decord.VideoReader(path, num_threads=1)
+    rotation: int
+    has_audio: bool
 
 
 def probe(path: str) -> VideoInfo:
-    """Open a video and read its frame count, rate and size; raises on unreadable files."""
-    vr = _reader(path)
-    n = len(vr)
-    if n == 0:
-        raise ValueError("video has no frames")
-    fps = float(vr.get_avg_fps())
-    h, w = vr[0].shape[:2]
-    return VideoInfo(num_frames=n, fps=fps, duration=n / fps if fps > 0 else 0.0, width=w, height=h)
+    """Everything the manifest records about a video; raises VideoError when it cannot be used.
+
+    The first and last frames are decoded, so a truncated file fails here, not mid-embedding.
+    """
+    try:
+        streams = ffmpeg.probe(path)["streams"] if os.path.isfile(path) and os.path.getsize(path) else []
+    except ffmpeg.Error as err:
+        raise classify(path, err) from None
+    video = next((s for s in streams if s.get("codec_type") == "video"), {})
+    rotation = rotation_of(video)
+    reader = open_video(path, rotation)
+    try:
+        frames = reader.get([0, reader.num_frames - 1])
+    except VideoError:
+        raise
+    except Exception as err:  # noqa: BLE001
+        raise VideoError("truncated", f"{path}: frame {reader.num_frames - 1} of {reader.num_frames} "
+                         f"cannot be decoded (truncated or corrupt); re-encode or remove it") from None
+    ts = reader.timestamps()
+    duration = float(ts[-1] + (1.0 / reader.fps if reader.fps > 0 else 0.0))
+    return VideoInfo(num_frames=reader.num_frames, fps=reader.fps, duration=duration, width=frames.shape[2],
+                     height=frames.shape[1], rotation=rotation,
+                     has_audio=any(s.get("codec_type") == "audio" for s in streams))
 
 
 def uniform_indices(num_frames: int, t: int, first: int = 0, last: int | None = None) -> np.ndarray:
@@ -51,24 +174,38 @@ def uniform_indices(num_frames: int, t: int, first: int = 0, last: int | None = 
 
 def read_frames(path: str, t: int) -> tuple[np.ndarray, np.ndarray, float]:
     """Uniformly sample `t` RGB frames: returns (frames (t, H, W, 3) uint8, indices, fps)."""
-    vr = _reader(path)
-    idx = uniform_indices(len(vr), t)
-    frames = vr.get_batch(list(idx)).asnumpy()
-    return frames, idx, float(vr.get_avg_fps())
+    reader = open_video(path)
+    idx = uniform_indices(reader.num_frames, t)
+    return reader.get(list(idx)), idx, reader.fps
+
+
+def resize_short_side(frames: np.ndarray, size: int) -> torch.Tensor:
+    """(T, H, W, 3) uint8 -> (T, 3, H', W') float in [0, 1] with min(H', W') == size."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0
+    h, w = x.shape[-2:]
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    return F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)
+
+
+def crops(x: torch.Tensor, size: int, n: int) -> torch.Tensor:
+    """`n` square crops (1: centre; 3: start, centre, end of the longer side) -> (n, T, 3, size, size)."""
+    h, w = x.shape[-2:]
+    top, left = (h - size) // 2, (w - size) // 2
+    if n == 1:
+        offsets = [(top, left)]
+    elif h > w:
+        offsets = [(0, left), (top, left), (h - size, left)]
+    else:
+        offsets = [(top, 0), (top, left), (top, w - size)]
+    return torch.stack([x[:, :, t : t + size, l : l + size] for t, l in offsets])
 
 
 def resize_crop(frames: np.ndarray, size: int) -> torch.Tensor:
     """Shorter side to `size`, then a centre crop: (T, H, W, 3) uint8 -> (T, 3, size, size) float in [0, 1]."""
-    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0
-    h, w = x.shape[-2:]
-    scale = size / min(h, w)
-    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)
-    top, left = (nh - size) // 2, (nw - size) // 2
-    return x[:, :, top : top + size, left : left + size]
+    return crops(resize_short_side(frames, size), size, 1)[0]
 
 
 def normalize(x: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
-    mean_t = torch.tensor(mean, dtype=x.dtype).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x - mean_t) / std_t
+    shape = [1] * (x.ndim - 3) + [3, 1, 1]
+    return (x - torch.tensor(mean, dtype=x.dtype).view(shape)) / torch.tensor(std, dtype=x.dtype).view(shape)

@@ -11,7 +11,7 @@ import sys
 import traceback
 
 from features.store import StoreError
-from pipeline.config import ConfigError, load_config
+from pipeline.config import ConfigError, RunFailed, load_config
 
 STAGES = {
     "index": "manifest: list and probe every sample, record unreadable ones",
@@ -28,7 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("out_dir", metavar="OUT_DIR")
     add_config_args(demo)
     for name, help_text in STAGES.items():
-        add_config_args(sub.add_parser(name, help=help_text, description=help_text))
+        stage = sub.add_parser(name, help=help_text, description=help_text)
+        add_config_args(stage)
+        if name == "embed":
+            stage.add_argument("--num-shards", type=int, help="split the manifest into this many shards "
+                               "(default: WORLD_SIZE under torchrun, SLURM_ARRAY_TASK_COUNT in a SLURM array, else 1)")
+            stage.add_argument("--shard-index", type=int, help="which shard this process writes (default: RANK / SLURM task)")
+            stage.add_argument("--force", action="store_true", help="rebuild a feature set made with another config")
     cache = sub.add_parser("cache", help="what a feature set holds (info), and whether it is whole (verify)")
     cache.add_argument("action", choices=["info", "verify"])
     cache.add_argument("path", metavar="PATH", help="a feature set folder, e.g. cache/demo/videomae-tiny-random")
@@ -45,7 +51,9 @@ def dispatch(args: argparse.Namespace):
         from pipeline import cache
 
         return cache.run(args.action, args.path)
-    cfg = load_config(args.config, args.overrides)
+    flags = {"embed.num_shards": getattr(args, "num_shards", None), "embed.shard_index": getattr(args, "shard_index", None),
+             "embed.force": getattr(args, "force", None) or None}
+    cfg = load_config(args.config, list(args.overrides) + [f"{k}={v}" for k, v in flags.items() if v is not None])
     if args.command == "demo-data":
         from pipeline import demo_data
 
@@ -60,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, StoreError) as err:
         print(f"vidprobe {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except RunFailed as err:
+        print(f"vidprobe {args.command}: failed: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"vidprobe {args.command}: interrupted", file=sys.stderr)
         return 1

@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,6 +23,15 @@ import yaml
 
 class ConfigError(Exception):
     """A usage or configuration problem: the CLI prints it and exits with status 2."""
+
+
+class RunFailed(Exception):
+    """The run went through but broke a limit (e.g. max_failures): the CLI exits with status 1."""
+
+
+def choice(default: Any, *options: Any) -> Any:
+    """A field that accepts only `options` (the first of which may be the default)."""
+    return field(default=default, metadata={"choices": (default, *options)})
 
 
 @dataclass
@@ -40,15 +50,27 @@ class PathsConfig:
     cache: str = "cache"  # every stage output goes under this folder
 
 
+def default_workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
 @dataclass
 class IndexConfig:
-    num_workers: int = 2  # threads probing videos
+    num_workers: int = field(default_factory=default_workers)  # threads probing videos
+    max_failures: int | None = None  # unreadable videos tolerated before exit 1 (None: any number)
 
 
 @dataclass
 class SamplingConfig:
+    mode: str = choice("uniform", "fps", "windows")  # uniform: T frames over the segment | fps: T frames at `fps` | windows: sliding
     num_frames: int | None = None  # None: the backbone's own clip length
     size: int | None = None  # None: the backbone's own input size
+    fps: float | None = None  # frame rate for mode fps (required) and windows (None: uniform in each window)
+    views: int = 1  # K temporal views per sample, stored as an axis (N, K, ...)
+    crops: int = choice(1, 3)  # 1: centre crop; 3: three crops along the longer side, stored as an axis
+    window: float = 2.0  # seconds per window (mode windows)
+    stride: float = 1.0  # seconds between window starts (mode windows)
+    decoder: str = choice("auto", "decord", "ffmpeg")  # auto (decord; ffmpeg for rotated videos) | decord | ffmpeg
 
 
 @dataclass
@@ -57,14 +79,22 @@ class BackboneConfig:
     model: str | None = None  # hub id or local directory, for backbones that load weights
     seed: int = 0  # weight init of randomly initialised backbones
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    dtype: str = "float32"  # float32 | bfloat16 | float16 (autocast on CUDA)
+    dtype: str = choice("float32", "bfloat16", "float16")  # float32 | bfloat16 | float16 (autocast on CUDA)
 
 
 @dataclass
 class EmbedConfig:
     feature_set: str | None = None  # None: the backbone's name
-    batch_size: int = 8
-    num_workers: int = 2  # DataLoader workers decoding videos
+    batch_size: int = 8  # clips per forward pass
+    num_workers: int = field(default_factory=default_workers)  # DataLoader workers decoding videos
+    prefetch: int = 4  # batches each worker decodes ahead
+    storage_dtype: str = choice("float32", "float16")  # float32 | float16
+    compression: str | None = choice(None, "gzip", "lzf")  # None | gzip | lzf
+    commit_every: int = 256  # rows per committed part: what a crash can lose
+    max_failures: int | None = None  # undecodable videos tolerated before exit 1 (None: any number)
+    num_shards: int | None = None  # None: from torchrun (WORLD_SIZE) or a SLURM array, else 1
+    shard_index: int | None = None  # None: from RANK or SLURM_ARRAY_TASK_ID, else 0
+    force: bool = False  # rebuild a feature set made with another config
 
 
 @dataclass
@@ -220,6 +250,9 @@ def _build(cls: type, data: Any, prefix: str, errors: list[str]) -> Any:
             kwargs[key] = _build(hint, value, f"{prefix}{key}.", errors)
         else:
             kwargs[key] = _coerce(value, hint, prefix + key, errors)
+            options = fields[key].metadata.get("choices")
+            if options and kwargs[key] not in options:
+                errors.append(f"{prefix}{key}: {value!r} is not one of {', '.join(map(str, options))}")
     return cls(**kwargs)
 
 

@@ -4,30 +4,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import ffmpeg
 import pandas as pd
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from features.video import probe
+from features.video import VideoError, probe
 from pipeline.adapters import list_samples
-from pipeline.config import Config, ConfigError
+from pipeline.config import Config, ConfigError, RunFailed
 
-PROBE_COLUMNS = ["duration", "fps", "num_frames", "has_audio", "status", "error"]
+PROBE_COLUMNS = ["duration", "fps", "num_frames", "width", "height", "rotation", "has_audio", "status", "error"]
 
 
 def probe_sample(path: Path) -> dict:
-    """Probe one video; an unreadable file gives status='error' and the reason, never an exception."""
+    """Probe one video; an unusable file gives status=<kind> and a readable error, never an exception."""
     try:
         info = probe(str(path))
-        streams = ffmpeg.probe(str(path)).get("streams", [])
-        has_audio = any(s.get("codec_type") == "audio" for s in streams)
-        return dict(duration=round(info.duration, 4), fps=round(info.fps, 4), num_frames=info.num_frames,
-                    has_audio=has_audio, status="ok", error="")
-    except Exception as err:  # noqa: BLE001 - any decoder failure is recorded against the file
-        msg = err.stderr.decode(errors="replace").strip().splitlines()[-1] if isinstance(err, ffmpeg.Error) else str(err)
-        return dict(duration=None, fps=None, num_frames=None, has_audio=None, status="error",
-                    error=f"cannot read {path}: {msg or type(err).__name__}; re-encode or remove the file")
+    except VideoError as err:
+        return {"status": err.kind, "error": str(err)}
+    except Exception as err:  # noqa: BLE001 - whatever the decoder raised is recorded against the file
+        return {"status": "error", "error": f"{path}: {type(err).__name__}: {err}; re-encode or remove it"}
+    return dict(duration=round(info.duration, 4), fps=round(info.fps, 4), num_frames=info.num_frames,
+                width=info.width, height=info.height, rotation=info.rotation, has_audio=info.has_audio,
+                status="ok", error="")
 
 
 def run(cfg: Config) -> pd.DataFrame:
@@ -44,7 +42,11 @@ def run(cfg: Config) -> pd.DataFrame:
     for err in bad.error:
         print(f"warning: {err}")
     counts = df[df.status == "ok"].groupby("split").size().to_dict()
-    print(f"manifest: {len(df)} samples ({counts}), {len(bad)} unreadable -> {out}")
+    kinds = ", ".join(f"{n} {k}" for k, n in bad.status.value_counts().items()) or "none"
+    print(f"manifest: {len(df)} samples, usable by split {counts}; unusable: {kinds} -> {out}")
+    limit = cfg.index.max_failures
+    if limit is not None and len(bad) > limit:
+        raise RunFailed(f"{len(bad)} videos are unusable (index.max_failures={limit}); see the error column of {out}")
     return df
 
 

@@ -16,7 +16,7 @@ from heads.metrics import classification_metrics, regression_metrics
 from heads.models import build_head
 from heads.trainer import Standardizer, fit, seed_everything
 from pipeline.config import Config, ConfigError, dump_config
-from pipeline.embed import EMBED_SECTIONS
+from pipeline.embed import feature_hash
 from pipeline.index import read_manifest
 
 
@@ -32,7 +32,7 @@ def open_features(cfg: Config) -> tuple[pd.DataFrame, FeatureSet]:
     """The manifest rows that have features, and the feature set checked against this config."""
     manifest = read_manifest(cfg)
     fs = FeatureSet(cfg.feature_dir())
-    fs.require_hash(cfg.section_hash(*EMBED_SECTIONS))
+    fs.require_hash(*feature_hash(cfg))
     for col in ([cfg.task.label] if cfg.task.label else []) + cfg.task.traits:
         if col not in manifest.columns:
             key = "task.label" if col == cfg.task.label else "task.traits"
@@ -50,6 +50,8 @@ def load_split(cfg: Config, manifest: pd.DataFrame, fs: FeatureSet, split: str) 
         raise ConfigError(f"no samples with features in split {split!r}; splits present: {sorted(manifest.split.unique())}")
     ids = list(rows.sample_id)
     x = torch.from_numpy(fs.get(cfg.head.features, ids)).float()
+    if x.ndim > 2 and cfg.head.features.endswith("pooled"):
+        x = x.flatten(1, -2).mean(1)  # temporal views and crops: averaged, as multi-view testing does
     if x.ndim != 2:
         raise ConfigError(f"head.features: {cfg.head.features!r} has shape {tuple(x.shape[1:])} per sample; "
                           f"the {cfg.head.name} head needs pooled (N, D) features such as video/pooled")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,12 @@ def demo_cfg(demo_root, tmp_path):
         return load_config(None, base + list(overrides))
 
     return make
+
+
+def make_video(path: Path, *args: str, seconds: float = 2.0, size: str = "64x48", rate: int = 10) -> Path:
+    """Encode a small test-pattern video with ffmpeg; `args` are extra output options."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"testsrc=size={size}:rate={rate}",
+           "-t", str(seconds), "-c:v", "libx264", "-pix_fmt", "yuv420p", *args, str(path)]
+    subprocess.run(cmd, check=True)
+    return path

@@ -24,7 +24,8 @@ def test_stages_index_embed_train_evaluate(demo_cfg, capsys):
     result = embed.run(cfg)
     assert result["rows"] == 28 and result["failed"] == []
     info = cache.run("info", str(cfg.feature_dir()))
-    assert info["keys"] == {"video/pooled": (64,), "video/temporal": (4, 64), "frame_indices": (8,)}
+    assert info["keys"] == {"video/pooled": (64,), "video/temporal": (4, 64), "frame_indices": (8,),
+                            "frame_times": (8,), "num_padded": (), "span": (2,)}
     assert info["provenance"]["backbone"] == "videomae-tiny-random"
     assert cache.run("verify", str(cfg.feature_dir()))["rows"] == 28
 

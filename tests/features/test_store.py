@@ -4,21 +4,29 @@ import pytest
 
 from features.store import FeatureSet, ShardWriter, StoreError, write_index
 
+ATTRS = {"config_hash": "abc", "config": "sampling: {views: 1}\n", "provenance": {"backbone": "x"}}
 
-def write(directory, k, n, ids, rng, config_hash="abc"):
-    with ShardWriter(directory, k, n, {"config_hash": config_hash, "provenance": {"backbone": "x"}}) as w:
-        for start in range(0, len(ids), 3):  # several appends, as embed does per batch
-            part = ids[start : start + 3]
-            w.append(part, {"video/pooled": rng.normal(size=(len(part), 4)).astype(np.float32),
-                            "video/temporal": rng.normal(size=(len(part), 2, 4)).astype(np.float32)})
+
+def rows(ids, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"video/pooled": rng.normal(size=(len(ids), 4)).astype(np.float32),
+            "video/temporal": rng.normal(size=(len(ids), 2, 4)).astype(np.float32)}
+
+
+def write(directory, k, n, ids, attrs=ATTRS, finish=True, **kw):
+    w = ShardWriter(directory, k, n, attrs, commit_every=3, **kw)
+    for start in range(0, len(ids), 2):  # several appends, as embed does per batch
+        part = ids[start : start + 2]
+        w.append(part, rows(part, seed=start))
+    return w.finish() if finish else w
 
 
 def test_shards_round_trip_as_one_table(tmp_path):
-    rng = np.random.default_rng(0)
-    write(tmp_path, 0, 2, [f"a{i}" for i in range(5)], rng)
-    write(tmp_path, 1, 2, [f"b{i}" for i in range(4)], rng)
+    write(tmp_path, 0, 2, [f"a{i}" for i in range(5)])
+    write(tmp_path, 1, 2, [f"b{i}" for i in range(4)])
     index = write_index(tmp_path)
     assert index["num_rows"] == 9 and index["keys"] == {"video/pooled": [4], "video/temporal": [2, 4]}
+    assert not (tmp_path / ".parts").exists()
     fs = FeatureSet(tmp_path)
     assert len(fs.ids) == 9 and fs.config_hash == "abc"
     order = ["b3", "a0", "b0", "a4"]
@@ -27,33 +35,80 @@ def test_shards_round_trip_as_one_table(tmp_path):
         ids = list(h5["ids"].asstr()[()])
         np.testing.assert_array_equal(got[0], h5["video/pooled"][ids.index("b3")])
         assert h5["video/pooled"].chunks[0] >= 1 and h5.attrs["num_rows"] == 4
+        assert h5.attrs["config"] == ATTRS["config"]
     assert fs.get("video/temporal", order).shape == (4, 2, 4)
 
 
-def test_refuses_other_config_and_unknown_ids(tmp_path):
-    write(tmp_path, 0, 1, ["x", "y"], np.random.default_rng(1))
+def test_resume_skips_committed_ids_and_appends_new(tmp_path):
+    write(tmp_path, 0, 1, ["a", "b", "c"])
+    w = ShardWriter(tmp_path, 0, 1, ATTRS)
+    assert w.done == {"a", "b", "c"}
+    w.append(["d"], rows(["d"]))
+    w.finish()
+    assert FeatureSet(tmp_path).ids == ["a", "b", "c", "d"]
+
+
+def test_crash_before_finish_keeps_committed_parts_only(tmp_path):
+    w = write(tmp_path, 0, 1, ["a", "b", "c", "d", "e"], finish=False)  # commits every 3 rows: a-d committed
+    (w.parts_dir / "part-000009.h5.partial").write_bytes(b"half a part")  # what a SIGKILL mid-write leaves
+    with pytest.raises(StoreError, match="no feature shards"):
+        FeatureSet(tmp_path)  # nothing finished: a reader trusts nothing
+    again = ShardWriter(tmp_path, 0, 1, ATTRS)
+    assert again.done == {"a", "b", "c", "d"} and not list(again.parts_dir.glob("*.partial"))
+    again.append(["e"], rows(["e"]))
+    again.finish()
+    assert sorted(FeatureSet(tmp_path).ids) == ["a", "b", "c", "d", "e"]
+
+
+def test_parts_already_merged_are_dropped(tmp_path):
+    w = write(tmp_path, 0, 1, ["a", "b", "c"], finish=False)
+    parts = w.parts()
+    saved = [p.read_bytes() for p in parts]
+    w.finish()
+    for p, data in zip(parts, saved):  # a crash between the merge and the clean-up
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    again = ShardWriter(tmp_path, 0, 1, ATTRS)
+    assert again.parts() == [] and again.done == {"a", "b", "c"}
+    again.finish()
+    assert FeatureSet(tmp_path).ids == ["a", "b", "c"]
+
+
+def test_other_config_is_refused_with_the_difference_then_forced(tmp_path):
+    write(tmp_path, 0, 1, ["x", "y"])
+    other = {**ATTRS, "config_hash": "def", "config": "sampling: {views: 3}\n"}
+    with pytest.raises(StoreError, match=r"(?s)sampling.views: 1 -> 3.*--force"):
+        ShardWriter(tmp_path, 0, 1, other)
+    with pytest.raises(StoreError, match="split into 1 shards"):
+        ShardWriter(tmp_path, 0, 2, ATTRS)
+    write(tmp_path, 0, 1, ["z"], attrs=other, force=True)
     fs = FeatureSet(tmp_path)
-    with pytest.raises(StoreError, match="config hash abc"):
-        fs.require_hash("def")
+    assert fs.ids == ["z"] and fs.config_hash == "def"
+
+
+def test_reader_refuses_other_config_and_unknown_ids(tmp_path):
+    write(tmp_path, 0, 1, ["x", "y"])
+    fs = FeatureSet(tmp_path)
+    with pytest.raises(StoreError, match=r"config hash abc.*sampling.views: 1 -> 2"):
+        fs.require_hash("def", "sampling: {views: 2}\n")
     with pytest.raises(StoreError, match="1 ids not in"):
         fs.get("video/pooled", ["x", "zzz"])
     with pytest.raises(StoreError, match="no feature 'audio/pooled'"):
         fs.get("audio/pooled", ["x"])
 
 
-def test_failed_write_leaves_nothing_readable(tmp_path):
-    with pytest.raises(RuntimeError):
-        with ShardWriter(tmp_path, 0, 1, {"config_hash": "abc"}) as w:
-            w.append(["x"], {"video/pooled": np.zeros((1, 4), np.float32)})
-            raise RuntimeError("killed mid-run")
-    assert list(tmp_path.iterdir()) == []
-    with pytest.raises(StoreError, match="no feature shards"):
-        FeatureSet(tmp_path)
+def test_compression_and_float16(tmp_path):
+    w = ShardWriter(tmp_path, 0, 1, ATTRS, compression="gzip")
+    w.append(["a", "b"], {"video/pooled": np.ones((2, 8), np.float16)})
+    w.finish()
+    with h5py.File(tmp_path / "shard-0-of-1.h5") as h5:
+        assert h5["video/pooled"].compression == "gzip" and h5["video/pooled"].dtype == np.float16
 
 
-def test_mixed_configs_are_refused(tmp_path):
-    rng = np.random.default_rng(2)
-    write(tmp_path, 0, 2, ["a"], rng, config_hash="one")
-    write(tmp_path, 1, 2, ["b"], rng, config_hash="two")
+def test_mixed_configs_are_refused_by_the_reader(tmp_path):
+    write(tmp_path, 0, 2, ["a"])
+    write(tmp_path, 1, 2, ["b"])
+    with h5py.File(tmp_path / "shard-1-of-2.h5", "a") as h5:  # as if another run wrote it
+        h5.attrs["config_hash"] = "two"
     with pytest.raises(StoreError, match="another config"):
         FeatureSet(tmp_path)

@@ -1,0 +1,199 @@
+"""The extraction engine on real files: bad inputs, views and crops, windows, shards, a real SIGKILL."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import decord
+import numpy as np
+import pytest
+import torch
+
+from features.store import FeatureSet
+from features.video import normalize, resize_crop
+from pipeline import embed, index
+from pipeline.cli import main
+from pipeline.config import load_config
+from pipeline.embed import ClipDataset, Item, resolve_shard
+from tests.conftest import make_video
+
+BAD = {  # file -> manifest status
+    "train/dog/zero.mp4": "empty file",
+    "train/dog/text.mp4": "unreadable",
+    "train/dog/audio.mp4": "no video stream",
+    "train/dog/trunc.mp4": "unreadable",
+    "train/dog/trunc_fs.mp4": "truncated",
+}
+ODD_BUT_OK = ["train/cat/one.mp4", "train/cat/short.mp4", "train/cat/vfr.mp4", "train/cat/odd.mp4",
+              "train/cat/rot.mp4", "train/cat/with space é.mp4"]
+
+
+@pytest.fixture(scope="module")
+def messy_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("messy")
+    for split in ("train", "val", "test"):
+        for label in ("cat", "dog"):
+            make_video(root / split / label / "plain.mp4")
+    make_video(root / "train/cat/one.mp4", "-frames:v", "1")
+    make_video(root / "train/cat/short.mp4", seconds=0.3)  # 3 frames < 8
+    make_video(root / "train/cat/vfr.mp4", "-vf", r"select='lt(n\,15)+not(mod(n\,5))'", "-fps_mode", "passthrough",
+               rate=30)
+    make_video(root / "train/cat/odd.mp4", size="34x18")
+    make_video(root / "train/cat/with space é.mp4")
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(root / "train/cat/plain.mp4"), "-c", "copy",
+                    "-metadata:s:v:0", "rotate=90", str(root / "train/cat/rot.mp4")], check=True)
+    (root / "train/dog/zero.mp4").write_bytes(b"")
+    (root / "train/dog/text.mp4").write_text("this is not a video\n")
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac",
+                    str(root / "train/dog/audio.mp4")], check=True)
+    noisy = ["-vf", "noise=alls=80:allf=t"]
+    big = make_video(root / "big.mp4", *noisy, size="160x120", rate=25, seconds=3)
+    faststart = make_video(root / "big_fs.mp4", *noisy, "-movflags", "+faststart", size="160x120", rate=25, seconds=3)
+    for src, dst in ((big, "trunc.mp4"), (faststart, "trunc_fs.mp4")):
+        data = src.read_bytes()
+        (root / "train/dog" / dst).write_bytes(data[: len(data) // 2])
+        src.unlink()
+    return root
+
+
+def cfg_for(root, cache, *extra):
+    return load_config(None, [f"dataset.root={root}", f"paths.cache={cache}", "dataset.name=messy",
+                              "embed.num_workers=0", "index.num_workers=2", *extra])
+
+
+@pytest.fixture(scope="module")
+def messy_manifest(messy_root, tmp_path_factory):
+    cfg = cfg_for(messy_root, tmp_path_factory.mktemp("cache"))
+    return cfg, index.run(cfg)
+
+
+def test_index_records_every_bad_file_with_its_kind(messy_manifest):
+    _, df = messy_manifest
+    status = dict(zip(df.path, df.status))
+    for path, kind in BAD.items():
+        assert status[path] == kind, path
+        error = df[df.path == path].error.iloc[0]
+        assert path.split("/")[-1] in error and ("remove" in error or "re-encode" in error)
+    for path in ODD_BUT_OK:
+        assert status[path] == "ok", (path, df[df.path == path].error.iloc[0])
+    rot = df[df.path == "train/cat/rot.mp4"].iloc[0]
+    assert (rot.rotation, rot.width, rot.height) == (90, 48, 64)  # as displayed
+    assert df[df.path == "train/cat/odd.mp4"].iloc[0].width == 34
+
+
+def test_embed_goes_on_past_failures_and_records_them(messy_manifest, messy_root, tmp_path, capsys):
+    cfg, _ = messy_manifest
+    root = tmp_path / "data"
+    subprocess.run(["cp", "-r", str(messy_root), str(root)], check=True)
+    (root / "val/cat/plain.mp4").unlink()  # a manifest row whose file has gone missing
+    cfg = cfg_for(root, cfg.paths.cache)
+    result = embed.run(cfg)
+    assert [(sid, kind) for sid, kind, _ in result["failed"]] == [("val/cat/plain", "missing")]
+    fs = FeatureSet(cfg.feature_dir())
+    assert len(fs.ids) == 11 and "val/cat/plain" not in fs.ids
+    assert "failed: 1 missing" in capsys.readouterr().out
+    padded = dict(zip(["train/cat/one", "train/cat/short", "train/cat/plain"],
+                      fs.get("num_padded", ["train/cat/one", "train/cat/short", "train/cat/plain"])))
+    assert padded == {"train/cat/one": 7, "train/cat/short": 5, "train/cat/plain": 0}
+    # frame indices and timestamps against decord read directly (variable frame rate)
+    vr = decord.VideoReader(str(root / "train/cat/vfr.mp4"))
+    idx, times = fs.get("frame_indices", ["train/cat/vfr"])[0], fs.get("frame_times", ["train/cat/vfr"])[0]
+    assert idx.tolist() == np.floor((np.arange(8) + 0.5) * len(vr) / 8).astype(int).tolist()
+    np.testing.assert_allclose(times, vr.get_frame_timestamp(idx.tolist())[:, 0], atol=1e-4)
+    # more failures than allowed: the run still finishes, then exits 1
+    code = main(["embed", f"dataset.root={root}", f"paths.cache={cfg.paths.cache}", "dataset.name=messy",
+                 "embed.num_workers=0", "embed.max_failures=0", "--force"])
+    assert code == 1 and "embed.max_failures=0" in capsys.readouterr().err
+    assert len(FeatureSet(cfg.feature_dir()).ids) == 11
+
+
+def test_rotated_video_is_turned_upright(messy_root):
+    cfg = load_config(None, [])
+    ds = ClipDataset([Item("rot", str(messy_root / "train/cat/rot.mp4"), rotation=90)], cfg, 8, 64,
+                     (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    got = ds[0]["pixels"][0, 0]  # view 0, crop 0: (T, 3, 64, 64)
+    vr = decord.VideoReader(str(messy_root / "train/cat/plain.mp4"))
+    upright = np.stack([np.rot90(f, 1) for f in vr.get_batch(ds[0]["plan"].indices[0].tolist()).asnumpy()])
+    want = normalize(resize_crop(upright, 64), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
+def test_views_crops_and_windows(demo_cfg):
+    cfg = demo_cfg("sampling.views=2", "sampling.crops=3", "embed.feature_set=vc")
+    index.run(cfg)
+    embed.run(cfg)
+    fs = FeatureSet(cfg.feature_dir())
+    sid = fs.ids[0]
+    assert fs.get("video/pooled", [sid]).shape == (1, 2, 3, 64)
+    assert fs.get("video/temporal", [sid]).shape == (1, 2, 3, 4, 64)
+    assert fs.get("frame_indices", [sid]).shape == (1, 2, 8)
+    first, second = fs.get("frame_indices", [sid])[0]
+    assert (first < second).all()  # the second view is offset inside every step
+
+    win = demo_cfg("sampling.mode=windows", "sampling.window=0.5", "sampling.stride=0.4", "embed.feature_set=win")
+    embed.run(win)
+    fs = FeatureSet(win.feature_dir())
+    rows = [i for i in fs.ids if i.startswith("train/left/left_000#w")]
+    assert len(rows) == 3  # 1.2 s clips: windows start at 0, 0.4, 0.8
+    spans = fs.get("span", rows)
+    np.testing.assert_allclose(spans[:, 0], [0.0, 0.4, 0.8], atol=1e-6)
+    assert fs.get("video/pooled", rows).shape == (3, 64)
+    assert set(fs.get("source_id", rows).astype(str)) == {"train/left/left_000"}
+
+
+def test_shards_by_rank_join_to_the_single_run(demo_cfg, monkeypatch):
+    single = demo_cfg("embed.feature_set=one")
+    index.run(single)
+    embed.run(single)
+    for rank in (0, 1):
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        monkeypatch.setenv("RANK", str(rank))
+        embed.run(demo_cfg("embed.feature_set=two"))
+    a, b = FeatureSet(single.feature_dir()), FeatureSet(demo_cfg("embed.feature_set=two").feature_dir())
+    assert len(b.paths) == 2 and sorted(a.ids) == sorted(b.ids)
+    np.testing.assert_array_equal(a.get("video/pooled", a.ids), b.get("video/pooled", a.ids))
+
+
+def test_shard_resolution_from_env(monkeypatch):
+    for var in ("WORLD_SIZE", "RANK", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN"):
+        monkeypatch.delenv(var, raising=False)
+    assert resolve_shard(load_config(None, [])) == (0, 1)
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "1")
+    assert resolve_shard(load_config(None, [])) == (2, 4)
+    assert resolve_shard(load_config(None, ["embed.num_shards=3", "embed.shard_index=1"])) == (1, 3)
+    with pytest.raises(Exception, match="shard_index"):
+        resolve_shard(load_config(None, ["embed.num_shards=2", "embed.shard_index=2"]))
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(demo_root, tmp_path):
+    common = [f"dataset.root={demo_root}", "dataset.name=demo", "embed.num_workers=0", "embed.batch_size=6",
+              "embed.commit_every=6", "sampling.views=2", "sampling.crops=3"]
+    clean = tmp_path / "clean"
+    killed = tmp_path / "killed"
+    for cache in (clean, killed):
+        assert main(["index", *common, f"paths.cache={cache}"]) == 0
+    assert main(["embed", *common, f"paths.cache={clean}"]) == 0
+
+    cmd = [sys.executable, "-m", "pipeline.cli", "embed", *common, f"paths.cache={killed}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parts = killed / "demo" / "videomae-tiny-random" / ".parts" / "shard-0-of-1"
+    deadline = time.time() + 120
+    while len(list(parts.glob("part-*.h5"))) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (parts.parent.parent / "shard-0-of-1.h5").exists(), "the run ended before the kill"
+    assert 2 <= len(list(parts.glob("part-*.h5")))
+
+    assert main(["embed", *common, f"paths.cache={killed}"]) == 0
+    a = FeatureSet(clean / "demo" / "videomae-tiny-random")
+    b = FeatureSet(killed / "demo" / "videomae-tiny-random")
+    assert sorted(a.ids) == sorted(b.ids) and len(a.ids) == 28
+    for key in ("video/pooled", "video/temporal", "frame_indices", "frame_times", "num_padded"):
+        np.testing.assert_array_equal(a.get(key, a.ids), b.get(key, a.ids))
