@@ -7,8 +7,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import traceback
+
+# Idle OpenMP threads sleep instead of spinning: on a CPU the backbone shares its cores with the
+# decoding workers, and spinning threads would take the time they decode in. Read once, when
+# torch loads, so it is set here, before any stage imports torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from features.store import StoreError
 from pipeline.config import ConfigError, RunFailed, load_config

@@ -87,7 +87,7 @@ class EmbedConfig:
     feature_set: str | None = None  # None: the backbone's name
     batch_size: int = 8  # clips per forward pass
     num_workers: int = field(default_factory=default_workers)  # DataLoader workers decoding videos
-    prefetch: int = 4  # batches each worker decodes ahead
+    prefetch: int = 2  # batches each worker decodes ahead (memory: workers x prefetch x batch)
     storage_dtype: str = choice("float32", "float16")  # float32 | float16
     compression: str | None = choice(None, "gzip", "lzf")  # None | gzip | lzf
     commit_every: int = 256  # rows per committed part: what a crash can lose

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from features.video import probe, read_frames, resize_crop, uniform_indices
+from features.video import normalize, probe, read_frames, resize_crop, uniform_indices
 
 
 def test_uniform_indices_centres_and_bounds():
@@ -32,5 +32,11 @@ def test_resize_crop_shorter_side_then_centre():
     frames = np.zeros((2, 60, 120, 3), dtype=np.uint8)
     frames[:, :, 45:75] = 255  # a white band in the middle of the width
     out = resize_crop(frames, 32)
-    assert out.shape == (2, 3, 32, 32) and out.dtype == torch.float32
-    assert out[0, 0, 16, 16] == pytest.approx(1.0) and out[0, 0, 16, 0] == pytest.approx(0.0)
+    assert out.shape == (2, 3, 32, 32) and out.dtype == torch.uint8
+    assert out[0, 0, 16, 16] == 255 and out[0, 0, 16, 0] == 0
+
+
+def test_normalize_scales_then_standardises():
+    x = torch.full((1, 3, 2, 2), 255, dtype=torch.uint8)
+    out = normalize(x, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    assert out.dtype == torch.float32 and torch.allclose(out, torch.full_like(out, 2.0))

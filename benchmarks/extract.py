@@ -1,0 +1,279 @@
+"""Extraction throughput: the embed pipeline against its limits and a sequential baseline.
+
+For each configuration (a backbone preset on a dataset) it measures, in this one run:
+  pipeline      `pipeline.embed.run` end to end (workers decode while the main process embeds)
+  decode-only   the same DataLoader and workers, no model
+  embed-only    the backbone on pre-decoded tensors
+  cpu limit     cores / (decode CPU-s per clip + embed CPU-s per clip), each measured alone
+                (only where decoding and embedding share the CPU, i.e. on a CPU device)
+  sequential    one process, one video at a time: decode, then embed (the reference notes' loop)
+and reports fraction_of_limit = pipeline / min(limits) and speedup_vs_sequential. Peak RSS of the
+whole process tree of `vidprobe embed` is measured on 100 and on 1000 samples (flat is the goal).
+The worst case over configurations is the summary. Last line: one JSON object.
+
+    python benchmarks/extract.py                      # CPU: tiny and small presets, demo + 500 clips
+    python benchmarks/extract.py --presets base --device cuda --workers 16 --batch-size 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the vidprobe CLI sets it, before torch loads
+
+import torch  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from features.backbones import build_backbone  # noqa: E402
+from pipeline import demo_data, embed, index  # noqa: E402
+from pipeline.config import load_config  # noqa: E402
+from features.video import normalize  # noqa: E402
+from pipeline.embed import ClipDataset, collate, manifest_items, worker_init  # noqa: E402
+
+PRESETS = {  # VideoMAE configs with random weights: the cost of the real thing, no download
+    "tiny": dict(image_size=64, num_frames=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                 intermediate_size=128),
+    "small": dict(image_size=112, num_frames=16, hidden_size=192, num_hidden_layers=4, num_attention_heads=3,
+                  intermediate_size=768),
+    "base": dict(image_size=224, num_frames=16),  # VideoMAE-B: 768 wide, 12 layers
+}
+
+
+def save_preset(name: str, root: Path) -> Path:
+    from transformers import VideoMAEConfig, VideoMAEModel
+
+    torch.manual_seed(0)
+    path = root / f"videomae-{name}"
+    VideoMAEModel(VideoMAEConfig(**PRESETS[name])).save_pretrained(path)
+    return path
+
+
+def make_dataset(root: Path, per_class: int) -> Path:
+    split = max(1, per_class // 8)
+    cfg = load_config(None, [f"demo.train={max(1, per_class - 2 * split)}", f"demo.val={split}", f"demo.test={split}",
+                             "demo.audio=false"])
+    return demo_data.run(cfg, root, n_jobs=os.cpu_count() or 1)
+
+
+def config(data: Path, cache: Path, model: Path, args, *extra: str):
+    return load_config(None, [f"dataset.root={data}", f"paths.cache={cache}", "dataset.name=bench",
+                              "backbone.name=videomae", f"backbone.model={model}", f"backbone.device={args.device}",
+                              f"backbone.dtype={args.dtype}", f"embed.num_workers={args.workers}",
+                              f"embed.batch_size={args.batch_size}", *extra])
+
+
+def loader_for(cfg, items, workers):
+    bb = build_backbone(cfg.backbone)
+    ds = ClipDataset(items, cfg, bb.num_frames, bb.image_size)
+    return DataLoader(ds, batch_size=cfg.embed.batch_size, num_workers=workers, collate_fn=collate,
+                      worker_init_fn=worker_init if workers else None,
+                      prefetch_factor=cfg.embed.prefetch if workers else None), bb
+
+
+def time_pipeline(cfg) -> tuple[float, float]:
+    """(clips/s of the decode-embed-write loop incl. worker start-up and the final merge, clips/s incl. model load)."""
+    start = time.perf_counter()
+    result = embed.run(cfg)
+    return result["clips"] / result["seconds"], result["clips"] / (time.perf_counter() - start)
+
+
+def time_decode(cfg, items, workers) -> tuple[float, float]:
+    """(clips/s with `workers`, CPU-s per clip in one process)."""
+    loader, _ = loader_for(cfg, items, workers)
+    start = time.perf_counter()
+    n = sum(len(b["clips"]) for b in loader)
+    rate = n / (time.perf_counter() - start)
+    loader, _ = loader_for(cfg, items[: max(8, len(items) // 4)], 0)
+    torch.set_num_threads(1)  # as in a worker
+    cpu = time.process_time()
+    n = sum(len(b["clips"]) for b in loader)
+    torch.set_num_threads(os.cpu_count() or 1)
+    return rate, (time.process_time() - cpu) / n
+
+
+def time_embed(cfg, items, device, dtype) -> tuple[float, float]:
+    """(clips/s with every core, CPU-s per clip on one thread) of the backbone on pre-decoded batches."""
+    loader, bb = loader_for(cfg, items[: cfg.embed.batch_size * 4], 0)
+    batches = [normalize(b["clips"].to(device), bb.mean, bb.std) for b in loader]
+    bb.model.to(device)
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        bb.embed(batches[0])  # warm-up
+        sync(device)
+        wall, cpu, n = time.perf_counter(), time.process_time(), 0
+        while time.perf_counter() - wall < 3.0:
+            for x in batches:
+                bb.embed(x)
+                n += len(x)
+            sync(device)
+        rate = n / (time.perf_counter() - wall)
+        torch.set_num_threads(1)
+        cpu, n = time.process_time(), 0
+        for x in batches:
+            bb.embed(x)
+            n += len(x)
+        torch.set_num_threads(os.cpu_count() or 1)
+    return rate, (time.process_time() - cpu) / n
+
+
+def time_sequential(cfg, items, device, dtype) -> float:
+    loader, bb = loader_for(cfg, items, 0)
+    bb.model.to(device)
+    ds = loader.dataset
+    start = time.perf_counter()
+    for i in range(len(ds)):
+        x = normalize(ds[i]["pixels"].flatten(0, 1).to(device), bb.mean, bb.std)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            bb.embed(x)
+    sync(device)
+    return len(ds) / (time.perf_counter() - start)
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants (from /proc)."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/status") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo += [int(c) for c in f.read().split()]
+        except (OSError, StopIteration):
+            continue
+    return total / 1024
+
+
+def peak_rss(cfg, n: int, args) -> float:
+    """Peak RSS (MB) of `vidprobe embed` over a manifest of `n` rows (videos repeat under new ids)."""
+    import pandas as pd
+
+    manifest = pd.read_csv(cfg.manifest_path())
+    ok = manifest[manifest.status == "ok"]
+    rows = pd.concat([ok] * (n // len(ok) + 1)).head(n).copy()
+    rows["sample_id"] = [f"{sid}~{i}" for i, sid in enumerate(rows.sample_id)]
+    cache = Path(cfg.paths.cache) / f"rss{n}"
+    (cache / "bench").mkdir(parents=True, exist_ok=True)
+    rows.to_csv(cache / "bench" / "manifest.csv", index=False)
+    cmd = [sys.executable, "-m", "pipeline.cli", "embed", f"dataset.root={cfg.dataset.root}", f"paths.cache={cache}",
+           "dataset.name=bench", "backbone.name=videomae", f"backbone.model={cfg.backbone.model}",
+           f"backbone.device={args.device}", f"embed.num_workers={args.workers}", f"embed.batch_size={args.batch_size}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak = 0.0
+    stop = threading.Event()
+
+    def watch():
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, tree_rss_mb(proc.pid))
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    code = proc.wait()
+    stop.set()
+    thread.join()
+    if code != 0:
+        raise RuntimeError(f"embed on {n} samples exited {code}")
+    return peak
+
+
+def prepare_manifest(cfg, data: Path, repeat: int) -> None:
+    """Index the dataset, or reuse `DATA/manifest.csv` (made where ffprobe exists); repeat its rows."""
+    import pandas as pd
+
+    if (data / "manifest.csv").is_file():
+        cfg.manifest_path().parent.mkdir(parents=True, exist_ok=True)
+        manifest = pd.read_csv(data / "manifest.csv")
+    else:
+        manifest = index.run(cfg)
+    if repeat > 1:
+        manifest = pd.concat([manifest.assign(sample_id=manifest.sample_id + f"~{r}") for r in range(repeat)])
+    manifest.to_csv(cfg.manifest_path(), index=False)
+
+
+def measure(name: str, data: Path, model: Path, tmp: Path, args) -> dict:
+    cache = tmp / f"cache-{name}-{data.name}"
+    cfg = config(data, cache, model, args)
+    prepare_manifest(cfg, data, args.repeat)
+    items, _ = manifest_items(cfg, 0, 1)
+    device = torch.device(args.device)
+    dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
+    pipeline, end_to_end = time_pipeline(cfg)
+    torch.set_num_threads(os.cpu_count() or 1)  # the limits below are measured alone, with every core
+    decode_rate, decode_cpu = time_decode(cfg, items, args.workers)
+    embed_rate, embed_cpu = time_embed(cfg, items, device, dtype)
+    limits = {"decode_only": decode_rate, "embed_only": embed_rate}
+    if device.type == "cpu":
+        limits["cpu_shared"] = (os.cpu_count() or 1) / (decode_cpu + embed_cpu)
+    limit = min(limits.values())
+    sequential = time_sequential(cfg, items[: max(16, len(items) // 5)], device, dtype)
+    row = {"config": f"{name}@{data.name}", "clips": len(items), "clips_per_s": pipeline,
+           "end_to_end_clips_per_s": end_to_end,
+           "limit_clips_per_s": limit, "limited_by": min(limits, key=limits.get),
+           **{f"{k}_clips_per_s": v for k, v in limits.items()},
+           "decode_cpu_s_per_clip": decode_cpu, "embed_cpu_s_per_clip": embed_cpu,
+           "sequential_clips_per_s": sequential, "fraction_of_limit": pipeline / limit,
+           "speedup_vs_sequential": pipeline / sequential}
+    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", nargs="+", default=["tiny", "small"], choices=list(PRESETS))
+    parser.add_argument("--large", type=int, default=500, help="clips in the larger generated set")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--skip-demo", action="store_true", help="measure only the larger set")
+    parser.add_argument("--data", type=Path, help="use this class-folder dataset (and its manifest.csv, if any) "
+                        "instead of generating the larger set")
+    parser.add_argument("--repeat", type=int, default=1, help="list every sample this many times (longer runs)")
+    parser.add_argument("--rss", type=int, nargs=2, default=[100, 1000], metavar=("SMALL", "LARGE"),
+                        help="sample counts whose peak memory is compared")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        sets = [] if args.skip_demo else [make_dataset(tmp / "demo", 14)]  # the demo's size: 56 clips
+        sets.append(args.data.resolve() if args.data else make_dataset(tmp / "large", -(-args.large // 4)))
+        rows = []
+        for name in args.presets:
+            model = save_preset(name, tmp)
+            rows += [measure(name, data, model, tmp, args) for data in sets]
+        last = config(sets[-1], tmp / f"cache-{args.presets[0]}-{sets[-1].name}", tmp / f"videomae-{args.presets[0]}", args)
+        (n_small, n_large) = args.rss
+        rss_small, rss_large = peak_rss(last, n_small, args), peak_rss(last, n_large, args)
+    worst = min(rows, key=lambda r: r["fraction_of_limit"])
+    summary = {
+        "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(),
+        "cores": os.cpu_count(), "workers": args.workers, "batch_size": args.batch_size, "dtype": args.dtype,
+        "worst_config": worst["config"], "limited_by": worst["limited_by"],
+        "clips_per_s": round(worst["clips_per_s"], 2), "limit_clips_per_s": round(worst["limit_clips_per_s"], 2),
+        "fraction_of_limit": round(worst["fraction_of_limit"], 3),
+        "speedup_vs_sequential": round(min(r["speedup_vs_sequential"] for r in rows), 2),
+        f"peak_rss_mb_{n_small}": round(rss_small, 1), f"peak_rss_mb_{n_large}": round(rss_large, 1),
+        "rss_ratio": round(rss_large / rss_small, 3),
+        "configs": {r["config"]: round(r["fraction_of_limit"], 3) for r in rows},
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
