@@ -161,24 +161,6 @@ def probe(path: str) -> VideoInfo:
                      has_audio=any(s.get("codec_type") == "audio" for s in streams))
 
 
-def uniform_indices(num_frames: int, t: int, first: int = 0, last: int | None = None) -> np.ndarray:
-    """`t` frame indices at the centres of `t` equal segments of [first, last).
-
-    Shorter videos repeat frames (the same index appears more than once), never read past the end.
-    """
-    last = num_frames if last is None else min(last, num_frames)
-    span = max(last - first, 1)
-    idx = first + np.floor((np.arange(t) + 0.5) * span / t).astype(np.int64)
-    return np.clip(idx, 0, num_frames - 1)
-
-
-def read_frames(path: str, t: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """Uniformly sample `t` RGB frames: returns (frames (t, H, W, 3) uint8, indices, fps)."""
-    reader = open_video(path)
-    idx = uniform_indices(reader.num_frames, t)
-    return reader.get(list(idx)), idx, reader.fps
-
-
 def resize_short_side(frames: np.ndarray, size: int) -> torch.Tensor:
     """(T, H, W, 3) uint8 -> (T, 3, H', W') uint8 with min(H', W') == size (bilinear, antialiased).
 
@@ -202,11 +184,6 @@ def crops(x: torch.Tensor, size: int, n: int) -> torch.Tensor:
     else:
         offsets = [(top, 0), (top, left), (top, w - size)]
     return torch.stack([x[:, :, t : t + size, l : l + size] for t, l in offsets])
-
-
-def resize_crop(frames: np.ndarray, size: int) -> torch.Tensor:
-    """Shorter side to `size`, then a centre crop: (T, H, W, 3) uint8 -> (T, 3, size, size) uint8."""
-    return crops(resize_short_side(frames, size), size, 1)[0]
 
 
 def normalize(x: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:

@@ -155,11 +155,6 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def section_hash(self, *sections: str) -> str:
-        """A stable hash of the named sections, e.g. what made a feature set."""
-        data = {name: dataclasses.asdict(getattr(self, name)) for name in sections}
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
-
     def feature_dir(self) -> Path:
         name = self.embed.feature_set or self.backbone.name
         return Path(self.paths.cache) / self.dataset.name / name

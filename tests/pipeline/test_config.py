@@ -51,12 +51,6 @@ def test_malformed_yaml_names_file(tmp_path):
         load_config(path)
 
 
-def test_section_hash_tracks_only_named_sections():
-    a, b = load_config(None, ["head.lr=0.1"]), load_config(None, ["head.lr=0.2"])
-    assert a.section_hash("sampling", "backbone") == b.section_hash("sampling", "backbone")
-    assert a.section_hash("head") != b.section_hash("head")
-
-
 @pytest.mark.parametrize("path", sorted(ROOT.glob("configs/**/*.yaml")) + [ROOT / "params.yaml"],
                          ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_shipped_yaml_loads(path):

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from features.store import FeatureSet
-from features.video import resize_crop
+from features.video import crops, resize_short_side
 from pipeline import embed, index
 from pipeline.cli import main
 from pipeline.config import load_config
@@ -116,7 +116,7 @@ def test_rotated_video_is_turned_upright(messy_root):
     got = ds[0]["pixels"][0, 0]  # view 0, crop 0: (T, 3, 64, 64)
     vr = decord.VideoReader(str(messy_root / "train/cat/plain.mp4"))
     upright = np.stack([np.rot90(f, 1) for f in vr.get_batch(ds[0]["plan"].indices[0].tolist()).asnumpy()])
-    torch.testing.assert_close(got, resize_crop(upright, 64), atol=0, rtol=0)
+    torch.testing.assert_close(got, crops(resize_short_side(upright, 64), 64, 1)[0], atol=0, rtol=0)
 
 
 def test_views_crops_and_windows(demo_cfg):
