@@ -69,3 +69,28 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, traits: list[str]
     for name in ("spearman", "pearson", "mae"):
         out[f"{name}/mean"] = float(np.mean([out[f"{name}/{t}"] for t in traits]))
     return out
+
+
+def average_precision(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the precision-recall steps (scikit-learn's average_precision_score), one class."""
+    order = np.argsort(-scores, kind="mergesort")
+    y, s = np.asarray(y_true)[order], np.asarray(scores)[order]
+    last_of_tie = np.r_[np.diff(s) != 0, True]  # tied scores count as one threshold
+    tp = np.cumsum(y)[last_of_tie]
+    seen = (np.arange(len(y)) + 1)[last_of_tie]
+    precision, recall = tp / seen, tp / max(y.sum(), 1)
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def multilabel_metrics(y_true: np.ndarray, scores: np.ndarray, classes: list[str],
+                       segment: dict[str, str] | None = None) -> dict[str, float]:
+    """mAP over the classes that have positives, and per head/middle/tail segment; says how many had none."""
+    has_pos = y_true.sum(0) > 0
+    ap = {c: average_precision(y_true[:, j], scores[:, j]) for j, c in enumerate(classes) if has_pos[j]}
+    out = {"mAP": float(np.mean(list(ap.values()))) if ap else 0.0,
+           "classes_without_positives": float((~has_pos).sum())}
+    for name in ("head", "middle", "tail"):
+        values = [v for c, v in ap.items() if (segment or {}).get(c) == name]
+        if values:
+            out[f"mAP_{name}"] = float(np.mean(values))
+    return out

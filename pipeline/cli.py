@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in STAGES.items():
         stage = sub.add_parser(name, help=help_text, description=help_text)
         add_config_args(stage)
+        if name == "index":
+            stage.add_argument("--describe", action="store_true",
+                               help="print per split: counts, classes, traits, failures (also saved as describe.json)")
         if name == "embed":
             stage.add_argument("--num-shards", type=int, help="split the manifest into this many shards "
                                "(default: WORLD_SIZE under torchrun, SLURM_ARRAY_TASK_COUNT in a SLURM array, else 1)")
@@ -58,7 +61,8 @@ def dispatch(args: argparse.Namespace):
 
         return cache.run(args.action, args.path)
     flags = {"embed.num_shards": getattr(args, "num_shards", None), "embed.shard_index": getattr(args, "shard_index", None),
-             "embed.force": getattr(args, "force", None) or None}
+             "embed.force": getattr(args, "force", None) or None,
+             "index.describe": getattr(args, "describe", None) or None}
     cfg = load_config(args.config, list(args.overrides) + [f"{k}={v}" for k, v in flags.items() if v is not None])
     if args.command == "demo-data":
         from pipeline import demo_data

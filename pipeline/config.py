@@ -43,6 +43,18 @@ class DatasetConfig:
     extensions: list[str] = field(default_factory=lambda: [".mp4", ".avi", ".mkv", ".mov", ".webm"])
     metadata: str | None = None  # optional CSV/JSONL (relative to root) with a `path` column and traits
     traits: list[str] = field(default_factory=list)  # numeric metadata columns copied into the manifest
+    annotations: str | None = None  # official split files / CSVs: relative to the root, or beside it
+    split: int = 1  # which official split (UCF-101, HMDB-51)
+    val_fraction: float = 0.0  # hold out this share of train as val when the release has no val split
+    table: str | None = None  # traits / utterances adapters: the CSV or JSONL listing the samples
+    path_template: str = "{path}"  # how a table row names its video, e.g. "videos/{id}.mp4"
+    split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # tables with no split column
+    missing_traits: str = choice("mask", "drop")  # rows lacking a trait: kept with NaN (skipped per head), or dropped
+    video_dirs: list[str] = field(default_factory=list)  # MELD: the clip folder of each split, in dataset.splits order
+    classes: str | None = None  # multilabel: the class list, one name per line
+    label_column: str = "labels"  # multilabel: the column holding each video's classes
+    label_separator: str = ","  # multilabel: how those classes are joined
+    segment_cutoffs: list[int] = field(default_factory=lambda: [500, 100])  # head > 500 >= middle >= 100 > tail (train counts)
 
 
 @dataclass
@@ -58,6 +70,7 @@ def default_workers() -> int:
 class IndexConfig:
     num_workers: int = field(default_factory=default_workers)  # threads probing videos
     max_failures: int | None = None  # unreadable videos tolerated before exit 1 (None: any number)
+    describe: bool = False  # print (and save as describe.json) counts per split, class and trait
 
 
 @dataclass
@@ -100,6 +113,7 @@ class EmbedConfig:
 @dataclass
 class TaskConfig:
     label: str | None = "label"  # manifest column with the class name; null for none
+    multilabel: str | None = None  # manifest column with '|'-joined class names (multilabel adapter: labels)
     traits: list[str] = field(default_factory=list)  # numeric manifest columns to regress
 
 

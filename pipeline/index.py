@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -9,7 +10,7 @@ from joblib import Parallel, delayed
 from tqdm import tqdm
 
 from features.video import VideoError, probe
-from pipeline.adapters import list_samples
+from pipeline.adapters import class_segments, list_samples
 from pipeline.config import Config, ConfigError, RunFailed
 
 PROBE_COLUMNS = ["duration", "fps", "num_frames", "width", "height", "rotation", "has_audio", "status", "error"]
@@ -30,24 +31,80 @@ def probe_sample(path: Path) -> dict:
 
 def run(cfg: Config) -> pd.DataFrame:
     df = list_samples(cfg.dataset)
+    classes = df.attrs.get("classes")
     root = Path(cfg.dataset.root)
     results = Parallel(n_jobs=cfg.index.num_workers, prefer="threads")(
         delayed(probe_sample)(root / p) for p in tqdm(df["path"], desc="probe", unit="video")
     )
     df = pd.concat([df.reset_index(drop=True), pd.DataFrame(results, columns=PROBE_COLUMNS)], axis=1)
+    if "end" in df.columns:  # a segment must lie inside its video
+        beyond = (df.status == "ok") & df.end.notna() & (df.end > df.duration + 0.5)
+        df.loc[beyond, "status"] = "segment out of range"
+        df.loc[beyond, "error"] = [f"{p}: segment ends at {e:.2f}s but the video lasts {d:.2f}s; fix start/end"
+                                   for p, e, d in zip(df.path[beyond], df.end[beyond], df.duration[beyond])]
     out = cfg.manifest_path()
     out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(out, index=False)
+    segments = None
+    if classes:  # the class list and its long-tail segments travel with the manifest
+        info = class_segments(df, classes, cfg.dataset.segment_cutoffs)
+        (out.parent / "classes.json").write_text(json.dumps(info, indent=2) + "\n")
+        segments = info["segment"]
     bad = df[df.status != "ok"]
     for err in bad.error:
         print(f"warning: {err}")
     counts = df[df.status == "ok"].groupby("split").size().to_dict()
     kinds = ", ".join(f"{n} {k}" for k, n in bad.status.value_counts().items()) or "none"
     print(f"manifest: {len(df)} samples, usable by split {counts}; unusable: {kinds} -> {out}")
+    if cfg.index.describe:
+        report = describe(df, cfg, segments)
+        (out.parent / "describe.json").write_text(json.dumps(report, indent=2) + "\n")
+        print_description(report)
     limit = cfg.index.max_failures
     if limit is not None and len(bad) > limit:
         raise RunFailed(f"{len(bad)} videos are unusable (index.max_failures={limit}); see the error column of {out}")
     return df
+
+
+def describe(df: pd.DataFrame, cfg: Config, segments: dict | None = None) -> dict:
+    """Per split: samples, usable samples, failures by kind, class counts and trait distributions."""
+    report = {}
+    order = {s: i for i, s in enumerate(cfg.dataset.splits)}
+    for split, rows in sorted(df.groupby("split"), key=lambda kv: (order.get(kv[0], len(order)), kv[0])):
+        ok = rows[rows.status == "ok"]
+        entry = {"samples": len(rows), "usable": len(ok),
+                 "failures": {k: int(n) for k, n in rows[rows.status != "ok"].status.value_counts().items()}}
+        if "label" in rows and rows.label.notna().any():
+            entry["classes"] = {str(k): int(n) for k, n in rows.label.value_counts().sort_index().items()}
+        if "labels" in rows:  # multi-label: counts per class, and per long-tail segment
+            names = rows.labels.dropna().astype(str).str.split("|").explode()
+            entry["classes"] = {str(k): int(n) for k, n in names[names != ""].value_counts().sort_index().items()}
+            if segments:
+                entry["segments"] = {seg: sum(1 for c in entry["classes"] if segments.get(c) == seg)
+                                     for seg in ("head", "middle", "tail")}
+        for trait in cfg.dataset.traits:
+            values = rows[trait]
+            entry.setdefault("traits", {})[trait] = {
+                "mean": float(values.mean()), "std": float(values.std()), "min": float(values.min()),
+                "max": float(values.max()), "missing": int(values.isna().sum())}
+        report[str(split)] = entry
+    return report
+
+
+def print_description(report: dict) -> None:
+    for split, entry in report.items():
+        failures = ", ".join(f"{n} {k}" for k, n in entry["failures"].items()) or "none"
+        print(f"{split}: {entry['samples']} samples, {entry['usable']} usable; failures: {failures}")
+        classes = entry.get("classes", {})
+        if classes:
+            counts = sorted(classes.values())
+            print(f"  {len(classes)} classes, {counts[0]}-{counts[-1]} samples each: "
+                  + ", ".join(f"{k} {n}" for k, n in list(classes.items())[:8]) + (" ..." if len(classes) > 8 else ""))
+        if "segments" in entry:
+            print("  classes by train-count segment: " + ", ".join(f"{k} {n}" for k, n in entry["segments"].items()))
+        for trait, d in entry.get("traits", {}).items():
+            print(f"  {trait}: mean {d['mean']:.3g}, std {d['std']:.3g}, range [{d['min']:.3g}, {d['max']:.3g}], "
+                  f"{d['missing']} missing")
 
 
 def read_manifest(cfg: Config) -> pd.DataFrame:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from features.store import FeatureSet
-from heads.metrics import classification_metrics, regression_metrics
+from heads.metrics import classification_metrics, multilabel_metrics, regression_metrics
 from heads.models import build_head
 from heads.trainer import Standardizer, fit, seed_everything
 from pipeline.config import Config, ConfigError, dump_config
@@ -25,6 +25,7 @@ class SplitData:
     ids: list[str]
     x: torch.Tensor  # (N, D) features
     labels: list[str] | None  # class names, when task.label is set
+    multi: list[list[str]] | None  # class names per sample, when task.multilabel is set
     traits: np.ndarray | None  # (N, n_traits), NaN where a value is missing
 
 
@@ -33,9 +34,9 @@ def open_features(cfg: Config) -> tuple[pd.DataFrame, FeatureSet]:
     manifest = read_manifest(cfg)
     fs = FeatureSet(cfg.feature_dir())
     fs.require_hash(*feature_hash(cfg))
-    for col in ([cfg.task.label] if cfg.task.label else []) + cfg.task.traits:
+    targets = {"task.label": [cfg.task.label], "task.multilabel": [cfg.task.multilabel], "task.traits": cfg.task.traits}
+    for key, col in ((k, c) for k, cols in targets.items() for c in cols if c):
         if col not in manifest.columns:
-            key = "task.label" if col == cfg.task.label else "task.traits"
             raise ConfigError(f"{key}: the manifest has no column {col!r}; it has {list(manifest.columns)}")
     have = manifest.sample_id.isin(set(fs.ids))
     missing = manifest[(manifest.status == "ok") & ~have]
@@ -57,7 +58,10 @@ def load_split(cfg: Config, manifest: pd.DataFrame, fs: FeatureSet, split: str) 
                           f"the {cfg.head.name} head needs pooled (N, D) features such as video/pooled")
     labels = list(rows[cfg.task.label].astype(str)) if cfg.task.label else None
     traits = rows[cfg.task.traits].to_numpy(dtype=np.float64) if cfg.task.traits else None
-    return SplitData(ids, x, labels, traits)
+    multi = None
+    if cfg.task.multilabel:
+        multi = [list(filter(None, str(v).split("|"))) if isinstance(v, str) else [] for v in rows[cfg.task.multilabel]]
+    return SplitData(ids, x, labels, multi, traits)
 
 
 def train_classifier(cfg: Config, tr: SplitData, va: SplitData, classes: list[str]):
@@ -69,6 +73,34 @@ def train_classifier(cfg: Config, tr: SplitData, va: SplitData, classes: list[st
         return classification_metrics(yv.numpy(), logits.argmax(1).numpy(), len(classes))
 
     return fit(model, (tr.x, y), (va.x, yv), F.cross_entropy, cfg.head, val_metrics)
+
+
+def multi_hot(multi: list[list[str]], classes: list[str]) -> torch.Tensor:
+    index = {c: j for j, c in enumerate(classes)}
+    y = torch.zeros(len(multi), len(classes))
+    for i, names in enumerate(multi):
+        y[i, [index[n] for n in names if n in index]] = 1.0
+    return y
+
+
+def class_info(cfg: Config, tr: SplitData) -> dict:
+    """The class list and long-tail segments saved by `index` (else the classes seen in train)."""
+    path = cfg.manifest_path().parent / "classes.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    return {"classes": sorted({n for names in tr.multi for n in names}), "segment": {}}
+
+
+def train_multilabel(cfg: Config, tr: SplitData, va: SplitData, info: dict):
+    classes = info["classes"]
+    y, yv = multi_hot(tr.multi, classes), multi_hot(va.multi, classes)
+    seed_everything(cfg.head.seed)
+    model = build_head(cfg.head, tr.x.shape[1], len(classes))
+
+    def val_metrics(logits: torch.Tensor) -> dict:
+        return {"mAP": multilabel_metrics(yv.numpy(), logits.numpy(), classes)["mAP"]}
+
+    return fit(model, (tr.x, y), (va.x, yv), F.binary_cross_entropy_with_logits, cfg.head, val_metrics)
 
 
 def train_regressor(cfg: Config, tr: SplitData, va: SplitData, scaler: Standardizer):
@@ -96,6 +128,14 @@ def predict(bundle: dict, cfg: Config, data: SplitData) -> tuple[pd.DataFrame, d
             y_true = np.array([classes.index(c) for c in data.labels])
             pred["label"], pred["pred"], pred["confidence"] = data.labels, [classes[i] for i in y_pred], probs.max(1).values.numpy()
             metrics.update(classification_metrics(y_true, y_pred, len(classes)))
+        if "multilabel_head" in bundle:
+            classes = bundle["ml_classes"]
+            head = _load_head(cfg, bundle["multilabel_head"], x.shape[1], len(classes))
+            scores = head(x).sigmoid().numpy()
+            pred["labels"] = ["|".join(m) for m in data.multi]
+            pred["top"] = [classes[j] for j in scores.argmax(1)]
+            metrics.update(multilabel_metrics(multi_hot(data.multi, classes).numpy(), scores, classes,
+                                              dict(zip(bundle["ml_segment_classes"], bundle["ml_segments"]))))
         if "traits_head" in bundle:
             traits = bundle["traits"]
             head = _load_head(cfg, bundle["traits_head"], x.shape[1], len(traits))
@@ -119,8 +159,9 @@ def write_history(path: Path, history: list[dict]) -> None:
 
 
 def run(cfg: Config) -> dict:
-    if not cfg.task.label and not cfg.task.traits:
-        raise ConfigError("task: nothing to train: set task.label (a class column) and/or task.traits (numeric columns)")
+    if not (cfg.task.label or cfg.task.multilabel or cfg.task.traits):
+        raise ConfigError("task: nothing to train: set task.label (a class column), task.multilabel (a '|'-joined "
+                          "class column) and/or task.traits (numeric columns)")
     manifest, fs = open_features(cfg)
     tr, va = load_split(cfg, manifest, fs, "train"), load_split(cfg, manifest, fs, "val")
     feat = Standardizer.fit(tr.x)
@@ -134,6 +175,14 @@ def run(cfg: Config) -> dict:
         bundle.update(classes=classes, label_head=fitted.model.state_dict())
         write_history(out / "history" / "label.tsv", fitted.history)
         print(f"label head: {len(classes)} classes, best epoch {fitted.best_epoch}/{len(fitted.history)}")
+    if cfg.task.multilabel:
+        info = class_info(cfg, tr)
+        fitted = train_multilabel(cfg, tr_s, va_s, info)
+        segment = info.get("segment", {})
+        bundle.update(ml_classes=info["classes"], multilabel_head=fitted.model.state_dict(),
+                      ml_segment_classes=list(segment), ml_segments=list(segment.values()))
+        write_history(out / "history" / "multilabel.tsv", fitted.history)
+        print(f"multilabel head: {len(info['classes'])} classes, best epoch {fitted.best_epoch}/{len(fitted.history)}")
     if cfg.task.traits:
         ok = ~np.isnan(tr.traits).any(1)
         scaler = Standardizer.fit(torch.from_numpy(tr.traits[ok]).float())

@@ -28,3 +28,28 @@ def test_regression_metrics_names():
     out = regression_metrics(y, y + 0.5, ["speed", "brightness"])
     assert out["spearman/speed"] == pytest.approx(1.0) and out["mae/brightness"] == pytest.approx(0.5)
     assert out["spearman/mean"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_average_precision_matches_sklearn_with_ties(seed):
+    from heads.metrics import average_precision
+
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, 50)
+    y[0] = 1
+    scores = np.round(rng.random(50), 1)  # many ties
+    assert average_precision(y, scores) == pytest.approx(skm.average_precision_score(y, scores))
+
+
+def test_multilabel_metrics_segments_and_empty_classes():
+    from heads.metrics import multilabel_metrics
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, (40, 4))
+    y[:, 3] = 0  # a class with no positives is left out of mAP, and counted
+    s = rng.random((40, 4))
+    out = multilabel_metrics(y, s, ["a", "b", "c", "d"], {"a": "head", "b": "tail", "c": "tail", "d": "tail"})
+    per_class = [skm.average_precision_score(y[:, j], s[:, j]) for j in range(3)]
+    assert out["mAP"] == pytest.approx(np.mean(per_class)) and out["classes_without_positives"] == 1
+    assert out["mAP_head"] == pytest.approx(per_class[0]) and out["mAP_tail"] == pytest.approx(np.mean(per_class[1:]))
+    assert "mAP_middle" not in out
