@@ -223,13 +223,14 @@ def kinetics(cfg: DatasetConfig) -> pd.DataFrame:
     ann = annotations_dir(cfg, "annotations")
     root = Path(cfg.root)
     on_disk = {p.name: p.relative_to(root).as_posix() for p in root.rglob("*.mp4")}  # one walk, any layout
-    rows = []
+    rows, problems = [], []
     for csv in sorted(ann.glob("*.csv")):
         table = read_table(csv)
         require_columns(table, ["youtube_id", "time_start", "time_end", "split"], csv)
-        for r in table.itertuples(index=False):
+        for n, r in enumerate(table.itertuples(index=False), 2):
             split = SPLIT_NAMES.get(str(r.split).lower())
             if split is None:
+                problems.append(f"{csv.name}:{n}: split {r.split!r} is not train, validate or test")
                 continue
             name = f"{r.youtube_id}_{int(r.time_start):06d}_{int(r.time_end):06d}.mp4"
             label = "" if pd.isna(getattr(r, "label", None)) else str(r.label)
@@ -238,7 +239,9 @@ def kinetics(cfg: DatasetConfig) -> pd.DataFrame:
                          "label": label or None})
     if not rows:
         raise ConfigError(f"dataset.annotations: no rows in the CSVs of {ann} (expected train.csv, validate.csv, test.csv)")
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    df.attrs["problems"] = problems
+    return df
 
 
 def table_path(cfg: DatasetConfig) -> Path:
