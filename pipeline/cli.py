@@ -23,6 +23,7 @@ STAGES = {
     "index": "manifest: list and probe every sample, record unreadable ones",
     "embed": "video features from a frozen backbone into HDF5 shards",
     "train": "heads on cached features: metrics.json, learning curves, weights",
+    "sweep": "many heads over a grid of config keys and seeds, in parallel, into a leaderboard",
     "evaluate": "a trained run's metrics and predictions on a split (default: test)",
 }
 

@@ -140,6 +140,17 @@ class EvaluateConfig:
 
 
 @dataclass
+class SweepConfig:
+    name: str = "sweep"  # runs go to <paths.cache>/runs/<name>/, the leaderboard beside them
+    grid: dict[str, list] = field(default_factory=dict)  # dotted config key -> values, e.g. {head.lr: [0.1, 0.01]}
+    samples: int = 0  # > 0: that many configs drawn at random from the grid, instead of all of it
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # head.seed values each config runs with
+    metric: str = "acc"  # the leaderboard's order (mae*/loss*: lower is better)
+    n_jobs: int = -1  # parallel runs (joblib); -1: one per core
+    baselines: bool = True  # scikit-learn logistic regression / ridge on the same features and splits
+
+
+@dataclass
 class DemoConfig:
     seed: int = 0
     train: int = 8  # clips per class
@@ -164,6 +175,7 @@ class Config:
     head: HeadConfig = field(default_factory=HeadConfig)
     run: RunConfig = field(default_factory=RunConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -281,6 +293,10 @@ def _coerce(value: Any, hint: Any, key: str, errors: list[str]) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], key, errors)
+    if origin is dict:
+        if not isinstance(value, dict):
+            errors.append(f"{key}: expected a mapping, got {value!r}")
+        return value
     if origin is list:
         if not isinstance(value, list):
             errors.append(f"{key}: expected a list, got {value!r}")
@@ -306,6 +322,22 @@ def _coerce(value: Any, hint: Any, key: str, errors: list[str]) -> Any:
             return str(value)
     errors.append(f"{key}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
     return value
+
+
+def with_overrides(cfg: Config, values: dict[str, Any]) -> Config:
+    """A copy of `cfg` with dotted keys set (`{"head.lr": 0.1}`), validated like a config file."""
+    nested: dict = {}
+    for key, value in values.items():
+        node = nested
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    errors: list[str] = []
+    out = _build(Config, deep_merge(cfg.to_dict(), nested), "", errors)
+    if errors:
+        raise ConfigError("invalid overrides:\n  " + "\n  ".join(errors))
+    return out
 
 
 def dump_config(cfg: Config, path: str | Path) -> None:

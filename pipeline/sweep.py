@@ -1,0 +1,123 @@
+"""`vidprobe sweep`: many heads on the same cached features, in parallel, into one leaderboard.
+
+Every trial is an ordinary `train` run (its own folder with config, metrics, curves, weights), so a
+sweep is only a plan, a pool of workers and a table. scikit-learn's logistic regression / ridge on
+the same features and splits join the table as baselines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from joblib import Parallel, delayed
+
+from heads.metrics import classification_metrics, regression_metrics
+from heads.trainer import Standardizer
+from pipeline import train
+from pipeline.config import Config, ConfigError, with_overrides
+
+
+def plan(cfg: Config) -> list[dict]:
+    """The grid's configurations (all of them, or `sweep.samples` drawn at random), validated up front."""
+    grid = cfg.sweep.grid
+    if not grid:
+        raise ConfigError("sweep.grid: nothing to sweep; e.g. sweep.grid='{head.lr: [0.1, 0.01], head.weight_decay: [0, 1e-4]}'")
+    bad = [k for k, v in grid.items() if not isinstance(v, list) or not v]
+    if bad:
+        raise ConfigError(f"sweep.grid: {bad} must each list at least one value")
+    combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    if 0 < cfg.sweep.samples < len(combos):
+        combos = random.Random(0).sample(combos, cfg.sweep.samples)
+    for combo in combos:
+        with_overrides(cfg, combo)  # an unknown key or a wrong type fails before anything runs
+    return combos
+
+
+def trial_name(combo: dict) -> str:
+    return ",".join(f"{k.split('.')[-1]}={v}" for k, v in combo.items())
+
+
+def run_trial(cfg: Config, combo: dict, seed: int, sweep_dir: str, threads: int) -> dict:
+    """One head, its output in its own run folder (`train.log` holds what it printed)."""
+    torch.set_num_threads(threads)
+    name = f"{Path(sweep_dir).name}/{trial_name(combo)}/seed{seed}"
+    trial_cfg = with_overrides(cfg, {**combo, "head.seed": seed, "run.name": name})
+    trial_cfg.run_dir().mkdir(parents=True, exist_ok=True)
+    with open(trial_cfg.run_dir() / "train.log", "w") as log, contextlib.redirect_stdout(log):
+        metrics = train.run(trial_cfg)
+    return {"config": trial_name(combo), **combo, "seed": seed, "run_dir": str(trial_cfg.run_dir()), **metrics}
+
+
+def baselines(cfg: Config) -> list[dict]:
+    """scikit-learn on the same standardised features and the same train/val split."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    manifest, fs = train.open_features(cfg)
+    tr, va = train.load_split(cfg, manifest, fs, "train"), train.load_split(cfg, manifest, fs, "val")
+    scale = Standardizer.fit(tr.x)
+    x, xv = scale(tr.x).numpy(), scale(va.x).numpy()
+    metrics: dict = {}
+    if cfg.task.label:
+        classes = sorted(set(tr.labels))
+        clf = LogisticRegression(max_iter=2000).fit(x, tr.labels)
+        y_true = np.array([classes.index(c) if c in classes else -1 for c in va.labels])
+        y_pred = np.array([classes.index(c) for c in clf.predict(xv)])
+        metrics.update(classification_metrics(y_true, y_pred, len(classes)))
+    if cfg.task.traits:
+        keep, keep_v = ~np.isnan(tr.traits).any(1), ~np.isnan(va.traits).any(1)
+        ridge = Ridge(alpha=1.0).fit(x[keep], tr.traits[keep])
+        metrics.update(regression_metrics(va.traits[keep_v], ridge.predict(xv[keep_v]), list(cfg.task.traits)))
+    return [{"config": "baseline: sklearn logistic/ridge", "seed": 0, "run_dir": "", **metrics}] if metrics else []
+
+
+def leaderboard(rows: list[dict], metric: str) -> pd.DataFrame:
+    """Mean ± std over seeds per configuration, best first by `metric`."""
+    df = pd.DataFrame(rows)
+    if metric not in df.columns:
+        raise ConfigError(f"sweep.metric: {metric!r} is not among the metrics: {sorted(c for c in df.columns if '/' in c or c in ('acc', 'macro_f1', 'mAP'))}")
+    metric_cols = [c for c in df.columns if c not in ("config", "seed", "run_dir") and pd.api.types.is_float_dtype(df[c])]
+    grouped = df.groupby("config", sort=False)
+    table = grouped[metric_cols].mean().add_suffix(" mean").join(grouped[metric_cols].std(ddof=0).add_suffix(" std"))
+    table["seeds"] = grouped.size()
+    table["runs"] = grouped.run_dir.apply(lambda d: "; ".join(x for x in d if x))
+    lower_is_better = metric.startswith(("mae", "loss"))
+    return table.sort_values(f"{metric} mean", ascending=lower_is_better).reset_index()
+
+
+def to_markdown(table: pd.DataFrame, metric: str) -> str:
+    shown = [metric] + [m for m in ("acc", "macro_f1", "mAP", "spearman/mean") if m != metric and f"{m} mean" in table]
+    lines = ["| config | " + " | ".join(shown) + " | seeds |", "|---|" + "---|" * (len(shown) + 1)]
+    for _, row in table.iterrows():
+        cells = [f"{row[f'{m} mean']:.4f} ± {row[f'{m} std']:.4f}" for m in shown]
+        lines.append(f"| {row['config']} | " + " | ".join(cells) + f" | {row['seeds']} |")
+    return "\n".join(lines) + "\n"
+
+
+def run(cfg: Config) -> pd.DataFrame:
+    combos = plan(cfg)
+    train.open_features(cfg)  # the features exist and match this config, before any worker starts
+    out = Path(cfg.paths.cache) / "runs" / cfg.sweep.name
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [(combo, seed) for combo in combos for seed in cfg.sweep.seeds]
+    n_jobs = cfg.sweep.n_jobs if cfg.sweep.n_jobs > 0 else (torch.get_num_threads() or 1)
+    threads = 1 if n_jobs > 1 else torch.get_num_threads()
+    print(f"sweep {cfg.sweep.name}: {len(combos)} configs x {len(cfg.sweep.seeds)} seeds = {len(jobs)} runs, {n_jobs} at a time")
+    rows = Parallel(n_jobs=n_jobs, verbose=5)(
+        delayed(run_trial)(cfg, combo, seed, str(out), threads) for combo, seed in jobs)
+    if cfg.sweep.baselines:
+        rows += baselines(cfg)
+    table = leaderboard(rows, cfg.sweep.metric)
+    table.to_csv(out / "leaderboard.csv", index=False)
+    markdown = to_markdown(table, cfg.sweep.metric)
+    (out / "leaderboard.md").write_text(markdown)
+    (out / "sweep.json").write_text(json.dumps({"grid": cfg.sweep.grid, "seeds": cfg.sweep.seeds,
+                                                "metric": cfg.sweep.metric}, indent=2) + "\n")
+    print(markdown + f"\nleaderboard: {out / 'leaderboard.csv'}")
+    return table
