@@ -55,18 +55,36 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return pearson(_ranks(np.asarray(a)), _ranks(np.asarray(b)))
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, float]:
-    return {"acc": accuracy(y_true, y_pred), "macro_f1": macro_f1(y_true, y_pred, num_classes)}
+def top_k(y_true: np.ndarray, scores: np.ndarray, k: int = 5) -> float:
+    """Share of samples whose class is among the k highest scores."""
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return float(np.mean([t in row for t, row in zip(np.asarray(y_true), top)]))
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int,
+                           scores: np.ndarray | None = None) -> dict[str, float]:
+    out = {"acc": accuracy(y_true, y_pred), "macro_f1": macro_f1(y_true, y_pred, num_classes)}
+    if scores is not None and num_classes > 5:
+        out["top5"] = top_k(y_true, scores, 5)
+    return out
+
+
+def ccc(a: np.ndarray, b: np.ndarray) -> float:
+    """Lin's concordance correlation coefficient."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    cov = np.mean((a - a.mean()) * (b - b.mean()))
+    return float(2 * cov / (a.var() + b.var() + (a.mean() - b.mean()) ** 2))
 
 
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, traits: list[str]) -> dict[str, float]:
-    """Per-trait spearman/pearson/mae plus their means over traits; y arrays are (N, n_traits)."""
+    """Per-trait spearman/pearson/mae/ccc plus their means over traits; y arrays are (N, n_traits)."""
     out: dict[str, float] = {}
     for j, t in enumerate(traits):
         out[f"spearman/{t}"] = spearman(y_true[:, j], y_pred[:, j])
         out[f"pearson/{t}"] = pearson(y_true[:, j], y_pred[:, j])
         out[f"mae/{t}"] = float(np.mean(np.abs(y_true[:, j] - y_pred[:, j])))
-    for name in ("spearman", "pearson", "mae"):
+        out[f"ccc/{t}"] = ccc(y_true[:, j], y_pred[:, j])
+    for name in ("spearman", "pearson", "mae", "ccc"):
         out[f"{name}/mean"] = float(np.mean([out[f"{name}/{t}"] for t in traits]))
     return out
 

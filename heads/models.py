@@ -29,3 +29,10 @@ def build_head(cfg: HeadConfig, in_dim: int, out_dim: int) -> nn.Module:
 def linear(in_dim: int, out_dim: int, cfg: HeadConfig) -> nn.Module:
     """A linear probe on (N, D) features."""
     return nn.Linear(in_dim, out_dim)
+
+
+@register_head("mlp")
+def mlp(in_dim: int, out_dim: int, cfg: HeadConfig) -> nn.Module:
+    """One hidden layer: LayerNorm, Linear, GELU, Dropout, Linear."""
+    return nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout),
+                         nn.Linear(cfg.hidden, out_dim))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.config import HeadConfig
+from pipeline.config import ConfigError, HeadConfig
 
 
 @dataclass
@@ -43,13 +44,16 @@ def fit(
     cfg: HeadConfig,
     val_metrics: Callable[[torch.Tensor], dict] | None = None,
 ) -> Fitted:
-    """Train on tensors in shuffled minibatches; keep the weights of the lowest validation loss."""
+    """Train on tensors in shuffled minibatches; keep the weights of the best `cfg.monitor` on validation."""
     (x, y), (xv, yv) = train, val
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sign = 1.0 if cfg.monitor == "val_loss" or cfg.monitor.startswith(("mae", "loss")) else -1.0  # lower is better?
     best = (float("inf"), 0, copy.deepcopy(model.state_dict()))
     history = []
     for epoch in range(1, cfg.epochs + 1):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(cfg, epoch)
         model.train()
         total = 0.0
         for idx in torch.randperm(len(x), generator=gen).split(cfg.batch_size):
@@ -62,16 +66,29 @@ def fit(
         with torch.no_grad():
             out = model(xv)
             val_loss = loss_fn(out, yv).item()
-        row = {"epoch": epoch, "train_loss": total / len(x), "val_loss": val_loss}
+        row = {"epoch": epoch, "train_loss": total / len(x), "val_loss": val_loss, "lr": lr_at(cfg, epoch)}
         row.update(val_metrics(out) if val_metrics else {})
         history.append(row)
-        if val_loss < best[0]:
-            best = (val_loss, epoch, copy.deepcopy(model.state_dict()))
+        if cfg.monitor not in row:
+            raise ConfigError(f"head.monitor: {cfg.monitor!r} is not measured here; choose one of {sorted(row)[1:]}")
+        score = sign * row[cfg.monitor]
+        if score < best[0]:
+            best = (score, epoch, copy.deepcopy(model.state_dict()))
         elif epoch - best[1] >= cfg.patience:
             break
     model.load_state_dict(best[2])
     model.eval()
     return Fitted(model=model, best_epoch=best[1], history=history)
+
+
+def lr_at(cfg: HeadConfig, epoch: int) -> float:
+    """Linear warm-up over `warmup_epochs`, then constant or cosine decay to zero at the last epoch."""
+    if epoch <= cfg.warmup_epochs:
+        return cfg.lr * epoch / (cfg.warmup_epochs + 1)
+    if cfg.schedule == "constant":
+        return cfg.lr
+    progress = (epoch - cfg.warmup_epochs - 1) / max(1, cfg.epochs - cfg.warmup_epochs)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def seed_everything(seed: int) -> None:

@@ -119,14 +119,26 @@ class TaskConfig:
 
 @dataclass
 class HeadConfig:
-    name: str = "linear"
+    name: str = "linear"  # linear | mlp
     features: str = "video/pooled"
     lr: float = 1e-2
     weight_decay: float = 1e-4
     epochs: int = 200
     batch_size: int = 256
-    patience: int = 30  # epochs without improvement on the validation loss before stopping
+    schedule: str = choice("cosine", "constant")  # learning rate per epoch, after warmup_epochs of linear warm-up
+    warmup_epochs: int = 0
+    monitor: str = "val_loss"  # early stopping and the kept weights: val_loss or a validation metric (acc, mAP, ...)
+    patience: int = 30  # epochs without improvement on `monitor` before stopping
     seed: int = 0
+    hidden: int = 256  # mlp: hidden width
+    dropout: float = 0.1  # mlp: dropout after the hidden layer
+    loss: str = "ce"  # class label: ce | focal
+    multilabel_loss: str = "bce"  # multi-label: bce | focal
+    regression_loss: str = "mse"  # traits: mse | l1 | huber | ccc
+    label_smoothing: float = 0.0  # ce
+    class_weights: str = choice("none", "balanced", "effective")  # ce/focal: inverse frequency, or effective numbers
+    cb_beta: float = 0.999  # effective-number class weights (Cui et al. 2019)
+    focal_gamma: float = 2.0
 
 
 @dataclass

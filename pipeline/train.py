@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from features.store import FeatureSet
 from heads.metrics import classification_metrics, multilabel_metrics, regression_metrics
+from heads.losses import build_loss
 from heads.models import build_head
 from heads.trainer import Standardizer, fit, seed_everything
 from pipeline.config import Config, ConfigError, dump_config
@@ -53,6 +53,11 @@ def load_split(cfg: Config, manifest: pd.DataFrame, fs: FeatureSet, split: str) 
     x = torch.from_numpy(fs.get(cfg.head.features, ids)).float()
     if x.ndim > 2 and cfg.head.features.endswith("pooled"):
         x = x.flatten(1, -2).mean(1)  # temporal views and crops: averaged, as multi-view testing does
+    bad = ~torch.isfinite(x.flatten(1)).all(1)
+    if bad.any():
+        raise ConfigError(f"{int(bad.sum())} samples of {split} have NaN or inf in {cfg.head.features}, e.g. "
+                          f"{[ids[i] for i in torch.nonzero(bad).flatten()[:3].tolist()]}; re-embed them "
+                          f"(`vidprobe cache verify` lists the shards)")
     if x.ndim != 2:
         raise ConfigError(f"head.features: {cfg.head.features!r} has shape {tuple(x.shape[1:])} per sample; "
                           f"the {cfg.head.name} head needs pooled (N, D) features such as video/pooled")
@@ -65,14 +70,21 @@ def load_split(cfg: Config, manifest: pd.DataFrame, fs: FeatureSet, split: str) 
 
 
 def train_classifier(cfg: Config, tr: SplitData, va: SplitData, classes: list[str]):
-    y, yv = (torch.tensor([classes.index(c) for c in d.labels]) for d in (tr, va))
+    y = torch.tensor([classes.index(c) for c in tr.labels])
+    seen = np.array([c in classes for c in va.labels])
+    if not seen.all():
+        print(f"warning: {int((~seen).sum())} validation samples have classes absent from train "
+              f"({sorted(set(np.array(va.labels)[~seen]))}); early stopping ignores them, metrics count them wrong")
+    yv = torch.tensor([classes.index(c) for c in np.array(va.labels)[seen]], dtype=torch.long)
+    xv = va.x[torch.from_numpy(seen)]
     seed_everything(cfg.head.seed)
     model = build_head(cfg.head, tr.x.shape[1], len(classes))
 
     def val_metrics(logits: torch.Tensor) -> dict:
-        return classification_metrics(yv.numpy(), logits.argmax(1).numpy(), len(classes))
+        return classification_metrics(yv.numpy(), logits.argmax(1).numpy(), len(classes), logits.numpy())
 
-    return fit(model, (tr.x, y), (va.x, yv), F.cross_entropy, cfg.head, val_metrics)
+    loss = build_loss(cfg.head.loss, "class", cfg.head, y)
+    return fit(model, (tr.x, y), (xv, yv), loss, cfg.head, val_metrics)
 
 
 def multi_hot(multi: list[list[str]], classes: list[str]) -> torch.Tensor:
@@ -100,7 +112,8 @@ def train_multilabel(cfg: Config, tr: SplitData, va: SplitData, info: dict):
     def val_metrics(logits: torch.Tensor) -> dict:
         return {"mAP": multilabel_metrics(yv.numpy(), logits.numpy(), classes)["mAP"]}
 
-    return fit(model, (tr.x, y), (va.x, yv), F.binary_cross_entropy_with_logits, cfg.head, val_metrics)
+    loss = build_loss(cfg.head.multilabel_loss, "multilabel", cfg.head, y)
+    return fit(model, (tr.x, y), (va.x, yv), loss, cfg.head, val_metrics)
 
 
 def train_regressor(cfg: Config, tr: SplitData, va: SplitData, scaler: Standardizer):
@@ -108,7 +121,13 @@ def train_regressor(cfg: Config, tr: SplitData, va: SplitData, scaler: Standardi
     y, yv = (scaler(torch.from_numpy(d.traits[k]).float()) for d, k in ((tr, keep), (va, keep_v)))
     seed_everything(cfg.head.seed)
     model = build_head(cfg.head, tr.x.shape[1], len(cfg.task.traits))
-    return fit(model, (tr.x[keep], y), (va.x[keep_v], yv), F.mse_loss, cfg.head)
+    traits = list(cfg.task.traits)
+
+    def val_metrics(out: torch.Tensor) -> dict:  # on the standardised scale: ranks and correlations unchanged
+        return regression_metrics(yv.numpy(), out.numpy(), traits)
+
+    loss = build_loss(cfg.head.regression_loss, "regression", cfg.head, y)
+    return fit(model, (tr.x[keep], y), (va.x[keep_v], yv), loss, cfg.head, val_metrics)
 
 
 def predict(bundle: dict, cfg: Config, data: SplitData) -> tuple[pd.DataFrame, dict]:
@@ -124,10 +143,10 @@ def predict(bundle: dict, cfg: Config, data: SplitData) -> tuple[pd.DataFrame, d
             y_pred = probs.argmax(1).numpy()
             unknown = sorted(set(data.labels) - set(classes))
             if unknown:
-                raise ConfigError(f"labels {unknown} were not seen in training; classes are {classes}")
-            y_true = np.array([classes.index(c) for c in data.labels])
+                print(f"warning: classes {unknown} were not seen in training; their samples count as wrong")
+            y_true = np.array([classes.index(c) if c in classes else -1 for c in data.labels])
             pred["label"], pred["pred"], pred["confidence"] = data.labels, [classes[i] for i in y_pred], probs.max(1).values.numpy()
-            metrics.update(classification_metrics(y_true, y_pred, len(classes)))
+            metrics.update(classification_metrics(y_true, y_pred, len(classes), probs.numpy()))
         if "multilabel_head" in bundle:
             classes = bundle["ml_classes"]
             head = _load_head(cfg, bundle["multilabel_head"], x.shape[1], len(classes))

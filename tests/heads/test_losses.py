@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import top_k_accuracy_score
+from sklearn.utils.class_weight import compute_class_weight
+
+from heads.losses import build_loss, ccc_loss, class_weights
+from heads.metrics import ccc, top_k
+from heads.models import build_head
+from heads.trainer import fit, lr_at
+from pipeline.config import ConfigError, HeadConfig
+
+
+def data(seed=0, n=64, c=4):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, c, generator=g), torch.randint(0, c, (n,), generator=g)
+
+
+def test_focal_with_gamma_zero_is_cross_entropy():
+    logits, y = data()
+    focal = build_loss("focal", "class", HeadConfig(focal_gamma=0.0), y)
+    torch.testing.assert_close(focal(logits, y), F.cross_entropy(logits, y))
+    hard = build_loss("focal", "class", HeadConfig(focal_gamma=2.0), y)
+    assert hard(logits, y) < F.cross_entropy(logits, y)  # easy examples are down-weighted
+
+
+def test_multilabel_focal_with_gamma_zero_is_bce():
+    logits, _ = data()
+    targets = (torch.rand(64, 4) > 0.5).float()
+    loss = build_loss("focal", "multilabel", HeadConfig(focal_gamma=0.0), targets)
+    torch.testing.assert_close(loss(logits, targets), F.binary_cross_entropy_with_logits(logits, targets))
+
+
+def test_class_weights_balanced_match_sklearn_and_effective_numbers():
+    y = torch.tensor([0] * 50 + [1] * 10 + [2] * 2)
+    w = class_weights(HeadConfig(class_weights="balanced"), torch.bincount(y))
+    np.testing.assert_allclose(w.numpy(), compute_class_weight("balanced", classes=np.arange(3), y=y.numpy()), rtol=1e-6)
+    cb = class_weights(HeadConfig(class_weights="effective", cb_beta=0.9), torch.bincount(y))
+    raw = (1 - 0.9) / (1 - 0.9 ** np.array([50.0, 10.0, 2.0]))
+    np.testing.assert_allclose(cb.numpy(), raw * 3 / raw.sum(), rtol=1e-6)
+    weighted = build_loss("ce", "class", HeadConfig(class_weights="balanced", label_smoothing=0.1), y)
+    logits = torch.randn(62, 3)
+    torch.testing.assert_close(weighted(logits, y), F.cross_entropy(logits, y, weight=w, label_smoothing=0.1))
+
+
+def test_ccc_loss_and_metric_agree_with_the_formula():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=100), rng.normal(size=100) * 0.5 + 0.3
+    expected = 2 * np.cov(a, b, bias=True)[0, 1] / (a.var() + b.var() + (a.mean() - b.mean()) ** 2)
+    assert ccc(a, b) == pytest.approx(expected)
+    loss = ccc_loss(torch.tensor(b)[:, None], torch.tensor(a)[:, None])
+    assert loss.item() == pytest.approx(1 - expected, abs=1e-6)
+
+
+def test_top5_matches_sklearn():
+    rng = np.random.default_rng(1)
+    y, scores = rng.integers(0, 10, 50), rng.random((50, 10))
+    assert top_k(y, scores, 5) == pytest.approx(top_k_accuracy_score(y, scores, k=5, labels=range(10)))
+
+
+def test_unknown_loss_lists_the_valid_ones():
+    with pytest.raises(ConfigError, match="valid: ccc, huber, l1, mse"):
+        build_loss("focal", "regression", HeadConfig(), torch.zeros(3, 1))
+
+
+def test_cosine_schedule_with_warmup():
+    cfg = HeadConfig(lr=1.0, epochs=10, warmup_epochs=1, schedule="cosine")
+    lrs = [lr_at(cfg, e) for e in range(1, 11)]
+    assert lrs[0] == pytest.approx(0.5) and lrs[1] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[1:], lrs[2:])) and lrs[-1] < 0.05
+
+
+def test_mlp_head_and_early_stopping_on_a_metric():
+    _, y = data(n=200, c=3)
+    x = torch.randn(200, 4) + torch.nn.functional.one_hot(y, 4).float() * 3  # separable
+    cfg = HeadConfig(name="mlp", hidden=16, epochs=60, lr=0.01, batch_size=32, monitor="acc", patience=10)
+    model = build_head(cfg, 4, 3)
+
+    def acc(logits):
+        return {"acc": (logits.argmax(1) == y[150:]).float().mean().item()}
+
+    fitted = fit(model, (x[:150], y[:150]), (x[150:], y[150:]), F.cross_entropy, cfg, acc)
+    best = max(row["acc"] for row in fitted.history)
+    assert best > 0.9 and fitted.history[fitted.best_epoch - 1]["acc"] == best
+    with pytest.raises(ConfigError, match="head.monitor"):
+        fit(build_head(cfg, 4, 3), (x, y), (x, y), F.cross_entropy, HeadConfig(monitor="mAP", epochs=1))
