@@ -1,0 +1,145 @@
+"""Head training speed, in one run, against its baselines.
+
+  speedup_vs_sklearn       our linear head (pipeline.train's trainer) against scikit-learn's
+                           LogisticRegression on the same 20 000 x 1024 long-tailed features
+                           (100 classes), with metric_delta_vs_sklearn = our val acc - theirs
+  sweep_parallel_speedup   16 configs through `vidprobe sweep` on the same features, n_jobs = cores vs 1
+  head_vs_backbone         samples/s of head training against samples/s of a VideoMAE-B forward
+                           pass (random weights, 16x224x224) on this machine
+
+Last line: one JSON object.   python benchmarks/heads.py [--samples 20000 --dim 1024 --classes 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from features.store import ShardWriter  # noqa: E402
+from heads.metrics import accuracy  # noqa: E402
+from heads.models import build_head  # noqa: E402
+from heads.trainer import Standardizer, fit, seed_everything  # noqa: E402
+from pipeline import sweep  # noqa: E402
+from pipeline.config import HeadConfig, load_config  # noqa: E402
+from pipeline.embed import feature_hash  # noqa: E402
+
+
+HEAD = dict(lr=3e-3, weight_decay=1e-4, epochs=15, batch_size=2048, patience=5)  # one recipe for every run here
+
+
+def long_tailed(n: int, dim: int, classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian classes around random centres, class sizes falling off as 1/rank (Zipf)."""
+    rng = np.random.default_rng(seed)
+    p = 1.0 / np.arange(1, classes + 1)
+    y = rng.choice(classes, size=n, p=p / p.sum())
+    centres = rng.normal(size=(classes, dim)).astype(np.float32) * 0.06
+    x = centres[y] + rng.normal(size=(n, dim)).astype(np.float32)
+    return x, y
+
+
+def ours(x, y, xv, yv, classes: int) -> tuple[float, float, float]:
+    cfg = HeadConfig(**HEAD)
+    seed_everything(0)
+    scale = Standardizer.fit(torch.from_numpy(x))
+    xt, xvt = scale(torch.from_numpy(x)), scale(torch.from_numpy(xv))
+    start = time.perf_counter()
+    fitted = fit(build_head(cfg, x.shape[1], classes), (xt, torch.from_numpy(y)), (xvt, torch.from_numpy(yv)),
+                 F.cross_entropy, cfg)
+    seconds = time.perf_counter() - start
+    with torch.no_grad():
+        acc = accuracy(yv, fitted.model(xvt).argmax(1).numpy())
+    return seconds, acc, len(x) * len(fitted.history) / seconds
+
+
+def sklearn(x, y, xv, yv) -> tuple[float, float]:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scale = StandardScaler().fit(x)
+    start = time.perf_counter()
+    clf = LogisticRegression(max_iter=200).fit(scale.transform(x), y)
+    return time.perf_counter() - start, accuracy(yv, clf.predict(scale.transform(xv)))
+
+
+def sweep_speedup(tmp: Path, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(sequential seconds, parallel seconds) for 16 configs on the same cached features."""
+    n = len(x)
+    cfg = load_config(None, [f"paths.cache={tmp}", "dataset.name=bench", "sweep.seeds=[0]", "sweep.baselines=false",
+                             *[f"head.{k}={v}" for k, v in HEAD.items() if k != "lr"],
+                             "sweep.grid={head.lr: [0.03, 0.01, 0.003, 0.001], head.weight_decay: [0, 0.0001, 0.001, 0.01]}"])
+    split = np.where(np.arange(n) % 10 < 8, "train", "val")
+    manifest = pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "path": [f"s{i}.mp4" for i in range(n)],
+                             "split": split, "label": [f"c{c}" for c in y], "status": "ok"})
+    cfg.manifest_path().parent.mkdir(parents=True)
+    manifest.to_csv(cfg.manifest_path(), index=False)
+    h, text = feature_hash(cfg)
+    w = ShardWriter(cfg.feature_dir(), 0, 1, {"config_hash": h, "config": text})
+    w.append(list(manifest.sample_id), {"video/pooled": x})
+    w.finish()
+    times = []
+    for n_jobs in (1, os.cpu_count() or 1):
+        cfg.sweep.n_jobs, cfg.sweep.name = n_jobs, f"sweep{n_jobs}"
+        start = time.perf_counter()
+        sweep.run(cfg)
+        times.append(time.perf_counter() - start)
+    return times[0], times[1]
+
+
+def backbone_rate() -> float:
+    """Clips/s of a VideoMAE-B forward (random weights) on this machine, batch of 2."""
+    from transformers import VideoMAEConfig, VideoMAEModel
+
+    model = VideoMAEModel(VideoMAEConfig()).eval()
+    x = torch.randn(2, 16, 3, 224, 224)
+    with torch.no_grad():
+        model(pixel_values=x)
+        start = time.perf_counter()
+        model(pixel_values=x)
+    return 2 / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", type=int, default=20000)
+    parser.add_argument("--dim", type=int, default=1024)
+    parser.add_argument("--classes", type=int, default=100)
+    parser.add_argument("--skip-backbone", action="store_true")
+    args = parser.parse_args()
+
+    x, y = long_tailed(args.samples, args.dim, args.classes)
+    cut = int(0.8 * len(x))
+    our_s, our_acc, head_rate = ours(x[:cut], y[:cut], x[cut:], y[cut:], args.classes)
+    sk_s, sk_acc = sklearn(x[:cut], y[:cut], x[cut:], y[cut:])
+    print(json.dumps({"ours_s": round(our_s, 2), "ours_acc": round(our_acc, 4), "sklearn_s": round(sk_s, 2),
+                      "sklearn_acc": round(sk_acc, 4)}), flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        seq_s, par_s = sweep_speedup(Path(tmp), x, y)
+    backbone = None if args.skip_backbone else backbone_rate()
+    print(json.dumps({
+        "samples": args.samples, "dim": args.dim, "classes": args.classes, "cores": os.cpu_count(),
+        "ours_train_s": round(our_s, 3), "sklearn_train_s": round(sk_s, 3),
+        "speedup_vs_sklearn": round(sk_s / our_s, 2),
+        "ours_acc": round(our_acc, 4), "sklearn_acc": round(sk_acc, 4),
+        "metric_delta_vs_sklearn": round(our_acc - sk_acc, 4),
+        "sweep_sequential_s": round(seq_s, 2), "sweep_parallel_s": round(par_s, 2),
+        "sweep_parallel_speedup": round(seq_s / par_s, 2),
+        "head_train_samples_per_s": round(head_rate, 1),
+        "backbone_clips_per_s": None if backbone is None else round(backbone, 3),
+        "head_vs_backbone_throughput": None if backbone is None else round(head_rate / backbone, 1),
+    }))
+
+
+if __name__ == "__main__":
+    main()
