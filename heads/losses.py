@@ -118,3 +118,50 @@ def huber(cfg: HeadConfig, y: torch.Tensor):
 @register_loss("ccc", "regression")
 def ccc_builder(cfg: HeadConfig, y: torch.Tensor):
     return ccc_loss
+
+
+class EQL:
+    """Equalization loss (Tan et al. 2020), sigmoid form: negatives of rare classes add no loss,
+    so frequent classes stop suppressing them."""
+
+    def __init__(self, rare: torch.Tensor):
+        self.rare = rare.float()
+
+    def __call__(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        weight = 1 - self.rare[None, :] * (1 - y)
+        return F.binary_cross_entropy_with_logits(logits, y, weight=weight)
+
+
+@register_loss("eql", "multilabel")
+def eql(cfg: HeadConfig, y: torch.Tensor):
+    return EQL(y.sum(0) < cfg.eql_tail_count)
+
+
+class LDAM:
+    """Label-distribution-aware margins (Cao et al. 2019): the true classes' logits lose m_j = C / n_j^(1/4)
+    before a scaled softmax (or sigmoid); with `drw_epoch`, effective-number class weights from then on."""
+
+    def __init__(self, counts: torch.Tensor, cfg: HeadConfig, multilabel: bool):
+        m = 1.0 / counts.float().clamp_min(1) ** 0.25
+        self.margins = m * (cfg.ldam_max_margin / m.max())
+        self.scale, self.multilabel, self.drw_epoch = cfg.ldam_scale, multilabel, cfg.drw_epoch
+        self.drw_weights = class_weights(HeadConfig(class_weights="effective", cb_beta=cfg.cb_beta), counts)
+        self.epoch = 0  # set by the trainer
+
+    def __call__(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        target = y if self.multilabel else F.one_hot(y, logits.shape[1]).float()
+        z = self.scale * (logits - self.margins[None, :] * target)
+        weight = self.drw_weights if self.drw_epoch is not None and self.epoch >= self.drw_epoch else None
+        if self.multilabel:
+            return F.binary_cross_entropy_with_logits(z, y, pos_weight=weight)
+        return F.cross_entropy(z, y, weight=weight)
+
+
+@register_loss("ldam", "class")
+def ldam(cfg: HeadConfig, y: torch.Tensor):
+    return LDAM(torch.bincount(y), cfg, multilabel=False)
+
+
+@register_loss("ldam", "multilabel")
+def ldam_multilabel(cfg: HeadConfig, y: torch.Tensor):
+    return LDAM(y.sum(0), cfg, multilabel=True)

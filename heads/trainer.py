@@ -43,6 +43,7 @@ def fit(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     cfg: HeadConfig,
     val_metrics: Callable[[torch.Tensor], dict] | None = None,
+    sample_weights: torch.Tensor | None = None,
 ) -> Fitted:
     """Train on tensors in shuffled minibatches; keep the weights of the best `cfg.monitor` on validation."""
     (x, y), (xv, yv) = train, val
@@ -54,9 +55,15 @@ def fit(
     for epoch in range(1, cfg.epochs + 1):
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg, epoch)
+        if hasattr(loss_fn, "epoch"):
+            loss_fn.epoch = epoch  # losses that change over training (deferred re-weighting)
         model.train()
         total = 0.0
-        for idx in torch.randperm(len(x), generator=gen).split(cfg.batch_size):
+        if sample_weights is None:
+            order = torch.randperm(len(x), generator=gen)
+        else:  # e.g. class-balanced: draw with replacement, as many as there are samples
+            order = torch.multinomial(sample_weights, len(x), replacement=True, generator=gen)
+        for idx in order.split(cfg.batch_size):
             loss = loss_fn(model(x[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -139,6 +139,13 @@ class HeadConfig:
     class_weights: str = choice("none", "balanced", "effective")  # ce/focal: inverse frequency, or effective numbers
     cb_beta: float = 0.999  # effective-number class weights (Cui et al. 2019)
     focal_gamma: float = 2.0
+    eql_tail_count: int = 100  # eql: classes with fewer train positives get no loss from their negatives
+    ldam_max_margin: float = 0.5  # ldam: margin of the rarest class (margins fall as n^-1/4)
+    ldam_scale: float = 30.0
+    drw_epoch: int | None = None  # ldam (deferred re-weighting): effective-number class weights from this epoch
+    sampler: str = choice("shuffle", "balanced")  # balanced: each class drawn equally often (with replacement)
+    k_train: int | None = None  # few-shot: at most k training samples per class (drawn with head.seed)
+    k_val: int | None = None  # at most k validation samples per class
 
 
 @dataclass

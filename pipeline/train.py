@@ -84,7 +84,25 @@ def train_classifier(cfg: Config, tr: SplitData, va: SplitData, classes: list[st
         return classification_metrics(yv.numpy(), logits.argmax(1).numpy(), len(classes), logits.numpy())
 
     loss = build_loss(cfg.head.loss, "class", cfg.head, y)
-    return fit(model, (tr.x, y), (xv, yv), loss, cfg.head, val_metrics)
+    weights = None
+    if cfg.head.sampler == "balanced":
+        weights = (1.0 / torch.bincount(y).float())[y]
+    return fit(model, (tr.x, y), (xv, yv), loss, cfg.head, val_metrics, weights)
+
+
+def few_shot(data: SplitData, k: int | None, seed: int) -> SplitData:
+    """At most `k` samples per class, drawn with `seed` (the same draw for every head of a run)."""
+    if not k:
+        return data
+    if data.labels is None:
+        raise ConfigError("head.k_train/k_val: few-shot sampling needs task.label (a class per sample)")
+    rng = np.random.default_rng(seed)
+    labels = np.array(data.labels)
+    keep = np.sort(np.concatenate([rng.permutation(np.nonzero(labels == c)[0])[:k] for c in np.unique(labels)]))
+    pick = torch.from_numpy(keep)
+    return SplitData([data.ids[i] for i in keep], data.x[pick], list(labels[keep]),
+                     None if data.multi is None else [data.multi[i] for i in keep],
+                     None if data.traits is None else data.traits[keep])
 
 
 def multi_hot(multi: list[list[str]], classes: list[str]) -> torch.Tensor:
@@ -183,6 +201,8 @@ def run(cfg: Config) -> dict:
                           "class column) and/or task.traits (numeric columns)")
     manifest, fs = open_features(cfg)
     tr, va = load_split(cfg, manifest, fs, "train"), load_split(cfg, manifest, fs, "val")
+    if cfg.head.k_train or cfg.head.k_val:
+        tr, va = few_shot(tr, cfg.head.k_train, cfg.head.seed), few_shot(va, cfg.head.k_val, cfg.head.seed)
     feat = Standardizer.fit(tr.x)
     tr_s, va_s = replace(tr, x=feat(tr.x)), replace(va, x=feat(va.x))
     out = cfg.run_dir()

@@ -85,3 +85,33 @@ def test_mlp_head_and_early_stopping_on_a_metric():
     assert best > 0.9 and fitted.history[fitted.best_epoch - 1]["acc"] == best
     with pytest.raises(ConfigError, match="head.monitor"):
         fit(build_head(cfg, 4, 3), (x, y), (x, y), F.cross_entropy, HeadConfig(monitor="mAP", epochs=1))
+
+
+def test_ldam_without_margins_is_scaled_cross_entropy_and_drw_switches_weights():
+    logits, y = data()
+    cfg = HeadConfig(ldam_max_margin=0.0, ldam_scale=1.0, drw_epoch=3)
+    loss = build_loss("ldam", "class", cfg, y)
+    torch.testing.assert_close(loss(logits, y), F.cross_entropy(logits, y))
+    loss.epoch = 3
+    w = class_weights(HeadConfig(class_weights="effective"), torch.bincount(y))
+    torch.testing.assert_close(loss(logits, y), F.cross_entropy(logits, y, weight=w))
+    margins = build_loss("ldam", "class", HeadConfig(ldam_max_margin=0.5), torch.tensor([0] * 100 + [1])).margins
+    assert margins[1] == pytest.approx(0.5) and margins[0] == pytest.approx(0.5 / 100 ** 0.25)
+
+
+def test_eql_drops_only_the_negatives_of_rare_classes():
+    targets = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 1.0]])  # class 1 is rare (1 positive)
+    loss = build_loss("eql", "multilabel", HeadConfig(eql_tail_count=2), targets)
+    logits = torch.zeros(3, 2, requires_grad=True)
+    loss(logits, targets).backward()
+    assert logits.grad[0, 1] == 0 and logits.grad[1, 1] == 0  # rare class, negative: no push down
+    assert logits.grad[2, 1] != 0 and logits.grad[0, 0] != 0
+    common = build_loss("eql", "multilabel", HeadConfig(eql_tail_count=0), targets)
+    torch.testing.assert_close(common(logits, targets), F.binary_cross_entropy_with_logits(logits, targets))
+
+
+def test_balanced_sampler_draws_classes_equally():
+    y = torch.tensor([0] * 90 + [1] * 10)
+    w = (1.0 / torch.bincount(y).float())[y]
+    drawn = y[torch.multinomial(w, 10000, replacement=True, generator=torch.Generator().manual_seed(0))]
+    assert abs(drawn.float().mean().item() - 0.5) < 0.03

@@ -64,3 +64,16 @@ def test_class_absent_from_train_is_a_warning(tmp_path, capsys):
     assert metrics["acc"] <= 2 / 3 + 1e-9  # the 'c' samples count as wrong
     assert evaluate.run(cfg)["acc"] <= 2 / 3 + 1e-9
     assert "were not seen in training" in capsys.readouterr().out
+
+
+def test_few_shot_and_long_tail_options(tmp_path):
+    cfg = make(tmp_path, SPLITS, "head.k_train=2", "head.k_val=1", "head.sampler=balanced", "head.loss=ldam",
+               "head.drw_epoch=10", "task.traits=[]")
+    train.run(cfg)
+    preds = pd.read_csv(cfg.run_dir() / "predictions.csv")
+    assert len(preds) == 3  # one validation sample per class
+    log = (cfg.run_dir() / "history" / "label.tsv").read_text()
+    assert log.count("\n") > 1
+    again = make(tmp_path / "again", SPLITS, "head.k_train=2", "head.k_val=1", "task.traits=[]")
+    train.run(again)
+    assert list(pd.read_csv(again.run_dir() / "predictions.csv").sample_id) == list(preds.sample_id)  # same draw
