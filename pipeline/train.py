@@ -1,4 +1,4 @@
-"""`vidprobe train`: heads on cached features, one per target kind (class label, numeric traits)."""
+"""`vidprobe train`: heads on cached features, one per target kind (class, multi-label classes, numeric traits)."""
 
 from __future__ import annotations
 
