@@ -23,7 +23,8 @@ class Standardizer:
 
     @classmethod
     def fit(cls, x: torch.Tensor) -> "Standardizer":
-        return cls(x.mean(0), x.std(0, unbiased=False).clamp_min(1e-6))
+        rows = x.flatten(0, -2)  # (N, D) or (N, T, D): statistics per feature, over samples and time
+        return cls(rows.mean(0), rows.std(0, unbiased=False).clamp_min(1e-6))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std

@@ -62,7 +62,7 @@ def baselines(cfg: Config) -> list[dict]:
     manifest, fs = train.open_features(cfg)
     tr, va = train.load_split(cfg, manifest, fs, "train"), train.load_split(cfg, manifest, fs, "val")
     scale = Standardizer.fit(tr.x)
-    x, xv = scale(tr.x).numpy(), scale(va.x).numpy()
+    x, xv = scale(tr.x).flatten(1).numpy(), scale(va.x).flatten(1).numpy()  # sequences: concatenated steps
     metrics: dict = {}
     if cfg.task.label:
         classes = sorted(set(tr.labels))

@@ -13,7 +13,7 @@ import torch
 from features.store import FeatureSet
 from heads.metrics import classification_metrics, multilabel_metrics, regression_metrics
 from heads.losses import build_loss
-from heads.models import build_head
+from heads.models import SEQUENCE_HEADS, build_head
 from heads.trainer import Standardizer, fit, seed_everything
 from pipeline.config import Config, ConfigError, dump_config
 from pipeline.embed import feature_hash
@@ -58,7 +58,11 @@ def load_split(cfg: Config, manifest: pd.DataFrame, fs: FeatureSet, split: str) 
         raise ConfigError(f"{int(bad.sum())} samples of {split} have NaN or inf in {cfg.head.features}, e.g. "
                           f"{[ids[i] for i in torch.nonzero(bad).flatten()[:3].tolist()]}; re-embed them "
                           f"(`vidprobe cache verify` lists the shards)")
-    if x.ndim != 2:
+    if cfg.head.name in SEQUENCE_HEADS:
+        if x.ndim != 3:
+            raise ConfigError(f"head.features: the {cfg.head.name} head pools over time and needs (N, T, D) features "
+                              f"such as video/temporal; {cfg.head.features!r} has shape {tuple(x.shape[1:])} per sample")
+    elif x.ndim != 2:
         raise ConfigError(f"head.features: {cfg.head.features!r} has shape {tuple(x.shape[1:])} per sample; "
                           f"the {cfg.head.name} head needs pooled (N, D) features such as video/pooled")
     labels = list(rows[cfg.task.label].astype(str)) if cfg.task.label else None
@@ -78,7 +82,7 @@ def train_classifier(cfg: Config, tr: SplitData, va: SplitData, classes: list[st
     yv = torch.tensor([classes.index(c) for c in np.array(va.labels)[seen]], dtype=torch.long)
     xv = va.x[torch.from_numpy(seen)]
     seed_everything(cfg.head.seed)
-    model = build_head(cfg.head, tr.x.shape[1], len(classes))
+    model = build_head(cfg.head, tr.x.shape[-1], len(classes))
 
     def val_metrics(logits: torch.Tensor) -> dict:
         return classification_metrics(yv.numpy(), logits.argmax(1).numpy(), len(classes), logits.numpy())
@@ -125,7 +129,7 @@ def train_multilabel(cfg: Config, tr: SplitData, va: SplitData, info: dict):
     classes = info["classes"]
     y, yv = multi_hot(tr.multi, classes), multi_hot(va.multi, classes)
     seed_everything(cfg.head.seed)
-    model = build_head(cfg.head, tr.x.shape[1], len(classes))
+    model = build_head(cfg.head, tr.x.shape[-1], len(classes))
 
     def val_metrics(logits: torch.Tensor) -> dict:
         return {"mAP": multilabel_metrics(yv.numpy(), logits.numpy(), classes)["mAP"]}
@@ -138,7 +142,7 @@ def train_regressor(cfg: Config, tr: SplitData, va: SplitData, scaler: Standardi
     keep, keep_v = (~np.isnan(d.traits).any(1) for d in (tr, va))
     y, yv = (scaler(torch.from_numpy(d.traits[k]).float()) for d, k in ((tr, keep), (va, keep_v)))
     seed_everything(cfg.head.seed)
-    model = build_head(cfg.head, tr.x.shape[1], len(cfg.task.traits))
+    model = build_head(cfg.head, tr.x.shape[-1], len(cfg.task.traits))
     traits = list(cfg.task.traits)
 
     def val_metrics(out: torch.Tensor) -> dict:  # on the standardised scale: ranks and correlations unchanged
@@ -156,7 +160,7 @@ def predict(bundle: dict, cfg: Config, data: SplitData) -> tuple[pd.DataFrame, d
     with torch.no_grad():
         if "label_head" in bundle:
             classes = bundle["classes"]
-            head = _load_head(cfg, bundle["label_head"], x.shape[1], len(classes))
+            head = _load_head(cfg, bundle["label_head"], x.shape[-1], len(classes))
             probs = head(x).softmax(1)
             y_pred = probs.argmax(1).numpy()
             unknown = sorted(set(data.labels) - set(classes))
@@ -167,7 +171,7 @@ def predict(bundle: dict, cfg: Config, data: SplitData) -> tuple[pd.DataFrame, d
             metrics.update(classification_metrics(y_true, y_pred, len(classes), probs.numpy()))
         if "multilabel_head" in bundle:
             classes = bundle["ml_classes"]
-            head = _load_head(cfg, bundle["multilabel_head"], x.shape[1], len(classes))
+            head = _load_head(cfg, bundle["multilabel_head"], x.shape[-1], len(classes))
             scores = head(x).sigmoid().numpy()
             pred["labels"] = ["|".join(m) for m in data.multi]
             pred["top"] = [classes[j] for j in scores.argmax(1)]
@@ -175,7 +179,7 @@ def predict(bundle: dict, cfg: Config, data: SplitData) -> tuple[pd.DataFrame, d
                                               dict(zip(bundle["ml_segment_classes"], bundle["ml_segments"]))))
         if "traits_head" in bundle:
             traits = bundle["traits"]
-            head = _load_head(cfg, bundle["traits_head"], x.shape[1], len(traits))
+            head = _load_head(cfg, bundle["traits_head"], x.shape[-1], len(traits))
             y_hat = (head(x) * bundle["trait_std"] + bundle["trait_mean"]).numpy()
             for j, t in enumerate(traits):
                 pred[t], pred[f"pred/{t}"] = data.traits[:, j], y_hat[:, j]

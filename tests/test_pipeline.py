@@ -42,6 +42,10 @@ def test_stages_index_embed_train_evaluate(demo_cfg, capsys):
     preds = pd.read_csv(run_dir / "eval" / "test" / "predictions.csv")
     assert len(preds) == 8 and test["acc"] == pytest.approx((preds.label == preds.pred).mean())
 
+    # temporal attention pooling on the (N, T', D) features of the same feature set
+    att = train.run(demo_cfg("run.name=att", "head.epochs=20", "head.name=attention", "head.features=video/temporal"))
+    assert set(att) >= {"acc", "spearman/speed"}
+
     # features made with another backbone seed are refused, with the fix named
     code = main(["train", f"dataset.root={cfg.dataset.root}", f"paths.cache={cfg.paths.cache}",
                  "dataset.name=demo", "backbone.seed=7"])

@@ -77,3 +77,11 @@ def test_few_shot_and_long_tail_options(tmp_path):
     again = make(tmp_path / "again", SPLITS, "head.k_train=2", "head.k_val=1", "task.traits=[]")
     train.run(again)
     assert list(pd.read_csv(again.run_dir() / "predictions.csv").sample_id) == list(preds.sample_id)  # same draw
+
+
+def test_attention_head_on_sequence_features(tmp_path):
+    cfg = make(tmp_path, SPLITS, "task.traits=[]")
+    seq = make(tmp_path / "seq", SPLITS, "task.traits=[]", "head.name=attention")
+    with pytest.raises(ConfigError, match="needs \\(N, T, D\\) features"):
+        train.run(seq)  # the hand-made set only has pooled features
+    assert train.run(cfg)["acc"] > 0.8
