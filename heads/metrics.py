@@ -77,13 +77,18 @@ def ccc(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, traits: list[str]) -> dict[str, float]:
-    """Per-trait spearman/pearson/mae/ccc plus their means over traits; y arrays are (N, n_traits)."""
+    """Per-trait spearman/pearson/mae/ccc plus their means over traits; y arrays are (N, n_traits).
+
+    A NaN in y_true (a missing trait value) leaves that sample out of that trait's figures only.
+    """
     out: dict[str, float] = {}
     for j, t in enumerate(traits):
-        out[f"spearman/{t}"] = spearman(y_true[:, j], y_pred[:, j])
-        out[f"pearson/{t}"] = pearson(y_true[:, j], y_pred[:, j])
-        out[f"mae/{t}"] = float(np.mean(np.abs(y_true[:, j] - y_pred[:, j])))
-        out[f"ccc/{t}"] = ccc(y_true[:, j], y_pred[:, j])
+        ok = ~np.isnan(y_true[:, j])
+        a, b = y_true[ok, j], y_pred[ok, j]
+        out[f"spearman/{t}"] = spearman(a, b)
+        out[f"pearson/{t}"] = pearson(a, b)
+        out[f"mae/{t}"] = float(np.mean(np.abs(a - b)))
+        out[f"ccc/{t}"] = ccc(a, b)
     for name in ("spearman", "pearson", "mae", "ccc"):
         out[f"{name}/mean"] = float(np.mean([out[f"{name}/{t}"] for t in traits]))
     return out

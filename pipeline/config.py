@@ -115,6 +115,8 @@ class TaskConfig:
     label: str | None = "label"  # manifest column with the class name; null for none
     multilabel: str | None = None  # manifest column with '|'-joined class names (multilabel adapter: labels)
     traits: list[str] = field(default_factory=list)  # numeric manifest columns to regress
+    mode: str = choice("joint", "per_target")  # traits: one multi-output head, or an independent head per trait
+    n_jobs: int = -1  # per_target: heads trained at once (threads)
 
 
 @dataclass

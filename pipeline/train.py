@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from joblib import Parallel, delayed
 
 from features.store import FeatureSet
 from heads.metrics import classification_metrics, multilabel_metrics, regression_metrics
@@ -66,7 +67,7 @@ def load_split(cfg: Config, manifest: pd.DataFrame, fs: FeatureSet, split: str) 
         raise ConfigError(f"head.features: {cfg.head.features!r} has shape {tuple(x.shape[1:])} per sample; "
                           f"the {cfg.head.name} head needs pooled (N, D) features such as video/pooled")
     labels = list(rows[cfg.task.label].astype(str)) if cfg.task.label else None
-    traits = rows[cfg.task.traits].to_numpy(dtype=np.float64) if cfg.task.traits else None
+    traits = rows[cfg.task.traits].to_numpy(dtype=np.float64, copy=True) if cfg.task.traits else None
     multi = None
     if cfg.task.multilabel:
         multi = [list(filter(None, str(v).split("|"))) if isinstance(v, str) else [] for v in rows[cfg.task.multilabel]]
@@ -138,18 +139,22 @@ def train_multilabel(cfg: Config, tr: SplitData, va: SplitData, info: dict):
     return fit(model, (tr.x, y), (va.x, yv), loss, cfg.head, val_metrics)
 
 
-def train_regressor(cfg: Config, tr: SplitData, va: SplitData, scaler: Standardizer):
-    keep, keep_v = (~np.isnan(d.traits).any(1) for d in (tr, va))
-    y, yv = (scaler(torch.from_numpy(d.traits[k]).float()) for d, k in ((tr, keep), (va, keep_v)))
-    seed_everything(cfg.head.seed)
-    model = build_head(cfg.head, tr.x.shape[-1], len(cfg.task.traits))
-    traits = list(cfg.task.traits)
+def regressor_job(cfg: Config, tr: SplitData, va: SplitData, scaler: Standardizer, columns: list[int]) -> tuple:
+    """The arguments of `fit` for one head over the trait `columns`, on the samples that have all of them.
+
+    Built in the calling thread, in order, so seeded initialisation does not depend on thread timing.
+    """
+    keep, keep_v = (~np.isnan(d.traits[:, columns]).any(1) for d in (tr, va))
+    y, yv = (scaler(torch.from_numpy(d.traits).float())[k][:, columns] for d, k in ((tr, keep), (va, keep_v)))
+    torch.manual_seed(cfg.head.seed)
+    model = build_head(cfg.head, tr.x.shape[-1], len(columns))
+    traits = [cfg.task.traits[j] for j in columns]
 
     def val_metrics(out: torch.Tensor) -> dict:  # on the standardised scale: ranks and correlations unchanged
         return regression_metrics(yv.numpy(), out.numpy(), traits)
 
     loss = build_loss(cfg.head.regression_loss, "regression", cfg.head, y)
-    return fit(model, (tr.x[keep], y), (va.x[keep_v], yv), loss, cfg.head, val_metrics)
+    return model, (tr.x[keep], y), (va.x[keep_v], yv), loss, cfg.head, val_metrics
 
 
 def predict(bundle: dict, cfg: Config, data: SplitData) -> tuple[pd.DataFrame, dict]:
@@ -177,14 +182,15 @@ def predict(bundle: dict, cfg: Config, data: SplitData) -> tuple[pd.DataFrame, d
             pred["top"] = [classes[j] for j in scores.argmax(1)]
             metrics.update(multilabel_metrics(multi_hot(data.multi, classes).numpy(), scores, classes,
                                               dict(zip(bundle["ml_segment_classes"], bundle["ml_segments"]))))
-        if "traits_head" in bundle:
+        if "traits_heads" in bundle:
             traits = bundle["traits"]
-            head = _load_head(cfg, bundle["traits_head"], x.shape[-1], len(traits))
-            y_hat = (head(x) * bundle["trait_std"] + bundle["trait_mean"]).numpy()
+            out = torch.zeros(len(x), len(traits))
+            for columns, state in zip(bundle["trait_groups"], bundle["traits_heads"]):
+                out[:, columns] = _load_head(cfg, state, x.shape[-1], len(columns))(x)
+            y_hat = (out * bundle["trait_std"] + bundle["trait_mean"]).numpy()
             for j, t in enumerate(traits):
                 pred[t], pred[f"pred/{t}"] = data.traits[:, j], y_hat[:, j]
-            keep = ~np.isnan(data.traits).any(1)
-            metrics.update(regression_metrics(data.traits[keep], y_hat[keep], traits))
+            metrics.update(regression_metrics(data.traits, y_hat, traits))
     return pred, metrics
 
 
@@ -227,13 +233,20 @@ def run(cfg: Config) -> dict:
         write_history(out / "history" / "multilabel.tsv", fitted.history)
         print(f"multilabel head: {len(info['classes'])} classes, best epoch {fitted.best_epoch}/{len(fitted.history)}")
     if cfg.task.traits:
-        ok = ~np.isnan(tr.traits).any(1)
-        scaler = Standardizer.fit(torch.from_numpy(tr.traits[ok]).float())
-        fitted = train_regressor(cfg, tr_s, va_s, scaler)
-        bundle.update(traits=list(cfg.task.traits), traits_head=fitted.model.state_dict(),
-                      trait_mean=scaler.mean, trait_std=scaler.std)
-        write_history(out / "history" / "traits.tsv", fitted.history)
-        print(f"traits head: {cfg.task.traits}, best epoch {fitted.best_epoch}/{len(fitted.history)}")
+        # per trait, over the samples that have it
+        scaler = Standardizer(torch.tensor(np.nanmean(tr.traits, 0)).float(),
+                              torch.tensor(np.nanstd(tr.traits, 0)).float().clamp_min(1e-6))
+        n = len(cfg.task.traits)
+        groups = [[j] for j in range(n)] if cfg.task.mode == "per_target" else [list(range(n))]
+        jobs = [regressor_job(cfg, tr_s, va_s, scaler, cols) for cols in groups]
+        fitted = Parallel(n_jobs=cfg.task.n_jobs if len(groups) > 1 else 1, prefer="threads")(
+            delayed(fit)(*job) for job in jobs)
+        bundle.update(traits=list(cfg.task.traits), trait_groups=groups,
+                      traits_heads=[f.model.state_dict() for f in fitted], trait_mean=scaler.mean, trait_std=scaler.std)
+        for cols, f in zip(groups, fitted):
+            name = "traits" if len(groups) == 1 else f"trait-{cfg.task.traits[cols[0]]}"
+            write_history(out / "history" / f"{name}.tsv", f.history)
+            print(f"{name} head: best epoch {f.best_epoch}/{len(f.history)}")
     torch.save(bundle, out / "heads.pt")
     pred, metrics = predict(bundle, cfg, va)
     pred.to_csv(out / "predictions.csv", index=False)

@@ -85,3 +85,19 @@ def test_attention_head_on_sequence_features(tmp_path):
     with pytest.raises(ConfigError, match="needs \\(N, T, D\\) features"):
         train.run(seq)  # the hand-made set only has pooled features
     assert train.run(cfg)["acc"] > 0.8
+
+
+def test_per_target_heads_use_every_known_value(tmp_path):
+    cfg = make(tmp_path, SPLITS, "task.traits=[score, other]", "task.mode=per_target", "task.n_jobs=2",
+               "task.label=null")
+    manifest = pd.read_csv(cfg.manifest_path())
+    manifest["other"] = manifest.score * 2.0
+    manifest.loc[manifest.sample_id.isin(["train/0", "train/1", "val/2"]), "score"] = np.nan  # masked, not dropped
+    manifest.to_csv(cfg.manifest_path(), index=False)
+    a = train.run(cfg)
+    assert a["spearman/score"] > 0.5 and a["spearman/other"] > 0.5
+    assert (cfg.run_dir() / "history" / "trait-score.tsv").is_file()
+    b = train.run(cfg)
+    assert a == b  # threads, same numbers
+    joint = train.run(make(tmp_path / "j", SPLITS, "task.traits=[score]", "task.label=null"))
+    assert "spearman/score" in joint
