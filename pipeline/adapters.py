@@ -79,10 +79,15 @@ def validate(df: pd.DataFrame, cfg: DatasetConfig) -> None:
         print(f"warning: {len(missing)} listed videos are not on disk (recorded as status 'missing'), e.g. {missing[:3]}")
 
 
+def stable_draw(key) -> float:
+    """A number in [0, 1] fixed by `key` alone: the same split on every machine and every run."""
+    return int(hashlib.sha1(str(key).encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+
 def hold_out_val(df: pd.DataFrame, fraction: float) -> pd.DataFrame:
     """Move a stable share of train to val, whole groups at a time (UCF-101's gNN) so no group leaks."""
     groups = df["group"] if "group" in df.columns else df["path"]
-    draw = groups.map(lambda g: int(hashlib.sha1(str(g).encode()).hexdigest()[:8], 16) / 0xFFFFFFFF)
+    draw = groups.map(stable_draw)
     df = df.copy()
     train = df.split == "train"
     chosen = train & (draw < fraction)
@@ -256,7 +261,7 @@ def split_column(table: pd.DataFrame, cfg: DatasetConfig, key: pd.Series) -> pd.
     if "split" in table.columns:
         return table.split.astype(str).str.lower().map(SPLIT_NAMES)
     edges = pd.Series(cfg.split_fractions).cumsum() / sum(cfg.split_fractions)
-    draw = key.map(lambda k: int(hashlib.sha1(str(k).encode()).hexdigest()[:8], 16) / 0xFFFFFFFF)
+    draw = key.map(stable_draw)
     return draw.map(lambda d: ["train", "val", "test"][min(int((edges <= d).sum()), 2)])
 
 
