@@ -105,11 +105,16 @@ def average_precision(y_true: np.ndarray, scores: np.ndarray) -> float:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
+def per_class_ap(y_true: np.ndarray, scores: np.ndarray, classes: list[str]) -> dict[str, float]:
+    """AP of each class that has positives in `y_true` (N, C) 0/1, from `scores` (N, C)."""
+    return {c: average_precision(y_true[:, j], scores[:, j]) for j, c in enumerate(classes) if y_true[:, j].any()}
+
+
 def multilabel_metrics(y_true: np.ndarray, scores: np.ndarray, classes: list[str],
                        segment: dict[str, str] | None = None) -> dict[str, float]:
     """mAP over the classes that have positives, and per head/middle/tail segment; says how many had none."""
     has_pos = y_true.sum(0) > 0
-    ap = {c: average_precision(y_true[:, j], scores[:, j]) for j, c in enumerate(classes) if has_pos[j]}
+    ap = per_class_ap(y_true, scores, classes)
     out = {"mAP": float(np.mean(list(ap.values()))) if ap else 0.0,
            "classes_without_positives": float((~has_pos).sum())}
     for name in ("head", "middle", "tail"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import torch
 from torch import nn
 
 from pipeline.config import ConfigError, HeadConfig
@@ -22,9 +23,16 @@ def register_head(name: str, sequence: bool = False):
     return deco
 
 
-def build_head(cfg: HeadConfig, in_dim: int, out_dim: int) -> nn.Module:
+def build_head(cfg: HeadConfig, in_dim: int, out_dim: int, dims: list[int] | None = None,
+               one_vs_rest: bool = False) -> nn.Module:
+    """The configured head; `dims` (one width per modality) makes it a fusion head over packed rows,
+    `one_vs_rest` one independent binary head per output."""
     if cfg.name not in HEADS:
         raise ConfigError(f"head.name: unknown head {cfg.name!r}; valid: {', '.join(sorted(HEADS))}")
+    if one_vs_rest:
+        return OneVsRest([build_head(cfg, in_dim, 1, dims) for _ in range(out_dim)])
+    if dims and len(dims) > 1:
+        return Fusion(dims, out_dim, cfg)
     return HEADS[cfg.name](in_dim, out_dim, cfg)
 
 
@@ -39,6 +47,12 @@ def mlp(in_dim: int, out_dim: int, cfg: HeadConfig) -> nn.Module:
     """One hidden layer: LayerNorm, Linear, GELU, Dropout, Linear."""
     return nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout),
                          nn.Linear(cfg.hidden, out_dim))
+
+
+@register_head("zero-shot")
+def zero_shot(in_dim: int, out_dim: int, cfg: HeadConfig) -> nn.Module:
+    """The class-prompt embeddings of head.prompts as a fixed linear classifier (see `prompt_linear`); never trained."""
+    return nn.Linear(in_dim, out_dim)
 
 
 class AttentionPool(nn.Module):
@@ -58,3 +72,60 @@ class AttentionPool(nn.Module):
 def attention(in_dim: int, out_dim: int, cfg: HeadConfig) -> nn.Module:
     """Temporal attention pooling over (N, T, D) features such as video/temporal."""
     return AttentionPool(in_dim, out_dim)
+
+
+class OneVsRest(nn.Module):
+    """Independent binary heads, one per class, read together as (N, classes) logits."""
+
+    def __init__(self, heads: list[nn.Module]):
+        super().__init__()
+        self.heads = nn.ModuleList(heads)
+
+    def forward(self, x):
+        return torch.cat([h(x) for h in self.heads], dim=1)
+
+
+class Fusion(nn.Module):
+    """Several modalities packed in one row: [x_1 | ... | x_M | mask_1 .. mask_M].
+
+    A missing modality arrives as zeros with mask 0 (see `pipeline.train.load_split`). `concat`
+    feeds the whole row, mask indicators included, to one head; `late` averages per-modality heads
+    over the modalities present; `gated` mixes per-modality projections with softmax gates computed
+    over the present modalities only.
+    """
+
+    def __init__(self, dims: list[int], out_dim: int, cfg: HeadConfig):
+        super().__init__()
+        self.dims, self.mode = list(dims), cfg.fusion
+        if cfg.fusion == "concat":
+            self.head = HEADS[cfg.name](sum(dims) + len(dims), out_dim, cfg)
+        elif cfg.fusion == "late":
+            self.heads = nn.ModuleList(HEADS[cfg.name](d, out_dim, cfg) for d in dims)
+        else:
+            self.proj = nn.ModuleList(nn.Linear(d, cfg.hidden) for d in dims)
+            self.gate = nn.ModuleList(nn.Linear(d, 1) for d in dims)
+            self.out = nn.Sequential(nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, out_dim))
+
+    def forward(self, packed):
+        if self.mode == "concat":
+            return self.head(packed)
+        *xs, mask = packed.split(self.dims + [len(self.dims)], dim=1)  # mask: (N, M), 1 where present
+        if self.mode == "late":
+            outs = torch.stack([h(x) for h, x in zip(self.heads, xs)], dim=1)  # (N, M, out)
+            return (outs * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp_min(1)
+        scores = torch.cat([g(x) for g, x in zip(self.gate, xs)], dim=1).masked_fill(mask == 0, float("-inf"))
+        weights = scores.softmax(dim=1).nan_to_num(0.0)  # a row with nothing present gets zero weights
+        mixed = sum(w[:, None] * p(x) for w, p, x in zip(weights.unbind(1), self.proj, xs))
+        return self.out(mixed)
+
+
+def prompt_linear(prompts: torch.Tensor, scale: float) -> nn.Linear:
+    """A linear classifier whose rows are the L2-normalised class-prompt embeddings (times `scale`).
+
+    On L2-normalised features its logits are scaled cosine similarities: CLIP's zero-shot classifier.
+    """
+    layer = nn.Linear(prompts.shape[1], prompts.shape[0])
+    with torch.no_grad():
+        layer.weight.copy_(scale * nn.functional.normalize(prompts.float(), dim=1))
+        layer.bias.zero_()
+    return layer

@@ -16,18 +16,33 @@ from pipeline.config import ConfigError, HeadConfig
 
 @dataclass
 class Standardizer:
-    """Per-column mean/std from the training rows only, applied to every split."""
+    """Per-column mean/std from the training rows only, applied to every split.
+
+    NaN marks a missing value (a modality absent for a sample): it is left out of the statistics and
+    becomes 0, the training mean, once scaled. The last `passthrough` columns (modality masks) stay
+    as they are. With `l2`, rows are scaled to unit length instead (cosine-similarity heads).
+    """
 
     mean: torch.Tensor
     std: torch.Tensor
+    l2: bool = False
 
     @classmethod
-    def fit(cls, x: torch.Tensor) -> "Standardizer":
+    def fit(cls, x: torch.Tensor, passthrough: int = 0, l2: bool = False) -> "Standardizer":
         rows = x.flatten(0, -2)  # (N, D) or (N, T, D): statistics per feature, over samples and time
-        return cls(rows.mean(0), rows.std(0, unbiased=False).clamp_min(1e-6))
+        if l2:
+            return cls(torch.zeros(rows.shape[1]), torch.ones(rows.shape[1]), l2=True)
+        mean = rows.nanmean(0)
+        std = (rows - mean).square().nanmean(0).sqrt().nan_to_num(1.0).clamp_min(1e-6)
+        mean = mean.nan_to_num(0.0)
+        if passthrough:
+            mean[-passthrough:], std[-passthrough:] = 0.0, 1.0
+        return cls(mean, std)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
+        z = (x - self.mean) / self.std
+        z = torch.where(torch.isnan(z), 0.0, z)
+        return nn.functional.normalize(z, dim=-1) if self.l2 else z
 
 
 @dataclass

@@ -115,14 +115,20 @@ class TaskConfig:
     label: str | None = "label"  # manifest column with the class name; null for none
     multilabel: str | None = None  # manifest column with '|'-joined class names (multilabel adapter: labels)
     traits: list[str] = field(default_factory=list)  # numeric manifest columns to regress
-    mode: str = choice("joint", "per_target")  # traits: one multi-output head, or an independent head per trait
+    mode: str = choice("joint", "per_target")  # one multi-output head, or an independent head per trait / per class (one-vs-rest)
     n_jobs: int = -1  # per_target: heads trained at once (threads)
 
 
 @dataclass
 class HeadConfig:
-    name: str = "linear"  # linear | mlp
+    name: str = "linear"  # linear | mlp | attention (over (N, T, D) features) | zero-shot (head.prompts, untrained)
     features: str = "video/pooled"
+    fuse: list[str] = field(default_factory=list)  # more inputs, "<feature_set>:<key>" (e.g. whisper:audio/pooled)
+    fusion: str = choice("concat", "late", "gated")  # how head.features and head.fuse combine; missing ones are masked
+    prompts: str | None = None  # "<feature_set>[:<key>]" of class-prompt embeddings, one row per class name
+    init: str = choice("random", "prompts")  # prompts: linear head initialised from the class-prompt embeddings
+    normalize: str = choice("standardize", "l2")  # features: train mean/std per column, or unit length per row
+    logit_scale: float = 100.0  # zero-shot / prompt-initialised heads: cosine similarity times this
     lr: float = 1e-2
     weight_decay: float = 1e-4
     epochs: int = 200

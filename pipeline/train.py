@@ -11,11 +11,11 @@ import pandas as pd
 import torch
 from joblib import Parallel, delayed
 
-from features.store import FeatureSet
-from heads.metrics import classification_metrics, multilabel_metrics, regression_metrics
+from features.store import FeatureSet, StoreError
+from heads.metrics import classification_metrics, multilabel_metrics, per_class_ap, regression_metrics
 from heads.losses import build_loss
-from heads.models import SEQUENCE_HEADS, build_head
-from heads.trainer import Standardizer, fit, seed_everything
+from heads.models import SEQUENCE_HEADS, build_head, prompt_linear
+from heads.trainer import Fitted, Standardizer, fit, seed_everything
 from pipeline.config import Config, ConfigError, dump_config
 from pipeline.embed import feature_hash
 from pipeline.index import read_manifest
@@ -28,6 +28,7 @@ class SplitData:
     labels: list[str] | None  # class names, when task.label is set
     multi: list[list[str]] | None  # class names per sample, when task.multilabel is set
     traits: np.ndarray | None  # (N, n_traits), NaN where a value is missing
+    dims: list[int] | None = None  # fused inputs: each modality's width; x is [x_1 | ... | x_M | masks]
 
 
 def open_features(cfg: Config) -> tuple[pd.DataFrame, FeatureSet]:
@@ -46,19 +47,67 @@ def open_features(cfg: Config) -> tuple[pd.DataFrame, FeatureSet]:
     return manifest[have], fs
 
 
+def pooled(x: np.ndarray, key: str) -> torch.Tensor:
+    x = torch.from_numpy(x).float()
+    if x.ndim > 2 and key.endswith("pooled"):
+        x = x.flatten(1, -2).mean(1)  # temporal views and crops: averaged, as multi-view testing does
+    return x
+
+
+def check_finite(x: torch.Tensor, ids: list[str], split: str, key: str) -> None:
+    bad = ~torch.isfinite(x.flatten(1)).all(1)
+    if bad.any():
+        raise ConfigError(f"{int(bad.sum())} samples of {split} have NaN or inf in {key}, e.g. "
+                          f"{[ids[i] for i in torch.nonzero(bad).flatten()[:3].tolist()]}; re-embed them "
+                          f"(`vidprobe cache verify` lists the shards)")
+
+
+def fused_inputs(cfg: Config) -> list[tuple[str, FeatureSet, str]]:
+    """head.fuse as (name, feature set, key): "<feature_set>:<key>" in this dataset's cache, or a bare key
+    of this config's own feature set."""
+    out = []
+    for spec in cfg.head.fuse:
+        name, _, key = spec.rpartition(":")
+        directory = cfg.feature_dir().parent / name if name else cfg.feature_dir()
+        try:
+            out.append((spec, FeatureSet(directory), key))
+        except StoreError as err:
+            raise ConfigError(f"head.fuse: {spec!r}: {err}") from None
+    return out
+
+
+def modality(fs: FeatureSet, key: str, ids: list[str], split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values with NaN rows where missing, presence mask) of one fused input.
+
+    A sample is missing when its id is not in the set, or when the set says so in `<modality>/present`
+    (e.g. `audio/present` is false for a video without an audio track).
+    """
+    have = [i for i in ids if i in fs.rows]
+    rows = {sid: r for r, sid in enumerate(have)}
+    x = pooled(fs.get(key, have), key)
+    present = torch.ones(len(have), dtype=torch.bool)
+    flag = f"{key.split('/')[0]}/present"
+    if flag in fs.keys:
+        present = torch.from_numpy(fs.get(flag, have).astype(bool))
+    check_finite(x[present], [s for s, p in zip(have, present) if p], split, f"{fs.dir.name}:{key}")
+    if x.ndim != 2:
+        raise ConfigError(f"head.fuse: {key!r} has shape {tuple(x.shape[1:])} per sample; fusion takes pooled (N, D) features")
+    out = torch.full((len(ids), x.shape[1]), float("nan"))
+    mask = torch.zeros(len(ids))
+    for i, sid in enumerate(ids):
+        r = rows.get(sid)
+        if r is not None and present[r]:
+            out[i], mask[i] = x[r], 1.0
+    return out, mask
+
+
 def load_split(cfg: Config, manifest: pd.DataFrame, fs: FeatureSet, split: str) -> SplitData:
     rows = manifest[manifest.split == split]
     if rows.empty:
         raise ConfigError(f"no samples with features in split {split!r}; splits present: {sorted(manifest.split.unique())}")
     ids = list(rows.sample_id)
-    x = torch.from_numpy(fs.get(cfg.head.features, ids)).float()
-    if x.ndim > 2 and cfg.head.features.endswith("pooled"):
-        x = x.flatten(1, -2).mean(1)  # temporal views and crops: averaged, as multi-view testing does
-    bad = ~torch.isfinite(x.flatten(1)).all(1)
-    if bad.any():
-        raise ConfigError(f"{int(bad.sum())} samples of {split} have NaN or inf in {cfg.head.features}, e.g. "
-                          f"{[ids[i] for i in torch.nonzero(bad).flatten()[:3].tolist()]}; re-embed them "
-                          f"(`vidprobe cache verify` lists the shards)")
+    x = pooled(fs.get(cfg.head.features, ids), cfg.head.features)
+    check_finite(x, ids, split, cfg.head.features)
     if cfg.head.name in SEQUENCE_HEADS:
         if x.ndim != 3:
             raise ConfigError(f"head.features: the {cfg.head.name} head pools over time and needs (N, T, D) features "
@@ -66,12 +115,42 @@ def load_split(cfg: Config, manifest: pd.DataFrame, fs: FeatureSet, split: str) 
     elif x.ndim != 2:
         raise ConfigError(f"head.features: {cfg.head.features!r} has shape {tuple(x.shape[1:])} per sample; "
                           f"the {cfg.head.name} head needs pooled (N, D) features such as video/pooled")
+    dims = None
+    if cfg.head.fuse:
+        if cfg.head.name in SEQUENCE_HEADS or cfg.head.name == "zero-shot" or cfg.head.init == "prompts":
+            raise ConfigError(f"head.fuse: fusion combines pooled features with linear or mlp heads, not {cfg.head.name!r} "
+                              f"(head.init={cfg.head.init})")
+        parts = [modality(other, key, ids, split) for _, other, key in fused_inputs(cfg)]
+        dims = [x.shape[1]] + [p[0].shape[1] for p in parts]
+        masks = torch.stack([torch.ones(len(ids))] + [p[1] for p in parts], dim=1)
+        x = torch.cat([x] + [p[0] for p in parts] + [masks], dim=1)
     labels = list(rows[cfg.task.label].astype(str)) if cfg.task.label else None
     traits = rows[cfg.task.traits].to_numpy(dtype=np.float64, copy=True) if cfg.task.traits else None
     multi = None
     if cfg.task.multilabel:
         multi = [list(filter(None, str(v).split("|"))) if isinstance(v, str) else [] for v in rows[cfg.task.multilabel]]
-    return SplitData(ids, x, labels, multi, traits)
+    return SplitData(ids, x, labels, multi, traits, dims)
+
+
+def class_prompts(cfg: Config, classes: list[str], dim: int) -> torch.Tensor:
+    """(classes, D) class-prompt embeddings from the feature set named by head.prompts (ids = class names)."""
+    if not cfg.head.prompts:
+        raise ConfigError(f"head.prompts: the {cfg.head.name} head (head.init={cfg.head.init}) needs a feature set of "
+                          "class-prompt embeddings, e.g. head.prompts=clip-prompts:text/pooled")
+    name, _, key = cfg.head.prompts.partition(":")
+    try:
+        fs = FeatureSet(cfg.feature_dir().parent / name)
+    except StoreError as err:
+        raise ConfigError(f"head.prompts: {err}") from None
+    missing = [c for c in classes if c not in fs.rows]
+    if missing:
+        raise ConfigError(f"head.prompts: {fs.dir} has no prompt for {len(missing)} classes, e.g. {missing[:3]}; "
+                          f"it has {fs.ids[:5]}")
+    prompts = torch.from_numpy(fs.get(key or "text/pooled", classes)).float()
+    if prompts.shape[1] != dim:
+        raise ConfigError(f"head.prompts: prompt embeddings are {prompts.shape[1]}-d but {cfg.head.features} is {dim}-d; "
+                          "use the text side of the same model that embedded the videos")
+    return prompts
 
 
 def train_classifier(cfg: Config, tr: SplitData, va: SplitData, classes: list[str]):
@@ -83,16 +162,45 @@ def train_classifier(cfg: Config, tr: SplitData, va: SplitData, classes: list[st
     yv = torch.tensor([classes.index(c) for c in np.array(va.labels)[seen]], dtype=torch.long)
     xv = va.x[torch.from_numpy(seen)]
     seed_everything(cfg.head.seed)
-    model = build_head(cfg.head, tr.x.shape[-1], len(classes))
 
     def val_metrics(logits: torch.Tensor) -> dict:
         return classification_metrics(yv.numpy(), logits.argmax(1).numpy(), len(classes), logits.numpy())
 
+    if cfg.head.name == "zero-shot" or cfg.head.init == "prompts":
+        if cfg.head.name not in ("zero-shot", "linear") or cfg.task.mode == "per_target":
+            raise ConfigError(f"head.init=prompts: only a joint linear head starts from class prompts, not "
+                              f"{cfg.head.name!r} in task.mode={cfg.task.mode}")
+        model = prompt_linear(class_prompts(cfg, classes, tr.x.shape[-1]), cfg.head.logit_scale)
+        if cfg.head.name == "zero-shot":  # nothing to train: the prompts are the classifier
+            with torch.no_grad():
+                return Fitted(model.eval(), 0, [{"epoch": 0, **val_metrics(model(xv))}])
+    elif cfg.task.mode == "per_target":
+        return train_one_vs_rest(cfg, tr.x, y, xv, yv, len(classes), tr.dims)
+    else:
+        model = build_head(cfg.head, tr.x.shape[-1], len(classes), tr.dims)
     loss = build_loss(cfg.head.loss, "class", cfg.head, y)
     weights = None
     if cfg.head.sampler == "balanced":
         weights = (1.0 / torch.bincount(y).float())[y]
     return fit(model, (tr.x, y), (xv, yv), loss, cfg.head, val_metrics, weights)
+
+
+def train_one_vs_rest(cfg: Config, x, y, xv, yv, n_classes: int, dims) -> Fitted:
+    """task.mode=per_target for a class: an independent binary head per class (BCE), in threads."""
+    model = build_head(cfg.head, x.shape[-1], n_classes, dims, one_vs_rest=True)  # seeded, in order
+    binary = replace(cfg.head, monitor="val_loss")  # each head stops on its own validation loss
+    jobs = []
+    for k, head in enumerate(model.heads):
+        yk, yvk = (y == k).float()[:, None], (yv == k).float()[:, None]
+        jobs.append((head, (x, yk), (xv, yvk), build_loss(cfg.head.multilabel_loss, "multilabel", cfg.head, yk), binary))
+    fitted = Parallel(n_jobs=cfg.task.n_jobs, prefer="threads")(delayed(fit)(*job) for job in jobs)
+    with torch.no_grad():
+        logits = model.eval()(xv)
+    history = [{"class": k, "best_epoch": f.best_epoch, "epochs": len(f.history),
+                "val_loss": f.history[f.best_epoch - 1]["val_loss"]} for k, f in enumerate(fitted)]
+    best = max(f.best_epoch for f in fitted)
+    metrics = classification_metrics(yv.numpy(), logits.argmax(1).numpy(), n_classes, logits.numpy())
+    return Fitted(model, best, history + [{"class": "all", **metrics}])
 
 
 def few_shot(data: SplitData, k: int | None, seed: int) -> SplitData:
@@ -157,15 +265,17 @@ def regressor_job(cfg: Config, tr: SplitData, va: SplitData, scaler: Standardize
     return model, (tr.x[keep], y), (va.x[keep_v], yv), loss, cfg.head, val_metrics
 
 
-def predict(bundle: dict, cfg: Config, data: SplitData) -> tuple[pd.DataFrame, dict]:
-    """Predictions and metrics of a trained bundle (see `run`) on one split."""
-    x = (data.x - bundle["feat_mean"]) / bundle["feat_std"]
+def predict(bundle: dict, cfg: Config, data: SplitData, tables: dict | None = None) -> tuple[pd.DataFrame, dict]:
+    """Predictions and metrics of a trained bundle (see `run`) on one split; `tables` gets the per-class AP."""
+    tables = {} if tables is None else tables
+    x = Standardizer(bundle["feat_mean"], bundle["feat_std"], bundle.get("feat_l2", False))(data.x)
+    dims = bundle.get("dims")
     pred = pd.DataFrame({"sample_id": data.ids})
     metrics: dict = {}
     with torch.no_grad():
         if "label_head" in bundle:
             classes = bundle["classes"]
-            head = _load_head(cfg, bundle["label_head"], x.shape[-1], len(classes))
+            head = _load_head(cfg, bundle["label_head"], x.shape[-1], len(classes), dims, bundle.get("one_vs_rest", False))
             probs = head(x).softmax(1)
             y_pred = probs.argmax(1).numpy()
             unknown = sorted(set(data.labels) - set(classes))
@@ -174,19 +284,23 @@ def predict(bundle: dict, cfg: Config, data: SplitData) -> tuple[pd.DataFrame, d
             y_true = np.array([classes.index(c) if c in classes else -1 for c in data.labels])
             pred["label"], pred["pred"], pred["confidence"] = data.labels, [classes[i] for i in y_pred], probs.max(1).values.numpy()
             metrics.update(classification_metrics(y_true, y_pred, len(classes), probs.numpy()))
+            onehot = (y_true[:, None] == np.arange(len(classes))).astype(float)
+            tables["label"] = ap_table(classes, onehot, probs.numpy())
         if "multilabel_head" in bundle:
             classes = bundle["ml_classes"]
-            head = _load_head(cfg, bundle["multilabel_head"], x.shape[-1], len(classes))
+            head = _load_head(cfg, bundle["multilabel_head"], x.shape[-1], len(classes), dims)
             scores = head(x).sigmoid().numpy()
             pred["labels"] = ["|".join(m) for m in data.multi]
             pred["top"] = [classes[j] for j in scores.argmax(1)]
-            metrics.update(multilabel_metrics(multi_hot(data.multi, classes).numpy(), scores, classes,
-                                              dict(zip(bundle["ml_segment_classes"], bundle["ml_segments"]))))
+            segment = dict(zip(bundle["ml_segment_classes"], bundle["ml_segments"]))
+            y_true = multi_hot(data.multi, classes).numpy()
+            metrics.update(multilabel_metrics(y_true, scores, classes, segment))
+            tables["multilabel"] = ap_table(classes, y_true, scores, segment)
         if "traits_heads" in bundle:
             traits = bundle["traits"]
             out = torch.zeros(len(x), len(traits))
             for columns, state in zip(bundle["trait_groups"], bundle["traits_heads"]):
-                out[:, columns] = _load_head(cfg, state, x.shape[-1], len(columns))(x)
+                out[:, columns] = _load_head(cfg, state, x.shape[-1], len(columns), dims)(x)
             y_hat = (out * bundle["trait_std"] + bundle["trait_mean"]).numpy()
             for j, t in enumerate(traits):
                 pred[t], pred[f"pred/{t}"] = data.traits[:, j], y_hat[:, j]
@@ -194,8 +308,32 @@ def predict(bundle: dict, cfg: Config, data: SplitData) -> tuple[pd.DataFrame, d
     return pred, metrics
 
 
-def _load_head(cfg: Config, state: dict, in_dim: int, out_dim: int) -> torch.nn.Module:
-    head = build_head(cfg.head, in_dim, out_dim)
+def ap_table(classes: list[str], y_true: np.ndarray, scores: np.ndarray, segment: dict | None = None) -> pd.DataFrame:
+    """One row per class: positives in this split, AP (empty when it has none), long-tail segment."""
+    ap = per_class_ap(y_true, scores, classes)
+    return pd.DataFrame({"class": classes, "positives": y_true.sum(0).astype(int),
+                         "ap": [ap.get(c, np.nan) for c in classes],
+                         "segment": [(segment or {}).get(c, "") for c in classes]})
+
+
+def write_tables(out: Path, tables: dict) -> None:
+    """per_class_ap[-multilabel].csv: what `dvc plots` draws as a bar chart per class."""
+    for name, table in tables.items():
+        table.to_csv(out / ("per_class_ap.csv" if name == "label" else f"per_class_ap-{name}.csv"),
+                     index=False, float_format="%.6g")
+
+
+def check_inputs(bundle: dict, cfg: Config) -> None:
+    """The fused feature sets are the ones the heads were trained on (same config hash)."""
+    now = {spec: other.config_hash for spec, other, _ in fused_inputs(cfg)}
+    for spec, trained in bundle.get("inputs", {}).items():
+        if now.get(spec) != trained:
+            raise ConfigError(f"head.fuse: {spec!r} now has config hash {now.get(spec)}, the heads were trained on "
+                              f"{trained}; re-run `vidprobe train`")
+
+
+def _load_head(cfg: Config, state: dict, in_dim: int, out_dim: int, dims=None, one_vs_rest=False) -> torch.nn.Module:
+    head = build_head(cfg.head, in_dim, out_dim, dims, one_vs_rest)
     head.load_state_dict(state)
     return head.eval()
 
@@ -209,19 +347,27 @@ def run(cfg: Config) -> dict:
     if not (cfg.task.label or cfg.task.multilabel or cfg.task.traits):
         raise ConfigError("task: nothing to train: set task.label (a class column), task.multilabel (a '|'-joined "
                           "class column) and/or task.traits (numeric columns)")
+    if cfg.head.name == "zero-shot" and (cfg.task.traits or cfg.task.multilabel or not cfg.task.label):
+        raise ConfigError("head.name=zero-shot classifies task.label from class prompts; set task.traits=[] and "
+                          "task.multilabel=null, or train those with another head")
     manifest, fs = open_features(cfg)
     tr, va = load_split(cfg, manifest, fs, "train"), load_split(cfg, manifest, fs, "val")
     if cfg.head.k_train or cfg.head.k_val:
         tr, va = few_shot(tr, cfg.head.k_train, cfg.head.seed), few_shot(va, cfg.head.k_val, cfg.head.seed)
-    feat = Standardizer.fit(tr.x)
+    prompted = cfg.head.name == "zero-shot" or cfg.head.init == "prompts"
+    if prompted and cfg.head.normalize != "l2":
+        print("note: class-prompt heads compare directions: features are L2-normalised (head.normalize=l2)")
+    feat = Standardizer.fit(tr.x, passthrough=len(tr.dims or []), l2=prompted or cfg.head.normalize == "l2")
     tr_s, va_s = replace(tr, x=feat(tr.x)), replace(va, x=feat(va.x))
     out = cfg.run_dir()
     out.mkdir(parents=True, exist_ok=True)
-    bundle: dict = {"feat_mean": feat.mean, "feat_std": feat.std}
+    bundle: dict = {"feat_mean": feat.mean, "feat_std": feat.std, "feat_l2": feat.l2, "dims": tr.dims,
+                    "inputs": {spec: other.config_hash for spec, other, _ in fused_inputs(cfg)}}
     if cfg.task.label:
         classes = sorted(set(tr.labels))
         fitted = train_classifier(cfg, tr_s, va_s, classes)
-        bundle.update(classes=classes, label_head=fitted.model.state_dict())
+        bundle.update(classes=classes, label_head=fitted.model.state_dict(),
+                      one_vs_rest=cfg.task.mode == "per_target" and not prompted)
         write_history(out / "history" / "label.tsv", fitted.history)
         print(f"label head: {len(classes)} classes, best epoch {fitted.best_epoch}/{len(fitted.history)}")
     if cfg.task.multilabel:
@@ -248,8 +394,10 @@ def run(cfg: Config) -> dict:
             write_history(out / "history" / f"{name}.tsv", f.history)
             print(f"{name} head: best epoch {f.best_epoch}/{len(f.history)}")
     torch.save(bundle, out / "heads.pt")
-    pred, metrics = predict(bundle, cfg, va)
+    tables: dict = {}
+    pred, metrics = predict(bundle, cfg, va, tables)
     pred.to_csv(out / "predictions.csv", index=False)
+    write_tables(out, tables)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     dump_config(cfg, out / "config.yaml")
     print_metrics(f"validation ({len(va.ids)} samples, trained on {len(tr.ids)})", metrics)

@@ -1,12 +1,14 @@
 """train on a hand-made feature set: bad features, unseen classes, every loss and head."""
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from features.store import ShardWriter
 from pipeline import evaluate, train
-from pipeline.config import ConfigError, load_config
+from pipeline.config import ConfigError, load_config, with_overrides
 from pipeline.embed import feature_hash
 
 
@@ -101,3 +103,91 @@ def test_per_target_heads_use_every_known_value(tmp_path):
     assert a == b  # threads, same numbers
     joint = train.run(make(tmp_path / "j", SPLITS, "task.traits=[score]", "task.label=null"))
     assert "spearman/score" in joint
+
+
+def write_set(cfg, name, ids, features: dict, config=None):
+    """Another feature set of the same dataset (e.g. audio, class prompts) in the cache."""
+    h, text = feature_hash(cfg) if config is None else (config, f"made_by: {config}")
+    w = ShardWriter(cfg.feature_dir().parent / name, 0, 1, {"config_hash": h, "config": text})
+    w.append(list(ids), features)
+    w.finish()
+
+
+def test_one_vs_rest_heads_per_class(tmp_path):
+    cfg = make(tmp_path, SPLITS, "task.mode=per_target", "task.traits=[]", "task.n_jobs=2")
+    metrics = train.run(cfg)
+    assert metrics["acc"] > 0.8
+    table = pd.read_csv(cfg.run_dir() / "per_class_ap.csv")
+    assert list(table["class"]) == list("abc") and (table.ap > 0.8).all() and list(table.positives) == [3, 3, 3]
+    bundle = train.load_bundle(cfg.run_dir() / "heads.pt")
+    assert bundle["one_vs_rest"] and bundle["label_head"]["heads.2.weight"].shape == (1, 8)  # one binary head each
+    assert evaluate.run(cfg)["acc"] > 0.8
+    assert train.run(cfg) == metrics  # threads, same numbers
+
+
+@pytest.mark.parametrize("fusion", ["concat", "late", "gated"])
+def test_fusion_reads_the_informative_modality_and_respects_masks(tmp_path, fusion):
+    splits = {"train": list("abc" * 20), "val": list("abc" * 10), "test": list("abc" * 10)}
+    cfg = make(tmp_path, splits, "task.traits=[]", f"head.fusion={fusion}", "head.fuse=[aud:audio/pooled]", "head.lr=0.03",
+               "head.epochs=60")
+    manifest = pd.read_csv(cfg.manifest_path())
+    rng = np.random.default_rng(1)
+    write_set(cfg, "noise", manifest.sample_id, {"video/pooled": rng.normal(size=(len(manifest), 8)).astype(np.float32)})
+    centres = {c: rng.normal(size=4) * 3 for c in "abc"}
+    audio = np.stack([centres[c] + rng.normal(size=4) for c in manifest.label]).astype(np.float32)
+    present = np.ones(len(manifest), dtype=bool)
+    present[::7] = False  # e.g. no audio track: whatever is stored there must not count
+    absent = {"train/1", "val/4"}  # not in the audio set at all
+    keep = ~manifest.sample_id.isin(absent).to_numpy()
+
+    def write_audio(garbage: float):
+        values = audio.copy()
+        values[~present] = garbage
+        shutil.rmtree(cfg.feature_dir().parent / "aud", ignore_errors=True)
+        write_set(cfg, "aud", manifest.sample_id[keep], {"audio/pooled": values[keep], "audio/present": present[keep]},
+                  config="whisper")
+
+    cfg = with_overrides(cfg, {"embed.feature_set": "noise"})
+    alone = train.run(with_overrides(cfg, {"head.fuse": [], "run.name": "alone"}))
+    write_audio(0.0)
+    fused = train.run(cfg)
+    assert alone["acc"] < 0.5 and fused["acc"] > 0.7, (alone, fused)  # ~15% of rows have no audio
+    first = pd.read_csv(cfg.run_dir() / "predictions.csv")
+    write_audio(1e6)  # other values where the mask says "missing": identical heads and predictions
+    assert train.run(cfg) == fused
+    pd.testing.assert_frame_equal(pd.read_csv(cfg.run_dir() / "predictions.csv"), first)
+    assert evaluate.run(cfg)["acc"] > 0.6
+    write_set(cfg, "aud2", manifest.sample_id, {"audio/pooled": audio}, config="changed")
+    shutil.rmtree(cfg.feature_dir().parent / "aud")
+    (cfg.feature_dir().parent / "aud2").rename(cfg.feature_dir().parent / "aud")
+    with pytest.raises(ConfigError, match="config hash changed"):
+        evaluate.run(cfg)  # the fused set was rebuilt with another config since training
+
+
+def test_zero_shot_and_prompt_initialised_heads(tmp_path):
+    cfg = make(tmp_path, SPLITS, "task.traits=[]", "head.name=zero-shot", "head.prompts=prompts:text/pooled")
+    with pytest.raises(ConfigError, match="no feature shards"):
+        train.run(cfg)
+    fs = train.FeatureSet(cfg.feature_dir())
+    manifest = pd.read_csv(cfg.manifest_path())
+    train_rows = manifest[manifest.split == "train"]
+    x = fs.get("video/pooled", train_rows.sample_id)
+    centres = np.stack([x[(train_rows.label == c).to_numpy()].mean(0) for c in "ab"])  # class 'c' has no prompt yet
+    write_set(cfg, "prompts", ["a", "b"], {"text/pooled": centres}, config="clip-text")
+    with pytest.raises(ConfigError, match="no prompt for 1 classes, e.g. \\['c'\\]"):
+        train.run(cfg)
+    shutil.rmtree(cfg.feature_dir().parent / "prompts")
+    centres = np.stack([x[(train_rows.label == c).to_numpy()].mean(0) for c in "abc"])
+    write_set(cfg, "prompts", list("abc"), {"text/pooled": centres}, config="clip-text")
+    zero = train.run(cfg)
+    assert zero["acc"] > 0.8  # no training: cosine similarity to the class "prompts"
+    history = pd.read_csv(cfg.run_dir() / "history" / "label.tsv", sep="\t")
+    assert list(history.epoch) == [0]
+    assert evaluate.run(cfg)["acc"] == pytest.approx(zero["acc"], abs=0.35)
+    init = with_overrides(cfg, {"head.name": "linear", "head.init": "prompts", "head.epochs": 20, "head.lr": 1e-3,
+                                "run.name": "init"})
+    assert train.run(init)["acc"] > 0.8
+    wrong = with_overrides(cfg, {"head.prompts": "noise"})
+    write_set(cfg, "noise", list("abc"), {"text/pooled": np.zeros((3, 5), np.float32)}, config="x")
+    with pytest.raises(ConfigError, match="5-d but video/pooled is 8-d"):
+        train.run(wrong)
