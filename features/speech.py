@@ -193,6 +193,13 @@ def _split_linear(sd: dict, v: dict, dst: Iterable[str], src: str) -> None:
             sd[f"{name}.bias"] = b
 
 
+def _self_attention(sd: dict, v: dict, dst: str, src: str) -> None:
+    """Pre-norm self-attention of one block; CTranslate2 fuses q/k/v into one projection."""
+    _layer_norm(sd, v, f"{dst}.attn_ln", f"{src}/self_attention/layer_norm")
+    _split_linear(sd, v, [f"{dst}.attn.{p}" for p in ("query", "key", "value")], f"{src}/self_attention/linear_0")
+    _linear(sd, v, f"{dst}.attn.out", f"{src}/self_attention/linear_1")
+
+
 def _ffn(sd: dict, v: dict, dst: str, src: str) -> None:
     _layer_norm(sd, v, f"{dst}.mlp_ln", f"{src}/ffn/layer_norm")
     _linear(sd, v, f"{dst}.mlp.0", f"{src}/ffn/linear_0")
@@ -253,9 +260,7 @@ def ct2_to_openai_checkpoint(ct2_dir: Path) -> dict:
     sd["encoder.positional_embedding"] = v["encoder/position_encodings/encodings"]
     for i in range(n_enc):
         dst, src = f"encoder.blocks.{i}", f"encoder/layer_{i}"
-        _layer_norm(sd, v, f"{dst}.attn_ln", f"{src}/self_attention/layer_norm")
-        _split_linear(sd, v, [f"{dst}.attn.{p}" for p in ("query", "key", "value")], f"{src}/self_attention/linear_0")
-        _linear(sd, v, f"{dst}.attn.out", f"{src}/self_attention/linear_1")
+        _self_attention(sd, v, dst, src)
         _ffn(sd, v, dst, src)
     _layer_norm(sd, v, "encoder.ln_post", "encoder/layer_norm")
 
@@ -263,9 +268,7 @@ def ct2_to_openai_checkpoint(ct2_dir: Path) -> dict:
     sd["decoder.positional_embedding"] = v["decoder/position_encodings/encodings"]
     for i in range(n_dec):
         dst, src = f"decoder.blocks.{i}", f"decoder/layer_{i}"
-        _layer_norm(sd, v, f"{dst}.attn_ln", f"{src}/self_attention/layer_norm")
-        _split_linear(sd, v, [f"{dst}.attn.{p}" for p in ("query", "key", "value")], f"{src}/self_attention/linear_0")
-        _linear(sd, v, f"{dst}.attn.out", f"{src}/self_attention/linear_1")
+        _self_attention(sd, v, dst, src)
         _layer_norm(sd, v, f"{dst}.cross_attn_ln", f"{src}/attention/layer_norm")
         _linear(sd, v, f"{dst}.cross_attn.query", f"{src}/attention/linear_0")
         _split_linear(sd, v, [f"{dst}.cross_attn.{p}" for p in ("key", "value")], f"{src}/attention/linear_1")

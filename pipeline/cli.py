@@ -22,6 +22,9 @@ from pipeline.config import ConfigError, RunFailed, load_config
 STAGES = {
     "index": "manifest: list and probe every sample, record unreadable ones",
     "embed": "video features from a frozen backbone into HDF5 shards",
+    "audio": "each sample's audio as 16 kHz mono FLAC (videos without audio recorded, not dropped)",
+    "transcribe": "Whisper transcripts (JSONL, SRT/VTT) and Whisper encoder embeddings",
+    "text": "text embeddings into the feature store: class prompts through CLIP's text tower",
     "train": "heads on cached features: metrics.json, learning curves, weights",
     "sweep": "many heads over a grid of config keys and seeds, in parallel, into a leaderboard",
     "evaluate": "a trained run's metrics and predictions on a split (default: test)",
@@ -45,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
                                "(default: WORLD_SIZE under torchrun, SLURM_ARRAY_TASK_COUNT in a SLURM array, else 1)")
             stage.add_argument("--shard-index", type=int, help="which shard this process writes (default: RANK / SLURM task)")
             stage.add_argument("--force", action="store_true", help="rebuild a feature set made with another config")
+    kin = sub.add_parser("kinetics", help="top-5 Kinetics-400 classes of videos by the I3D backbone",
+                         description="Top Kinetics-400 classes of each video by DeepMind's I3D (real weights, offline).")
+    kin.add_argument("videos", nargs="+", metavar="VIDEO")
+    kin.add_argument("-k", type=int, default=5, help="classes to show (default 5)")
+    kin.add_argument("--frames", type=int, default=64, help="frames spread over the video (default 64)")
+    kin.add_argument("--size", type=int, default=224, help="short side and centre crop in px (default 224)")
     cache = sub.add_parser("cache", help="what a feature set holds (info), and whether it is whole (verify)")
     cache.add_argument("action", choices=["info", "verify"])
     cache.add_argument("path", metavar="PATH", help="a feature set folder, e.g. cache/demo/videomae-tiny-random")
@@ -57,6 +66,8 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def dispatch(args: argparse.Namespace):
+    if args.command == "kinetics":
+        return kinetics(args)
     if args.command == "cache":
         from pipeline import cache
 
@@ -70,6 +81,22 @@ def dispatch(args: argparse.Namespace):
 
         return demo_data.run(cfg, args.out_dir)
     return importlib.import_module(f"pipeline.{args.command}").run(cfg)
+
+
+def kinetics(args: argparse.Namespace) -> None:
+    from features.i3d import kinetics_top5
+    from features.video import VideoError
+
+    for path in args.videos:
+        try:
+            top = kinetics_top5(path, args.k, args.frames, args.size)
+        except FileNotFoundError as err:
+            raise ConfigError(str(err)) from None
+        except VideoError as err:
+            raise RunFailed(str(err)) from None
+        print(path)
+        for label, p in top:
+            print(f"  {p:6.3f}  {label}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -88,11 +88,12 @@ class SamplingConfig:
 
 @dataclass
 class BackboneConfig:
-    name: str = "videomae-tiny-random"
-    model: str | None = None  # hub id or local directory, for backbones that load weights
+    name: str = "i3d-kinetics400"  # i3d-kinetics400 | videomae | clip | videomae-tiny-random | clip-tiny-random
+    model: str | None = None  # hub id or local directory (videomae, clip); a weights file (i3d-kinetics400)
     seed: int = 0  # weight init of randomly initialised backbones
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = choice("float32", "bfloat16", "float16")  # float32 | bfloat16 | float16 (autocast on CUDA)
+    compile: bool = False  # torch.compile the backbone (long first batch; pays off on large runs)
 
 
 @dataclass
@@ -108,6 +109,34 @@ class EmbedConfig:
     num_shards: int | None = None  # None: from torchrun (WORLD_SIZE) or a SLURM array, else 1
     shard_index: int | None = None  # None: from RANK or SLURM_ARRAY_TASK_ID, else 0
     force: bool = False  # rebuild a feature set made with another config
+
+
+@dataclass
+class AudioConfig:
+    num_workers: int = 2  # ffmpeg processes at once
+    max_failures: int | None = None  # unreadable audio tolerated before exit 1 (None: any number)
+
+
+@dataclass
+class TranscribeConfig:
+    backend: str = choice("faster-whisper", "openai-whisper")  # the same deterministic decoding on both
+    model: str | None = None  # CTranslate2 folder, openai-whisper .pt, or a cached model name; None: bundled tiny.en
+    language: str | None = None  # None: detected (English-only models: en)
+    word_timestamps: bool = False
+    beam_size: int = 1  # 1: greedy
+    compute_type: str = "float32"  # faster-whisper's CTranslate2 compute type (int8: faster, slightly different)
+    subtitles: list[str] = field(default_factory=list)  # srt | vtt files per sample, beside the JSONL
+    embed: bool = True  # Whisper encoder features (audio/pooled, audio/temporal) into the feature store
+    feature_set: str | None = None  # None: whisper-<model name>; also names the transcripts file
+
+
+@dataclass
+class TextConfig:
+    source: str = choice("prompts", "transcripts")  # prompts: a row per class name | transcripts: a row per sample
+    encoder: str | None = choice(None, "clip", "minilm")  # None: clip for prompts, minilm for transcripts
+    model: str | None = None  # hub id or path; None: the CLIP backbone's own (prompts), bundled MiniLM (transcripts)
+    templates: list[str] = field(default_factory=lambda: ["a video of {label}."])  # averaged per class, as CLIP does
+    feature_set: str | None = None  # None: <embed.feature_set>-prompts
 
 
 @dataclass
@@ -198,6 +227,9 @@ class Config:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    transcribe: TranscribeConfig = field(default_factory=TranscribeConfig)
+    text: TextConfig = field(default_factory=TextConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
     run: RunConfig = field(default_factory=RunConfig)

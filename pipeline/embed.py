@@ -31,7 +31,7 @@ from pipeline.index import read_manifest
 
 def feature_config(cfg: Config) -> dict:
     """Everything the stored values depend on; its hash names the feature set's identity."""
-    backbone = {k: v for k, v in dataclasses.asdict(cfg.backbone).items() if k != "device"}
+    backbone = {k: v for k, v in dataclasses.asdict(cfg.backbone).items() if k not in ("device", "compile")}
     return {"sampling": dataclasses.asdict(cfg.sampling), "backbone": backbone,
             "storage_dtype": cfg.embed.storage_dtype}
 
@@ -124,13 +124,15 @@ def shard_of(sample_id: str, count: int) -> int:
 
 
 def check_sampling(cfg: Config, bb: Backbone) -> tuple[int, int]:
+    """(frames, size) per clip: the backbone's own unless the config sets them and the backbone allows it."""
     frames = cfg.sampling.num_frames or bb.num_frames
     size = cfg.sampling.size or bb.image_size
-    if (frames, size) != (bb.num_frames, bb.image_size):
-        raise ConfigError(
-            f"sampling: {bb.name} expects {bb.num_frames} frames of {bb.image_size}px, config asks for "
-            f"{frames} of {size}px; leave sampling.num_frames/size unset to use the backbone's"
-        )
+    fixed = [f"{what} {want} (config asks for {got})" for what, want, got, strict in
+             (("frames", bb.num_frames, frames, bb.fixed_frames), ("px", bb.image_size, size, bb.fixed_size))
+             if strict and want != got]
+    if fixed:
+        raise ConfigError(f"sampling: {bb.name} takes exactly {' and '.join(fixed)}: its position embeddings are made "
+                          "for that; leave sampling.num_frames/size unset to use the backbone's")
     if cfg.sampling.mode == "fps" and not cfg.sampling.fps:
         raise ConfigError("sampling.fps: mode 'fps' needs a frame rate, e.g. sampling.fps=8")
     return frames, size
@@ -141,6 +143,8 @@ def attrs(cfg: Config, bb: Backbone, frames: int, size: int) -> dict:
     versions = {p: version(p) for p in ("torch", "transformers", "decord", "h5py", "numpy")}
     return {"config_hash": h, "config": text,
             "provenance": {**bb.provenance(), "num_frames": frames, "image_size": size,
+                           "preprocessing": f"short side to {size} px (bilinear, antialiased), {cfg.sampling.crops} "
+                                            f"centre/side crop(s) of {size}x{size}, RGB scaled to [0, 1], minus mean, over std",
                            "sampling": dataclasses.asdict(cfg.sampling), "dtype": cfg.backbone.dtype,
                            "storage_dtype": cfg.embed.storage_dtype, "dataset": cfg.dataset.name,
                            "versions": versions}}
@@ -186,7 +190,7 @@ def embed_batch(bb: Backbone, batch: dict, cfg: Config, device: torch.device, dt
     outs: dict[str, list[torch.Tensor]] = {}
     for chunk in clips.split(cfg.embed.batch_size):
         chunk = normalize(chunk.to(device, non_blocking=True), bb.mean, bb.std)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             for k, v in bb.embed(chunk).items():
                 outs.setdefault(k, []).append(v.float().cpu())
     store = np.float16 if cfg.embed.storage_dtype == "float16" else np.float32
@@ -199,12 +203,21 @@ def embed_batch(bb: Backbone, batch: dict, cfg: Config, device: torch.device, dt
     return per_sample
 
 
+def compute_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: bf16/fp16 from config on CUDA; on a CPU the backbone runs in float32."""
+    dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.backbone.dtype]
+    if dtype is not None and device.type != "cuda":
+        print(f"note: backbone.dtype={cfg.backbone.dtype} applies on CUDA; on {device.type} the backbone runs in float32")
+        return None
+    return dtype
+
+
 def warm_up(bb: Backbone, cfg: Config, device: torch.device, dtype, frames: int, size: int) -> None:
     """One forward on a blank batch: kernel selection and allocation happen before real data arrives."""
     if device.type != "cuda":
         return
     blank = torch.zeros(cfg.embed.batch_size, frames, 3, size, size, dtype=torch.uint8)
-    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+    with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
         bb.embed(normalize(blank.to(device), bb.mean, bb.std))
     torch.cuda.synchronize(device)
 
@@ -225,7 +238,9 @@ def run(cfg: Config) -> dict:
     todo = [it for it in items if it.sample_id not in writer.done]
     device = resolve_device(cfg.backbone.device)
     bb.model.to(device)
-    dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.backbone.dtype]
+    dtype = compute_dtype(cfg, device)
+    if cfg.backbone.compile:
+        bb.model = torch.compile(bb.model)
     clips_per_sample = cfg.sampling.views * cfg.sampling.crops
     workers = cfg.embed.num_workers
     loader = DataLoader(

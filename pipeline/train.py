@@ -238,7 +238,7 @@ def train_multilabel(cfg: Config, tr: SplitData, va: SplitData, info: dict):
     classes = info["classes"]
     y, yv = multi_hot(tr.multi, classes), multi_hot(va.multi, classes)
     seed_everything(cfg.head.seed)
-    model = build_head(cfg.head, tr.x.shape[-1], len(classes))
+    model = build_head(cfg.head, tr.x.shape[-1], len(classes), tr.dims)
 
     def val_metrics(logits: torch.Tensor) -> dict:
         return {"mAP": multilabel_metrics(yv.numpy(), logits.numpy(), classes)["mAP"]}
@@ -255,7 +255,7 @@ def regressor_job(cfg: Config, tr: SplitData, va: SplitData, scaler: Standardize
     keep, keep_v = (~np.isnan(d.traits[:, columns]).any(1) for d in (tr, va))
     y, yv = (scaler(torch.from_numpy(d.traits).float())[k][:, columns] for d, k in ((tr, keep), (va, keep_v)))
     torch.manual_seed(cfg.head.seed)
-    model = build_head(cfg.head, tr.x.shape[-1], len(columns))
+    model = build_head(cfg.head, tr.x.shape[-1], len(columns), tr.dims)
     traits = [cfg.task.traits[j] for j in columns]
 
     def val_metrics(out: torch.Tensor) -> dict:  # on the standardised scale: ranks and correlations unchanged

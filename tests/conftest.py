@@ -33,7 +33,8 @@ def demo_cfg(demo_root, tmp_path):
     def make(*overrides: str):
         base = [f"dataset.root={demo_root}", f"paths.cache={tmp_path / 'cache'}", "dataset.name=demo",
                 "dataset.metadata=metadata.csv", "dataset.traits=[speed, brightness]",
-                "task.traits=[speed, brightness]", "embed.num_workers=0", "index.num_workers=1"]
+                "task.traits=[speed, brightness]", "embed.num_workers=0", "index.num_workers=1",
+                "backbone.name=videomae-tiny-random"]
         return load_config(None, base + list(overrides))
 
     return make

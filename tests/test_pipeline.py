@@ -48,7 +48,7 @@ def test_stages_index_embed_train_evaluate(demo_cfg, capsys):
 
     # features made with another backbone seed are refused, with the fix named
     code = main(["train", f"dataset.root={cfg.dataset.root}", f"paths.cache={cfg.paths.cache}",
-                 "dataset.name=demo", "backbone.seed=7"])
+                 "dataset.name=demo", "backbone.name=videomae-tiny-random", "backbone.seed=7"])
     assert code == 2 and "Re-run `vidprobe embed`" in capsys.readouterr().err
 
 
@@ -76,7 +76,7 @@ def test_dvc_repro_end_to_end(tmp_path):
     dvc(tmp_path, "init", "--no-scm", "-q")
 
     first = dvc(tmp_path, "repro")
-    for stage in ("demo-data", "index", "embed", "train", "evaluate"):
+    for stage in ("demo-data", "index", "embed", "train", "evaluate", "train-trait@speed", "train-trait@brightness"):
         assert f"Running stage '{stage}'" in first
     metrics = dvc(tmp_path, "metrics", "show")
     assert "acc" in metrics and "spearman/speed" in metrics

@@ -123,8 +123,8 @@ def test_attention_head_finds_the_informative_time_step():
     x = torch.randn(400, 6, 8, generator=g)
     x[:, 2, 0] += 4 * (2 * y - 1)  # only time step 2 carries the class
     cfg = HeadConfig(name="attention", lr=0.03, epochs=80, batch_size=64, patience=80)
-    seed_everything_and_fit = fit(build_head(cfg, 8, 2), (x[:300], y[:300]), (x[300:], y[300:]), F.cross_entropy, cfg)
-    model = seed_everything_and_fit.model
+    torch.manual_seed(0)  # the head's initial weights: the same whatever ran before
+    model = fit(build_head(cfg, 8, 2), (x[:300], y[:300]), (x[300:], y[300:]), F.cross_entropy, cfg).model
     with torch.no_grad():
         acc = (model(x[300:]).argmax(1) == y[300:]).float().mean().item()
         weights = model.score(x[300:]).softmax(1).mean(0).flatten()

@@ -19,7 +19,8 @@ def tiny(path: Path) -> Path:
 def run_all(root: Path, cache: Path, config: str, *extra: str):
     cfg = load_config(ROOT / "configs" / "datasets" / config,
                       [f"dataset.root={root}", f"paths.cache={cache}", "embed.num_workers=0",
-                       "index.num_workers=2", "head.epochs=5", "index.describe=true", *extra])
+                       "index.num_workers=2", "head.epochs=5", "index.describe=true",
+                       "backbone.name=videomae-tiny-random", "embed.feature_set=tiny", *extra])
     manifest = index.run(cfg)
     embed.run(cfg)
     return cfg, manifest, train.run(cfg)

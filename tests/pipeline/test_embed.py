@@ -61,7 +61,7 @@ def messy_root(tmp_path_factory) -> Path:
 
 def cfg_for(root, cache, *extra):
     return load_config(None, [f"dataset.root={root}", f"paths.cache={cache}", "dataset.name=messy",
-                              "embed.num_workers=0", "index.num_workers=2", *extra])
+                              "embed.num_workers=0", "index.num_workers=2", "backbone.name=videomae-tiny-random", *extra])
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_embed_goes_on_past_failures_and_records_them(messy_manifest, messy_root
     np.testing.assert_allclose(times, vr.get_frame_timestamp(idx.tolist())[:, 0], atol=1e-4)
     # more failures than allowed: the run still finishes, then exits 1
     code = main(["embed", f"dataset.root={root}", f"paths.cache={cfg.paths.cache}", "dataset.name=messy",
-                 "embed.num_workers=0", "embed.max_failures=0", "--force"])
+                 "embed.num_workers=0", "embed.max_failures=0", "backbone.name=videomae-tiny-random", "--force"])
     assert code == 1 and "embed.max_failures=0" in capsys.readouterr().err
     assert len(FeatureSet(cfg.feature_dir()).ids) == 11
 
@@ -170,7 +170,8 @@ def test_shard_resolution_from_env(monkeypatch):
 
 @pytest.mark.slow
 def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(demo_root, tmp_path):
-    common = [f"dataset.root={demo_root}", "dataset.name=demo", "embed.num_workers=0", "embed.batch_size=6",
+    common = [f"dataset.root={demo_root}", "dataset.name=demo", "backbone.name=videomae-tiny-random",
+              "embed.num_workers=0", "embed.batch_size=6",
               "embed.commit_every=6", "sampling.views=2", "sampling.crops=3"]
     clean = tmp_path / "clean"
     killed = tmp_path / "killed"

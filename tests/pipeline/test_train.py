@@ -128,7 +128,7 @@ def test_one_vs_rest_heads_per_class(tmp_path):
 @pytest.mark.parametrize("fusion", ["concat", "late", "gated"])
 def test_fusion_reads_the_informative_modality_and_respects_masks(tmp_path, fusion):
     splits = {"train": list("abc" * 20), "val": list("abc" * 10), "test": list("abc" * 10)}
-    cfg = make(tmp_path, splits, "task.traits=[]", f"head.fusion={fusion}", "head.fuse=[aud:audio/pooled]", "head.lr=0.03",
+    cfg = make(tmp_path, splits, f"head.fusion={fusion}", "head.fuse=[aud:audio/pooled]", "head.lr=0.03",
                "head.epochs=60")
     manifest = pd.read_csv(cfg.manifest_path())
     rng = np.random.default_rng(1)

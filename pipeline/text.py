@@ -1,0 +1,157 @@
+"""`vidprobe text`: text embeddings into the feature store.
+
+`text.source=prompts`: each class name through the prompt templates and CLIP's text tower, one row
+per class (the ids are the class names), for `head.name=zero-shot` and `head.init=prompts`.
+`text.source=transcripts`: each sample's Whisper transcript (`vidprobe transcribe`) through a
+sentence encoder (all-MiniLM-L6-v2 by default) as `text/pooled`, with the rows of the video feature
+set when it exists (a window gets the segments that overlap it) and `text/present` false where
+nothing was said or there is no audio, so heads mask those rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import tempfile
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from features.backbones import clip_text_features, save_tiny_clip
+from features.store import ShardWriter, write_index
+from pipeline.config import Config, ConfigError
+from pipeline.index import read_manifest
+
+
+def class_names(cfg: Config) -> list[str]:
+    """The class list saved by `index` (multi-label datasets), else every class of task.label in the manifest."""
+    saved = cfg.manifest_path().parent / "classes.json"
+    if saved.is_file():
+        return json.loads(saved.read_text())["classes"]
+    manifest = read_manifest(cfg)
+    if not cfg.task.label or cfg.task.label not in manifest:
+        raise ConfigError(f"task.label: class prompts need a class column; the manifest has {list(manifest.columns)}")
+    return sorted(manifest[cfg.task.label].dropna().astype(str).unique())
+
+
+def readable(name: str) -> str:
+    """'ApplyEyeMakeup' / 'brush_hair' -> 'apply eye makeup' / 'brush hair': what a prompt should say."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name.replace("_", " ")).strip().lower()
+
+
+def text_model(cfg: Config) -> tuple[str, str]:
+    """(model to load, what to record): text.model, else the CLIP backbone's own weights."""
+    if cfg.text.model:
+        return cfg.text.model, cfg.text.model
+    if cfg.backbone.name == "clip" and cfg.backbone.model:
+        return cfg.backbone.model, cfg.backbone.model
+    if cfg.backbone.name == "clip-tiny-random":
+        return "", f"clip-tiny-random(seed={cfg.backbone.seed})"
+    raise ConfigError("text.model: class prompts need a CLIP model: set text.model (hub id or path), or use the "
+                      "clip backbone (backbone.name=clip backbone.model=...) so the same model embeds both sides")
+
+
+def prompt_embeddings(cfg: Config, classes: list[str]) -> tuple[np.ndarray, str]:
+    """(classes, D): per class, the mean over templates of the L2-normalised text embeddings."""
+    if not cfg.text.templates or any("{label}" not in t for t in cfg.text.templates):
+        raise ConfigError(f"text.templates: each template needs a {{label}} slot, e.g. 'a video of {{label}}.'; "
+                          f"got {cfg.text.templates}")
+    texts = [t.format(label=readable(c)) for c in classes for t in cfg.text.templates]
+    model, _ = text_model(cfg)
+    if model:
+        emb, weights = clip_text_features(model, texts)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            emb, weights = clip_text_features(str(save_tiny_clip(Path(tmp), cfg.backbone.seed)), texts)
+    emb = torch.nn.functional.normalize(emb.float(), dim=-1).reshape(len(classes), len(cfg.text.templates), -1)
+    return emb.mean(1).numpy(), weights
+
+
+def feature_dir(cfg: Config) -> Path:
+    if cfg.text.source == "transcripts":
+        from pipeline.transcribe import name
+
+        return cfg.feature_dir().parent / (cfg.text.feature_set or f"{name(cfg)}-{cfg.text.encoder or 'minilm'}")
+    return cfg.feature_dir().parent / (cfg.text.feature_set or f"{cfg.feature_dir().name}-prompts")
+
+
+def run_transcripts(cfg: Config) -> dict:
+    from features.text import minilm_dir, sentence_embeddings
+
+    if cfg.text.encoder not in (None, "minilm"):
+        raise ConfigError(f"text.encoder: transcripts go through a sentence encoder (minilm), not {cfg.text.encoder!r}")
+    ids, texts = transcript_rows(cfg)
+    model = cfg.text.model or str(minilm_dir())
+    present = np.array([bool(t) for t in texts])
+    values, weights = sentence_embeddings(model, [t for t in texts if t])
+    pooled = np.zeros((len(ids), values.shape[1]), np.float32)
+    pooled[present] = values.numpy()
+    config = {"text": dataclasses.asdict(cfg.text), "model": weights, "rows": ids,
+              "transcripts": hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]}
+    text = yaml.safe_dump(config, sort_keys=True)
+    attrs = {"config_hash": hashlib.sha256(text.encode()).hexdigest()[:16], "config": text,
+             "provenance": {"encoder": "minilm", "weights": weights,
+                            "pooling": "mean over tokens (attention mask), L2-normalised",
+                            "versions": {p: version(p) for p in ("torch", "transformers", "h5py")}}}
+    out = feature_dir(cfg)
+    writer = ShardWriter(out, 0, 1, attrs, force=True)
+    if not set(ids) <= writer.done:
+        writer.append(ids, {"text/pooled": pooled, "text/present": present})
+    writer.finish()
+    write_index(out)
+    print(f"text: {int(present.sum())} of {len(ids)} rows with a transcript, {pooled.shape[1]}-d ({weights}) -> {out}")
+    return {"dir": out, "rows": len(ids), "present": int(present.sum())}
+
+
+def transcript_rows(cfg: Config) -> tuple[list[str], list[str]]:
+    """(row ids, texts): the video feature set's rows (per window: the segments overlapping it), else samples."""
+    from pipeline.transcribe import transcripts_path, video_rows
+
+    path = transcripts_path(cfg)
+    if not path.is_file():
+        raise ConfigError(f"no transcripts at {path}: run `vidprobe transcribe` with the same config first")
+    records = {r["sample_id"]: r for r in map(json.loads, path.read_text(encoding="utf-8").splitlines())}
+    ids, sources, spans, _ = video_rows(cfg)
+    if not ids:
+        return list(records), [records[i]["text"] for i in records]
+    texts = []
+    for i, src in enumerate(sources):
+        segments = records.get(src, {}).get("segments", [])
+        if spans is not None and "#w" in ids[i]:
+            lo, hi = spans[i]
+            segments = [s for s in segments if s["end"] > lo and s["start"] < hi]
+        texts.append(" ".join(s["text"] for s in segments).strip())
+    return ids, texts
+
+
+def run(cfg: Config) -> dict:
+    if cfg.text.source == "transcripts":
+        return run_transcripts(cfg)
+    if cfg.text.encoder not in (None, "clip"):
+        raise ConfigError(f"text.encoder: class prompts go through CLIP's text tower, not {cfg.text.encoder!r}")
+    classes = class_names(cfg)
+    if not classes:
+        raise ConfigError("no class names to embed: the manifest has no labels")
+    _, identity = text_model(cfg)
+    config = {"text": dataclasses.asdict(cfg.text), "model": identity, "classes": classes}
+    text = yaml.safe_dump(config, sort_keys=True)
+    attrs = {"config_hash": hashlib.sha256(text.encode()).hexdigest()[:16], "config": text,
+             "provenance": {"encoder": cfg.text.encoder, "model": identity, "templates": cfg.text.templates,
+                            "pooling": "mean over templates of L2-normalised projected text embeddings",
+                            "versions": {p: version(p) for p in ("torch", "transformers", "h5py")}}}
+    out = feature_dir(cfg)
+    writer = ShardWriter(out, 0, 1, attrs, force=True)  # a few rows: another config rebuilds it whole
+    if set(classes) <= writer.done:
+        print(f"text: {out} already holds these {len(classes)} class prompts")
+        return {"dir": out, "classes": classes}
+    values, weights = prompt_embeddings(cfg, classes)
+    writer.append(classes, {"text/pooled": values.astype(np.float32)})
+    writer.finish()
+    write_index(out)
+    print(f"text: {len(classes)} class prompts x {len(cfg.text.templates)} templates ({weights}) -> {out}")
+    return {"dir": out, "classes": classes}

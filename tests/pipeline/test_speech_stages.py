@@ -1,0 +1,103 @@
+"""audio -> transcribe -> text on real speech (espeak-ng) with the bundled Whisper tiny.en: a spoken
+clip, a video without audio, a silent track and a 45 s track, all through all three stages."""
+
+import json
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from features.audio import load_audio
+from features.store import FeatureSet
+from pipeline import audio, embed, index, text, transcribe
+from pipeline.config import load_config
+
+SENTENCE = "please open the door and turn on the light"
+
+
+def ffmpeg(*args):
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", *args], check=True)
+
+
+@pytest.fixture(scope="module")
+def speech_root(tmp_path_factory):
+    """train/talk/{speech, noaudio, silent, long}.mp4"""
+    tmp = tmp_path_factory.mktemp("speech")
+    root = tmp / "data"
+    (root / "train/talk").mkdir(parents=True)
+    wav = tmp / "s.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), SENTENCE], check=True)
+    video = ["-f", "lavfi", "-i", "testsrc=size=64x48:rate=10"]
+    ffmpeg(*video, "-i", str(wav), "-shortest", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac",
+           str(root / "train/talk/speech.mp4"))
+    ffmpeg(*video, "-t", "3", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(root / "train/talk/noaudio.mp4"))
+    ffmpeg(*video, "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "3", "-c:v", "libx264",
+           "-pix_fmt", "yuv420p", "-c:a", "aac", str(root / "train/talk/silent.mp4"))
+    # the sentence at 0 s and again at 36 s, 45 s in all
+    ffmpeg("-i", str(wav), "-i", str(wav), "-filter_complex",
+           "[1]adelay=36000[b];[0][b]amix=inputs=2:duration=longest:normalize=0,apad=whole_dur=45", "-t", "45",
+           str(tmp / "long.wav"))
+    ffmpeg(*video, "-i", str(tmp / "long.wav"), "-t", "45", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac",
+           str(root / "train/talk/long.mp4"))
+    return root
+
+
+def test_audio_transcribe_text_stages(speech_root, tmp_path):
+    cfg = load_config(None, [f"dataset.root={speech_root}", f"paths.cache={tmp_path}", "dataset.name=talk",
+                             "dataset.splits=[train]", "backbone.name=videomae-tiny-random", "embed.num_workers=0",
+                             "transcribe.subtitles=[srt]", "transcribe.word_timestamps=true"])
+    index.run(cfg)
+    embed.run(cfg)  # video rows first, so audio/temporal lines up with video/temporal
+    table = audio.run(cfg).set_index("sample_id")
+    assert not table.loc["train/talk/noaudio", "has_audio"]
+    assert table.loc["train/talk/silent", "peak"] < 1e-4
+    assert table.loc["train/talk/long", "seconds"] == pytest.approx(45, abs=0.1)
+    assert audio.run(cfg).equals(table.reset_index())  # a re-run reuses the cut files
+
+    transcribe.run(cfg)
+    records = {r["sample_id"]: r for r in map(json.loads, transcribe.transcripts_path(cfg).read_text().splitlines())}
+    said = records["train/talk/speech"]["text"].lower()
+    assert all(w in said for w in ("open", "door", "light")), said
+    assert records["train/talk/noaudio"] == {"sample_id": "train/talk/noaudio", "has_audio": False, "language": None,
+                                             "text": "", "segments": []}
+    assert records["train/talk/silent"]["text"] == ""
+    long = records["train/talk/long"]["segments"]
+    assert long[0]["start"] < 5 and any(s["start"] > 30 and "door" in s["text"].lower() for s in long), long
+    starts = [s["start"] for s in long]
+    assert starts == sorted(starts) and all(0 <= s["start"] <= s["end"] <= 45 for s in long)
+    srt = (transcribe.transcripts_path(cfg).parent / "whisper-tiny.en" / "train/talk/speech.srt").read_text()
+    assert srt.startswith("1\n00:00:0")
+
+    fs = FeatureSet(tmp_path / "talk" / "whisper-tiny.en")
+    ids = ["train/talk/long", "train/talk/noaudio", "train/talk/silent", "train/talk/speech"]
+    assert sorted(fs.ids) == ids
+    present = dict(zip(ids, fs.get("audio/present", ids)))
+    assert present == {"train/talk/long": True, "train/talk/noaudio": False, "train/talk/silent": True,
+                       "train/talk/speech": True}
+    assert fs.keys["audio/temporal"] == (4, 384)  # the tiny VideoMAE's 4 temporal steps, tiny.en's 384 dims
+
+    # audio/pooled against a direct openai-whisper encoder pass on the same mel input, trimmed the same way
+    import whisper
+
+    from features.speech import load_openai_whisper, tiny_en_ct2
+
+    model = load_openai_whisper(str(tiny_en_ct2()), cache_dir=transcribe.model_cache(cfg))
+    wave = load_audio(tmp_path / "talk" / "audio" / table.loc["train/talk/speech", "file"])
+    mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(wave)), model.dims.n_mels)
+    with torch.no_grad():
+        states = model.embed_audio(mel[None])[0]
+    real = int(np.ceil(len(wave) / 320))
+    assert np.abs(fs.get("audio/pooled", ["train/talk/speech"])[0] - states[:real].mean(0).numpy()).max() <= 1e-5
+    assert not fs.get("audio/pooled", ["train/talk/noaudio"]).any()
+
+    out = text.run(load_config(None, [f"dataset.root={speech_root}", f"paths.cache={tmp_path}", "dataset.name=talk",
+                                      "backbone.name=videomae-tiny-random", "text.source=transcripts"]))
+    assert out["present"] == 2  # the spoken clip and the long one; nothing said in the others
+    tfs = FeatureSet(out["dir"])
+    assert tfs.keys["text/pooled"] == (384,)
+    vec = tfs.get("text/pooled", ["train/talk/speech"])[0]
+    assert np.linalg.norm(vec) == pytest.approx(1.0, abs=1e-5)
+    assert not tfs.get("text/present", ["train/talk/silent"])[0]
+    assert pd.read_csv(tmp_path / "talk" / "audio" / "audio.csv").shape[0] == 4

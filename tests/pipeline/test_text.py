@@ -1,0 +1,50 @@
+"""Class prompts through CLIP's text tower into the feature store, then zero-shot heads on CLIP frames."""
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoTokenizer, CLIPModel
+
+from features.backbones import save_tiny_clip
+from features.store import FeatureSet
+from pipeline import embed, index, text, train
+from pipeline.config import ConfigError
+
+
+def test_readable_class_names():
+    assert text.readable("ApplyEyeMakeup") == "apply eye makeup"
+    assert text.readable("brush_hair") == "brush hair"
+    assert text.readable("left") == "left"
+
+
+def test_prompts_equal_a_direct_text_forward_and_feed_zero_shot(demo_cfg, tmp_path):
+    clip_dir = save_tiny_clip(tmp_path / "clip", seed=4)
+    templates = ["a video of {label}.", "something moving {label}."]
+    cfg = demo_cfg("backbone.name=clip", f"backbone.model={clip_dir}", "embed.feature_set=clip", "sampling.num_frames=4",
+                   f"text.templates={templates}", "task.traits=[]", "head.name=zero-shot",
+                   "head.prompts=clip-prompts")
+    index.run(cfg)
+    embed.run(cfg)
+    out = text.run(cfg)
+    assert out["classes"] == ["down", "left", "right", "up"]
+    fs = FeatureSet(out["dir"])
+    assert fs.dir.name == "clip-prompts" and "a video of" in fs.attrs["config"]
+    model, tok = CLIPModel.from_pretrained(clip_dir).eval(), AutoTokenizer.from_pretrained(clip_dir)
+    with torch.no_grad():
+        emb = model.get_text_features(**tok([t.format(label="left") for t in templates], padding=True,
+                                            return_tensors="pt")).pooler_output
+    expected = torch.nn.functional.normalize(emb, dim=-1).mean(0).numpy()
+    assert np.abs(fs.get("text/pooled", ["left"])[0] - expected).max() <= 1e-5
+    assert text.run(cfg)["classes"] == out["classes"]  # a second run finds them stored
+    metrics = train.run(cfg)  # random weights: any accuracy, but the whole path runs
+    assert 0.0 <= metrics["acc"] <= 1.0
+    assert train.load_bundle(cfg.run_dir() / "heads.pt")["feat_l2"]
+
+
+def test_prompts_need_a_clip_model_and_a_label_slot(demo_cfg):
+    cfg = demo_cfg()
+    index.run(cfg)
+    with pytest.raises(ConfigError, match="text.model: class prompts need a CLIP model"):
+        text.run(cfg)
+    with pytest.raises(ConfigError, match="needs a \\{label\\} slot"):
+        text.run(demo_cfg("backbone.name=clip-tiny-random", "text.templates=['a video']"))
