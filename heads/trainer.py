@@ -62,46 +62,81 @@ def fit(
     sample_weights: torch.Tensor | None = None,
 ) -> Fitted:
     """Train on tensors in shuffled minibatches; keep the weights of the best `cfg.monitor` on validation."""
+    return fit_many([model], train, val, loss_fn, [cfg], val_metrics, sample_weights)[0]
+
+
+def fit_many(
+    models: list[nn.Module],
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    cfgs: list[HeadConfig],
+    val_metrics: Callable[[torch.Tensor], dict] | None = None,
+    sample_weights: torch.Tensor | None = None,
+) -> list[Fitted]:
+    """Train several heads on the same minibatches at once, each with its own learning rate, weight decay
+    and early stopping (one AdamW parameter group per head; the summed loss gives each head exactly its
+    own gradient). What differs between `cfgs` may only be lr, weight_decay and the schedule's length;
+    the batches come from the first one's seed, so each head trains as it would alone.
+
+    This is how a sweep over learning rates and weight decays costs one pass over the data, not one each.
+    """
     (x, y), (xv, yv) = train, val
-    gen = torch.Generator().manual_seed(cfg.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sign = 1.0 if cfg.monitor == "val_loss" or cfg.monitor.startswith(("mae", "loss")) else -1.0  # lower is better?
-    best = (float("inf"), 0, copy.deepcopy(model.state_dict()))
-    history = []
-    for epoch in range(1, cfg.epochs + 1):
-        for group in opt.param_groups:
-            group["lr"] = lr_at(cfg, epoch)
+    cfg0 = cfgs[0]
+    gen = torch.Generator().manual_seed(cfg0.seed)
+    opt = torch.optim.AdamW([{"params": m.parameters(), "lr": c.lr, "weight_decay": c.weight_decay}
+                             for m, c in zip(models, cfgs)])
+    sign = 1.0 if cfg0.monitor == "val_loss" or cfg0.monitor.startswith(("mae", "loss")) else -1.0  # lower is better?
+    best = [(float("inf"), 0, copy.deepcopy(m.state_dict())) for m in models]
+    histories: list[list[dict]] = [[] for _ in models]
+    active = list(range(len(models)))
+    for epoch in range(1, max(c.epochs for c in cfgs) + 1):
+        active = [k for k in active if epoch <= cfgs[k].epochs]
+        if not active:
+            break
+        for k, group in enumerate(opt.param_groups):
+            group["lr"] = lr_at(cfgs[k], epoch) if k in active else 0.0
         if hasattr(loss_fn, "epoch"):
             loss_fn.epoch = epoch  # losses that change over training (deferred re-weighting)
-        model.train()
-        total = 0.0
+        for k in active:
+            models[k].train()
+        totals = [0.0] * len(models)
         if sample_weights is None:
             order = torch.randperm(len(x), generator=gen)
         else:  # e.g. class-balanced: draw with replacement, as many as there are samples
             order = torch.multinomial(sample_weights, len(x), replacement=True, generator=gen)
-        for idx in order.split(cfg.batch_size):
-            loss = loss_fn(model(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
+        for idx in order.split(cfg0.batch_size):
+            xb, yb = x[idx], y[idx]
+            losses = [loss_fn(models[k](xb), yb) for k in active]
+            opt.zero_grad(set_to_none=True)  # stopped heads get no gradient, so AdamW leaves them be
+            (losses[0] if len(losses) == 1 else torch.stack(losses).sum()).backward()
             opt.step()
-            total += loss.item() * len(idx)
+            for k, loss in zip(active, losses):
+                totals[k] += loss.item() * len(idx)
+        still = []
+        for k in active:
+            model, cfg = models[k], cfgs[k]
+            model.eval()
+            with torch.no_grad():
+                out = model(xv)
+                val_loss = loss_fn(out, yv).item()
+            row = {"epoch": epoch, "train_loss": totals[k] / len(x), "val_loss": val_loss, "lr": lr_at(cfg, epoch)}
+            row.update(val_metrics(out) if val_metrics else {})
+            histories[k].append(row)
+            if cfg.monitor not in row:
+                raise ConfigError(f"head.monitor: {cfg.monitor!r} is not measured here; choose one of {sorted(row)[1:]}")
+            score = sign * row[cfg.monitor]
+            if score < best[k][0]:
+                best[k] = (score, epoch, copy.deepcopy(model.state_dict()))
+            if epoch - best[k][1] < cfg.patience:
+                still.append(k)
+        active = still
+    fitted = []
+    for model, (_, best_epoch, state), history in zip(models, best, histories):
+        model.load_state_dict(state)
         model.eval()
-        with torch.no_grad():
-            out = model(xv)
-            val_loss = loss_fn(out, yv).item()
-        row = {"epoch": epoch, "train_loss": total / len(x), "val_loss": val_loss, "lr": lr_at(cfg, epoch)}
-        row.update(val_metrics(out) if val_metrics else {})
-        history.append(row)
-        if cfg.monitor not in row:
-            raise ConfigError(f"head.monitor: {cfg.monitor!r} is not measured here; choose one of {sorted(row)[1:]}")
-        score = sign * row[cfg.monitor]
-        if score < best[0]:
-            best = (score, epoch, copy.deepcopy(model.state_dict()))
-        elif epoch - best[1] >= cfg.patience:
-            break
-    model.load_state_dict(best[2])
-    model.eval()
-    return Fitted(model=model, best_epoch=best[1], history=history)
+        fitted.append(Fitted(model=model, best_epoch=best_epoch, history=history))
+    return fitted
 
 
 def lr_at(cfg: HeadConfig, epoch: int) -> float:

@@ -204,6 +204,7 @@ class SweepConfig:
     metric: str = "acc"  # the leaderboard's order (mae*/loss*: lower is better)
     n_jobs: int = -1  # parallel runs (joblib); -1: one per core
     baselines: bool = True  # scikit-learn logistic regression / ridge on the same features and splits
+    batch: bool = True  # linear class heads that differ only in lr / weight decay train as one batch
 
 
 @dataclass

@@ -8,8 +8,10 @@ the same features and splits join the table as baselines.
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import json
+import os
 import random
 from pathlib import Path
 
@@ -22,6 +24,8 @@ from heads.metrics import classification_metrics, regression_metrics
 from heads.trainer import Standardizer
 from pipeline import train
 from pipeline.config import Config, ConfigError, with_overrides
+
+BATCHABLE = {"head.lr", "head.weight_decay"}  # grid keys heads can differ in and still train as one batch
 
 
 def plan(cfg: Config) -> list[dict]:
@@ -44,15 +48,30 @@ def trial_name(combo: dict) -> str:
     return ",".join(f"{k.split('.')[-1]}={v}" for k, v in combo.items())
 
 
-def run_trial(cfg: Config, combo: dict, seed: int, sweep_dir: str, threads: int) -> dict:
-    """One head, its output in its own run folder (`train.log` holds what it printed)."""
+def run_trials(cfg: Config, combos: list[dict], seed: int, sweep_dir: str, threads: int) -> list[dict]:
+    """One head per combo, each in its own run folder (`train.log` holds what training printed).
+    Several combos come only when they can train as one batch (`batches`)."""
     torch.set_num_threads(threads)
-    name = f"{Path(sweep_dir).name}/{trial_name(combo)}/seed{seed}"
-    trial_cfg = with_overrides(cfg, {**combo, "head.seed": seed, "run.name": name})
-    trial_cfg.run_dir().mkdir(parents=True, exist_ok=True)
-    with open(trial_cfg.run_dir() / "train.log", "w") as log, contextlib.redirect_stdout(log):
-        metrics = train.run(trial_cfg)
-    return {"config": trial_name(combo), **combo, "seed": seed, "run_dir": str(trial_cfg.run_dir()), **metrics}
+    cfgs = [with_overrides(cfg, {**combo, "head.seed": seed,
+                                 "run.name": f"{Path(sweep_dir).name}/{trial_name(combo)}/seed{seed}"}) for combo in combos]
+    log = io.StringIO()
+    with contextlib.redirect_stdout(log):
+        metrics = train.run_many(cfgs)
+    for c in cfgs:
+        (c.run_dir() / "train.log").write_text(log.getvalue())
+    return [{"config": trial_name(combo), **combo, "seed": seed, "run_dir": str(c.run_dir()), **m}
+            for combo, c, m in zip(combos, cfgs, metrics)]
+
+
+def batches(cfg: Config, combos: list[dict], n_jobs: int) -> list[tuple[list[dict], int]]:
+    """(combos, seed) per job. Linear class heads that differ only in lr / weight decay train together
+    (one pass over the data for all of them, see `heads.trainer.fit_many`), split so every worker has
+    a share; anything else runs one config per job."""
+    seeds = cfg.sweep.seeds
+    if not (cfg.sweep.batch and set(cfg.sweep.grid) <= BATCHABLE and train.can_batch(cfg)):
+        return [([combo], seed) for combo in combos for seed in seeds]
+    per_seed = max(1, min(len(combos), -(-n_jobs // len(seeds))))  # chunks per seed
+    return [(combos[i::per_seed], seed) for seed in seeds for i in range(per_seed)]
 
 
 def baselines(cfg: Config) -> list[dict]:
@@ -105,12 +124,16 @@ def run(cfg: Config) -> pd.DataFrame:
     train.open_features(cfg)  # the features exist and match this config, before any worker starts
     out = Path(cfg.paths.cache) / "runs" / cfg.sweep.name
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(combo, seed) for combo in combos for seed in cfg.sweep.seeds]
-    n_jobs = cfg.sweep.n_jobs if cfg.sweep.n_jobs > 0 else (torch.get_num_threads() or 1)
-    threads = 1 if n_jobs > 1 else torch.get_num_threads()
-    print(f"sweep {cfg.sweep.name}: {len(combos)} configs x {len(cfg.sweep.seeds)} seeds = {len(jobs)} runs, {n_jobs} at a time")
-    rows = Parallel(n_jobs=n_jobs, verbose=5)(
-        delayed(run_trial)(cfg, combo, seed, str(out), threads) for combo, seed in jobs)
+    n_jobs = cfg.sweep.n_jobs if cfg.sweep.n_jobs > 0 else (os.cpu_count() or 1)
+    jobs = batches(cfg, combos, n_jobs)
+    n_jobs = min(n_jobs, len(jobs))
+    threads = max(1, (os.cpu_count() or 1) // n_jobs)
+    runs = len(combos) * len(cfg.sweep.seeds)
+    print(f"sweep {cfg.sweep.name}: {len(combos)} configs x {len(cfg.sweep.seeds)} seeds = {runs} runs "
+          f"in {len(jobs)} jobs ({'heads batched' if len(jobs) < runs else 'one run each'}), {n_jobs} at a time")
+    done = Parallel(n_jobs=n_jobs, verbose=5)(
+        delayed(run_trials)(cfg, batch, seed, str(out), threads) for batch, seed in jobs)
+    rows = [row for rows_of_job in done for row in rows_of_job]
     if cfg.sweep.baselines:
         rows += baselines(cfg)
     table = leaderboard(rows, cfg.sweep.metric)

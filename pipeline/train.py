@@ -15,8 +15,8 @@ from features.store import FeatureSet, StoreError
 from heads.metrics import classification_metrics, multilabel_metrics, per_class_ap, regression_metrics
 from heads.losses import build_loss
 from heads.models import SEQUENCE_HEADS, build_head, prompt_linear
-from heads.trainer import Fitted, Standardizer, fit, seed_everything
-from pipeline.config import Config, ConfigError, dump_config
+from heads.trainer import Fitted, Standardizer, fit, fit_many, seed_everything
+from pipeline.config import Config, ConfigError, dump_config, with_overrides
 from pipeline.embed import feature_hash
 from pipeline.index import read_manifest
 
@@ -153,7 +153,9 @@ def class_prompts(cfg: Config, classes: list[str], dim: int) -> torch.Tensor:
     return prompts
 
 
-def train_classifier(cfg: Config, tr: SplitData, va: SplitData, classes: list[str]):
+def train_classifiers(cfgs: list[Config], tr: SplitData, va: SplitData, classes: list[str]) -> list[Fitted]:
+    """The class head of each config; several (differing only in lr / weight decay) train in one pass."""
+    cfg = cfgs[0]
     y = torch.tensor([classes.index(c) for c in tr.labels])
     seen = np.array([c in classes for c in va.labels])
     if not seen.all():
@@ -173,16 +175,20 @@ def train_classifier(cfg: Config, tr: SplitData, va: SplitData, classes: list[st
         model = prompt_linear(class_prompts(cfg, classes, tr.x.shape[-1]), cfg.head.logit_scale)
         if cfg.head.name == "zero-shot":  # nothing to train: the prompts are the classifier
             with torch.no_grad():
-                return Fitted(model.eval(), 0, [{"epoch": 0, **val_metrics(model(xv))}])
+                return [Fitted(model.eval(), 0, [{"epoch": 0, **val_metrics(model(xv))}])]
+        models = [model]
     elif cfg.task.mode == "per_target":
-        return train_one_vs_rest(cfg, tr.x, y, xv, yv, len(classes), tr.dims)
+        return [train_one_vs_rest(cfg, tr.x, y, xv, yv, len(classes), tr.dims)]
     else:
-        model = build_head(cfg.head, tr.x.shape[-1], len(classes), tr.dims)
+        models = []
+        for c in cfgs:  # each initialised as it would be alone
+            seed_everything(c.head.seed)
+            models.append(build_head(c.head, tr.x.shape[-1], len(classes), tr.dims))
     loss = build_loss(cfg.head.loss, "class", cfg.head, y)
     weights = None
     if cfg.head.sampler == "balanced":
         weights = (1.0 / torch.bincount(y).float())[y]
-    return fit(model, (tr.x, y), (xv, yv), loss, cfg.head, val_metrics, weights)
+    return fit_many(models, (tr.x, y), (xv, yv), loss, [c.head for c in cfgs], val_metrics, weights)
 
 
 def train_one_vs_rest(cfg: Config, x, y, xv, yv, n_classes: int, dims) -> Fitted:
@@ -344,12 +350,23 @@ def write_history(path: Path, history: list[dict]) -> None:
 
 
 def run(cfg: Config) -> dict:
+    """Train the heads of one config; write its run folder; return the validation metrics."""
+    return run_many([cfg])[0]
+
+
+def run_many(cfgs: list[Config]) -> list[dict]:
+    """Several runs that differ only in `head.lr`, `head.weight_decay` and `run.name` (see `can_batch`):
+    the features are loaded once and the class heads train in one pass (`fit_many`); each config gets
+    the same run folder it would get alone."""
+    cfg = cfgs[0]
     if not (cfg.task.label or cfg.task.multilabel or cfg.task.traits):
         raise ConfigError("task: nothing to train: set task.label (a class column), task.multilabel (a '|'-joined "
                           "class column) and/or task.traits (numeric columns)")
     if cfg.head.name == "zero-shot" and (cfg.task.traits or cfg.task.multilabel or not cfg.task.label):
         raise ConfigError("head.name=zero-shot classifies task.label from class prompts; set task.traits=[] and "
                           "task.multilabel=null, or train those with another head")
+    if len(cfgs) > 1 and not all(can_batch(c) and same_but_optimiser(c, cfg) for c in cfgs):
+        raise ValueError("run_many: the configs must be batchable and differ only in head.lr / head.weight_decay")
     manifest, fs = open_features(cfg)
     tr, va = load_split(cfg, manifest, fs, "train"), load_split(cfg, manifest, fs, "val")
     if cfg.head.k_train or cfg.head.k_val:
@@ -359,17 +376,19 @@ def run(cfg: Config) -> dict:
         print("note: class-prompt heads compare directions: features are L2-normalised (head.normalize=l2)")
     feat = Standardizer.fit(tr.x, passthrough=len(tr.dims or []), l2=prompted or cfg.head.normalize == "l2")
     tr_s, va_s = replace(tr, x=feat(tr.x)), replace(va, x=feat(va.x))
-    out = cfg.run_dir()
-    out.mkdir(parents=True, exist_ok=True)
-    bundle: dict = {"feat_mean": feat.mean, "feat_std": feat.std, "feat_l2": feat.l2, "dims": tr.dims,
-                    "inputs": {spec: other.config_hash for spec, other, _ in fused_inputs(cfg)}}
+    for c in cfgs:
+        c.run_dir().mkdir(parents=True, exist_ok=True)
+    base = {"feat_mean": feat.mean, "feat_std": feat.std, "feat_l2": feat.l2, "dims": tr.dims,
+            "inputs": {spec: other.config_hash for spec, other, _ in fused_inputs(cfg)}}
+    bundles = [dict(base) for _ in cfgs]
     if cfg.task.label:
         classes = sorted(set(tr.labels))
-        fitted = train_classifier(cfg, tr_s, va_s, classes)
-        bundle.update(classes=classes, label_head=fitted.model.state_dict(),
-                      one_vs_rest=cfg.task.mode == "per_target" and not prompted)
-        write_history(out / "history" / "label.tsv", fitted.history)
-        print(f"label head: {len(classes)} classes, best epoch {fitted.best_epoch}/{len(fitted.history)}")
+        for c, bundle, fitted in zip(cfgs, bundles, train_classifiers(cfgs, tr_s, va_s, classes)):
+            bundle.update(classes=classes, label_head=fitted.model.state_dict(),
+                          one_vs_rest=cfg.task.mode == "per_target" and not prompted)
+            write_history(c.run_dir() / "history" / "label.tsv", fitted.history)
+            print(f"label head: {len(classes)} classes, best epoch {fitted.best_epoch}/{len(fitted.history)}")
+    bundle, out = bundles[0], cfg.run_dir()
     if cfg.task.multilabel:
         info = class_info(cfg, tr)
         fitted = train_multilabel(cfg, tr_s, va_s, info)
@@ -393,6 +412,23 @@ def run(cfg: Config) -> dict:
             name = "traits" if len(groups) == 1 else f"trait-{cfg.task.traits[cols[0]]}"
             write_history(out / "history" / f"{name}.tsv", f.history)
             print(f"{name} head: best epoch {f.best_epoch}/{len(f.history)}")
+    return [finish(c, b, va, len(tr.ids)) for c, b in zip(cfgs, bundles)]
+
+
+def can_batch(cfg: Config) -> bool:
+    """Heads that `run_many` trains in one pass: a joint linear class head from random weights, nothing else."""
+    return bool(cfg.task.label and not cfg.task.multilabel and not cfg.task.traits and cfg.task.mode == "joint"
+                and cfg.head.name == "linear" and cfg.head.init == "random")
+
+
+def same_but_optimiser(a: Config, b: Config) -> bool:
+    strip = lambda c: with_overrides(c, {"head.lr": 0.0, "head.weight_decay": 0.0, "run.name": "-"}).to_dict()  # noqa: E731
+    return strip(a) == strip(b)
+
+
+def finish(cfg: Config, bundle: dict, va: SplitData, n_train: int) -> dict:
+    """Weights, validation predictions, per-class AP, metrics and the resolved config into the run folder."""
+    out = cfg.run_dir()
     torch.save(bundle, out / "heads.pt")
     tables: dict = {}
     pred, metrics = predict(bundle, cfg, va, tables)
@@ -400,7 +436,7 @@ def run(cfg: Config) -> dict:
     write_tables(out, tables)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     dump_config(cfg, out / "config.yaml")
-    print_metrics(f"validation ({len(va.ids)} samples, trained on {len(tr.ids)})", metrics)
+    print_metrics(f"validation ({len(va.ids)} samples, trained on {n_train})", metrics)
     return metrics
 
 

@@ -2,7 +2,7 @@ import torch
 import torch.nn.functional as F
 
 from heads.models import build_head
-from heads.trainer import Standardizer, fit, seed_everything
+from heads.trainer import Standardizer, fit, fit_many, seed_everything
 from pipeline.config import HeadConfig
 
 
@@ -44,3 +44,20 @@ def test_standardizer_uses_given_rows_only():
     x = torch.tensor([[1.0, 10.0], [3.0, 10.0]])
     s = Standardizer.fit(x)
     assert torch.allclose(s(x), torch.tensor([[-1.0, 0.0], [1.0, 0.0]]))
+
+
+def test_heads_trained_together_equal_heads_trained_alone():
+    cfgs = [HeadConfig(lr=lr, weight_decay=wd, epochs=epochs, batch_size=16, patience=4, monitor="acc", seed=3)
+            for lr, wd, epochs in ((0.1, 0.0, 40), (0.01, 0.01, 30), (0.001, 0.1, 12))]
+    alone = [train_once(c) for c in cfgs]
+    models = []
+    for c in cfgs:
+        seed_everything(c.seed)
+        models.append(build_head(c, 4, 3))
+    together = fit_many(models, blobs(120, 0), blobs(60, 1), F.cross_entropy, cfgs,
+                        lambda logits: {"acc": (logits.argmax(1) == blobs(60, 1)[1]).float().mean().item()})
+    for a, t in zip(alone, together):
+        assert a.best_epoch == t.best_epoch and len(a.history) == len(t.history)  # each stops on its own
+        for key, value in a.model.state_dict().items():
+            torch.testing.assert_close(t.model.state_dict()[key], value, rtol=1e-5, atol=1e-6)
+    assert len({len(t.history) for t in together}) > 1  # and they did stop at different epochs

@@ -36,3 +36,19 @@ def test_sweep_grid_is_validated_before_anything_runs(demo_cfg, capsys):
     assert len(sweep.plan(demo_cfg("sweep.grid={head.lr: [1, 2, 3], head.epochs: [1, 2]}", "sweep.samples=4"))) == 4
     assert main(["sweep", "sweep.grid={head.lr: [0.1]}", "paths.cache=/nonexistent"]) == 2
     assert "vidprobe index" in capsys.readouterr().err
+
+
+def test_batched_heads_give_the_runs_one_at_a_time_would(demo_cfg):
+    base = ["sweep.grid={head.lr: [0.1, 0.01, 0.001], head.weight_decay: [0, 0.01]}", "sweep.seeds=[0, 1]",
+            "head.epochs=25", "head.patience=5", "task.traits=[]", "sweep.baselines=false"]
+    cfg = demo_cfg(*base, "sweep.name=batched", "sweep.n_jobs=2")
+    index.run(cfg)
+    embed.run(cfg)
+    assert len(sweep.batches(cfg, sweep.plan(cfg), 2)) == 2  # 6 configs x 2 seeds in 2 jobs
+    batched = sweep.run(cfg).set_index("config")
+    single = sweep.run(demo_cfg(*base, "sweep.name=single", "sweep.n_jobs=1", "sweep.batch=false")).set_index("config")
+    assert len(sweep.batches(demo_cfg(*base, "sweep.batch=false"), sweep.plan(cfg), 2)) == 12
+    for col in ("acc mean", "acc std", "macro_f1 mean"):
+        pd.testing.assert_series_equal(batched[col].sort_index(), single[col].sort_index(), atol=1e-6)
+    for run in batched.runs.str.split("; ").sum():
+        assert {"heads.pt", "metrics.json", "config.yaml", "train.log"} <= {p.name for p in __import__("pathlib").Path(run).iterdir()}
