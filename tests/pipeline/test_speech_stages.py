@@ -101,3 +101,24 @@ def test_audio_transcribe_text_stages(speech_root, tmp_path):
     assert np.linalg.norm(vec) == pytest.approx(1.0, abs=1e-5)
     assert not tfs.get("text/present", ["train/talk/silent"])[0]
     assert pd.read_csv(tmp_path / "talk" / "audio" / "audio.csv").shape[0] == 4
+
+
+def test_encoder_frames_of_a_random_tiny_whisper_trim_each_30s_window(tmp_path):
+    """The openai-whisper path without real weights: a tiny Whisper from ModelDimensions, saved and loaded."""
+    import whisper
+    from whisper.model import ModelDimensions, Whisper
+
+    from features.speech import load_openai_whisper
+
+    dims = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=32, n_audio_head=2, n_audio_layer=1,
+                           n_vocab=51864, n_text_ctx=64, n_text_state=32, n_text_head=2, n_text_layer=1)
+    torch.manual_seed(0)
+    torch.save({"dims": dims.__dict__, "model_state_dict": Whisper(dims).state_dict()}, tmp_path / "tiny.pt")
+    model = load_openai_whisper(str(tmp_path / "tiny.pt"))
+    wave = np.random.default_rng(0).normal(scale=0.1, size=16000 * 45).astype(np.float32)  # 45 s: two windows
+    frames = transcribe.encoder_frames(model, wave)
+    assert frames.shape == (2250, 32)  # 50 frames a second of real audio, nothing of the padding
+    with torch.no_grad():
+        second = model.embed_audio(whisper.log_mel_spectrogram(
+            whisper.pad_or_trim(torch.from_numpy(wave[16000 * 30:])), 80)[None])[0]
+    assert np.abs(frames[1500:].numpy() - second[:750].numpy()).max() <= 1e-5

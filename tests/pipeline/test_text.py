@@ -44,7 +44,16 @@ def test_prompts_equal_a_direct_text_forward_and_feed_zero_shot(demo_cfg, tmp_pa
 def test_prompts_need_a_clip_model_and_a_label_slot(demo_cfg):
     cfg = demo_cfg()
     index.run(cfg)
-    with pytest.raises(ConfigError, match="text.model: class prompts need a CLIP model"):
+    with pytest.raises(ConfigError, match="text.model: the CLIP text encoder needs a CLIP model"):
         text.run(cfg)
     with pytest.raises(ConfigError, match="needs a \\{label\\} slot"):
         text.run(demo_cfg("backbone.name=clip-tiny-random", "text.templates=['a video']"))
+
+
+def test_prompts_through_minilm(demo_cfg):
+    cfg = demo_cfg("text.encoder=minilm", "text.feature_set=minilm-prompts")
+    index.run(cfg)
+    fs = FeatureSet(text.run(cfg)["dir"])
+    assert fs.ids == ["down", "left", "right", "up"] and fs.keys["text/pooled"] == (384,)
+    v = fs.get("text/pooled", ["left", "right"])
+    assert np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5) and not np.allclose(v[0], v[1])
