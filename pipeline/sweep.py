@@ -29,7 +29,12 @@ BATCHABLE = {"head.lr", "head.weight_decay"}  # grid keys heads can differ in an
 
 
 def plan(cfg: Config) -> list[dict]:
-    """The grid's configurations (all of them, or `sweep.samples` drawn at random), validated up front."""
+    """The grid's configurations (all of them, or `sweep.samples` drawn at random), validated up front.
+
+    A grid key is a dotted config key with a list of values, or a name of your choice with a list of
+    alternatives, each a mapping of overrides tried together (an optional `name` labels it):
+    `{modality: [{name: video}, {name: audio, head.features: "whisper:audio/pooled"}]}`.
+    """
     grid = cfg.sweep.grid
     if not grid:
         raise ConfigError("sweep.grid: nothing to sweep; e.g. sweep.grid='{head.lr: [0.1, 0.01], head.weight_decay: [0, 1e-4]}'")
@@ -40,26 +45,44 @@ def plan(cfg: Config) -> list[dict]:
     if 0 < cfg.sweep.samples < len(combos):
         combos = random.Random(0).sample(combos, cfg.sweep.samples)
     for combo in combos:
-        with_overrides(cfg, combo)  # an unknown key or a wrong type fails before anything runs
+        with_overrides(cfg, overrides(combo))  # an unknown key or a wrong type fails before anything runs
     return combos
 
 
+def overrides(combo: dict) -> dict:
+    """The config overrides of one grid point (alternatives unpacked)."""
+    out = {}
+    for key, value in combo.items():
+        if isinstance(value, dict):
+            out.update({k: v for k, v in value.items() if k != "name"})
+        else:
+            out[key] = value
+    return out
+
+
+def label(key: str, value) -> str:
+    if isinstance(value, dict):
+        return str(value.get("name") or ",".join(f"{k.split('.')[-1]}={v}" for k, v in value.items()) or "base")
+    return str(value)
+
+
 def trial_name(combo: dict) -> str:
-    return ",".join(f"{k.split('.')[-1]}={v}" for k, v in combo.items())
+    return ",".join(f"{k.split('.')[-1]}={label(k, v)}" for k, v in combo.items())
 
 
 def run_trials(cfg: Config, combos: list[dict], seed: int, sweep_dir: str, threads: int) -> list[dict]:
     """One head per combo, each in its own run folder (`train.log` holds what training printed).
     Several combos come only when they can train as one batch (`batches`)."""
     torch.set_num_threads(threads)
-    cfgs = [with_overrides(cfg, {**combo, "head.seed": seed,
+    cfgs = [with_overrides(cfg, {**overrides(combo), "head.seed": seed,
                                  "run.name": f"{Path(sweep_dir).name}/{trial_name(combo)}/seed{seed}"}) for combo in combos]
     log = io.StringIO()
     with contextlib.redirect_stdout(log):
         metrics = train.run_many(cfgs)
     for c in cfgs:
         (c.run_dir() / "train.log").write_text(log.getvalue())
-    return [{"config": trial_name(combo), **combo, "seed": seed, "run_dir": str(c.run_dir()), **m}
+    return [{"config": trial_name(combo), **{k: label(k, v) for k, v in combo.items()}, "seed": seed,
+             "run_dir": str(c.run_dir()), **m}
             for combo, c, m in zip(combos, cfgs, metrics)]
 
 
@@ -111,7 +134,9 @@ def leaderboard(rows: list[dict], metric: str) -> pd.DataFrame:
 
 
 def to_markdown(table: pd.DataFrame, metric: str) -> str:
-    shown = [metric] + [m for m in ("acc", "macro_f1", "mAP", "spearman/mean") if m != metric and f"{m} mean" in table]
+    ranked = ("acc", "macro_f1", "mAP", "spearman/mean") + tuple(sorted(
+        c[: -len(" mean")] for c in table.columns if c.startswith("spearman/") and c.endswith(" mean") and "/mean" not in c))
+    shown = [metric] + [m for m in ranked if m != metric and f"{m} mean" in table]
     lines = ["| config | " + " | ".join(shown) + " | seeds |", "|---|" + "---|" * (len(shown) + 1)]
     for _, row in table.iterrows():
         cells = [f"{row[f'{m} mean']:.4f} ± {row[f'{m} std']:.4f}" for m in shown]

@@ -31,11 +31,24 @@ class SplitData:
     dims: list[int] | None = None  # fused inputs: each modality's width; x is [x_1 | ... | x_M | masks]
 
 
+def feature_key(cfg: Config) -> tuple[str, str]:
+    """head.features as (feature set name, key): "<feature_set>:<key>" names another set of the dataset
+    (e.g. whisper-tiny.en:audio/pooled); a bare key is this config's own video feature set."""
+    name, _, key = cfg.head.features.rpartition(":")
+    return name or cfg.feature_dir().name, key
+
+
 def open_features(cfg: Config) -> tuple[pd.DataFrame, FeatureSet]:
-    """The manifest rows that have features, and the feature set checked against this config."""
+    """The manifest rows that have features, and the feature set: this config's own is checked against
+    it (config hash); another set named in head.features is recorded by its hash in the run."""
     manifest = read_manifest(cfg)
-    fs = FeatureSet(cfg.feature_dir())
-    fs.require_hash(*feature_hash(cfg))
+    name, _ = feature_key(cfg)
+    try:
+        fs = FeatureSet(cfg.feature_dir().parent / name)
+    except StoreError as err:
+        raise ConfigError(f"head.features: {err}") from None
+    if name == cfg.feature_dir().name:
+        fs.require_hash(*feature_hash(cfg))
     targets = {"task.label": [cfg.task.label], "task.multilabel": [cfg.task.multilabel], "task.traits": cfg.task.traits}
     for key, col in ((k, c) for k, cols in targets.items() for c in cols if c):
         if col not in manifest.columns:
@@ -90,9 +103,7 @@ def modality(fs: FeatureSet, key: str, ids: list[str], split: str) -> tuple[torc
     if flag in fs.keys:
         present = torch.from_numpy(fs.get(flag, have).astype(bool))
     check_finite(x[present], [s for s, p in zip(have, present) if p], split, f"{fs.dir.name}:{key}")
-    if x.ndim != 2:
-        raise ConfigError(f"head.fuse: {key!r} has shape {tuple(x.shape[1:])} per sample; fusion takes pooled (N, D) features")
-    out = torch.full((len(ids), x.shape[1]), float("nan"))
+    out = torch.full((len(ids), *x.shape[1:]), float("nan"))
     mask = torch.zeros(len(ids))
     for i, sid in enumerate(ids):
         r = rows.get(sid)
@@ -106,8 +117,12 @@ def load_split(cfg: Config, manifest: pd.DataFrame, fs: FeatureSet, split: str) 
     if rows.empty:
         raise ConfigError(f"no samples with features in split {split!r}; splits present: {sorted(manifest.split.unique())}")
     ids = list(rows.sample_id)
-    x = pooled(fs.get(cfg.head.features, ids), cfg.head.features)
-    check_finite(x, ids, split, cfg.head.features)
+    _, key = feature_key(cfg)
+    if f"{key.split('/')[0]}/present" in fs.keys:  # e.g. audio alone: rows without audio are missing values
+        x, _ = modality(fs, key, ids, split)
+    else:
+        x = pooled(fs.get(key, ids), key)
+        check_finite(x, ids, split, cfg.head.features)
     if cfg.head.name in SEQUENCE_HEADS:
         if x.ndim != 3:
             raise ConfigError(f"head.features: the {cfg.head.name} head pools over time and needs (N, T, D) features "
@@ -121,6 +136,9 @@ def load_split(cfg: Config, manifest: pd.DataFrame, fs: FeatureSet, split: str) 
             raise ConfigError(f"head.fuse: fusion combines pooled features with linear or mlp heads, not {cfg.head.name!r} "
                               f"(head.init={cfg.head.init})")
         parts = [modality(other, key, ids, split) for _, other, key in fused_inputs(cfg)]
+        flat = [spec for (spec, _, _), (values, _) in zip(fused_inputs(cfg), parts) if values.ndim != 2]
+        if x.ndim != 2 or flat:
+            raise ConfigError(f"head.fuse: fusion takes pooled (N, D) features; {flat or cfg.head.features} are not")
         dims = [x.shape[1]] + [p[0].shape[1] for p in parts]
         masks = torch.stack([torch.ones(len(ids))] + [p[1] for p in parts], dim=1)
         x = torch.cat([x] + [p[0] for p in parts] + [masks], dim=1)
@@ -332,9 +350,12 @@ def write_tables(out: Path, tables: dict) -> None:
 def check_inputs(bundle: dict, cfg: Config) -> None:
     """The fused feature sets are the ones the heads were trained on (same config hash)."""
     now = {spec: other.config_hash for spec, other, _ in fused_inputs(cfg)}
+    name, _ = feature_key(cfg)
+    if name != cfg.feature_dir().name:
+        now[cfg.head.features] = FeatureSet(cfg.feature_dir().parent / name).config_hash
     for spec, trained in bundle.get("inputs", {}).items():
         if now.get(spec) != trained:
-            raise ConfigError(f"head.fuse: {spec!r} now has config hash {now.get(spec)}, the heads were trained on "
+            raise ConfigError(f"{spec!r} now has config hash {now.get(spec)}, the heads were trained on "
                               f"{trained}; re-run `vidprobe train`")
 
 
@@ -380,6 +401,8 @@ def run_many(cfgs: list[Config]) -> list[dict]:
         c.run_dir().mkdir(parents=True, exist_ok=True)
     base = {"feat_mean": feat.mean, "feat_std": feat.std, "feat_l2": feat.l2, "dims": tr.dims,
             "inputs": {spec: other.config_hash for spec, other, _ in fused_inputs(cfg)}}
+    if feature_key(cfg)[0] != cfg.feature_dir().name:
+        base["inputs"][cfg.head.features] = fs.config_hash
     bundles = [dict(base) for _ in cfgs]
     if cfg.task.label:
         classes = sorted(set(tr.labels))

@@ -52,3 +52,14 @@ def test_batched_heads_give_the_runs_one_at_a_time_would(demo_cfg):
         pd.testing.assert_series_equal(batched[col].sort_index(), single[col].sort_index(), atol=1e-6)
     for run in batched.runs.str.split("; ").sum():
         assert {"heads.pt", "metrics.json", "config.yaml", "train.log"} <= {p.name for p in __import__("pathlib").Path(run).iterdir()}
+
+
+def test_grid_alternatives_are_named_sets_of_overrides(demo_cfg):
+    cfg = demo_cfg("sweep.grid={modality: [{name: video}, {name: audio, head.features: 'w:audio/pooled', head.lr: 0.1}],"
+                   " head.weight_decay: [0, 0.01]}")
+    combos = sweep.plan(cfg)
+    assert [sweep.trial_name(c) for c in combos] == ["modality=video,weight_decay=0", "modality=video,weight_decay=0.01",
+                                                     "modality=audio,weight_decay=0", "modality=audio,weight_decay=0.01"]
+    assert sweep.overrides(combos[3]) == {"head.features": "w:audio/pooled", "head.lr": 0.1, "head.weight_decay": 0.01}
+    with pytest.raises(ConfigError, match="head.lrr"):
+        sweep.plan(demo_cfg("sweep.grid={modality: [{head.lrr: 1}]}"))

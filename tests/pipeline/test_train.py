@@ -191,3 +191,23 @@ def test_zero_shot_and_prompt_initialised_heads(tmp_path):
     write_set(cfg, "noise", list("abc"), {"text/pooled": np.zeros((3, 5), np.float32)}, config="x")
     with pytest.raises(ConfigError, match="5-d but video/pooled is 8-d"):
         train.run(wrong)
+
+
+def test_head_on_another_feature_set_alone(tmp_path):
+    """head.features=<set>:<key>: e.g. audio alone; rows its set marks absent are missing values, not zeros."""
+    cfg = make(tmp_path, SPLITS, "task.traits=[]", "head.features=aud:audio/pooled", "head.lr=0.05")
+    manifest = pd.read_csv(cfg.manifest_path())
+    rng = np.random.default_rng(2)
+    centres = {c: rng.normal(size=4) * 3 for c in "abc"}
+    audio = np.stack([centres[c] + rng.normal(size=4) for c in manifest.label]).astype(np.float32)
+    present = np.ones(len(manifest), dtype=bool)
+    present[::5] = False
+    audio[~present] = 1e6  # must not count
+    write_set(cfg, "aud", manifest.sample_id, {"audio/pooled": audio, "audio/present": present}, config="whisper")
+    metrics = train.run(cfg)
+    assert metrics["acc"] > 0.6
+    bundle = train.load_bundle(cfg.run_dir() / "heads.pt")
+    assert bundle["inputs"] == {"aud:audio/pooled": "whisper"} and bundle["feat_mean"].abs().max() < 100
+    assert evaluate.run(cfg)["acc"] > 0.5
+    with pytest.raises(ConfigError, match="head.features: no feature shards"):
+        train.run(with_overrides(cfg, {"head.features": "nothing:audio/pooled"}))
