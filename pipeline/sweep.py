@@ -74,8 +74,9 @@ def run_trials(cfg: Config, combos: list[dict], seed: int, sweep_dir: str, threa
     """One head per combo, each in its own run folder (`train.log` holds what training printed).
     Several combos come only when they can train as one batch (`batches`)."""
     torch.set_num_threads(threads)
-    cfgs = [with_overrides(cfg, {**overrides(combo), "head.seed": seed,
-                                 "run.name": f"{Path(sweep_dir).name}/{trial_name(combo)}/seed{seed}"}) for combo in combos]
+    cfgs = [scale_lr(with_overrides(cfg, {**overrides(combo), "head.seed": seed,
+                                          "run.name": f"{Path(sweep_dir).name}/{trial_name(combo)}/seed{seed}"}))
+            for combo in combos]
     log = io.StringIO()
     with contextlib.redirect_stdout(log):
         metrics = train.run_many(cfgs)
@@ -84,6 +85,16 @@ def run_trials(cfg: Config, combos: list[dict], seed: int, sweep_dir: str, threa
     return [{"config": trial_name(combo), **{k: label(k, v) for k, v in combo.items()}, "seed": seed,
              "run_dir": str(c.run_dir()), **m}
             for combo, c, m in zip(combos, cfgs, metrics)]
+
+
+def scale_lr(cfg: Config) -> Config:
+    """sweep.lr_scaling: the learning rate follows the batch size (linear, or square-root) from
+    sweep.base_batch_size; the run's saved config holds the rate it trained with."""
+    rule = cfg.sweep.lr_scaling
+    if rule == "none":
+        return cfg
+    ratio = cfg.head.batch_size / cfg.sweep.base_batch_size
+    return with_overrides(cfg, {"head.lr": cfg.head.lr * (ratio if rule == "linear" else ratio ** 0.5)})
 
 
 def batches(cfg: Config, combos: list[dict], n_jobs: int) -> list[tuple[list[dict], int]]:

@@ -63,3 +63,10 @@ def test_grid_alternatives_are_named_sets_of_overrides(demo_cfg):
     assert sweep.overrides(combos[3]) == {"head.features": "w:audio/pooled", "head.lr": 0.1, "head.weight_decay": 0.01}
     with pytest.raises(ConfigError, match="head.lrr"):
         sweep.plan(demo_cfg("sweep.grid={modality: [{head.lrr: 1}]}"))
+
+
+def test_lr_follows_the_batch_size_by_the_configured_rule(demo_cfg):
+    base = demo_cfg("head.lr=0.01", "sweep.base_batch_size=128")
+    for rule, bs, lr in (("linear", 32, 0.0025), ("sqrt", 512, 0.02), ("none", 512, 0.01)):
+        cfg = sweep.with_overrides(base, {"sweep.lr_scaling": rule, "head.batch_size": bs})
+        assert sweep.scale_lr(cfg).head.lr == pytest.approx(lr)
