@@ -111,6 +111,9 @@ def fit_many(
             opt.zero_grad(set_to_none=True)  # stopped heads get no gradient, so AdamW leaves them be
             (losses[0] if len(losses) == 1 else torch.stack(losses).sum()).backward()
             opt.step()
+            for k in active:
+                if cfgs[k].max_norm is not None:
+                    max_norm_(models[k], cfgs[k].max_norm)
             for k, loss in zip(active, losses):
                 totals[k] += loss.item() * len(idx)
         still = []
@@ -137,6 +140,21 @@ def fit_many(
         model.eval()
         fitted.append(Fitted(model=model, best_epoch=best_epoch, history=history))
     return fitted
+
+
+def classifier_layers(model: nn.Module) -> list[nn.Linear]:
+    """The last linear layer of a head, or of each of its sub-heads (late fusion, one-vs-rest)."""
+    subs = list(model.heads) if isinstance(getattr(model, "heads", None), nn.ModuleList) else [model]
+    return [[m for m in sub.modules() if isinstance(m, nn.Linear)][-1] for sub in subs]
+
+
+@torch.no_grad()
+def max_norm_(model: nn.Module, limit: float) -> None:
+    """Weight balancing's MaxNorm (arXiv 2203.14197): each class's classifier weight vector is scaled back
+    to norm `limit` whenever a step takes it past."""
+    for layer in classifier_layers(model):
+        norms = layer.weight.norm(dim=1, keepdim=True)
+        layer.weight.mul_((limit / norms.clamp_min(1e-12)).clamp(max=1.0))
 
 
 def lr_at(cfg: HeadConfig, epoch: int) -> float:

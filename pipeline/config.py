@@ -137,6 +137,7 @@ class TextConfig:
     model: str | None = None  # hub id or path; None: the CLIP backbone's own (prompts), bundled MiniLM (transcripts)
     templates: list[str] = field(default_factory=lambda: ["a video of {label}."])  # averaged per class, as CLIP does
     feature_set: str | None = None  # None: <embed.feature_set>-prompts
+    similarity_threshold: float = 0.9  # prompts: report class pairs whose prompt embeddings are this alike
 
 
 @dataclass
@@ -180,6 +181,7 @@ class HeadConfig:
     ldam_max_margin: float = 0.5  # ldam: margin of the rarest class (margins fall as n^-1/4)
     ldam_scale: float = 30.0
     drw_epoch: int | None = None  # ldam (deferred re-weighting): effective-number class weights from this epoch
+    max_norm: float | None = None  # weight balancing: cap each class's classifier weight norm after every step
     sampler: str = choice("shuffle", "balanced")  # balanced: each class drawn equally often (with replacement)
     k_train: int | None = None  # few-shot: at most k training samples per class (drawn with head.seed)
     k_val: int | None = None  # at most k validation samples per class

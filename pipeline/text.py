@@ -18,13 +18,15 @@ import re
 import tempfile
 from importlib.metadata import version
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import numpy as np
+import pandas as pd
 import torch
 import yaml
 
 from features.backbones import clip_text_features, save_tiny_clip
-from features.store import ShardWriter, write_index
+from features.store import FeatureSet, ShardWriter, write_index
 from pipeline.config import Config, ConfigError
 from pipeline.index import read_manifest
 
@@ -43,6 +45,11 @@ def class_names(cfg: Config) -> list[str]:
 def readable(name: str) -> str:
     """'ApplyEyeMakeup' / 'brush_hair' -> 'apply eye makeup' / 'brush hair': what a prompt should say."""
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name.replace("_", " ")).strip().lower()
+
+
+def text_identity(cfg: Config) -> dict:
+    """The text keys the stored values depend on (the report's threshold is not one)."""
+    return {k: v for k, v in dataclasses.asdict(cfg.text).items() if k != "similarity_threshold"}
 
 
 def encoder(cfg: Config) -> str:
@@ -91,6 +98,50 @@ def prompt_embeddings(cfg: Config, classes: list[str]) -> tuple[np.ndarray, str]
     return emb.mean(1).numpy(), weights
 
 
+def similarity_report(cfg: Config, classes: list[str], values: np.ndarray, out: Path) -> pd.DataFrame:
+    """The class pairs whose prompt embeddings are most alike (cosine >= text.similarity_threshold), with
+    their training counts: `similar_pairs.csv` / `.md`, the whole matrix as `similarity.csv` and a heatmap
+    `similarity.svg`. Near-identical prompts are where a zero-shot or prompt-initialised head confuses classes."""
+    unit = values / np.linalg.norm(values, axis=1, keepdims=True).clip(1e-12)
+    sim = unit @ unit.T
+    manifest = read_manifest(cfg)
+    counts = (manifest[(manifest.split == "train") & (manifest.status == "ok")][cfg.task.label].astype(str)
+              .value_counts() if cfg.task.label in manifest else pd.Series(dtype=int))
+    i, j = np.triu_indices(len(classes), k=1)
+    pairs = pd.DataFrame({"class_a": np.array(classes)[i], "class_b": np.array(classes)[j], "cosine": sim[i, j]})
+    pairs["count_a"] = pairs.class_a.map(counts).fillna(0).astype(int)
+    pairs["count_b"] = pairs.class_b.map(counts).fillna(0).astype(int)
+    pairs = pairs[pairs.cosine >= cfg.text.similarity_threshold].sort_values("cosine", ascending=False)
+    out.mkdir(parents=True, exist_ok=True)
+    pairs.to_csv(out / "similar_pairs.csv", index=False, float_format="%.4f")
+    lines = ["| class a | class b | cosine | train count a | train count b |", "|---|---|---|---|---|"]
+    lines += [f"| {r.class_a} | {r.class_b} | {r.cosine:.4f} | {r.count_a} | {r.count_b} |" for r in pairs.itertuples()]
+    (out / "similar_pairs.md").write_text("\n".join(lines) + "\n")
+    pd.DataFrame(sim, index=classes, columns=classes).to_csv(out / "similarity.csv", float_format="%.4f")
+    (out / "similarity.svg").write_text(heatmap_svg(sim, classes))
+    print(f"text: {len(pairs)} class pairs with prompt cosine >= {cfg.text.similarity_threshold} -> {out}")
+    return pairs
+
+
+def heatmap_svg(sim: np.ndarray, labels: list[str], cell: int = 14) -> str:
+    """A plain SVG heatmap of a similarity matrix (white 0 or below, dark blue 1), labels on both axes."""
+    pad = 8 + 7 * max(len(s) for s in labels)
+    n = len(labels)
+    size = pad + n * cell
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" font-size="10" '
+             'font-family="sans-serif">']
+    for r in range(n):
+        y = pad + r * cell
+        parts.append(f'<text x="{pad - 4}" y="{y + cell - 3}" text-anchor="end">{escape(labels[r])}</text>')
+        parts.append(f'<text transform="translate({y + cell - 3},{pad - 4}) rotate(-90)">{escape(labels[r])}</text>')
+        for c in range(n):
+            shade = int(255 * (1 - float(np.clip(sim[r, c], 0, 1))))
+            parts.append(f'<rect x="{pad + c * cell}" y="{y}" width="{cell}" height="{cell}" '
+                         f'fill="rgb({shade},{shade},255)"><title>{escape(labels[r])} / {escape(labels[c])}: '
+                         f'{sim[r, c]:.3f}</title></rect>')
+    return "\n".join(parts + ["</svg>"]) + "\n"
+
+
 def feature_dir(cfg: Config) -> Path:
     if cfg.text.source == "transcripts":
         from pipeline.transcribe import name
@@ -106,7 +157,7 @@ def run_transcripts(cfg: Config) -> dict:
     values = torch.nn.functional.normalize(values.float(), dim=-1)
     pooled = np.zeros((len(ids), values.shape[1]), np.float32)
     pooled[present] = values.numpy()
-    config = {"text": dataclasses.asdict(cfg.text), "model": weights, "rows": ids,
+    config = {"text": text_identity(cfg), "model": weights, "rows": ids,
               "transcripts": hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]}
     text = yaml.safe_dump(config, sort_keys=True)
     attrs = {"config_hash": hashlib.sha256(text.encode()).hexdigest()[:16], "config": text,
@@ -151,7 +202,7 @@ def run(cfg: Config) -> dict:
     if not classes:
         raise ConfigError("no class names to embed: the manifest has no labels")
     _, identity = text_model(cfg)
-    config = {"text": dataclasses.asdict(cfg.text), "model": identity, "classes": classes}
+    config = {"text": text_identity(cfg), "model": identity, "classes": classes}
     text = yaml.safe_dump(config, sort_keys=True)
     attrs = {"config_hash": hashlib.sha256(text.encode()).hexdigest()[:16], "config": text,
              "provenance": {"encoder": encoder(cfg), "model": identity, "templates": cfg.text.templates,
@@ -161,10 +212,12 @@ def run(cfg: Config) -> dict:
     writer = ShardWriter(out, 0, 1, attrs, force=True)  # a few rows: another config rebuilds it whole
     if set(classes) <= writer.done:
         print(f"text: {out} already holds these {len(classes)} class prompts")
+        similarity_report(cfg, classes, FeatureSet(out).get("text/pooled", classes), out / "report")
         return {"dir": out, "classes": classes}
     values, weights = prompt_embeddings(cfg, classes)
     writer.append(classes, {"text/pooled": values.astype(np.float32)})
     writer.finish()
     write_index(out)
+    similarity_report(cfg, classes, values, out / "report")
     print(f"text: {len(classes)} class prompts x {len(cfg.text.templates)} templates ({weights}) -> {out}")
     return {"dir": out, "classes": classes}

@@ -94,3 +94,15 @@ def test_dvc_repro_end_to_end(tmp_path):
 
     dvc(tmp_path, "plots", "show", "-o", "plots")
     assert (tmp_path / "plots" / "index.html").is_file()
+
+    # a team shares one extraction through a DVC remote (a local directory here; S3 and others alike)
+    remote = tmp_path.parent / f"{tmp_path.name}-remote"
+    dvc(tmp_path, "remote", "add", "-d", "team", str(remote))
+    dvc(tmp_path, "push")
+    features = tmp_path / "cache" / "demo" / params["embed"]["feature_set"]
+    before = sorted(p.name for p in features.iterdir())
+    shutil.rmtree(features)  # as on a machine that never embedded
+    shutil.rmtree(tmp_path / ".dvc" / "cache")
+    dvc(tmp_path, "pull")
+    assert sorted(p.name for p in features.iterdir()) == before
+    assert "Running stage" not in dvc(tmp_path, "repro")  # pulled outputs count as up to date

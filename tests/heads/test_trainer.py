@@ -61,3 +61,16 @@ def test_heads_trained_together_equal_heads_trained_alone():
         for key, value in a.model.state_dict().items():
             torch.testing.assert_close(t.model.state_dict()[key], value, rtol=1e-5, atol=1e-6)
     assert len({len(t.history) for t in together}) > 1  # and they did stop at different epochs
+
+
+def test_max_norm_holds_after_every_step():
+    cfg = HeadConfig(lr=0.5, epochs=5, batch_size=8, max_norm=0.3)
+    seed_everything(0)
+    model = build_head(cfg, 4, 3)
+    worst = []
+    model.register_forward_pre_hook(lambda m, _: worst.append(m.weight.norm(dim=1).max().item()))
+    fit(model, blobs(120, 0), blobs(60, 1), F.cross_entropy, cfg)
+    assert len(worst) > 50 and max(worst[1:]) <= 0.3 + 1e-6  # every forward after the first step
+    free = HeadConfig(lr=0.5, epochs=5, batch_size=8)
+    seed_everything(0)
+    assert fit(build_head(free, 4, 3), blobs(120, 0), blobs(60, 1), F.cross_entropy, free).model.weight.norm(dim=1).max() > 0.3

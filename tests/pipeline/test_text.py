@@ -1,6 +1,7 @@
 """Class prompts through CLIP's text tower into the feature store, then zero-shot heads on CLIP frames."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from transformers import AutoTokenizer, CLIPModel
@@ -57,3 +58,19 @@ def test_prompts_through_minilm(demo_cfg):
     assert fs.ids == ["down", "left", "right", "up"] and fs.keys["text/pooled"] == (384,)
     v = fs.get("text/pooled", ["left", "right"])
     assert np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5) and not np.allclose(v[0], v[1])
+
+
+def test_class_prompt_similarity_report(demo_cfg):
+    cfg = demo_cfg("text.encoder=minilm", "text.feature_set=minilm-prompts", "text.similarity_threshold=-1")
+    index.run(cfg)
+    report = text.run(cfg)["dir"] / "report"
+    pairs = pd.read_csv(report / "similar_pairs.csv")
+    assert len(pairs) == 6 and pairs.cosine.is_monotonic_decreasing  # every pair of 4 classes, most alike first
+    assert set(pairs.count_a) == {3}  # train clips per class in the small demo
+    sim = pd.read_csv(report / "similarity.csv", index_col=0)
+    assert np.allclose(np.diag(sim), 1, atol=1e-3) and np.allclose(sim, sim.T, atol=1e-4)
+    row = pairs.iloc[0]
+    assert row.cosine == pytest.approx(sim.loc[row.class_a, row.class_b], abs=1e-4)
+    assert (report / "similarity.svg").read_text().startswith("<svg") and "| class a |" in (report / "similar_pairs.md").read_text()
+    strict = demo_cfg("text.encoder=minilm", "text.feature_set=minilm-prompts", "text.similarity_threshold=0.99")
+    assert len(pd.read_csv(text.run(strict)["dir"] / "report" / "similar_pairs.csv")) == 0
