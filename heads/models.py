@@ -55,6 +55,13 @@ def zero_shot(in_dim: int, out_dim: int, cfg: HeadConfig) -> nn.Module:
     return nn.Linear(in_dim, out_dim)
 
 
+@register_head("coop", sequence=True)
+def coop(in_dim: int, out_dim: int, cfg: HeadConfig) -> nn.Module:
+    """Prompt learning (heads/coop.py): needs the CLIP text tower and the class names, which
+    `pipeline.train.build_coop` brings; it cannot be built from sizes alone."""
+    raise ConfigError("head.name=coop is built by pipeline.train.build_coop (it needs CLIP and the class names)")
+
+
 class AttentionPool(nn.Module):
     """Learned softmax weights over the time axis, then a linear layer: (N, T, D) -> (N, out)."""
 

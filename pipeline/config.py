@@ -151,7 +151,7 @@ class TaskConfig:
 
 @dataclass
 class HeadConfig:
-    name: str = "linear"  # linear | mlp | attention (over (N, T, D) features) | zero-shot (head.prompts, untrained)
+    name: str = "linear"  # linear | mlp | attention (over (N, T, D)) | zero-shot (head.prompts) | coop (prompt learning)
     features: str = "video/pooled"
     fuse: list[str] = field(default_factory=list)  # more inputs, "<feature_set>:<key>" (e.g. whisper:audio/pooled)
     fusion: str = choice("concat", "late", "gated")  # how head.features and head.fuse combine; missing ones are masked
@@ -159,6 +159,8 @@ class HeadConfig:
     init: str = choice("random", "prompts")  # prompts: linear head initialised from the class-prompt embeddings
     normalize: str = choice("standardize", "l2")  # features: train mean/std per column, or unit length per row
     logit_scale: float = 100.0  # zero-shot / prompt-initialised heads: cosine similarity times this
+    coop_init: str = "a video of a"  # coop: the words the learnable context starts as (their count = context length)
+    coop_pooling: str = choice("mean", "attention")  # coop: over the frames of (N, T, D) features
     lr: float = 1e-2
     weight_decay: float = 1e-4
     epochs: int = 200

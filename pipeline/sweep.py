@@ -113,6 +113,9 @@ def baselines(cfg: Config) -> list[dict]:
     from sklearn.linear_model import LogisticRegression, Ridge
 
     manifest, fs = train.open_features(cfg)
+    _, key = train.feature_key(cfg)
+    sequence = len(fs.keys.get(key, ())) == 2 and not key.endswith("pooled")
+    cfg = with_overrides(cfg, {"head.name": "attention" if sequence else "linear", "head.init": "random"})  # the data only
     tr, va = train.load_split(cfg, manifest, fs, "train"), train.load_split(cfg, manifest, fs, "val")
     scale = Standardizer.fit(tr.x)
     x, xv = scale(tr.x).flatten(1).numpy(), scale(va.x).flatten(1).numpy()  # sequences: concatenated steps

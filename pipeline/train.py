@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -123,7 +124,11 @@ def load_split(cfg: Config, manifest: pd.DataFrame, fs: FeatureSet, split: str) 
     else:
         x = pooled(fs.get(key, ids), key)
         check_finite(x, ids, split, cfg.head.features)
-    if cfg.head.name in SEQUENCE_HEADS:
+    if cfg.head.name == "coop":
+        if x.ndim not in (2, 3):
+            raise ConfigError(f"head.features: coop takes CLIP frames (N, T, D) or pooled (N, D) features; "
+                              f"{cfg.head.features!r} has shape {tuple(x.shape[1:])} per sample")
+    elif cfg.head.name in SEQUENCE_HEADS:
         if x.ndim != 3:
             raise ConfigError(f"head.features: the {cfg.head.name} head pools over time and needs (N, T, D) features "
                               f"such as video/temporal; {cfg.head.features!r} has shape {tuple(x.shape[1:])} per sample")
@@ -132,7 +137,7 @@ def load_split(cfg: Config, manifest: pd.DataFrame, fs: FeatureSet, split: str) 
                           f"the {cfg.head.name} head needs pooled (N, D) features such as video/pooled")
     dims = None
     if cfg.head.fuse:
-        if cfg.head.name in SEQUENCE_HEADS or cfg.head.name == "zero-shot" or cfg.head.init == "prompts":
+        if cfg.head.name in SEQUENCE_HEADS or cfg.head.name in ("zero-shot", "coop") or cfg.head.init == "prompts":
             raise ConfigError(f"head.fuse: fusion combines pooled features with linear or mlp heads, not {cfg.head.name!r} "
                               f"(head.init={cfg.head.init})")
         parts = [modality(other, key, ids, split) for _, other, key in fused_inputs(cfg)]
@@ -195,6 +200,10 @@ def train_classifiers(cfgs: list[Config], tr: SplitData, va: SplitData, classes:
             with torch.no_grad():
                 return [Fitted(model.eval(), 0, [{"epoch": 0, **val_metrics(model(xv))}])]
         models = [model]
+    elif cfg.head.name == "coop":
+        if cfg.task.mode == "per_target":
+            raise ConfigError("head.name=coop learns one context for all classes: use task.mode=joint")
+        models = [build_coop(cfg, classes)]
     elif cfg.task.mode == "per_target":
         return [train_one_vs_rest(cfg, tr.x, y, xv, yv, len(classes), tr.dims)]
     else:
@@ -299,7 +308,8 @@ def predict(bundle: dict, cfg: Config, data: SplitData, tables: dict | None = No
     with torch.no_grad():
         if "label_head" in bundle:
             classes = bundle["classes"]
-            head = _load_head(cfg, bundle["label_head"], x.shape[-1], len(classes), dims, bundle.get("one_vs_rest", False))
+            head = _load_head(cfg, bundle["label_head"], x.shape[-1], len(classes), dims, bundle.get("one_vs_rest", False),
+                              classes)
             probs = head(x).softmax(1)
             y_pred = probs.argmax(1).numpy()
             unknown = sorted(set(data.labels) - set(classes))
@@ -359,8 +369,28 @@ def check_inputs(bundle: dict, cfg: Config) -> None:
                               f"{trained}; re-run `vidprobe train`")
 
 
-def _load_head(cfg: Config, state: dict, in_dim: int, out_dim: int, dims=None, one_vs_rest=False) -> torch.nn.Module:
-    head = build_head(cfg.head, in_dim, out_dim, dims, one_vs_rest)
+def build_coop(cfg: Config, classes: list[str]) -> torch.nn.Module:
+    """Learnable prompt context through the CLIP text tower of text.model (or the CLIP backbone's own)."""
+    from transformers import AutoTokenizer, CLIPModel
+
+    from features.backbones import load_pretrained, save_tiny_clip
+    from heads.coop import CoOp
+    from pipeline.text import readable, text_model
+
+    model, _ = text_model(with_overrides(cfg, {"text.encoder": "clip"}))
+    with tempfile.TemporaryDirectory() as tmp:
+        source = model or str(save_tiny_clip(Path(tmp), cfg.backbone.seed))
+        clip, _ = load_pretrained(CLIPModel, source, "CLIP")
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    return CoOp(clip, tokenizer, [readable(c) for c in classes], cfg.head.coop_init, cfg.head.coop_pooling)
+
+
+def _load_head(cfg: Config, state: dict, in_dim: int, out_dim: int, dims=None, one_vs_rest=False,
+               classes: list[str] | None = None) -> torch.nn.Module:
+    if cfg.head.name == "coop":
+        head = build_coop(cfg, classes)
+    else:
+        head = build_head(cfg.head, in_dim, out_dim, dims, one_vs_rest)
     head.load_state_dict(state)
     return head.eval()
 
@@ -392,7 +422,7 @@ def run_many(cfgs: list[Config]) -> list[dict]:
     tr, va = load_split(cfg, manifest, fs, "train"), load_split(cfg, manifest, fs, "val")
     if cfg.head.k_train or cfg.head.k_val:
         tr, va = few_shot(tr, cfg.head.k_train, cfg.head.seed), few_shot(va, cfg.head.k_val, cfg.head.seed)
-    prompted = cfg.head.name == "zero-shot" or cfg.head.init == "prompts"
+    prompted = cfg.head.name in ("zero-shot", "coop") or cfg.head.init == "prompts"
     if prompted and cfg.head.normalize != "l2":
         print("note: class-prompt heads compare directions: features are L2-normalised (head.normalize=l2)")
     feat = Standardizer.fit(tr.x, passthrough=len(tr.dims or []), l2=prompted or cfg.head.normalize == "l2")

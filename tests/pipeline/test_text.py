@@ -74,3 +74,17 @@ def test_class_prompt_similarity_report(demo_cfg):
     assert (report / "similarity.svg").read_text().startswith("<svg") and "| class a |" in (report / "similar_pairs.md").read_text()
     strict = demo_cfg("text.encoder=minilm", "text.feature_set=minilm-prompts", "text.similarity_threshold=0.99")
     assert len(pd.read_csv(text.run(strict)["dir"] / "report" / "similar_pairs.csv")) == 0
+
+
+def test_coop_head_on_cached_clip_frames(demo_cfg):
+    cfg = demo_cfg("backbone.name=clip-tiny-random", "sampling.num_frames=4", "embed.feature_set=clip",
+                   "task.traits=[]", "head.name=coop", "head.features=frames", "head.epochs=3")
+    index.run(cfg)
+    embed.run(cfg)
+    metrics = train.run(cfg)
+    assert 0 <= metrics["acc"] <= 1
+    bundle = train.load_bundle(cfg.run_dir() / "heads.pt")
+    assert set(bundle["label_head"]) == {"ctx"} and bundle["feat_l2"]
+    from pipeline import evaluate
+
+    assert set(evaluate.run(cfg)) >= {"acc", "macro_f1"}
