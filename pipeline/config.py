@@ -200,6 +200,7 @@ class FinetuneConfig:
     weight_decay: float = 0.05  # on weights, not biases or norms
     epochs: int = 10
     warmup_epochs: int = 1
+    freeze_epochs: int = 0  # gradual schedule: the classifier alone for this many epochs, then the unfrozen blocks too
     batch_size: int = 8  # clips per process per micro-batch (a step: x accumulate x world size)
     accumulate: int = 1  # gradient accumulation steps per optimiser step
     amp: str = choice("none", "bf16", "fp16")  # autocast on CUDA (fp16 with a GradScaler); CPU: float32
@@ -210,6 +211,8 @@ class FinetuneConfig:
     num_workers: int = 2
     augment_crop_scale: list[float] = field(default_factory=lambda: [0.6, 1.0])  # crop's area share, aspect 3/4-4/3; [1, 1]: off
     augment_flip: bool = True
+    videomix: str = choice("none", "spatial", "temporal")  # VideoMix: a box through all frames, or a run of frames
+    videomix_alpha: float = 1.0  # the share kept ~ Beta(alpha, alpha); the labels weighed by it
     augment_jitter: float = 0.1  # each end of the segment moves by up to this share of its length (< 0.5)
     eval_views: int = 1  # temporal views averaged at evaluation
     eval_crops: int = choice(1, 3)  # spatial crops averaged at evaluation

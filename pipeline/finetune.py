@@ -136,6 +136,35 @@ def random_resized_crop(frames: np.ndarray, size: int, scale: list[float], rng: 
     return F.interpolate(region, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
+def videomix(x: torch.Tensor, y: torch.Tensor, mode: str, alpha: float,
+             gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """VideoMix (Yun et al. 2020) on a normalised batch (B, T, 3, H, W): each clip takes a part of another
+    clip of the batch, `spatial` a box through all frames (CutMix in space), `temporal` a run of frames;
+    the share kept, lam ~ Beta(alpha, alpha), weighs the two labels. Returns (mixed x, other labels, lam);
+    mode "none" (or a batch of one) gives x, y and lam = 1."""
+    if mode == "none" or len(x) < 2:
+        return x, y, 1.0
+    lam = float(np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=gen))).beta(alpha, alpha))
+    perm = torch.randperm(len(x), generator=gen).to(x.device)
+    x = x.clone()
+    t, h, w = x.shape[1], x.shape[3], x.shape[4]
+
+    def pick(n: int, size: int) -> int:  # where a part of `size` starts along an axis of `n`
+        return int(torch.randint(0, n - size + 1, (1,), generator=gen))
+
+    if mode == "spatial":
+        bh, bw = round(h * math.sqrt(1 - lam)), round(w * math.sqrt(1 - lam))
+        top, left = pick(h, bh), pick(w, bw)
+        x[:, :, :, top : top + bh, left : left + bw] = x[perm][:, :, :, top : top + bh, left : left + bw]
+        lam = 1 - bh * bw / (h * w)
+    else:
+        n = round(t * (1 - lam))
+        start = pick(t, n)
+        x[:, start : start + n] = x[perm][:, start : start + n]
+        lam = 1 - n / t
+    return x, y[perm], lam
+
+
 class TrainClips(ClipDataset):
     """Training clips: one view over a jittered segment, a random resized crop, maybe flipped. The randomness
     of sample i comes from (seed, epoch, i), whichever worker or rank decodes it."""
@@ -266,17 +295,18 @@ def unfreeze(model: FineTuneModel, parts: Parts, n: int) -> list[tuple[int, nn.M
 def param_groups(model: FineTuneModel, chosen: list[tuple[int, nn.Module]], cfg) -> list[dict]:
     """AdamW groups: block i from the top at lr * layer_decay^i, the classifier at head_lr (or lr); weight decay
     on weight matrices and kernels only, not on biases and norm parameters (as VideoMAE / BEiT fine-tuning do)."""
-    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+    groups: dict[tuple[bool, float, float], list[nn.Parameter]] = {}
 
-    def add(params, lr: float) -> None:
+    def add(params, lr: float, backbone: bool) -> None:
         for p in params:
             if p.requires_grad:
-                groups.setdefault((lr, cfg.weight_decay if p.ndim > 1 else 0.0), []).append(p)
+                groups.setdefault((backbone, lr, cfg.weight_decay if p.ndim > 1 else 0.0), []).append(p)
 
     for depth, m in chosen:
-        add(m.parameters(), cfg.lr * cfg.layer_decay**depth)
-    add(model.classifier.parameters(), cfg.lr if cfg.head_lr is None else cfg.head_lr)
-    return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
+        add(m.parameters(), cfg.lr * cfg.layer_decay**depth, True)
+    add(model.classifier.parameters(), cfg.lr if cfg.head_lr is None else cfg.head_lr, False)
+    return [{"params": ps, "lr": lr, "weight_decay": wd, "backbone": backbone}
+            for (backbone, lr, wd), ps in groups.items()]
 
 
 def enable_checkpointing(bb: Backbone, parts: Parts) -> None:
@@ -560,7 +590,9 @@ class Session:
         self.steps_per_epoch = math.ceil(micro / self.ft.accumulate)
         self.total_steps = self.steps_per_epoch * self.ft.epochs
         self.warmup_steps = self.steps_per_epoch * self.ft.warmup_epochs
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self.lr_factor)
+        self.frozen_steps = self.steps_per_epoch * self.ft.freeze_epochs  # gradual: the classifier alone first
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, [self.backbone_lr_factor if g["backbone"] else self.lr_factor for g in self.opt.param_groups])
         self.scaler = torch.amp.GradScaler(dev.type, enabled=self.amp == torch.float16)
         self.failures: dict[str, tuple[str, str, str]] = {}  # sample_id -> (split, kind, error)
         self.trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
@@ -590,6 +622,10 @@ class Session:
             return (step + 1) / self.warmup_steps
         progress = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    def backbone_lr_factor(self, step: int) -> float:
+        """The unfrozen blocks' schedule: zero for the first finetune.freeze_epochs, then the common one."""
+        return 0.0 if step < self.frozen_steps else self.lr_factor(step)
 
     def autocast(self):
         return torch.autocast(self.env.device.type, dtype=self.amp, enabled=self.amp is not None)
@@ -634,6 +670,8 @@ class Session:
             x = batch["clips"] if len(y) else torch.zeros(1, self.frames, 3, self.size, self.size, dtype=torch.uint8)
             x = normalize(x.to(dev, non_blocking=True), self.bb.mean, self.bb.std)
             y = (y if len(y) else torch.zeros(1, dtype=torch.long)).to(dev, non_blocking=True)
+            mix_gen = torch.Generator().manual_seed(self.ft.seed * 1_000_003 + epoch * 10_007 + k * 101 + env.rank)
+            x, y_mix, lam = videomix(x, y, self.ft.videomix, self.ft.videomix_alpha, mix_gen)
             t2 = self.clock(timed)
             first = k - k % acc
             group = min(acc, n - first)
@@ -647,7 +685,8 @@ class Session:
             with no_sync:
                 with self.autocast():
                     logits = self.net(x)
-                part = F.cross_entropy(logits.float(), y, reduction="sum") * float(here > 0)
+                part = (lam * F.cross_entropy(logits.float(), y, reduction="sum")
+                        + (1 - lam) * F.cross_entropy(logits.float(), y_mix, reduction="sum")) * float(here > 0)
                 self.scaler.scale(part * (env.world / max(count, 1) / group)).backward()
             loss_sum += part.detach().double()
             clips += count
@@ -898,6 +937,8 @@ def check_config(cfg: Config) -> None:
         (0 < ft.layer_decay <= 1, f"layer_decay: {ft.layer_decay}; use a value in (0, 1] (1: no decay)"),
         (ft.lr > 0 and (ft.head_lr is None or ft.head_lr > 0), "lr / head_lr: must be > 0"),
         (ft.epochs >= 0 and ft.warmup_epochs >= 0, "epochs / warmup_epochs: must be >= 0"),
+        (ft.videomix_alpha > 0, f"videomix_alpha: {ft.videomix_alpha}; must be > 0"),
+        (0 <= ft.freeze_epochs < max(ft.epochs, 1), f"freeze_epochs: {ft.freeze_epochs}; use 0 <= k < epochs"),
         (ft.batch_size >= 1 and ft.accumulate >= 1, "batch_size / accumulate: must be >= 1"),
         (ft.patience >= 1, f"patience: {ft.patience}; must be >= 1"),
         (ft.eval_views >= 1, f"eval_views: {ft.eval_views}; must be >= 1"),

@@ -207,3 +207,44 @@ def test_i3d_trains_only_its_last_mixed_blocks_and_exports_in_its_own_format(tmp
     assert {k: v.shape for k, v in exported.items()} == {k: v.shape for k, v in original.items()}
     back = build_i3d(exported).state_dict()
     assert all(torch.equal(v, back[k]) for k, v in bb.model.state_dict().items())
+
+
+def test_gradual_schedule_trains_the_classifier_alone_first(ready, monkeypatch):
+    """finetune.freeze_epochs=1: after epoch 1 only the classifier has moved; after epoch 2 the blocks too."""
+    seen = {}
+    save = finetune.save_atomic
+
+    def keep(obj, path):
+        if Path(path).name == "last.pt":
+            seen[obj["epoch"]] = {k: v.clone() for k, v in obj["model"].items()}
+        save(obj, path)
+
+    monkeypatch.setattr(finetune, "save_atomic", keep)
+    result = finetune.run(ready("finetune.name=gradual", "finetune.unfreeze_blocks=1", "finetune.epochs=2",
+                                "finetune.freeze_epochs=1", "finetune.warmup_epochs=0", *STEADY))
+    assert result["dir"].name == "gradual"
+    start = build_backbone(ready().backbone).model.state_dict()  # the same seeded weights
+    block = [k for k in start if k.startswith("encoder.layer.1.")]
+    assert all(torch.equal(seen[1][f"backbone.{k}"], start[k]) for k in block)
+    assert not all(torch.equal(seen[2][f"backbone.{k}"], start[k]) for k in block)
+    with pytest.raises(ConfigError, match="freeze_epochs"):
+        finetune.run(ready("finetune.name=bad", "finetune.epochs=2", "finetune.freeze_epochs=2"))
+
+
+@pytest.mark.parametrize("mode", ["spatial", "temporal"])
+def test_videomix_takes_a_part_of_another_clip_and_weighs_the_labels_by_it(mode):
+    x = torch.arange(4, dtype=torch.float32).view(4, 1, 1, 1, 1).expand(4, 8, 3, 16, 16).clone()  # clip i is all i
+    y = torch.tensor([0, 1, 2, 3])
+    mixed, other, lam = finetune.videomix(x, y, mode, 1.0, torch.Generator().manual_seed(3))
+    for i in range(4):
+        own = (mixed[i] == i).float().mean().item()
+        assert own == pytest.approx(lam if other[i] != i else 1.0, abs=1e-6)  # the share kept is lam, exactly
+        assert set(mixed[i].unique().tolist()) <= {float(i), float(other[i])}
+    assert sorted(other.tolist()) == [0, 1, 2, 3] and 0 < lam < 1
+    same, labels, one = finetune.videomix(x, y, "none", 1.0, torch.Generator())
+    assert same is x and one == 1.0
+
+
+def test_videomix_in_a_run(ready):
+    result = finetune.run(ready("finetune.name=mix", "finetune.epochs=1", "finetune.videomix=temporal"))
+    assert np.isfinite(tsv(result["dir"] / "steps.tsv").loss).all()
