@@ -136,6 +136,29 @@ def write_metadata(clips: list[Clip], path: Path) -> None:
             writer.writerow([c.path, c.split, c.label, c.speed, c.brightness, c.colour, c.sentence])
 
 
+ATTRIBUTES = ["left", "right", "up", "down", *COLOURS, "fast", "very fast", "dark", "bright"]
+
+
+def attributes(c: Clip) -> list[str]:
+    """What is visible in a clip as several labels, a few of them rare: direction, colour, and the speed
+    and brightness extremes (a small long tail for the multi-label recipes)."""
+    names = [c.label, c.colour]
+    names += ["fast"] if c.speed > 50 else []
+    names += ["very fast"] if c.speed > 58 else []
+    names += ["dark"] if c.brightness < 0.3 else ["bright"] if c.brightness > 0.73 else []
+    return names
+
+
+def write_multilabel(clips: list[Clip], root: Path) -> None:
+    """multilabel.csv (video_id, labels joined by ',', split) and classes.txt, in the multilabel adapter's layout."""
+    with (root / "multilabel.csv").open("w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["video_id", "labels", "split"])
+        for c in clips:
+            writer.writerow([c.path.removesuffix(".mp4"), ",".join(attributes(c)), c.split])
+    (root / "classes.txt").write_text("\n".join(ATTRIBUTES) + "\n")
+
+
 def run(cfg: Config, out_dir: str | Path, n_jobs: int = 2) -> Path:
     """Write the demo dataset into `out_dir` (replacing a previous demo there)."""
     demo = cfg.demo
@@ -151,5 +174,6 @@ def run(cfg: Config, out_dir: str | Path, n_jobs: int = 2) -> Path:
         delayed(write_clip)(c, demo, root) for c in tqdm(clips, desc="demo clips", unit="clip")
     )
     write_metadata(clips, root / "metadata.csv")
-    print(f"wrote {len(clips)} clips ({len(CLASSES)} classes) and metadata.csv to {root}")
+    write_multilabel(clips, root)
+    print(f"wrote {len(clips)} clips ({len(CLASSES)} classes), metadata.csv and multilabel.csv to {root}")
     return root

@@ -148,7 +148,7 @@ def leaderboard(rows: list[dict], metric: str) -> pd.DataFrame:
 
 
 def to_markdown(table: pd.DataFrame, metric: str) -> str:
-    ranked = ("acc", "macro_f1", "mAP", "spearman/mean") + tuple(sorted(
+    ranked = ("acc", "macro_f1", "mAP", "mAP_head", "mAP_middle", "mAP_tail", "spearman/mean") + tuple(sorted(
         c[: -len(" mean")] for c in table.columns if c.startswith("spearman/") and c.endswith(" mean") and "/mean" not in c))
     shown = [metric] + [m for m in ranked if m != metric and f"{m} mean" in table]
     lines = ["| config | " + " | ".join(shown) + " | seeds |", "|---|" + "---|" * (len(shown) + 1)]

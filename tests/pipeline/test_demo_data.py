@@ -66,3 +66,19 @@ def test_no_audio_option(tmp_path):
     root = demo_data.run(cfg, tmp_path / "d", n_jobs=1)
     streams = {s["codec_type"] for s in ffmpeg.probe(str(root / "train/left/left_000.mp4"))["streams"]}
     assert streams == {"video"}
+
+
+def test_multilabel_table_names_only_listed_classes(tmp_path):
+    import csv
+
+    from pipeline import demo_data
+
+    cfg = load_config(None, ["demo.train=2", "demo.val=1", "demo.test=1", "demo.seconds=0.5", "demo.audio=false"])
+    root = demo_data.run(cfg, tmp_path / "d")
+    classes = (root / "classes.txt").read_text().split("\n")[:-1]
+    rows = list(csv.DictReader((root / "multilabel.csv").open()))
+    assert len(rows) == 16 and classes == demo_data.ATTRIBUTES
+    for row in rows:
+        labels = row["labels"].split(",")
+        assert (root / f"{row['video_id']}.mp4").is_file() and set(labels) <= set(classes)
+        assert labels[0] == row["video_id"].split("/")[1]  # the direction comes first

@@ -1,6 +1,7 @@
 import json
 
 import pandas as pd
+import yaml
 import pytest
 
 from pipeline import embed, index, sweep
@@ -70,3 +71,22 @@ def test_lr_follows_the_batch_size_by_the_configured_rule(demo_cfg):
     for rule, bs, lr in (("linear", 32, 0.0025), ("sqrt", 512, 0.02), ("none", 512, 0.01)):
         cfg = sweep.with_overrides(base, {"sweep.lr_scaling": rule, "head.batch_size": bs})
         assert sweep.scale_lr(cfg).head.lr == pytest.approx(lr)
+
+
+def test_long_tail_recipe_on_the_demos_multilabel_table(demo_root, tmp_path):
+    from pathlib import Path
+
+    from pipeline.config import load_config
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = load_config(root / "configs/experiments/long-tail.yaml",
+                      [f"dataset.root={demo_root}", f"paths.cache={tmp_path}", "backbone.name=videomae-tiny-random",
+                       "sampling.num_frames=null", "sampling.size=null", "embed.feature_set=tiny", "embed.num_workers=0",
+                       "sweep.seeds=[0]", "head.epochs=20", "dataset.segment_cutoffs=[2, 1]"])
+    index.run(cfg)
+    embed.run(cfg)
+    table = sweep.run(cfg).set_index("config")
+    assert set(table.index) == {f"loss={n}" for n in ("bce", "focal", "eql", "ldam-drw", "weight-balancing")}
+    assert {"mAP mean", "mAP_head mean", "mAP_tail mean"} <= set(table.columns)
+    saved = yaml.safe_load((Path(table.loc["loss=weight-balancing", "runs"]) / "config.yaml").read_text())
+    assert saved["head"]["max_norm"] == 1.0 and saved["head"]["weight_decay"] == 0.005
