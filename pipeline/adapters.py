@@ -386,12 +386,13 @@ def meld(cfg: DatasetConfig) -> pd.DataFrame:
 
 
 def join_metadata(df: pd.DataFrame, cfg: DatasetConfig) -> pd.DataFrame:
-    """Copy `dataset.traits` (and `text`, when present) from the metadata table, joined on `path`."""
+    """Copy `dataset.traits`, `dataset.columns` (any type, e.g. another label) and `text` (when present)
+    from the metadata table, joined on `path`."""
     path = Path(cfg.root) / cfg.metadata
     meta = read_table(path)
-    require_columns(meta, ["path"] + list(cfg.traits), path)
+    require_columns(meta, ["path"] + list(cfg.traits) + list(cfg.columns), path)
     for trait in cfg.traits:
         if not pd.api.types.is_numeric_dtype(meta[trait]):
             raise ConfigError(f"dataset.traits: column {trait!r} of {path} is not numeric")
-    wanted = ["path"] + list(cfg.traits) + (["text"] if "text" in meta.columns else [])
+    wanted = list(dict.fromkeys(["path", *cfg.traits, *cfg.columns] + (["text"] if "text" in meta.columns else [])))
     return df.merge(meta[wanted], on="path", how="left")

@@ -43,6 +43,7 @@ class DatasetConfig:
     extensions: list[str] = field(default_factory=lambda: [".mp4", ".avi", ".mkv", ".mov", ".webm"])
     metadata: str | None = None  # optional CSV/JSONL (relative to root) with a `path` column and traits
     traits: list[str] = field(default_factory=list)  # numeric metadata columns copied into the manifest
+    columns: list[str] = field(default_factory=list)  # more metadata columns copied as they are (e.g. another label)
     annotations: str | None = None  # official split files / CSVs: relative to the root, or beside it
     split: int = 1  # which official split (UCF-101, HMDB-51)
     val_fraction: float = 0.0  # hold out this share of train as val when the release has no val split

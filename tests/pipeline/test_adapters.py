@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from pipeline import embed, index, train
-from pipeline.config import ConfigError, load_config
+from pipeline.config import ConfigError, load_config, with_overrides
 from tests.conftest import make_video
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -258,3 +258,14 @@ def test_table_validation_reports_every_problem(tmp_path):
     with pytest.raises(ConfigError, match=r"missing column\(s\) \['start', 'end'\]"):
         index.run(load_config(ROOT / "configs/datasets/utterances.yaml",
                               [f"dataset.root={root}", f"paths.cache={tmp_path}", "dataset.table=bad.csv"]))
+
+
+def test_metadata_columns_ride_along_as_another_label(demo_root, tmp_path):
+    cfg = load_config(ROOT / "configs" / "datasets" / "folder.yaml",
+                      [f"dataset.root={demo_root}", f"paths.cache={tmp_path}", "dataset.metadata=metadata.csv",
+                       "dataset.columns=[colour]", "index.num_workers=2"])
+    manifest = index.run(cfg)
+    meta = pd.read_csv(demo_root / "metadata.csv").set_index("path")
+    assert (manifest.set_index("path").colour == meta.colour.reindex(manifest.path).values).all()
+    with pytest.raises(ConfigError, match="shade"):
+        index.run(with_overrides(cfg, {"dataset.columns": ["shade"]}))
