@@ -84,6 +84,16 @@ def bce(cfg: HeadConfig, y: torch.Tensor):
     return F.binary_cross_entropy_with_logits
 
 
+def balanced_multilabel_bce(cfg: HeadConfig, y: torch.Tensor) -> Callable:
+    """BCE whose positives weigh by effective numbers (Cui et al. 2019): the rarer a class, the more."""
+    weight = class_weights(HeadConfig(class_weights="effective", cb_beta=cfg.cb_beta), y.sum(0))
+
+    def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(logits, target, pos_weight=weight)
+
+    return loss
+
+
 @register_loss("focal", "multilabel")
 def focal_multilabel(cfg: HeadConfig, y: torch.Tensor):
     return Focal(None, cfg.focal_gamma, multilabel=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -140,6 +140,25 @@ def fit_many(
         model.eval()
         fitted.append(Fitted(model=model, best_epoch=best_epoch, history=history))
     return fitted
+
+
+def retrain_classifier(fitted: Fitted, train, val, loss_fn, cfg: HeadConfig, val_metrics=None) -> Fitted:
+    """Weight balancing's second stage (arXiv 2203.14197): only the classifier layer(s) train, for
+    `cfg.stage2_epochs` more epochs with `loss_fn` (a class-balanced one), MaxNorm still held; the history
+    goes on with `stage` 2 rows."""
+    model = fitted.model
+    keep = {id(p) for layer in classifier_layers(model) for p in layer.parameters()}
+    before = {p: p.requires_grad for p in model.parameters()}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in keep)
+    try:
+        second = fit(model, train, val, loss_fn, replace(cfg, epochs=cfg.stage2_epochs, warmup_epochs=0), val_metrics)
+    finally:
+        for p, flag in before.items():
+            p.requires_grad_(flag)
+    done = len(fitted.history)
+    history = fitted.history + [{**row, "epoch": row["epoch"] + done, "stage": 2} for row in second.history]
+    return Fitted(model=model, best_epoch=done + second.best_epoch, history=history)
 
 
 def classifier_layers(model: nn.Module) -> list[nn.Linear]:

@@ -185,6 +185,7 @@ class HeadConfig:
     ldam_scale: float = 30.0
     drw_epoch: int | None = None  # ldam (deferred re-weighting): effective-number class weights from this epoch
     max_norm: float | None = None  # weight balancing: cap each class's classifier weight norm after every step
+    stage2_epochs: int = 0  # weight balancing's second stage: the classifier layer alone, class-balanced, this long
     sampler: str = choice("shuffle", "balanced")  # balanced: each class drawn equally often (with replacement)
     k_train: int | None = None  # few-shot: at most k training samples per class (drawn with head.seed)
     k_val: int | None = None  # at most k validation samples per class

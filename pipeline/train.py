@@ -14,9 +14,9 @@ from joblib import Parallel, delayed
 
 from features.store import FeatureSet, StoreError
 from heads.metrics import classification_metrics, multilabel_metrics, per_class_ap, regression_metrics
-from heads.losses import build_loss
+from heads.losses import balanced_multilabel_bce, build_loss
 from heads.models import SEQUENCE_HEADS, build_head, prompt_linear
-from heads.trainer import Fitted, Standardizer, fit, fit_many, seed_everything
+from heads.trainer import Fitted, Standardizer, fit, fit_many, retrain_classifier, seed_everything
 from pipeline.config import Config, ConfigError, dump_config, with_overrides
 from pipeline.embed import feature_hash
 from pipeline.index import read_manifest
@@ -215,7 +215,11 @@ def train_classifiers(cfgs: list[Config], tr: SplitData, va: SplitData, classes:
     weights = None
     if cfg.head.sampler == "balanced":
         weights = (1.0 / torch.bincount(y).float())[y]
-    return fit_many(models, (tr.x, y), (xv, yv), loss, [c.head for c in cfgs], val_metrics, weights)
+    fitted = fit_many(models, (tr.x, y), (xv, yv), loss, [c.head for c in cfgs], val_metrics, weights)
+    if cfg.head.stage2_epochs:  # weight balancing: the classifier alone again, classes balanced by effective numbers
+        balanced = build_loss(cfg.head.loss, "class", replace(cfg.head, class_weights="effective"), y)
+        fitted = [retrain_classifier(f, (tr.x, y), (xv, yv), balanced, c.head, val_metrics) for f, c in zip(fitted, cfgs)]
+    return fitted
 
 
 def train_one_vs_rest(cfg: Config, x, y, xv, yv, n_classes: int, dims) -> Fitted:
@@ -277,7 +281,11 @@ def train_multilabel(cfg: Config, tr: SplitData, va: SplitData, info: dict):
         return {"mAP": multilabel_metrics(yv.numpy(), logits.numpy(), classes)["mAP"]}
 
     loss = build_loss(cfg.head.multilabel_loss, "multilabel", cfg.head, y)
-    return fit(model, (tr.x, y), (va.x, yv), loss, cfg.head, val_metrics)
+    fitted = fit(model, (tr.x, y), (va.x, yv), loss, cfg.head, val_metrics)
+    if cfg.head.stage2_epochs:  # weight balancing: the classifier alone again, positives balanced by effective numbers
+        fitted = retrain_classifier(fitted, (tr.x, y), (va.x, yv), balanced_multilabel_bce(cfg.head, y), cfg.head,
+                                    val_metrics)
+    return fitted
 
 
 def regressor_job(cfg: Config, tr: SplitData, va: SplitData, scaler: Standardizer, columns: list[int]) -> tuple:

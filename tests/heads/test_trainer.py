@@ -74,3 +74,23 @@ def test_max_norm_holds_after_every_step():
     free = HeadConfig(lr=0.5, epochs=5, batch_size=8)
     seed_everything(0)
     assert fit(build_head(free, 4, 3), blobs(120, 0), blobs(60, 1), F.cross_entropy, free).model.weight.norm(dim=1).max() > 0.3
+
+
+def test_second_stage_trains_the_classifier_layer_alone():
+    import copy
+
+    from heads.trainer import classifier_layers, retrain_classifier
+
+    cfg = HeadConfig(name="mlp", hidden=16, dropout=0.0, lr=0.05, epochs=10, batch_size=16, max_norm=0.5,
+                     stage2_epochs=5, patience=10)
+    seed_everything(0)
+    first = fit(build_head(cfg, 4, 3), blobs(120, 0), blobs(60, 1), F.cross_entropy, cfg)
+    before = copy.deepcopy(first.model.state_dict())
+    last = classifier_layers(first.model)[0]
+    second = retrain_classifier(first, blobs(120, 0), blobs(60, 1), F.cross_entropy, cfg)
+    after = second.model.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved == {"4.weight", "4.bias"} and second.model[4] is last  # Sequential(LayerNorm, Linear, GELU, Dropout, Linear)
+    assert last.weight.norm(dim=1).max() <= 0.5 + 1e-6
+    assert [r.get("stage") for r in second.history[-5:]] == [2] * 5 and second.history[-1]["epoch"] == len(second.history)
+    assert all(p.requires_grad for p in second.model.parameters())  # gradients switched back on

@@ -90,3 +90,5 @@ def test_long_tail_recipe_on_the_demos_multilabel_table(demo_root, tmp_path):
     assert {"mAP mean", "mAP_head mean", "mAP_tail mean"} <= set(table.columns)
     saved = yaml.safe_load((Path(table.loc["loss=weight-balancing", "runs"]) / "config.yaml").read_text())
     assert saved["head"]["max_norm"] == 1.0 and saved["head"]["weight_decay"] == 0.005
+    history = pd.read_csv(Path(table.loc["loss=weight-balancing", "runs"]) / "history" / "multilabel.tsv", sep="\t")
+    assert (history.stage == 2).any()  # the class-balanced, classifier-only second stage ran
