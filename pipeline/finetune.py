@@ -8,7 +8,7 @@ from a `vidprobe train` run with that run's standardisation folded in.
 
 Run folder `<paths.cache>/runs/<finetune.name>/`: `config.yaml`, `metrics.json` (validation, best epoch),
 `history.tsv` (per epoch; epoch 0 is the model before any update), `steps.tsv` (per optimiser step: loss,
-lr), `predictions.csv` (best epoch), `failures.json` (videos that could not be decoded, skipped),
+lr), `timing.tsv` (seconds per epoch, kept apart so the other outputs are the same on every run), `predictions.csv` (best epoch), `failures.json` (videos that could not be decoded, skipped),
 `checkpoints/best.pt` and `last.pt`, `bench.json` (bench mode) and `model/` (export).
 
 Repeatable: the data order is DistributedSampler's (seed + epoch), on one process as under torchrun; each
@@ -820,12 +820,12 @@ class Session:
             if ft.resume:
                 env.say(f"note: finetune.resume: no checkpoint at {last_path}; starting from the beginning")
             metrics, predictions = self.evaluate("epoch 0 (before any update)")
-            history = [{"epoch": 0, "train_loss": float("nan"), **metrics, "lr": 0.0, "seconds": 0.0,
-                        "skipped": len(self.failures)}]
+            history = [{"epoch": 0, "train_loss": float("nan"), **metrics, "lr": 0.0, "skipped": len(self.failures)}]
             steps, best, stopped, first = [], {"score": self.sign * metrics[ft.monitor], "epoch": 0}, False, 1
             state = self.checkpoint(0, history, steps, best, stopped)
             if env.main:
                 last_path.unlink(missing_ok=True)  # a fresh run must not be resumed from an older one's state
+                (self.dir / "timing.tsv").write_text("epoch\tseconds\n")
                 save_atomic(state, best_path)
                 self.write_best(metrics, predictions)
                 self.write_epoch(history, steps)
@@ -848,7 +848,7 @@ class Session:
             metrics, predictions = self.evaluate(f"epoch {epoch} validation")
             train_loss = sum(s.loss * s.clips for s in done) / max(1, sum(s.clips for s in done))
             history.append({"epoch": epoch, "train_loss": train_loss, **metrics, "lr": done[-1].lr if done else 0.0,
-                            "seconds": time.perf_counter() - t0, "skipped": len(self.failures)})
+                            "skipped": len(self.failures)})
             score = self.sign * metrics[ft.monitor]
             improved = score < best["score"]
             if improved:
@@ -861,6 +861,8 @@ class Session:
                     shutil.copyfile(last_path, best_path)
                     self.write_best(metrics, predictions)
                 self.write_epoch(history, steps)
+                with (self.dir / "timing.tsv").open("a") as f:  # wall time lives apart: outputs stay reproducible
+                    f.write(f"{epoch}\t{time.perf_counter() - t0:.3f}\n")
             env.say(self.epoch_line(history[-1]) + (" (best)" if improved else ""))
         return self.finish(history, steps, best, time.perf_counter() - start_time)
 
