@@ -13,12 +13,13 @@ only ever opens finished shards, and the next run skips every id already committ
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import h5py
 import numpy as np
@@ -221,6 +222,25 @@ def write_index(directory: str | Path) -> dict:
     tmp.write_text(json.dumps(index, indent=2) + "\n")
     os.replace(tmp, directory / "index.json")
     return index
+
+
+def stage_attrs(config: dict, provenance: dict) -> dict:
+    """Shard attributes for a stage's feature set: its resolved config (YAML), that config's hash, provenance."""
+    text = yaml.safe_dump(config, sort_keys=True)
+    return {"config_hash": hashlib.sha256(text.encode()).hexdigest()[:16], "config": text, "provenance": provenance}
+
+
+def write_whole(directory: str | Path, attrs: dict, ids: list[str],
+                make_features: Callable[[], dict[str, np.ndarray]]) -> bool:
+    """A small feature set (class prompts, one row per sample) written in one piece: rebuilt when its config
+    changed, left as it is when it already holds `ids` (then `make_features` is not called). True if written."""
+    writer = ShardWriter(directory, 0, 1, attrs, force=True)
+    written = not set(ids) <= writer.done
+    if written:
+        writer.append(ids, make_features())
+    writer.finish()
+    write_index(directory)
+    return written
 
 
 class FeatureSet:

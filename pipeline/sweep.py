@@ -60,14 +60,14 @@ def overrides(combo: dict) -> dict:
     return out
 
 
-def label(key: str, value) -> str:
+def label(value) -> str:
     if isinstance(value, dict):
         return str(value.get("name") or ",".join(f"{k.split('.')[-1]}={v}" for k, v in value.items()) or "base")
     return str(value)
 
 
 def trial_name(combo: dict) -> str:
-    return ",".join(f"{k.split('.')[-1]}={label(k, v)}" for k, v in combo.items())
+    return ",".join(f"{k.split('.')[-1]}={label(v)}" for k, v in combo.items())
 
 
 def run_trials(cfg: Config, combos: list[dict], seed: int, sweep_dir: str, threads: int) -> list[dict]:
@@ -82,7 +82,7 @@ def run_trials(cfg: Config, combos: list[dict], seed: int, sweep_dir: str, threa
         metrics = train.run_many(cfgs)
     for c in cfgs:
         (c.run_dir() / "train.log").write_text(log.getvalue())
-    return [{"config": trial_name(combo), **{k: label(k, v) for k, v in combo.items()}, "seed": seed,
+    return [{"config": trial_name(combo), **{k: label(v) for k, v in combo.items()}, "seed": seed,
              "run_dir": str(c.run_dir()), **m}
             for combo, c, m in zip(combos, cfgs, metrics)]
 

@@ -23,10 +23,9 @@ from xml.sax.saxutils import escape
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 
 from features.backbones import clip_text_features, save_tiny_clip
-from features.store import FeatureSet, ShardWriter, write_index
+from features.store import stage_attrs, write_whole
 from pipeline.config import Config, ConfigError
 from pipeline.index import read_manifest
 
@@ -159,17 +158,11 @@ def run_transcripts(cfg: Config) -> dict:
     pooled[present] = values.numpy()
     config = {"text": text_identity(cfg), "model": weights, "rows": ids,
               "transcripts": hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]}
-    text = yaml.safe_dump(config, sort_keys=True)
-    attrs = {"config_hash": hashlib.sha256(text.encode()).hexdigest()[:16], "config": text,
-             "provenance": {"encoder": encoder(cfg), "weights": weights,
-                            "pooling": "L2-normalised: MiniLM mean over tokens (attention mask) / CLIP projected text",
-                            "versions": {p: version(p) for p in ("torch", "transformers", "h5py")}}}
+    attrs = stage_attrs(config, {"encoder": encoder(cfg), "weights": weights,
+                                 "pooling": "L2-normalised: MiniLM mean over tokens (attention mask) / CLIP projected text",
+                                 "versions": {p: version(p) for p in ("torch", "transformers", "h5py")}})
     out = feature_dir(cfg)
-    writer = ShardWriter(out, 0, 1, attrs, force=True)
-    if not set(ids) <= writer.done:
-        writer.append(ids, {"text/pooled": pooled, "text/present": present})
-    writer.finish()
-    write_index(out)
+    write_whole(out, attrs, ids, lambda: {"text/pooled": pooled, "text/present": present})
     print(f"text: {int(present.sum())} of {len(ids)} rows with a transcript, {pooled.shape[1]}-d ({weights}) -> {out}")
     return {"dir": out, "rows": len(ids), "present": int(present.sum())}
 
@@ -202,22 +195,14 @@ def run(cfg: Config) -> dict:
     if not classes:
         raise ConfigError("no class names to embed: the manifest has no labels")
     _, identity = text_model(cfg)
-    config = {"text": text_identity(cfg), "model": identity, "classes": classes}
-    text = yaml.safe_dump(config, sort_keys=True)
-    attrs = {"config_hash": hashlib.sha256(text.encode()).hexdigest()[:16], "config": text,
-             "provenance": {"encoder": encoder(cfg), "model": identity, "templates": cfg.text.templates,
-                            "pooling": "mean over templates of L2-normalised projected text embeddings",
-                            "versions": {p: version(p) for p in ("torch", "transformers", "h5py")}}}
+    attrs = stage_attrs({"text": text_identity(cfg), "model": identity, "classes": classes},
+                        {"encoder": encoder(cfg), "model": identity, "templates": cfg.text.templates,
+                         "pooling": "mean over templates of L2-normalised projected text embeddings",
+                         "versions": {p: version(p) for p in ("torch", "transformers", "h5py")}})
     out = feature_dir(cfg)
-    writer = ShardWriter(out, 0, 1, attrs, force=True)  # a few rows: another config rebuilds it whole
-    if set(classes) <= writer.done:
+    values, weights = prompt_embeddings(cfg, classes)  # a few class names: cheap to embed again
+    if not write_whole(out, attrs, classes, lambda: {"text/pooled": values.astype(np.float32)}):
         print(f"text: {out} already holds these {len(classes)} class prompts")
-        similarity_report(cfg, classes, FeatureSet(out).get("text/pooled", classes), out / "report")
-        return {"dir": out, "classes": classes}
-    values, weights = prompt_embeddings(cfg, classes)
-    writer.append(classes, {"text/pooled": values.astype(np.float32)})
-    writer.finish()
-    write_index(out)
     similarity_report(cfg, classes, values, out / "report")
     print(f"text: {len(classes)} class prompts x {len(cfg.text.templates)} templates ({weights}) -> {out}")
     return {"dir": out, "classes": classes}

@@ -32,6 +32,14 @@ class SplitData:
     dims: list[int] | None = None  # fused inputs: each modality's width; x is [x_1 | ... | x_M | masks]
 
 
+def open_set(cfg: Config, name: str, key: str) -> FeatureSet:
+    """Another feature set of this dataset, by name; a missing one is a config error under `key`."""
+    try:
+        return FeatureSet(cfg.feature_dir().parent / name)
+    except StoreError as err:
+        raise ConfigError(f"{key}: {err}") from None
+
+
 def feature_key(cfg: Config) -> tuple[str, str]:
     """head.features as (feature set name, key): "<feature_set>:<key>" names another set of the dataset
     (e.g. whisper-tiny.en:audio/pooled); a bare key is this config's own video feature set."""
@@ -44,10 +52,7 @@ def open_features(cfg: Config) -> tuple[pd.DataFrame, FeatureSet]:
     it (config hash); another set named in head.features is recorded by its hash in the run."""
     manifest = read_manifest(cfg)
     name, _ = feature_key(cfg)
-    try:
-        fs = FeatureSet(cfg.feature_dir().parent / name)
-    except StoreError as err:
-        raise ConfigError(f"head.features: {err}") from None
+    fs = open_set(cfg, name, "head.features")
     if name == cfg.feature_dir().name:
         fs.require_hash(*feature_hash(cfg))
     targets = {"task.label": [cfg.task.label], "task.multilabel": [cfg.task.multilabel], "task.traits": cfg.task.traits}
@@ -82,11 +87,7 @@ def fused_inputs(cfg: Config) -> list[tuple[str, FeatureSet, str]]:
     out = []
     for spec in cfg.head.fuse:
         name, _, key = spec.rpartition(":")
-        directory = cfg.feature_dir().parent / name if name else cfg.feature_dir()
-        try:
-            out.append((spec, FeatureSet(directory), key))
-        except StoreError as err:
-            raise ConfigError(f"head.fuse: {spec!r}: {err}") from None
+        out.append((spec, open_set(cfg, name or cfg.feature_dir().name, f"head.fuse: {spec!r}"), key))
     return out
 
 
@@ -140,8 +141,9 @@ def load_split(cfg: Config, manifest: pd.DataFrame, fs: FeatureSet, split: str) 
         if cfg.head.name in SEQUENCE_HEADS or cfg.head.name in ("zero-shot", "coop") or cfg.head.init == "prompts":
             raise ConfigError(f"head.fuse: fusion combines pooled features with linear or mlp heads, not {cfg.head.name!r} "
                               f"(head.init={cfg.head.init})")
-        parts = [modality(other, key, ids, split) for _, other, key in fused_inputs(cfg)]
-        flat = [spec for (spec, _, _), (values, _) in zip(fused_inputs(cfg), parts) if values.ndim != 2]
+        inputs = fused_inputs(cfg)  # each set's shards opened once
+        parts = [modality(other, key, ids, split) for _, other, key in inputs]
+        flat = [spec for (spec, _, _), (values, _) in zip(inputs, parts) if values.ndim != 2]
         if x.ndim != 2 or flat:
             raise ConfigError(f"head.fuse: fusion takes pooled (N, D) features; {flat or cfg.head.features} are not")
         dims = [x.shape[1]] + [p[0].shape[1] for p in parts]
@@ -161,10 +163,7 @@ def class_prompts(cfg: Config, classes: list[str], dim: int) -> torch.Tensor:
         raise ConfigError(f"head.prompts: the {cfg.head.name} head (head.init={cfg.head.init}) needs a feature set of "
                           "class-prompt embeddings, e.g. head.prompts=clip-prompts:text/pooled")
     name, _, key = cfg.head.prompts.partition(":")
-    try:
-        fs = FeatureSet(cfg.feature_dir().parent / name)
-    except StoreError as err:
-        raise ConfigError(f"head.prompts: {err}") from None
+    fs = open_set(cfg, name, "head.prompts")
     missing = [c for c in classes if c not in fs.rows]
     if missing:
         raise ConfigError(f"head.prompts: {fs.dir} has no prompt for {len(missing)} classes, e.g. {missing[:3]}; "
@@ -365,12 +364,18 @@ def write_tables(out: Path, tables: dict) -> None:
                      index=False, float_format="%.6g")
 
 
-def check_inputs(bundle: dict, cfg: Config) -> None:
-    """The fused feature sets are the ones the heads were trained on (same config hash)."""
-    now = {spec: other.config_hash for spec, other, _ in fused_inputs(cfg)}
+def input_hashes(cfg: Config) -> dict[str, str]:
+    """Config hash of every feature set the heads read besides this config's own (fused, or named in head.features)."""
+    hashes = {spec: other.config_hash for spec, other, _ in fused_inputs(cfg)}
     name, _ = feature_key(cfg)
     if name != cfg.feature_dir().name:
-        now[cfg.head.features] = FeatureSet(cfg.feature_dir().parent / name).config_hash
+        hashes[cfg.head.features] = open_set(cfg, name, "head.features").config_hash
+    return hashes
+
+
+def check_inputs(bundle: dict, cfg: Config) -> None:
+    """The fused feature sets are the ones the heads were trained on (same config hash)."""
+    now = input_hashes(cfg)
     for spec, trained in bundle.get("inputs", {}).items():
         if now.get(spec) != trained:
             raise ConfigError(f"{spec!r} now has config hash {now.get(spec)}, the heads were trained on "
@@ -421,9 +426,9 @@ def run_many(cfgs: list[Config]) -> list[dict]:
     if not (cfg.task.label or cfg.task.multilabel or cfg.task.traits):
         raise ConfigError("task: nothing to train: set task.label (a class column), task.multilabel (a '|'-joined "
                           "class column) and/or task.traits (numeric columns)")
-    if cfg.head.name == "zero-shot" and (cfg.task.traits or cfg.task.multilabel or not cfg.task.label):
-        raise ConfigError("head.name=zero-shot classifies task.label from class prompts; set task.traits=[] and "
-                          "task.multilabel=null, or train those with another head")
+    if cfg.head.name in ("zero-shot", "coop") and (cfg.task.traits or cfg.task.multilabel or not cfg.task.label):
+        raise ConfigError(f"head.name={cfg.head.name} classifies task.label from class prompts; set task.traits=[] "
+                          "and task.multilabel=null, or train those with another head")
     if len(cfgs) > 1 and not all(can_batch(c) and same_but_optimiser(c, cfg) for c in cfgs):
         raise ValueError("run_many: the configs must be batchable and differ only in head.lr / head.weight_decay")
     manifest, fs = open_features(cfg)
@@ -438,9 +443,7 @@ def run_many(cfgs: list[Config]) -> list[dict]:
     for c in cfgs:
         c.run_dir().mkdir(parents=True, exist_ok=True)
     base = {"feat_mean": feat.mean, "feat_std": feat.std, "feat_l2": feat.l2, "dims": tr.dims,
-            "inputs": {spec: other.config_hash for spec, other, _ in fused_inputs(cfg)}}
-    if feature_key(cfg)[0] != cfg.feature_dir().name:
-        base["inputs"][cfg.head.features] = fs.config_hash
+            "inputs": input_hashes(cfg)}
     bundles = [dict(base) for _ in cfgs]
     if cfg.task.label:
         classes = sorted(set(tr.labels))

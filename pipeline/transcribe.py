@@ -16,7 +16,6 @@ the same time windows as its `video/temporal`, so video and audio line up row fo
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -25,11 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from tqdm import tqdm
 
 from features.audio import SAMPLE_RATE, load_audio
-from features.store import FeatureSet, ShardWriter, StoreError, write_index
+from features.store import FeatureSet, StoreError, stage_attrs, write_whole
 from pipeline.audio import audio_dir, samples_with_audio
 from pipeline.config import Config, ConfigError
 
@@ -147,41 +145,38 @@ def embed_audio(cfg: Config, model, model_id: str, samples, waves: dict) -> Path
     if not ids:  # no video features yet: one row per sample
         ids = sources = list(samples.sample_id)
     dim = model.dims.n_audio_state
-    pooled = np.zeros((len(ids), dim), np.float32)
-    temporal = np.zeros((len(ids), max(steps, 1), dim), np.float32)
-    present = np.zeros(len(ids), bool)
-    cache: dict[str, torch.Tensor] = {}
-    for i, (rid, src) in enumerate(tqdm(list(zip(ids, sources)), desc="whisper encoder", unit="row", dynamic_ncols=True)):
-        if src not in waves:
-            continue
-        wave, offset = waves[src]
-        if src not in cache:
-            cache[src] = encoder_frames(model, wave)
-        frames = cache[src]
-        if not len(frames):
-            continue
-        lo, hi = (spans[i] if spans is not None else (offset, offset + len(wave) / SAMPLE_RATE))
-        own = torch.from_numpy(np.asarray(offset + (np.arange(len(frames)) + 0.5) * FRAME_SECONDS))
-        keep = (own >= lo) & (own < hi)
-        pooled[i] = (frames[keep] if keep.any() else frames).mean(0).numpy()
-        if steps:
-            temporal[i] = window_means(frames, offset, np.linspace(lo, hi, steps + 1)).numpy()
-        present[i] = True
-    feats = {"audio/pooled": pooled, "audio/present": present}
-    if steps:
-        feats["audio/temporal"] = temporal
+
+    def features() -> dict[str, np.ndarray]:
+        pooled = np.zeros((len(ids), dim), np.float32)
+        temporal = np.zeros((len(ids), max(steps, 1), dim), np.float32)
+        present = np.zeros(len(ids), bool)
+        cache: dict[str, torch.Tensor] = {}
+        for i, src in enumerate(tqdm(sources, desc="whisper encoder", unit="row", dynamic_ncols=True)):
+            if src not in waves:
+                continue
+            wave, offset = waves[src]
+            if src not in cache:
+                cache[src] = encoder_frames(model, wave)
+            frames = cache[src]
+            if not len(frames):
+                continue
+            lo, hi = (spans[i] if spans is not None else (offset, offset + len(wave) / SAMPLE_RATE))
+            own = torch.from_numpy(np.asarray(offset + (np.arange(len(frames)) + 0.5) * FRAME_SECONDS))
+            keep = (own >= lo) & (own < hi)
+            pooled[i] = (frames[keep] if keep.any() else frames).mean(0).numpy()
+            if steps:
+                temporal[i] = window_means(frames, offset, np.linspace(lo, hi, steps + 1)).numpy()
+            present[i] = True
+        return {"audio/pooled": pooled, "audio/present": present, **({"audio/temporal": temporal} if steps else {})}
+
     config = {"transcribe": dataclasses.asdict(cfg.transcribe), "model": model_id, "rows": ids,
               "video_feature_set": cfg.feature_dir().name if steps else None}
-    text = yaml.safe_dump(config, sort_keys=True)
-    attrs = {"config_hash": hashlib.sha256(text.encode()).hexdigest()[:16], "config": text,
-             "provenance": {"model": model_id, "pooling": "mean over the encoder frames of real audio (20 ms each)",
-                            "temporal": f"aligned with {cfg.feature_dir().name}/video/temporal" if steps else None,
-                            "versions": {p: version(p) for p in ("torch", "openai-whisper", "h5py")}}}
+    attrs = stage_attrs(config, {"model": model_id, "pooling": "mean over the encoder frames of real audio (20 ms each)",
+                                 "temporal": f"aligned with {cfg.feature_dir().name}/video/temporal" if steps else None,
+                                 "versions": {p: version(p) for p in ("torch", "openai-whisper", "h5py")}})
     out = cfg.feature_dir().parent / name(cfg)
-    writer = ShardWriter(out, 0, 1, attrs, force=True)
-    if not set(ids) <= writer.done:
-        writer.append(ids, feats)
-    writer.finish()
-    write_index(out)
-    print(f"whisper encoder: {int(present.sum())} of {len(ids)} rows with audio, {dim}-d -> {out}")
+    written = write_whole(out, attrs, ids, features)  # the encoder runs only when the set is not there yet
+    with_audio = sum(src in waves for src in sources)
+    print(f"whisper encoder: {with_audio} of {len(ids)} rows with audio, {dim}-d -> {out}"
+          + ("" if written else " (already there)"))
     return out
