@@ -35,10 +35,11 @@ from torch.utils.data import DataLoader  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from features.backbones import build_backbone  # noqa: E402
-from pipeline import demo_data, embed, index  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
+from features.clips import ClipDataset, collate, worker_init  # noqa: E402
 from features.video import normalize  # noqa: E402
-from pipeline.embed import ClipDataset, collate, manifest_items, worker_init  # noqa: E402
+from pipeline import demo_data, embed, index, layout  # noqa: E402
+from pipeline.artifacts import clip_items  # noqa: E402
+from pipeline.config import load_config  # noqa: E402
 
 PRESETS = {  # VideoMAE configs with random weights: the cost of the real thing, no download
     "tiny": dict(image_size=64, num_frames=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
@@ -74,7 +75,7 @@ def config(data: Path, cache: Path, model: Path, args, *extra: str):
 
 def loader_for(cfg, items, workers):
     bb = build_backbone(cfg.backbone)
-    ds = ClipDataset(items, cfg, bb.num_frames, bb.image_size)
+    ds = ClipDataset(items, cfg.sampling, bb.num_frames, bb.image_size)
     return DataLoader(ds, batch_size=cfg.embed.batch_size, num_workers=workers, collate_fn=collate,
                       worker_init_fn=worker_init if workers else None,
                       prefetch_factor=cfg.embed.prefetch if workers else None), bb
@@ -162,7 +163,7 @@ def peak_rss(cfg, n: int, args) -> float:
     """Peak RSS (MB) of `vidprobe embed` over a manifest of `n` rows (videos repeat under new ids)."""
     import pandas as pd
 
-    manifest = pd.read_csv(cfg.manifest_path())
+    manifest = pd.read_csv(layout.manifest(cfg))
     ok = manifest[manifest.status == "ok"]
     rows = pd.concat([ok] * (n // len(ok) + 1)).head(n).copy()
     rows["sample_id"] = [f"{sid}~{i}" for i, sid in enumerate(rows.sample_id)]
@@ -197,20 +198,20 @@ def prepare_manifest(cfg, data: Path, repeat: int) -> None:
     import pandas as pd
 
     if (data / "manifest.csv").is_file():
-        cfg.manifest_path().parent.mkdir(parents=True, exist_ok=True)
+        layout.manifest(cfg).parent.mkdir(parents=True, exist_ok=True)
         manifest = pd.read_csv(data / "manifest.csv")
     else:
         manifest = index.run(cfg)
     if repeat > 1:
         manifest = pd.concat([manifest.assign(sample_id=manifest.sample_id + f"~{r}") for r in range(repeat)])
-    manifest.to_csv(cfg.manifest_path(), index=False)
+    manifest.to_csv(layout.manifest(cfg), index=False)
 
 
 def measure(name: str, data: Path, model: Path, tmp: Path, args) -> dict:
     cache = tmp / f"cache-{name}-{data.name}"
     cfg = config(data, cache, model, args)
     prepare_manifest(cfg, data, args.repeat)
-    items, _ = manifest_items(cfg, 0, 1)
+    items, _ = clip_items(cfg)
     device = torch.device(args.device)
     dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
     pipeline, end_to_end = time_pipeline(cfg)

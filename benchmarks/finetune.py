@@ -34,6 +34,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from extract import PRESETS, make_dataset, prepare_manifest, save_preset  # noqa: E402
 
+from pipeline import layout  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 
 
@@ -103,11 +104,11 @@ def main() -> None:
         cache = tmp / "cache"
         cfg = load_config(None, overrides(data, cache, model, args, 1, -1))
         prepare_manifest(cfg, data, 1)
-        manifest = pd.read_csv(cfg.manifest_path())
+        manifest = pd.read_csv(layout.manifest(cfg))
         repeat = math.ceil(max(args.batch_sizes) * args.steps / int((manifest.split == "train").sum()))
         if repeat > 1:  # every sample listed `repeat` times: the timed steps stay in one epoch
             manifest = pd.concat([manifest.assign(sample_id=manifest.sample_id + f"~{r}") for r in range(repeat)])
-            manifest.to_csv(cfg.manifest_path(), index=False)
+            manifest.to_csv(layout.manifest(cfg), index=False)
         rows = [measure(args, data, cache, model, b, u) for u in args.unfreeze for b in args.batch_sizes]
 
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") and torch.cuda.is_available() else args.device

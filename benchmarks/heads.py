@@ -30,14 +30,14 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from features.identity import feature_hash  # noqa: E402
 from features.store import ShardWriter  # noqa: E402
+from heads.config import HeadConfig  # noqa: E402
 from heads.metrics import accuracy  # noqa: E402
 from heads.models import build_head  # noqa: E402
 from heads.trainer import Standardizer, fit, seed_everything  # noqa: E402
-from pipeline import sweep  # noqa: E402
-from pipeline.config import HeadConfig, load_config  # noqa: E402
-from pipeline.embed import feature_hash  # noqa: E402
-
+from pipeline import layout, sweep  # noqa: E402
+from pipeline.config import load_config  # noqa: E402
 
 HEAD = dict(lr=3e-3, weight_decay=1e-4, epochs=10, batch_size=2048, patience=5)  # one recipe for every run here
 
@@ -85,10 +85,10 @@ def sweep_speedup(tmp: Path, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     split = np.where(np.arange(n) % 10 < 8, "train", "val")
     manifest = pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "path": [f"s{i}.mp4" for i in range(n)],
                              "split": split, "label": [f"c{c}" for c in y], "status": "ok"})
-    cfg.manifest_path().parent.mkdir(parents=True)
-    manifest.to_csv(cfg.manifest_path(), index=False)
-    h, text = feature_hash(cfg)
-    w = ShardWriter(cfg.feature_dir(), 0, 1, {"config_hash": h, "config": text})
+    layout.manifest(cfg).parent.mkdir(parents=True)
+    manifest.to_csv(layout.manifest(cfg), index=False)
+    h, text = feature_hash(cfg.sampling, cfg.backbone, cfg.embed.storage_dtype)
+    w = ShardWriter(layout.feature_set(cfg), 0, 1, {"config_hash": h, "config": text})
     w.append(list(manifest.sample_id), {"video/pooled": x})
     w.finish()
     times = {}

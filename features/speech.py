@@ -37,6 +37,8 @@ from typing import Iterable
 
 import numpy as np
 
+from features.files import atomic_path
+
 SAMPLE_RATE = 16_000
 BACKENDS = ("openai-whisper", "faster-whisper")
 DEFAULT_CACHE = Path("~/.cache/vidprobe/whisper")
@@ -295,9 +297,8 @@ def convert_ct2_to_openai(ct2_dir: Path | str, out_file: Path | str) -> Path:
     out_file = Path(out_file)
     checkpoint = ct2_to_openai_checkpoint(Path(ct2_dir))
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_file.with_name(f".{out_file.name}.{os.getpid()}.tmp")
-    torch.save(checkpoint, tmp)
-    os.replace(tmp, out_file)
+    with atomic_path(out_file, unique=True) as tmp:  # processes converting at once each write whole
+        torch.save(checkpoint, tmp)
     return out_file
 
 
@@ -376,6 +377,30 @@ def load_openai_whisper(spec: str, device: str = "cpu", cache_dir: Path | None =
     is only taken from whisper's own download cache; nothing is downloaded.
     """
     return _load_checkpoint(_resolve_openai(str(spec), cache_dir)[0], device)
+
+
+# ----------------------------------------------------------------------------- encoder features
+
+FRAME_SECONDS = 0.02  # one Whisper encoder frame (mel hop 10 ms, conv stride 2)
+WINDOW = 30 * SAMPLE_RATE  # Whisper pads or trims every input to 30 s
+
+
+def encoder_frames(model, audio: np.ndarray):
+    """(frames, D) Whisper encoder states of the real audio only: 30 s windows, each trimmed of its padding
+    (a 3 s clip keeps the first 150 of the 1500 frames of its window)."""
+    import math
+
+    import torch
+    import whisper
+
+    out = []
+    for at in range(0, len(audio), WINDOW):
+        piece = torch.from_numpy(audio[at : at + WINDOW])
+        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(piece), model.dims.n_mels)
+        with torch.inference_mode():
+            states = model.embed_audio(mel[None].to(model.device))[0].float().cpu()
+        out.append(states[: math.ceil(len(piece) / (SAMPLE_RATE * FRAME_SECONDS))])
+    return torch.cat(out) if out else torch.zeros(0, model.dims.n_audio_state)
 
 
 # ----------------------------------------------------------------------------- transcription

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -23,37 +22,29 @@ from typing import Callable, Iterable
 
 import h5py
 import numpy as np
-import yaml
+
+from features.errors import CorruptStoreError, StoreError
+from features.files import atomic_path, write_json
+from features.identity import config_diff, identity
 
 SHARD_RE = re.compile(r"shard-(\d+)-of-(\d+)\.h5$")
 STR = h5py.string_dtype("utf-8")
 COPY_ROWS = 1024  # rows copied at a time when merging: memory stays flat in the number of samples
 
 
-class StoreError(Exception):
-    """A feature set is missing, incomplete, or was made with another config."""
-
-
 def shard_name(index: int, count: int) -> str:
     return f"shard-{index}-of-{count}.h5"
+
+
+def shard_of(sample_id: str, count: int) -> int:
+    """Which of `count` shards holds `sample_id`: a stable hash, so a manifest that gains samples keeps
+    every earlier sample where it was."""
+    return int.from_bytes(hashlib.sha1(sample_id.encode()).digest()[:8], "big") % count
 
 
 def shard_paths(directory: Path) -> list[Path]:
     return sorted((p for p in Path(directory).glob("shard-*-of-*.h5") if SHARD_RE.search(p.name)),
                   key=lambda p: tuple(int(g) for g in SHARD_RE.search(p.name).groups()))
-
-
-def config_diff(old_yaml: str, new_yaml: str) -> list[str]:
-    """`key: old -> new` for every leaf that differs between two YAML configs."""
-
-    def flat(d, prefix=""):
-        out = {}
-        for k, v in (d or {}).items():
-            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-        return out
-
-    old, new = flat(yaml.safe_load(old_yaml or "{}")), flat(yaml.safe_load(new_yaml or "{}"))
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
 
 
 def feature_keys(h5: h5py.File) -> dict[str, tuple]:
@@ -85,7 +76,7 @@ class ShardWriter:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._check_existing(force)
         self.parts_dir.mkdir(parents=True, exist_ok=True)
-        for stale in list(self.dir.glob("*.partial")) + list(self.parts_dir.glob("*.partial")):
+        for stale in list(self.dir.glob(f"{self.final.name}*.partial")) + list(self.parts_dir.glob("*.partial")):
             stale.unlink()  # a run killed mid-write: these rows were never committed
         self.done = self._committed_ids()
         self.buffer: list[tuple[list[str], dict[str, np.ndarray]]] = []
@@ -149,14 +140,12 @@ class ShardWriter:
         ids = [i for chunk, _ in self.buffer for i in chunk]
         feats = {k: np.concatenate([f[k] for _, f in self.buffer]) for k in self.buffer[0][1]}
         path = self.parts_dir / f"part-{len(self.parts()):06d}.h5"
-        tmp = path.with_name(path.name + ".partial")
-        with h5py.File(tmp, "w") as h5:
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
             h5.attrs["config_hash"] = self.attrs["config_hash"]
             h5.attrs["config"] = self.attrs["config"]
             h5.create_dataset("ids", data=np.asarray(ids, dtype=object), dtype=STR)
             for key, arr in feats.items():
                 h5.create_dataset(key, data=arr, dtype=STR if arr.dtype == object else arr.dtype)
-        os.replace(tmp, path)
         self.done.update(ids)
         self.n_new += len(ids)
         self.buffer = []
@@ -183,8 +172,7 @@ class ShardWriter:
             if layout and keys != layout:
                 raise StoreError(f"{src} holds {sorted(keys)}, other parts hold {sorted(layout)}")
             layout = keys
-        tmp = self.final.with_name(self.final.name + ".partial")
-        with h5py.File(tmp, "w") as out:
+        with atomic_path(self.final) as tmp, h5py.File(tmp, "w") as out:
             for key, value in self.attrs.items():
                 out.attrs[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
             out.attrs["num_rows"] = total
@@ -204,7 +192,6 @@ class ShardWriter:
                         for key in layout:
                             out[key][row + a : row + b] = h5[key][a:b]
                     row += n
-        os.replace(tmp, self.final)
 
 
 def write_index(directory: str | Path) -> dict:
@@ -218,16 +205,14 @@ def write_index(directory: str | Path) -> dict:
             keys.update({k: list(v) for k, v in feature_keys(h5).items()})
             hashes.add(str(h5.attrs.get("config_hash", "")))
     index = {"shards": shards, "num_rows": rows, "keys": keys, "config_hash": sorted(hashes)}
-    tmp = directory / f".index.json.{os.getpid()}"
-    tmp.write_text(json.dumps(index, indent=2) + "\n")
-    os.replace(tmp, directory / "index.json")
+    write_json(directory / "index.json", index, unique=True)  # every rank writes it: the last one whole
     return index
 
 
 def stage_attrs(config: dict, provenance: dict) -> dict:
     """Shard attributes for a stage's feature set: its resolved config (YAML), that config's hash, provenance."""
-    text = yaml.safe_dump(config, sort_keys=True)
-    return {"config_hash": hashlib.sha256(text.encode()).hexdigest()[:16], "config": text, "provenance": provenance}
+    config_hash, text = identity(config)
+    return {"config_hash": config_hash, "config": text, "provenance": provenance}
 
 
 def write_whole(directory: str | Path, attrs: dict, ids: list[str],
@@ -307,3 +292,46 @@ class FeatureSet:
             dest, src = zip(*pos)
             out[list(dest)] = data[list(src)]
         return out if out is not None else np.empty((0, *self.keys[key]))
+
+
+def verify(directory: str | Path) -> FeatureSet:
+    """Every shard opens, ids are unique across shards, no NaN or inf, index.json lists what the shards hold,
+    no rows left in unfinished parts; raises CorruptStoreError listing every problem."""
+    directory = Path(directory)
+    problems = [f"{p.relative_to(directory)}: committed rows of an unfinished run; re-run embed to finish it"
+                for p in sorted(directory.glob(".parts/*/part-*.h5"))]
+    if not shard_paths(directory):
+        return FeatureSet(directory)  # raises StoreError: no feature set here (a usage error, not a broken one)
+    try:
+        fs = FeatureSet(directory)
+    except StoreError as err:  # duplicate ids or mixed configs: the set is broken, not the command
+        raise CorruptStoreError(f"{directory} is not whole:\n  " + "\n  ".join(problems + [str(err)])) from None
+    for shard in fs.paths:
+        problems += _check_shard(shard, fs.keys)
+    index_path = directory / "index.json"
+    if not index_path.is_file():
+        problems.append("index.json is missing")
+    else:
+        listed = {s["file"]: s["rows"] for s in json.loads(index_path.read_text()).get("shards", [])}
+        actual = {p.name: sum(1 for r in fs.rows.values() if fs.paths[r[0]] == p) for p in fs.paths}
+        if listed != actual:
+            problems.append(f"index.json lists {listed}, the shards hold {actual}")
+    if problems:
+        raise CorruptStoreError(f"{directory} is not whole:\n  " + "\n  ".join(problems))
+    return fs
+
+
+def _check_shard(shard: Path, keys: dict) -> list[str]:
+    problems = []
+    with h5py.File(shard, "r") as h5:
+        n = h5["ids"].shape[0]
+        for key in keys:
+            ds = h5[key]
+            if ds.shape[0] != n:
+                problems.append(f"{shard.name}: {key} has {ds.shape[0]} rows for {n} ids")
+            elif ds.dtype.kind == "f":
+                for a in range(0, n, COPY_ROWS):  # chunk by chunk: memory stays flat
+                    if not np.isfinite(ds[a : a + COPY_ROWS]).all():
+                        problems.append(f"{shard.name}: {key} holds NaN or inf")
+                        break
+    return problems

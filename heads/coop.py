@@ -9,7 +9,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from features.backbones import clip_source, load_pretrained
+from features.config import BackboneConfig
+from features.text import readable, text_model
+from heads.config import HeadConfig
 from heads.models import AttentionPool
+
+
+def build_coop(clip: tuple[str | None, BackboneConfig], classes: list[str], head: HeadConfig) -> "CoOp":
+    """CoOp over `classes` through a CLIP text tower, context and pooling as `head` says. `clip` is
+    (text.model, the backbone config): text.model when set, else the CLIP backbone's own weights."""
+    from transformers import AutoTokenizer, CLIPModel
+
+    model, _ = text_model(clip[0], "clip", clip[1])
+    with clip_source(model, clip[1].seed) as source:
+        model, _ = load_pretrained(CLIPModel, source, "CLIP")
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    return CoOp(model, tokenizer, [readable(c) for c in classes], head.coop_init, head.coop_pooling)
 
 
 class CoOp(nn.Module):

@@ -10,7 +10,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from pipeline.config import ConfigError, HeadConfig
+from heads.config import HeadConfig
+from heads.errors import HeadConfigError
 
 LOSSES: dict[tuple[str, str], Callable] = {}  # (task, name) -> builder; task: class | multilabel | regression
 
@@ -27,7 +28,7 @@ def build_loss(name: str, task: str, cfg: HeadConfig, y_train: torch.Tensor) -> 
     if (task, name) not in LOSSES:
         key = {"class": "head.loss", "multilabel": "head.multilabel_loss", "regression": "head.regression_loss"}[task]
         valid = sorted(n for t, n in LOSSES if t == task)
-        raise ConfigError(f"{key}: unknown {task} loss {name!r}; valid: {', '.join(valid)}")
+        raise HeadConfigError(f"{key}: unknown {task} loss {name!r}; valid: {', '.join(valid)}")
     return LOSSES[(task, name)](cfg, y_train)
 
 

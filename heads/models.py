@@ -7,7 +7,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from pipeline.config import ConfigError, HeadConfig
+from heads.config import HeadConfig
+from heads.errors import HeadConfigError
 
 HEADS: dict[str, Callable[[int, int, HeadConfig], nn.Module]] = {}
 SEQUENCE_HEADS: set[str] = set()  # heads that take (N, T, D) features instead of (N, D)
@@ -28,7 +29,7 @@ def build_head(cfg: HeadConfig, in_dim: int, out_dim: int, dims: list[int] | Non
     """The configured head; `dims` (one width per modality) makes it a fusion head over packed rows,
     `one_vs_rest` one independent binary head per output."""
     if cfg.name not in HEADS:
-        raise ConfigError(f"head.name: unknown head {cfg.name!r}; valid: {', '.join(sorted(HEADS))}")
+        raise HeadConfigError(f"head.name: unknown head {cfg.name!r}; valid: {', '.join(sorted(HEADS))}")
     if one_vs_rest:
         return OneVsRest([build_head(cfg, in_dim, 1, dims) for _ in range(out_dim)])
     if dims and len(dims) > 1:
@@ -58,8 +59,8 @@ def zero_shot(in_dim: int, out_dim: int, cfg: HeadConfig) -> nn.Module:
 @register_head("coop", sequence=True)
 def coop(in_dim: int, out_dim: int, cfg: HeadConfig) -> nn.Module:
     """Prompt learning (heads/coop.py): needs the CLIP text tower and the class names, which
-    `pipeline.train.build_coop` brings; it cannot be built from sizes alone."""
-    raise ConfigError("head.name=coop is built by pipeline.train.build_coop (it needs CLIP and the class names)")
+    `heads.coop.build_coop` brings; it cannot be built from sizes alone."""
+    raise HeadConfigError("head.name=coop is built by heads.coop.build_coop (it needs CLIP and the class names)")
 
 
 class AttentionPool(nn.Module):
@@ -95,7 +96,7 @@ class OneVsRest(nn.Module):
 class Fusion(nn.Module):
     """Several modalities packed in one row: [x_1 | ... | x_M | mask_1 .. mask_M].
 
-    A missing modality arrives as zeros with mask 0 (see `pipeline.train.load_split`). `concat`
+    A missing modality arrives as zeros with mask 0 (see `heads.data.load_split`). `concat`
     feeds the whole row, mask indicators included, to one head; `late` averages per-modality heads
     over the modalities present; `gated` mixes per-modality projections with softmax gates computed
     over the present modalities only.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -11,7 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.config import ConfigError, HeadConfig
+from heads.config import HeadConfig
+from heads.errors import HeadConfigError
+from heads.schedules import lr_at
 
 
 @dataclass
@@ -127,7 +128,7 @@ def fit_many(
             row.update(val_metrics(out) if val_metrics else {})
             histories[k].append(row)
             if cfg.monitor not in row:
-                raise ConfigError(f"head.monitor: {cfg.monitor!r} is not measured here; choose one of {sorted(row)[1:]}")
+                raise HeadConfigError(f"head.monitor: {cfg.monitor!r} is not measured here; choose one of {sorted(row)[1:]}")
             score = sign * row[cfg.monitor]
             if score < best[k][0]:
                 best[k] = (score, epoch, copy.deepcopy(model.state_dict()))
@@ -176,14 +177,6 @@ def max_norm_(model: nn.Module, limit: float) -> None:
         layer.weight.mul_((limit / norms.clamp_min(1e-12)).clamp(max=1.0))
 
 
-def lr_at(cfg: HeadConfig, epoch: int) -> float:
-    """Linear warm-up over `warmup_epochs`, then constant or cosine decay to zero at the last epoch."""
-    if epoch <= cfg.warmup_epochs:
-        return cfg.lr * epoch / (cfg.warmup_epochs + 1)
-    if cfg.schedule == "constant":
-        return cfg.lr
-    progress = (epoch - cfg.warmup_epochs - 1) / max(1, cfg.epochs - cfg.warmup_epochs)
-    return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def seed_everything(seed: int) -> None:

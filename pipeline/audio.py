@@ -8,7 +8,6 @@ stops the run. `audio.csv` lists every sample. Re-runs skip the files already cu
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,18 +15,12 @@ from joblib import Parallel, delayed
 from tqdm import tqdm
 
 from features.audio import SAMPLE_RATE, AudioError, load_audio, write_flac
-from pipeline.config import Config, ConfigError, RunFailed
-from pipeline.index import read_manifest
+from features.files import write_table
+from pipeline import layout
+from pipeline.artifacts import check_failures, failure_summary, read_manifest
+from pipeline.config import Config
 
 COLUMNS = ["sample_id", "file", "has_audio", "seconds", "peak", "status", "error"]
-
-
-def audio_dir(cfg: Config) -> Path:
-    return Path(cfg.paths.cache) / cfg.dataset.name / "audio"
-
-
-def flac_path(cfg: Config, sample_id: str) -> Path:
-    return audio_dir(cfg) / "clips" / f"{sample_id.lstrip('/').replace('..', '__')}.flac"
 
 
 def _num(value) -> float | None:
@@ -40,7 +33,7 @@ def cut(cfg: Config, row: dict) -> dict:
     if not row.get("has_audio", True) or str(row.get("has_audio")).lower() == "false":
         return {"sample_id": sid, "file": "", "has_audio": False, "seconds": 0.0, "peak": 0.0, "status": "ok",
                 "error": "no audio stream"}
-    out = flac_path(cfg, sid)
+    out = layout.flac(cfg, sid)
     try:
         if not out.is_file():
             write_flac(os.path.join(cfg.dataset.root, row["path"]), out, _num(row.get("start")), _num(row.get("end")))
@@ -48,24 +41,8 @@ def cut(cfg: Config, row: dict) -> dict:
     except AudioError as err:
         return {"sample_id": sid, "file": "", "has_audio": True, "seconds": 0.0, "peak": 0.0, "status": "error",
                 "error": str(err)}
-    return {"sample_id": sid, "file": str(out.relative_to(audio_dir(cfg))), "has_audio": True,
+    return {"sample_id": sid, "file": str(out.relative_to(layout.audio_dir(cfg))), "has_audio": True,
             "seconds": len(wave) / SAMPLE_RATE, "peak": float(np.abs(wave).max(initial=0.0)), "status": "ok", "error": ""}
-
-
-def read_audio_index(cfg: Config) -> pd.DataFrame:
-    path = audio_dir(cfg) / "audio.csv"
-    if not path.is_file():
-        raise ConfigError(f"no audio index at {path}: run `vidprobe audio` with the same config first")
-    return pd.read_csv(path, keep_default_na=False, dtype={"sample_id": str, "file": str, "error": str})
-
-
-def samples_with_audio(cfg: Config) -> pd.DataFrame:
-    """audio.csv joined to the manifest's start (the clock offset of each sample's audio)."""
-    audio = read_audio_index(cfg)
-    manifest = read_manifest(cfg).set_index("sample_id")
-    start = manifest["start"] if "start" in manifest else pd.Series(0.0, index=manifest.index)
-    audio["start"] = audio.sample_id.map(start.fillna(0.0)).fillna(0.0).astype(float)
-    return audio
 
 
 def run(cfg: Config) -> pd.DataFrame:
@@ -74,17 +51,13 @@ def run(cfg: Config) -> pd.DataFrame:
     results = Parallel(n_jobs=cfg.audio.num_workers, prefer="threads")(
         delayed(cut)(cfg, row) for row in tqdm(rows, desc="audio", unit="sample", dynamic_ncols=True))
     table = pd.DataFrame(results, columns=COLUMNS)
-    out = audio_dir(cfg) / "audio.csv"
+    out = layout.audio_index(cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out.with_name("audio.csv.partial"), index=False)
-    os.replace(out.with_name("audio.csv.partial"), out)
+    write_table(out, table)
     bad = table[table.status != "ok"]
-    for err in bad.error:
-        print(f"warning: {err}")
+    failure_summary(list(bad.error))
     silent = int(((table.peak < 1e-4) & table.has_audio & (table.status == "ok")).sum())
     print(f"audio: {int(table.has_audio.sum() - len(bad))} samples cut ({table.seconds.sum():.1f} s), "
           f"{int((~table.has_audio).sum())} without an audio stream, {silent} silent, {len(bad)} unreadable -> {out}")
-    limit = cfg.audio.max_failures
-    if limit is not None and len(bad) > limit:
-        raise RunFailed(f"{len(bad)} samples' audio could not be read (audio.max_failures={limit}); see {out}")
+    check_failures(len(bad), cfg.audio.max_failures, "samples' audio could not be read", "audio.max_failures", out)
     return table

@@ -1,6 +1,8 @@
 """The `vidprobe` command: one subcommand per stage, each a thin parser around `run(cfg)`.
 
-Exit status: 0 on success, 2 for a usage or config error, 1 for a failed run.
+Exit status: 0 on success, 2 for a usage or config error, 1 for a failed run. The libraries raise their
+own exceptions; `USAGE_ERRORS` and `RUN_FAILURES` map them. Each command's module (`pipeline.<command>`,
+see `COMMANDS`) is imported only when that command runs, so a stage loads nothing of the others.
 """
 
 from __future__ import annotations
@@ -16,8 +18,12 @@ import traceback
 # torch loads, so it is set here, before any stage imports torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from features.store import StoreError
+from features.errors import CorruptStoreError, FeatureConfigError, StoreError
+from heads.errors import HeadConfigError, TrainingFailed
 from pipeline.config import ConfigError, RunFailed, load_config
+
+USAGE_ERRORS = (ConfigError, FeatureConfigError, HeadConfigError, StoreError)  # exit 2
+RUN_FAILURES = (RunFailed, CorruptStoreError, TrainingFailed)  # exit 1
 
 STAGES = {
     "index": "manifest: list and probe every sample, record unreadable ones",
@@ -30,6 +36,8 @@ STAGES = {
     "evaluate": "a trained run's metrics and predictions on a split (default: test)",
     "finetune": "end to end: the last blocks of the backbone unfrozen, the classifier from the best head",
 }
+
+COMMANDS = ["demo-data", *STAGES, "kinetics", "cache"]  # each runs pipeline/<command>.py
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,49 +76,34 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. dataset.root=DIR head.lr=3e-4")
 
 
+def command(name: str):
+    """The module of a command: `pipeline.<name>` (demo-data: pipeline.demo_data)."""
+    return importlib.import_module(f"pipeline.{name.replace('-', '_')}")
+
+
 def dispatch(args: argparse.Namespace):
     if args.command == "kinetics":
-        return kinetics(args)
+        return command("kinetics").run(args.videos, args.k, args.frames, args.size)
     if args.command == "cache":
-        from pipeline import cache
-
-        return cache.run(args.action, args.path)
+        return command("cache").run(args.action, args.path)
     flags = {"embed.num_shards": getattr(args, "num_shards", None), "embed.shard_index": getattr(args, "shard_index", None),
              "embed.force": getattr(args, "force", None) or None,
              "index.describe": getattr(args, "describe", None) or None,
              "finetune.resume": getattr(args, "resume", None) or None}
     cfg = load_config(args.config, list(args.overrides) + [f"{k}={v}" for k, v in flags.items() if v is not None])
     if args.command == "demo-data":
-        from pipeline import demo_data
-
-        return demo_data.run(cfg, args.out_dir)
-    return importlib.import_module(f"pipeline.{args.command}").run(cfg)
-
-
-def kinetics(args: argparse.Namespace) -> None:
-    from features.i3d import kinetics_top5
-    from features.video import VideoError
-
-    for path in args.videos:
-        try:
-            top = kinetics_top5(path, args.k, args.frames, args.size)
-        except FileNotFoundError as err:
-            raise ConfigError(str(err)) from None
-        except VideoError as err:
-            raise RunFailed(str(err)) from None
-        print(path)
-        for label, p in top:
-            print(f"  {p:6.3f}  {label}")
+        return command("demo-data").run(cfg, args.out_dir)
+    return command(args.command).run(cfg)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         dispatch(args)
-    except (ConfigError, StoreError) as err:
+    except USAGE_ERRORS as err:
         print(f"vidprobe {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except RunFailed as err:
+    except RUN_FAILURES as err:
         print(f"vidprobe {args.command}: failed: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

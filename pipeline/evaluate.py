@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import json
-
-import pandas as pd
-
+from heads.data import load_split
+from heads.runs import load_run, save_evaluation
+from pipeline import layout
+from pipeline.artifacts import head_inputs
 from pipeline.config import Config
-from pipeline.train import check_inputs, load_bundle, load_split, open_features, predict, print_metrics, write_tables
 
 
 def run(cfg: Config) -> dict:
     split = cfg.evaluate.split
-    bundle = load_bundle(cfg.run_dir() / "heads.pt")
-    manifest, fs = open_features(cfg)
-    check_inputs(bundle, cfg)
-    data = load_split(cfg, manifest, fs, split)
-    tables: dict = {}
-    pred, metrics = predict(bundle, cfg, data, tables)
-    out = cfg.run_dir() / "eval" / split
-    out.mkdir(parents=True, exist_ok=True)
-    pred.to_csv(out / "predictions.csv", index=False)
-    write_tables(out, tables)
-    if "pred" in pred:  # what `dvc plots` draws as a confusion matrix
-        pd.DataFrame({"actual": pred["label"], "predicted": pred["pred"]}).to_csv(out / "confusion.csv", index=False)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    print_metrics(f"{split} ({len(data.ids)} samples)", metrics)
-    return metrics
+    bundle = load_run(layout.run_dir(cfg))
+    inputs = head_inputs(cfg)
+    bundle.check_inputs(inputs.hashes)
+    data = load_split(cfg.head, cfg.task, inputs.manifest, inputs.features, split, inputs.fused)
+    return save_evaluation(layout.eval_dir(cfg, split), bundle, data, split, cfg.head, (cfg.text.model, cfg.backbone))

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import json
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
+from features.files import write_json, write_table
 from features.video import VideoError, probe
+from pipeline import layout
 from pipeline.adapters import class_segments, list_samples
-from pipeline.config import Config, ConfigError, RunFailed
+from pipeline.artifacts import check_failures, failure_summary
+from pipeline.config import Config
 
 PROBE_COLUMNS = ["duration", "fps", "num_frames", "width", "height", "rotation", "has_audio", "status", "error"]
 
@@ -42,27 +45,24 @@ def run(cfg: Config) -> pd.DataFrame:
         df.loc[beyond, "status"] = "segment out of range"
         df.loc[beyond, "error"] = [f"{p}: segment ends at {e:.2f}s but the video lasts {d:.2f}s; fix start/end"
                                    for p, e, d in zip(df.path[beyond], df.end[beyond], df.duration[beyond])]
-    out = cfg.manifest_path()
+    out = layout.manifest(cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out, index=False)
+    write_table(out, df)
     segments = None
     if classes:  # the class list and its long-tail segments travel with the manifest
         info = class_segments(df, classes, cfg.dataset.segment_cutoffs)
-        (out.parent / "classes.json").write_text(json.dumps(info, indent=2) + "\n")
+        write_json(layout.classes_file(cfg), info)
         segments = info["segment"]
     bad = df[df.status != "ok"]
-    for err in bad.error:
-        print(f"warning: {err}")
+    kinds = failure_summary(list(bad.error), Counter(dict(bad.status.value_counts())))
     counts = df[df.status == "ok"].groupby("split").size().to_dict()
-    kinds = ", ".join(f"{n} {k}" for k, n in bad.status.value_counts().items()) or "none"
     print(f"manifest: {len(df)} samples, usable by split {counts}; unusable: {kinds} -> {out}")
     if cfg.index.describe:
         report = describe(df, cfg, segments)
-        (out.parent / "describe.json").write_text(json.dumps(report, indent=2) + "\n")
+        write_json(layout.describe_file(cfg), report)
         print_description(report)
-    limit = cfg.index.max_failures
-    if limit is not None and len(bad) > limit:
-        raise RunFailed(f"{len(bad)} videos are unusable (index.max_failures={limit}); see the error column of {out}")
+    check_failures(len(bad), cfg.index.max_failures, "videos are unusable", "index.max_failures",
+                   f"the error column of {out}")
     return df
 
 
@@ -106,9 +106,3 @@ def print_description(report: dict) -> None:
             print(f"  {trait}: mean {d['mean']:.3g}, std {d['std']:.3g}, range [{d['min']:.3g}, {d['max']:.3g}], "
                   f"{d['missing']} missing")
 
-
-def read_manifest(cfg: Config) -> pd.DataFrame:
-    path = cfg.manifest_path()
-    if not path.is_file():
-        raise ConfigError(f"no manifest at {path}: run `vidprobe index` with the same config first")
-    return pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"sample_id": str, "path": str, "label": str})

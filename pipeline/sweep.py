@@ -1,7 +1,7 @@
 """`vidprobe sweep`: many heads on the same cached features, in parallel, into one leaderboard.
 
 Every trial is an ordinary `train` run (its own folder with config, metrics, curves, weights), so a
-sweep is only a plan, a pool of workers and a table. scikit-learn's logistic regression / ridge on
+sweep is only a grid, a pool of workers and a table. scikit-learn's logistic regression / ridge on
 the same features and splits join the table as baselines.
 """
 
@@ -10,25 +10,27 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
-import json
 import os
 import random
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from joblib import Parallel, delayed
 
-from heads.metrics import classification_metrics, regression_metrics
-from heads.trainer import Standardizer
-from pipeline import train
+from features.files import write_json, write_table, write_text
+from heads.data import load_split
+from heads.runs import save_run
+from heads.sweep import leaderboard, sklearn_baselines, to_markdown
+from heads.tasks import can_batch, check_task, train_heads
+from pipeline import layout
+from pipeline.artifacts import head_inputs, read_classes
 from pipeline.config import Config, ConfigError, with_overrides
 
 BATCHABLE = {"head.lr", "head.weight_decay"}  # grid keys heads can differ in and still train as one batch
 
 
-def plan(cfg: Config) -> list[dict]:
+def grid_points(cfg: Config) -> list[dict]:
     """The grid's configurations (all of them, or `sweep.samples` drawn at random), validated up front.
 
     A grid key is a dotted config key with a list of values, or a name of your choice with a list of
@@ -77,13 +79,21 @@ def run_trials(cfg: Config, combos: list[dict], seed: int, sweep_dir: str, threa
     cfgs = [scale_lr(with_overrides(cfg, {**overrides(combo), "head.seed": seed,
                                           "run.name": f"{Path(sweep_dir).name}/{trial_name(combo)}/seed{seed}"}))
             for combo in combos]
+    first = cfgs[0]
     log = io.StringIO()
-    with contextlib.redirect_stdout(log):
-        metrics = train.run_many(cfgs)
+    with contextlib.redirect_stdout(log):  # each run as `vidprobe train` would make it (see pipeline/train.py)
+        check_task(first.head, first.task)
+        inputs = head_inputs(first, with_prompts=True)
+        tr, va = (load_split(first.head, first.task, inputs.manifest, inputs.features, split, inputs.fused)
+                  for split in ("train", "val"))
+        trained = train_heads([c.head for c in cfgs], first.task, tr, va, classes=read_classes(first),
+                              prompts=inputs.prompts, coop_clip=(first.text.model, first.backbone), inputs=inputs.hashes)
+        metrics = [save_run(layout.run_dir(c), t, c.head, c.to_dict(), (c.text.model, c.backbone))
+                   for c, t in zip(cfgs, trained)]
     for c in cfgs:
-        (c.run_dir() / "train.log").write_text(log.getvalue())
+        write_text(layout.run_dir(c) / "train.log", log.getvalue())
     return [{"config": trial_name(combo), **{k: label(v) for k, v in combo.items()}, "seed": seed,
-             "run_dir": str(c.run_dir()), **m}
+             "run_dir": str(layout.run_dir(c)), **m}
             for combo, c, m in zip(combos, cfgs, metrics)]
 
 
@@ -102,7 +112,7 @@ def batches(cfg: Config, combos: list[dict], n_jobs: int) -> list[tuple[list[dic
     (one pass over the data for all of them, see `heads.trainer.fit_many`), split so every worker has
     a share; anything else runs one config per job."""
     seeds = cfg.sweep.seeds
-    if not (cfg.sweep.batch and set(cfg.sweep.grid) <= BATCHABLE and train.can_batch(cfg)):
+    if not (cfg.sweep.batch and set(cfg.sweep.grid) <= BATCHABLE and can_batch(cfg.head, cfg.task)):
         return [([combo], seed) for combo in combos for seed in seeds]
     per_seed = max(1, min(len(combos), -(-n_jobs // len(seeds))))  # chunks per seed
     return [(combos[i::per_seed], seed) for seed in seeds for i in range(per_seed)]
@@ -110,58 +120,20 @@ def batches(cfg: Config, combos: list[dict], n_jobs: int) -> list[tuple[list[dic
 
 def baselines(cfg: Config) -> list[dict]:
     """scikit-learn on the same standardised features and the same train/val split."""
-    from sklearn.linear_model import LogisticRegression, Ridge
-
-    manifest, fs = train.open_features(cfg)
-    _, key = train.feature_key(cfg)
-    sequence = len(fs.keys.get(key, ())) == 2 and not key.endswith("pooled")
+    inputs = head_inputs(cfg)
+    _, key = cfg.head.feature_spec(layout.video_set_name(cfg))
+    sequence = len(inputs.features.keys.get(key, ())) == 2 and not key.endswith("pooled")
     cfg = with_overrides(cfg, {"head.name": "attention" if sequence else "linear", "head.init": "random"})  # the data only
-    tr, va = train.load_split(cfg, manifest, fs, "train"), train.load_split(cfg, manifest, fs, "val")
-    scale = Standardizer.fit(tr.x)
-    x, xv = scale(tr.x).flatten(1).numpy(), scale(va.x).flatten(1).numpy()  # sequences: concatenated steps
-    metrics: dict = {}
-    if cfg.task.label:
-        classes = sorted(set(tr.labels))
-        clf = LogisticRegression(max_iter=2000).fit(x, tr.labels)
-        y_true = np.array([classes.index(c) if c in classes else -1 for c in va.labels])
-        y_pred = np.array([classes.index(c) for c in clf.predict(xv)])
-        metrics.update(classification_metrics(y_true, y_pred, len(classes)))
-    if cfg.task.traits:
-        keep, keep_v = ~np.isnan(tr.traits).any(1), ~np.isnan(va.traits).any(1)
-        ridge = Ridge(alpha=1.0).fit(x[keep], tr.traits[keep])
-        metrics.update(regression_metrics(va.traits[keep_v], ridge.predict(xv[keep_v]), list(cfg.task.traits)))
+    tr, va = (load_split(cfg.head, cfg.task, inputs.manifest, inputs.features, split, inputs.fused)
+              for split in ("train", "val"))
+    metrics = sklearn_baselines(tr, va, cfg.task.traits)
     return [{"config": "baseline: sklearn logistic/ridge", "seed": 0, "run_dir": "", **metrics}] if metrics else []
 
 
-def leaderboard(rows: list[dict], metric: str) -> pd.DataFrame:
-    """Mean ± std over seeds per configuration, best first by `metric`."""
-    df = pd.DataFrame(rows)
-    if metric not in df.columns:
-        raise ConfigError(f"sweep.metric: {metric!r} is not among the metrics: {sorted(c for c in df.columns if '/' in c or c in ('acc', 'macro_f1', 'mAP'))}")
-    metric_cols = [c for c in df.columns if c not in ("config", "seed", "run_dir") and pd.api.types.is_float_dtype(df[c])]
-    grouped = df.groupby("config", sort=False)
-    table = grouped[metric_cols].mean().add_suffix(" mean").join(grouped[metric_cols].std(ddof=0).add_suffix(" std"))
-    table["seeds"] = grouped.size()
-    table["runs"] = grouped.run_dir.apply(lambda d: "; ".join(x for x in d if x))
-    lower_is_better = metric.startswith(("mae", "loss"))
-    return table.sort_values(f"{metric} mean", ascending=lower_is_better).reset_index()
-
-
-def to_markdown(table: pd.DataFrame, metric: str) -> str:
-    ranked = ("acc", "macro_f1", "mAP", "mAP_head", "mAP_middle", "mAP_tail", "spearman/mean") + tuple(sorted(
-        c[: -len(" mean")] for c in table.columns if c.startswith("spearman/") and c.endswith(" mean") and "/mean" not in c))
-    shown = [metric] + [m for m in ranked if m != metric and f"{m} mean" in table]
-    lines = ["| config | " + " | ".join(shown) + " | seeds |", "|---|" + "---|" * (len(shown) + 1)]
-    for _, row in table.iterrows():
-        cells = [f"{row[f'{m} mean']:.4f} ± {row[f'{m} std']:.4f}" for m in shown]
-        lines.append(f"| {row['config']} | " + " | ".join(cells) + f" | {row['seeds']} |")
-    return "\n".join(lines) + "\n"
-
-
 def run(cfg: Config) -> pd.DataFrame:
-    combos = plan(cfg)
-    train.open_features(cfg)  # the features exist and match this config, before any worker starts
-    out = Path(cfg.paths.cache) / "runs" / cfg.sweep.name
+    combos = grid_points(cfg)
+    head_inputs(cfg)  # the features exist and match this config, before any worker starts
+    out = layout.sweep_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     n_jobs = cfg.sweep.n_jobs if cfg.sweep.n_jobs > 0 else (os.cpu_count() or 1)
     jobs = batches(cfg, combos, n_jobs)
@@ -175,11 +147,14 @@ def run(cfg: Config) -> pd.DataFrame:
     rows = [row for rows_of_job in done for row in rows_of_job]
     if cfg.sweep.baselines:
         rows += baselines(cfg)
+    measured = {k for row in rows for k in row}
+    if cfg.sweep.metric not in measured:
+        raise ConfigError(f"sweep.metric: {cfg.sweep.metric!r} is not among the metrics: "
+                          f"{sorted(c for c in measured if '/' in c or c in ('acc', 'macro_f1', 'mAP'))}")
     table = leaderboard(rows, cfg.sweep.metric)
-    table.to_csv(out / "leaderboard.csv", index=False)
+    write_table(out / "leaderboard.csv", table)
     markdown = to_markdown(table, cfg.sweep.metric)
-    (out / "leaderboard.md").write_text(markdown)
-    (out / "sweep.json").write_text(json.dumps({"grid": cfg.sweep.grid, "seeds": cfg.sweep.seeds,
-                                                "metric": cfg.sweep.metric}, indent=2) + "\n")
+    write_text(out / "leaderboard.md", markdown)
+    write_json(out / "sweep.json", {"grid": cfg.sweep.grid, "seeds": cfg.sweep.seeds, "metric": cfg.sweep.metric})
     print(markdown + f"\nleaderboard: {out / 'leaderboard.csv'}")
     return table

@@ -16,167 +16,86 @@ the same time windows as its `video/temporal`, so video and audio line up row fo
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-import math
-import os
 from importlib.metadata import version
 from pathlib import Path
 
-import numpy as np
-import torch
 from tqdm import tqdm
 
-from features.audio import SAMPLE_RATE, load_audio
-from features.store import FeatureSet, StoreError, stage_attrs, write_whole
-from pipeline.audio import audio_dir, samples_with_audio
+from features.audio import load_audio
+from features.files import write_text
+from features.rows import StoredRows, align_frames, stored_rows
+from features.speech import (FRAME_SECONDS, SAMPLE_RATE, Transcriber, encoder_frames, load_openai_whisper, tiny_en_ct2,
+                             write_srt, write_vtt)
+from features.store import stage_attrs, write_whole
+from pipeline import layout
+from pipeline.artifacts import read_audio_index, video_set
 from pipeline.config import Config, ConfigError
 
-FRAME_SECONDS = 0.02  # one Whisper encoder frame (mel hop 10 ms, conv stride 2)
-WINDOW = 30 * SAMPLE_RATE
-
-
-def model_tag(cfg: Config) -> str:
-    return "tiny.en" if not cfg.transcribe.model else Path(str(cfg.transcribe.model).rstrip("/")).name
-
-
-def name(cfg: Config) -> str:
-    return cfg.transcribe.feature_set or f"whisper-{model_tag(cfg)}"
-
-
-def model_cache(cfg: Config) -> Path:
-    """Where a CTranslate2 Whisper folder converted for openai-whisper is kept (by content hash)."""
-    return Path(cfg.paths.cache) / "models" / "whisper"
-
-
-def transcripts_path(cfg: Config) -> Path:
-    return Path(cfg.paths.cache) / cfg.dataset.name / "transcripts" / f"{name(cfg)}.jsonl"
-
-
-def encoder_frames(model, audio: np.ndarray) -> torch.Tensor:
-    """(frames, D) Whisper encoder states of the real audio only: 30 s windows, each trimmed of its padding."""
-    import whisper
-
-    out = []
-    for at in range(0, len(audio), WINDOW):
-        piece = torch.from_numpy(audio[at : at + WINDOW])
-        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(piece), model.dims.n_mels)
-        with torch.inference_mode():
-            states = model.embed_audio(mel[None].to(model.device))[0].float().cpu()
-        out.append(states[: math.ceil(len(piece) / (SAMPLE_RATE * FRAME_SECONDS))])
-    return torch.cat(out) if out else torch.zeros(0, model.dims.n_audio_state)
-
-
-def window_means(frames: torch.Tensor, offset: float, edges: np.ndarray) -> torch.Tensor:
-    """Mean of the frames whose centre falls in each [edges[j], edges[j+1]) (seconds, video clock);
-    a window with no frame centre takes the nearest frame."""
-    centres = offset + (np.arange(len(frames)) + 0.5) * FRAME_SECONDS
-    rows = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        inside = np.nonzero((centres >= lo) & (centres < hi))[0]
-        if not len(inside):
-            inside = [int(np.abs(centres - (lo + hi) / 2).argmin())]
-        rows.append(frames[inside].mean(0))
-    return torch.stack(rows)
-
-
-def video_rows(cfg: Config) -> tuple[list[str], list[str], np.ndarray | None, int]:
-    """(row ids, their source sample ids, spans (N, 2) or None, temporal steps) of the video feature set,
-    or of the manifest's samples when there is none."""
-    try:
-        fs = FeatureSet(cfg.feature_dir())
-    except StoreError:
-        return [], [], None, 0
-    ids = fs.ids
-    sources = list(fs.get("source_id", ids).astype(str)) if "source_id" in fs.keys else ids
-    spans = fs.get("span", ids).reshape(len(ids), -1, 2) if "span" in fs.keys else None
-    steps = fs.keys.get("video/temporal", (0,))[-2] if "video/temporal" in fs.keys else 0
-    if spans is not None:
-        spans = np.stack([spans[:, :, 0].min(1), spans[:, :, 1].max(1)], axis=1)  # views: their whole extent
-    return ids, sources, spans, steps
+SUBTITLES = {"srt": write_srt, "vtt": write_vtt}
 
 
 def run(cfg: Config) -> dict:
-    from features.speech import Transcriber, load_openai_whisper, tiny_en_ct2, write_srt, write_vtt
-
     t = cfg.transcribe
-    bad = sorted(set(t.subtitles) - {"srt", "vtt"})
+    bad = sorted(set(t.subtitles) - set(SUBTITLES))
     if bad:
         raise ConfigError(f"transcribe.subtitles: {bad} unknown; choose from srt, vtt")
-    samples = samples_with_audio(cfg)
+    samples = read_audio_index(cfg)
     try:
         asr = Transcriber(t.backend, t.model, language=t.language, word_timestamps=t.word_timestamps,
-                          beam_size=t.beam_size, compute_type=t.compute_type, cache_dir=model_cache(cfg))
+                          beam_size=t.beam_size, compute_type=t.compute_type, cache_dir=layout.model_cache(cfg))
     except FileNotFoundError as err:
         raise ConfigError(f"transcribe.model: {err}") from None
 
-    out = transcripts_path(cfg)
-    out.parent.mkdir(parents=True, exist_ok=True)
     records, waves = [], {}
     for row in tqdm(samples.itertuples(index=False), total=len(samples), desc=f"transcribe {t.backend}",
                     unit="sample", dynamic_ncols=True):
         rec = {"sample_id": row.sample_id, "has_audio": bool(row.has_audio) and row.status == "ok",
                "language": None, "text": "", "segments": []}
         if rec["has_audio"]:
-            wave = load_audio(audio_dir(cfg) / row.file)
+            wave = load_audio(layout.audio_dir(cfg) / row.file)
             waves[row.sample_id] = (wave, float(row.start))
             rec.update(asr.transcribe(wave, offset=float(row.start)))
         records.append(rec)
-        for fmt, writer in (("srt", write_srt), ("vtt", write_vtt)):
-            if fmt in t.subtitles:
-                path = out.parent / name(cfg) / f"{row.sample_id}.{fmt}"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                writer(rec["segments"], path)
-    tmp = out.with_name(out.name + ".partial")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    os.replace(tmp, out)
+        for fmt in t.subtitles:
+            path = layout.subtitles(cfg, row.sample_id, fmt)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            SUBTITLES[fmt](rec["segments"], path)
+    out = layout.transcripts(cfg)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     spoken = sum(bool(r["text"]) for r in records)
     print(f"transcribe: {len(records)} samples ({spoken} with speech, "
           f"{sum(not r['has_audio'] for r in records)} without audio) by {asr.model_id} -> {out}")
     result = {"transcripts": out, "records": len(records)}
     if t.embed:  # the encoder of the same weights, through openai-whisper (CTranslate2 folders converted)
-        model = load_openai_whisper(str(t.model or tiny_en_ct2()), cache_dir=model_cache(cfg))
-        result["features"] = embed_audio(cfg, model, asr.model_id, samples, waves)
+        model = load_openai_whisper(str(t.model or tiny_en_ct2()), cache_dir=layout.model_cache(cfg))
+        result["features"] = embed_audio(cfg, model, asr.model_id, list(samples.sample_id), waves)
     return result
 
 
-def embed_audio(cfg: Config, model, model_id: str, samples, waves: dict) -> Path:
+def embed_audio(cfg: Config, model, model_id: str, sample_ids: list[str], waves: dict) -> Path:
     """Whisper encoder features, aligned with the video feature set's rows when it exists."""
-    ids, sources, spans, steps = video_rows(cfg)
-    if not ids:  # no video features yet: one row per sample
-        ids = sources = list(samples.sample_id)
+    rows = stored_rows(video_set(cfg))
+    if not rows:  # no video features yet: one row per sample
+        rows = StoredRows(sample_ids, sample_ids, None, 0)
     dim = model.dims.n_audio_state
+    video = layout.video_set_name(cfg)
 
-    def features() -> dict[str, np.ndarray]:
-        pooled = np.zeros((len(ids), dim), np.float32)
-        temporal = np.zeros((len(ids), max(steps, 1), dim), np.float32)
-        present = np.zeros(len(ids), bool)
-        cache: dict[str, torch.Tensor] = {}
-        for i, src in enumerate(tqdm(sources, desc="whisper encoder", unit="row", dynamic_ncols=True)):
-            if src not in waves:
-                continue
-            wave, offset = waves[src]
-            if src not in cache:
-                cache[src] = encoder_frames(model, wave)
-            frames = cache[src]
-            if not len(frames):
-                continue
-            lo, hi = (spans[i] if spans is not None else (offset, offset + len(wave) / SAMPLE_RATE))
-            own = torch.from_numpy(np.asarray(offset + (np.arange(len(frames)) + 0.5) * FRAME_SECONDS))
-            keep = (own >= lo) & (own < hi)
-            pooled[i] = (frames[keep] if keep.any() else frames).mean(0).numpy()
-            if steps:
-                temporal[i] = window_means(frames, offset, np.linspace(lo, hi, steps + 1)).numpy()
-            present[i] = True
-        return {"audio/pooled": pooled, "audio/present": present, **({"audio/temporal": temporal} if steps else {})}
+    def features() -> dict:
+        pooled, temporal, present = align_frames(functools.partial(encoder_frames, model), rows, waves, SAMPLE_RATE,
+                                                 FRAME_SECONDS, dim, desc="whisper encoder")
+        return {"audio/pooled": pooled, "audio/present": present, **({"audio/temporal": temporal} if rows.steps else {})}
 
-    config = {"transcribe": dataclasses.asdict(cfg.transcribe), "model": model_id, "rows": ids,
-              "video_feature_set": cfg.feature_dir().name if steps else None}
+    config = {"transcribe": dataclasses.asdict(cfg.transcribe), "model": model_id, "rows": rows.ids,
+              "video_feature_set": video if rows.steps else None}
     attrs = stage_attrs(config, {"model": model_id, "pooling": "mean over the encoder frames of real audio (20 ms each)",
-                                 "temporal": f"aligned with {cfg.feature_dir().name}/video/temporal" if steps else None,
+                                 "temporal": f"aligned with {video}/video/temporal" if rows.steps else None,
                                  "versions": {p: version(p) for p in ("torch", "openai-whisper", "h5py")}})
-    out = cfg.feature_dir().parent / name(cfg)
-    written = write_whole(out, attrs, ids, features)  # the encoder runs only when the set is not there yet
-    with_audio = sum(src in waves for src in sources)
-    print(f"whisper encoder: {with_audio} of {len(ids)} rows with audio, {dim}-d -> {out}"
+    out = layout.feature_set(cfg, layout.whisper_set_name(cfg))
+    written = write_whole(out, attrs, rows.ids, features)  # the encoder runs only when the set is not there yet
+    with_audio = sum(src in waves for src in rows.sources)
+    print(f"whisper encoder: {with_audio} of {len(rows.ids)} rows with audio, {dim}-d -> {out}"
           + ("" if written else " (already there)"))
     return out

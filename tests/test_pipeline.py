@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline import cache, embed, evaluate, index, train
+from pipeline import cache, embed, evaluate, index, layout, train
 from pipeline.cli import main
 from tests.conftest import SMALL_DEMO
 
@@ -23,15 +23,15 @@ def test_stages_index_embed_train_evaluate(demo_cfg, capsys):
     index.run(cfg)
     result = embed.run(cfg)
     assert result["rows"] == 28 and result["failed"] == []
-    info = cache.run("info", str(cfg.feature_dir()))
+    info = cache.run("info", str(layout.feature_set(cfg)))
     assert info["keys"] == {"video/pooled": (64,), "video/temporal": (4, 64), "frame_indices": (8,),
                             "frame_times": (8,), "num_padded": (), "span": (2,)}
     assert info["provenance"]["backbone"] == "videomae-tiny-random"
-    assert cache.run("verify", str(cfg.feature_dir()))["rows"] == 28
+    assert cache.run("verify", str(layout.feature_set(cfg)))["rows"] == 28
 
     val = train.run(cfg)
     assert set(val) >= {"acc", "macro_f1", "spearman/speed", "spearman/brightness"}
-    run_dir = cfg.run_dir()
+    run_dir = layout.run_dir(cfg)
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert saved == pytest.approx(val)
     history = pd.read_csv(run_dir / "history" / "label.tsv", sep="\t")
@@ -106,3 +106,10 @@ def test_dvc_repro_end_to_end(tmp_path):
     dvc(tmp_path, "pull")
     assert sorted(p.name for p in features.iterdir()) == before
     assert "Running stage" not in dvc(tmp_path, "repro")  # pulled outputs count as up to date
+
+    # a default changed in the heads' config schema re-runs every stage that trains heads
+    schema = tmp_path / "heads" / "config.py"
+    schema.write_text(schema.read_text().replace("patience: int = 30", "patience: int = 31"))
+    status = dvc(tmp_path, "status")
+    for stage in ("train:", "evaluate:", "train-fused:", "finetune:"):
+        assert stage in status, status

@@ -7,10 +7,11 @@ from decord import VideoReader
 from transformers import CLIPModel, VideoMAEConfig, VideoMAEForVideoClassification, VideoMAEModel
 
 from features.backbones import CLIP_MEAN, CLIP_STD, build_backbone, save_tiny_clip, save_tiny_videomae
+from features.config import BackboneConfig
+from features.errors import FeatureConfigError
 from features.store import FeatureSet
 from features.video import IMAGENET_MEAN, IMAGENET_STD, crops, normalize, resize_short_side
-from pipeline import embed, index
-from pipeline.config import BackboneConfig, ConfigError
+from pipeline import embed, index, layout
 
 
 def test_videomae_from_local_path_matches_direct_forward(tmp_path):
@@ -54,15 +55,15 @@ def test_tiny_random_is_seeded_and_recorded():
 
 
 def test_unknown_backbone_lists_valid_names():
-    with pytest.raises(ConfigError, match="valid: clip, clip-tiny-random, i3d-kinetics400, videomae, videomae-tiny-random"):
+    with pytest.raises(FeatureConfigError, match="valid: clip, clip-tiny-random, i3d-kinetics400, videomae, videomae-tiny-random"):
         build_backbone(BackboneConfig(name="r3d18"))
 
 
 @pytest.mark.parametrize("name", ["videomae", "clip"])
 def test_unloadable_model_is_an_error_not_a_fallback(tmp_path, name):
-    with pytest.raises(ConfigError, match=f"could not load {name[:4].upper() if name == 'clip' else 'VideoMAE'}"):
+    with pytest.raises(FeatureConfigError, match=f"could not load {name[:4].upper() if name == 'clip' else 'VideoMAE'}"):
         build_backbone(BackboneConfig(name=name, model=str(tmp_path / "missing")))
-    with pytest.raises(ConfigError, match="(?s)'nobody-here/no-such-model'.*local directory"):
+    with pytest.raises(FeatureConfigError, match="(?s)'nobody-here/no-such-model'.*local directory"):
         build_backbone(BackboneConfig(name=name, model="nobody-here/no-such-model"))  # offline: not cached
 
 
@@ -75,8 +76,8 @@ def direct_pixels(path, indices, size, mean, std):
 def stored(cfg):
     index.run(cfg)
     embed.run(cfg)
-    manifest = pd.read_csv(cfg.manifest_path())
-    fs = FeatureSet(cfg.feature_dir())
+    manifest = pd.read_csv(layout.manifest(cfg))
+    fs = FeatureSet(layout.feature_set(cfg))
     sid = manifest.sample_id[0]
     return fs, sid, manifest.path[0]
 
@@ -110,9 +111,9 @@ def test_stored_videomae_and_clip_equal_a_direct_forward(demo_cfg, demo_root, tm
 def test_fixed_input_backbones_refuse_other_sampling(demo_cfg):
     cfg = demo_cfg("sampling.num_frames=16")
     index.run(cfg)
-    with pytest.raises(ConfigError, match="takes exactly frames 8 \\(config asks for 16\\)"):
+    with pytest.raises(FeatureConfigError, match="takes exactly frames 8 \\(config asks for 16\\)"):
         embed.run(cfg)
-    with pytest.raises(ConfigError, match="px 64 \\(config asks for 96\\)"):
+    with pytest.raises(FeatureConfigError, match="px 64 \\(config asks for 96\\)"):
         embed.run(demo_cfg("backbone.name=clip-tiny-random", "sampling.size=96"))
 
 

@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from transformers import AutoTokenizer, CLIPModel
 
 from features.backbones import save_tiny_clip
+from heads.config import HeadConfig
 from heads.coop import CoOp
 from heads.trainer import fit
-from pipeline.config import HeadConfig
 
 NAMES = ["dog", "cat", "bird", "fish"]
 

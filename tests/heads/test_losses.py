@@ -5,11 +5,13 @@ import torch.nn.functional as F
 from sklearn.metrics import top_k_accuracy_score
 from sklearn.utils.class_weight import compute_class_weight
 
+from heads.config import HeadConfig
+from heads.errors import HeadConfigError
 from heads.losses import build_loss, ccc_loss, class_weights
 from heads.metrics import ccc, top_k
 from heads.models import build_head
-from heads.trainer import fit, lr_at
-from pipeline.config import ConfigError, HeadConfig
+from heads.schedules import lr_at
+from heads.trainer import fit
 
 
 def data(seed=0, n=64, c=4):
@@ -60,7 +62,7 @@ def test_top5_matches_sklearn():
 
 
 def test_unknown_loss_lists_the_valid_ones():
-    with pytest.raises(ConfigError, match="valid: ccc, huber, l1, mse"):
+    with pytest.raises(HeadConfigError, match="valid: ccc, huber, l1, mse"):
         build_loss("focal", "regression", HeadConfig(), torch.zeros(3, 1))
 
 
@@ -83,7 +85,7 @@ def test_mlp_head_and_early_stopping_on_a_metric():
     fitted = fit(model, (x[:150], y[:150]), (x[150:], y[150:]), F.cross_entropy, cfg, acc)
     best = max(row["acc"] for row in fitted.history)
     assert best > 0.9 and fitted.history[fitted.best_epoch - 1]["acc"] == best
-    with pytest.raises(ConfigError, match="head.monitor"):
+    with pytest.raises(HeadConfigError, match="head.monitor"):
         fit(build_head(cfg, 4, 3), (x, y), (x, y), F.cross_entropy, HeadConfig(monitor="mAP", epochs=1))
 
 
@@ -129,3 +131,14 @@ def test_attention_head_finds_the_informative_time_step():
         acc = (model(x[300:]).argmax(1) == y[300:]).float().mean().item()
         weights = model.score(x[300:]).softmax(1).mean(0).flatten()
     assert acc > 0.9 and weights.argmax().item() == 2
+
+
+def test_one_schedule_for_heads_and_fine_tuning():
+    """Per step: warm-up to the peak on its last step (fine-tuning), or on the step after it (heads), then
+    cosine to zero at the end; constant keeps the peak."""
+    from heads.schedules import warmup_then_decay
+
+    steps = [warmup_then_decay(1.0, s, 4, 20) for s in range(20)]
+    assert steps[:4] == [0.25, 0.5, 0.75, 1.0] and steps[4] == 1.0 and steps[-1] < 0.01
+    assert [warmup_then_decay(2.0, s, 3, 10, peak_after_warmup=True) for s in range(4)] == [0.5, 1.0, 1.5, 2.0]
+    assert warmup_then_decay(0.1, 9, 2, 10, decay="constant") == 0.1

@@ -1,9 +1,9 @@
 import torch
 import torch.nn.functional as F
 
+from heads.config import HeadConfig
 from heads.models import build_head
 from heads.trainer import Standardizer, fit, fit_many, seed_everything
-from pipeline.config import HeadConfig
 
 
 def blobs(n, seed):

@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline import embed, index, train
+from pipeline import embed, index, layout, train
 from pipeline.config import ConfigError, load_config, with_overrides
 from tests.conftest import make_video
 
@@ -197,7 +197,7 @@ def test_utterances_cut_by_the_sampler(tmp_path):
     cfg, manifest, metrics = run_all(root, tmp_path / "cache", "utterances.yaml")
     bad = manifest[manifest.status != "ok"]
     assert list(bad.status.unique()) == ["segment out of range"] and len(bad) == 3
-    fs = FeatureSet(cfg.feature_dir())
+    fs = FeatureSet(layout.feature_set(cfg))
     sid = "ep1@2.500-5.250"
     times = fs.get("frame_times", [sid])[0]
     assert times.min() >= 2.5 - 1e-6 and times.max() < 5.25

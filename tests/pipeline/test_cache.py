@@ -27,7 +27,7 @@ def test_verify_finds_nan_and_count_mismatch(tmp_path, capsys):
     with h5py.File(tmp_path / "shard-0-of-1.h5", "a") as h5:
         h5["video/pooled"][1, 2] = np.nan
     (tmp_path / "index.json").write_text('{"shards": [{"file": "shard-0-of-1.h5", "rows": 5}]}')
-    assert main(["cache", "verify", str(tmp_path)]) == 2
+    assert main(["cache", "verify", str(tmp_path)]) == 1  # a broken set is a failed run, not a usage error
     err = capsys.readouterr().err
     assert "NaN or inf" in err and "index.json lists" in err
 
@@ -36,7 +36,7 @@ def test_verify_reports_an_unfinished_run(tmp_path, capsys):
     make_set(tmp_path)
     w = ShardWriter(tmp_path, 0, 1, ATTRS, commit_every=1)
     w.append(["d"], {"video/pooled": np.ones((1, 4), np.float32)})  # committed, never finished
-    assert main(["cache", "verify", str(tmp_path)]) == 2
+    assert main(["cache", "verify", str(tmp_path)]) == 1  # a broken set is a failed run, not a usage error
     assert "unfinished run" in capsys.readouterr().err
 
 

@@ -44,6 +44,17 @@ def test_all_problems_reported_at_once(tmp_path):
     assert str(path) in msg and "head.epochs" in msg and "'head.lrr'" in msg and "did you mean dataset?" in msg
 
 
+def test_each_problem_names_the_file_it_came_from(tmp_path):
+    (tmp_path / "base.yaml").write_text("head: {epochs: many}\n")
+    (tmp_path / "exp.yaml").write_text("include: base.yaml\nhead: {lrr: 0.1}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "exp.yaml", ["sampling.views=two"])
+    lines = str(err.value).splitlines()[1:]
+    assert any(str(tmp_path / "base.yaml") in line and "head.epochs" in line for line in lines)
+    assert any(str(tmp_path / "exp.yaml") in line and "'head.lrr'" in line for line in lines)
+    assert any("command line" in line and "sampling.views" in line for line in lines)
+
+
 def test_malformed_yaml_names_file(tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text("head: {lr: 0.1\n")

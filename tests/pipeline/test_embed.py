@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 import torch
 
+from features.clips import ClipDataset, Item
 from features.store import FeatureSet
 from features.video import crops, resize_short_side
-from pipeline import embed, index
+from pipeline import embed, index, layout
 from pipeline.cli import main
 from pipeline.config import load_config
-from pipeline.embed import ClipDataset, Item, resolve_shard
+from pipeline.embed import resolve_shard
 from tests.conftest import make_video
 
 BAD = {  # file -> manifest status
@@ -92,7 +93,7 @@ def test_embed_goes_on_past_failures_and_records_them(messy_manifest, messy_root
     cfg = cfg_for(root, cfg.paths.cache)
     result = embed.run(cfg)
     assert [(sid, kind) for sid, kind, _ in result["failed"]] == [("val/cat/plain", "missing")]
-    fs = FeatureSet(cfg.feature_dir())
+    fs = FeatureSet(layout.feature_set(cfg))
     assert len(fs.ids) == 11 and "val/cat/plain" not in fs.ids
     assert "failed: 1 missing" in capsys.readouterr().out
     padded = dict(zip(["train/cat/one", "train/cat/short", "train/cat/plain"],
@@ -107,12 +108,12 @@ def test_embed_goes_on_past_failures_and_records_them(messy_manifest, messy_root
     code = main(["embed", f"dataset.root={root}", f"paths.cache={cfg.paths.cache}", "dataset.name=messy",
                  "embed.num_workers=0", "embed.max_failures=0", "backbone.name=videomae-tiny-random", "--force"])
     assert code == 1 and "embed.max_failures=0" in capsys.readouterr().err
-    assert len(FeatureSet(cfg.feature_dir()).ids) == 11
+    assert len(FeatureSet(layout.feature_set(cfg)).ids) == 11
 
 
 def test_rotated_video_is_turned_upright(messy_root):
     cfg = load_config(None, [])
-    ds = ClipDataset([Item("rot", str(messy_root / "train/cat/rot.mp4"), rotation=90)], cfg, 8, 64)
+    ds = ClipDataset([Item("rot", str(messy_root / "train/cat/rot.mp4"), rotation=90)], cfg.sampling, 8, 64)
     got = ds[0]["pixels"][0, 0]  # view 0, crop 0: (T, 3, 64, 64)
     vr = decord.VideoReader(str(messy_root / "train/cat/plain.mp4"))
     upright = np.stack([np.rot90(f, 1) for f in vr.get_batch(ds[0]["plan"].indices[0].tolist()).asnumpy()])
@@ -123,7 +124,7 @@ def test_views_crops_and_windows(demo_cfg):
     cfg = demo_cfg("sampling.views=2", "sampling.crops=3", "embed.feature_set=vc")
     index.run(cfg)
     embed.run(cfg)
-    fs = FeatureSet(cfg.feature_dir())
+    fs = FeatureSet(layout.feature_set(cfg))
     sid = fs.ids[0]
     assert fs.get("video/pooled", [sid]).shape == (1, 2, 3, 64)
     assert fs.get("video/temporal", [sid]).shape == (1, 2, 3, 4, 64)
@@ -133,7 +134,7 @@ def test_views_crops_and_windows(demo_cfg):
 
     win = demo_cfg("sampling.mode=windows", "sampling.window=0.5", "sampling.stride=0.4", "embed.feature_set=win")
     embed.run(win)
-    fs = FeatureSet(win.feature_dir())
+    fs = FeatureSet(layout.feature_set(win))
     rows = [i for i in fs.ids if i.startswith("train/left/left_000#w")]
     assert len(rows) == 3  # 1.2 s clips: windows start at 0, 0.4, 0.8
     spans = fs.get("span", rows)
@@ -150,7 +151,7 @@ def test_shards_by_rank_join_to_the_single_run(demo_cfg, monkeypatch):
         monkeypatch.setenv("WORLD_SIZE", "2")
         monkeypatch.setenv("RANK", str(rank))
         embed.run(demo_cfg("embed.feature_set=two"))
-    a, b = FeatureSet(single.feature_dir()), FeatureSet(demo_cfg("embed.feature_set=two").feature_dir())
+    a, b = FeatureSet(layout.feature_set(single)), FeatureSet(layout.feature_set(demo_cfg("embed.feature_set=two")))
     assert len(b.paths) == 2 and sorted(a.ids) == sorted(b.ids)
     np.testing.assert_array_equal(a.get("video/pooled", a.ids), b.get("video/pooled", a.ids))
 

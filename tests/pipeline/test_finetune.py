@@ -12,9 +12,14 @@ import pandas as pd
 import pytest
 import torch
 
+from features.augment import videomix
 from features.backbones import build_backbone
+from features.i3d import export_i3d
 from features.store import FeatureSet
-from pipeline import embed, finetune, index, train
+from heads.errors import HeadConfigError
+from heads.finetune import checkpoint
+from heads.finetune.model import FineTuneModel, param_groups, unfreeze
+from pipeline import embed, finetune, index, layout, train
 from pipeline.config import ConfigError, dump_config, load_config, with_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,11 +51,11 @@ def tsv(path: Path) -> pd.DataFrame:
 
 def test_only_the_unfrozen_blocks_change_and_a_broken_video_is_skipped(ready):
     cfg = ready("finetune.name=unfreeze1", "finetune.unfreeze_blocks=1", "finetune.epochs=1", "dataset.name=broken")
-    manifest = pd.read_csv(ready().manifest_path())  # one training video gone after indexing
+    manifest = pd.read_csv(layout.manifest(ready()))  # one training video gone after indexing
     broken = manifest.index[manifest.split == "train"][0]
     manifest.loc[broken, "path"] = "train/gone.mp4"
-    cfg.manifest_path().parent.mkdir(parents=True)
-    manifest.to_csv(cfg.manifest_path(), index=False)
+    layout.manifest(cfg).parent.mkdir(parents=True)
+    manifest.to_csv(layout.manifest(cfg), index=False)
 
     result = finetune.run(cfg)
 
@@ -75,17 +80,17 @@ def test_a_resumed_run_takes_the_same_steps(ready, monkeypatch):
     straight = finetune.run(ready("finetune.name=straight", *args))
     assert len(straight["steps"]) == 4  # 3 micro-batches per epoch, accumulated 2 + 1
 
-    save = finetune.save_atomic
+    save = checkpoint.save_checkpoint
 
     def stop_after_epoch_1(obj, path):
         save(obj, path)
         if path.name == "last.pt":
             raise Stop
 
-    monkeypatch.setattr(finetune, "save_atomic", stop_after_epoch_1)
+    monkeypatch.setattr(checkpoint, "save_checkpoint", stop_after_epoch_1)
     with pytest.raises(Stop):
         finetune.run(ready("finetune.name=resumed", *args))
-    monkeypatch.setattr(finetune, "save_atomic", save)
+    monkeypatch.setattr(checkpoint, "save_checkpoint", save)
     resumed = finetune.run(ready("finetune.name=resumed", "finetune.resume=true", *args))
 
     losses = [s["loss"] for s in resumed["steps"]]
@@ -95,7 +100,7 @@ def test_a_resumed_run_takes_the_same_steps(ready, monkeypatch):
     assert list(a.epoch) == list(b.epoch) == [0, 1, 2]
     assert np.allclose(a.val_loss, b.val_loss, atol=1e-6) and list(a.acc) == list(b.acc)
 
-    with pytest.raises(ConfigError, match="finetune.lr"):  # another recipe cannot continue this run
+    with pytest.raises(HeadConfigError, match="finetune.lr"):  # another recipe cannot continue this run
         finetune.run(ready("finetune.name=resumed", "finetune.resume=true", *args[:-1], "finetune.lr=0.1"))
 
 
@@ -122,7 +127,7 @@ def test_torchrun_matches_one_process_with_the_same_global_batch(ready, tmp_path
 def test_the_start_is_the_heads_metrics(ready):
     cfg = ready("finetune.name=from-head", "finetune.init_head=head", "finetune.epochs=0")
     result = finetune.run(cfg)
-    head_dir = cfg.run_dir()
+    head_dir = layout.run_dir(cfg)
     head = json.loads((head_dir / "metrics.json").read_text())
     start = result["history"][0]
     assert start["epoch"] == 0 and start["acc"] == head["acc"] and start["macro_f1"] == pytest.approx(head["macro_f1"])
@@ -132,7 +137,7 @@ def test_the_start_is_the_heads_metrics(ready):
     assert np.allclose(ours.confidence, theirs.confidence, atol=1e-4)
 
     train.run(with_overrides(cfg, {"head.name": "mlp", "head.epochs": 2, "run.name": "mlp-head"}))
-    with pytest.raises(ConfigError, match="not a plain linear class head"):
+    with pytest.raises(HeadConfigError, match="not a plain linear class head"):
         finetune.run(ready("finetune.name=from-mlp", "finetune.init_head=mlp-head"))
 
 
@@ -150,7 +155,7 @@ def test_bench_then_export_and_re_embed(ready):
     again = with_overrides(cfg, {"backbone.name": "videomae", "backbone.model": str(model_dir),
                                  "embed.feature_set": "exported"})
     embed.run(again)
-    provenance = json.loads(FeatureSet(again.feature_dir()).attrs["provenance"])
+    provenance = json.loads(FeatureSet(layout.feature_set(again)).attrs["provenance"])
     assert provenance["weights"].startswith(f"{model_dir}@")
 
 
@@ -158,9 +163,9 @@ def test_bad_values_are_config_errors(ready):
     with pytest.raises(ConfigError) as err:
         finetune.run(ready("finetune.unfreeze_blocks=-2", "finetune.augment_crop_scale=[0.5]", "sampling.mode=windows"))
     assert all(k in str(err.value) for k in ("unfreeze_blocks", "augment_crop_scale", "sampling.mode"))
-    with pytest.raises(ConfigError, match="has 2 blocks"):
+    with pytest.raises(HeadConfigError, match="has 2 blocks"):
         finetune.run(ready("finetune.unfreeze_blocks=3"))
-    with pytest.raises(ConfigError, match="finetune.monitor"):
+    with pytest.raises(HeadConfigError, match="finetune.monitor"):
         finetune.run(ready("finetune.monitor=mAP"))
 
 
@@ -169,9 +174,9 @@ def test_bad_values_are_config_errors(ready):
 def test_layer_decay_from_the_top_block_down(name, top):
     bb = build_backbone(load_config(None, [f"backbone.name={name}"]).backbone)
     ft = load_config(None, ["finetune.lr=1.0", "finetune.layer_decay=0.5", "finetune.head_lr=3.0"]).finetune
-    parts = finetune.backbone_parts(bb)
-    model = finetune.FineTuneModel(bb, parts.dim, 4)
-    groups = finetune.param_groups(model, finetune.unfreeze(model, parts, -1), ft)
+    blocks = bb.blocks()
+    model = FineTuneModel(bb, blocks.dim, 4)
+    groups = param_groups(model, unfreeze(model, blocks, -1), ft)
     lr = {id(p): g["lr"] for g in groups for p in g["params"]}
     named = {k: p for k, p in model.named_parameters() if "text" not in k and "logit_scale" not in k}
     assert len(lr) == len(named)  # -1: the whole video side trains (CLIP's text tower does not)
@@ -182,7 +187,7 @@ def test_layer_decay_from_the_top_block_down(name, top):
     assert wd[id(named["classifier.weight"])] == ft.weight_decay and wd[id(named["classifier.bias"])] == 0.0
 
     model.train()
-    assert model.classifier.training and parts.blocks[0].training and not model.backbone.training
+    assert model.classifier.training and blocks.blocks[0].training and not model.backbone.training
 
 
 def test_i3d_trains_only_its_last_mixed_blocks_and_exports_in_its_own_format(tmp_path):
@@ -193,16 +198,16 @@ def test_i3d_trains_only_its_last_mixed_blocks_and_exports_in_its_own_format(tmp
     except FileNotFoundError as err:
         pytest.skip(str(err))
     bb = build_backbone(load_config(None, ["backbone.name=i3d-kinetics400"]).backbone)
-    parts = finetune.backbone_parts(bb)
-    model = finetune.FineTuneModel(bb, parts.dim, 4)
-    finetune.unfreeze(model, parts, 2)
+    blocks = bb.blocks()
+    model = FineTuneModel(bb, blocks.dim, 4)
+    unfreeze(model, blocks, 2)
     trainable = {k for k, p in model.named_parameters() if p.requires_grad}
     assert {k.split(".")[2] for k in trainable if k.startswith("backbone.")} == {"Mixed_5b", "Mixed_5c"}
     assert not any(".bn." in k for k in trainable) and {"classifier.weight", "classifier.bias"} <= trainable
 
     with torch.no_grad():
         bb.model.trunk.Mixed_5c.Branch_0.Conv3d_0a_1x1.conv.weight.add_(1.0)  # as if trained
-    finetune.export_i3d(bb.model, package_weights_path(), tmp_path / "ft.ckpt")
+    export_i3d(bb.model, package_weights_path(), tmp_path / "ft.ckpt")
     original, exported = load_weights(package_weights_path()), load_weights(tmp_path / "ft.ckpt")
     assert {k: v.shape for k, v in exported.items()} == {k: v.shape for k, v in original.items()}
     back = build_i3d(exported).state_dict()
@@ -212,14 +217,14 @@ def test_i3d_trains_only_its_last_mixed_blocks_and_exports_in_its_own_format(tmp
 def test_gradual_schedule_trains_the_classifier_alone_first(ready, monkeypatch):
     """finetune.freeze_epochs=1: after epoch 1 only the classifier has moved; after epoch 2 the blocks too."""
     seen = {}
-    save = finetune.save_atomic
+    save = checkpoint.save_checkpoint
 
     def keep(obj, path):
         if Path(path).name == "last.pt":
             seen[obj["epoch"]] = {k: v.clone() for k, v in obj["model"].items()}
         save(obj, path)
 
-    monkeypatch.setattr(finetune, "save_atomic", keep)
+    monkeypatch.setattr(checkpoint, "save_checkpoint", keep)
     result = finetune.run(ready("finetune.name=gradual", "finetune.unfreeze_blocks=1", "finetune.epochs=2",
                                 "finetune.freeze_epochs=1", "finetune.warmup_epochs=0", *STEADY))
     assert result["dir"].name == "gradual"
@@ -235,13 +240,13 @@ def test_gradual_schedule_trains_the_classifier_alone_first(ready, monkeypatch):
 def test_videomix_takes_a_part_of_another_clip_and_weighs_the_labels_by_it(mode):
     x = torch.arange(4, dtype=torch.float32).view(4, 1, 1, 1, 1).expand(4, 8, 3, 16, 16).clone()  # clip i is all i
     y = torch.tensor([0, 1, 2, 3])
-    mixed, other, lam = finetune.videomix(x, y, mode, 1.0, torch.Generator().manual_seed(3))
+    mixed, other, lam = videomix(x, y, mode, 1.0, torch.Generator().manual_seed(3))
     for i in range(4):
         own = (mixed[i] == i).float().mean().item()
         assert own == pytest.approx(lam if other[i] != i else 1.0, abs=1e-6)  # the share kept is lam, exactly
         assert set(mixed[i].unique().tolist()) <= {float(i), float(other[i])}
     assert sorted(other.tolist()) == [0, 1, 2, 3] and 0 < lam < 1
-    same, labels, one = finetune.videomix(x, y, "none", 1.0, torch.Generator())
+    same, labels, one = videomix(x, y, "none", 1.0, torch.Generator())
     assert same is x and one == 1.0
 
 

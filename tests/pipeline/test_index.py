@@ -1,6 +1,7 @@
 import shutil
 
 from pipeline import index
+from pipeline.artifacts import read_manifest
 
 
 def test_manifest_records_unreadable_videos(demo_root, demo_cfg, tmp_path):
@@ -15,7 +16,7 @@ def test_manifest_records_unreadable_videos(demo_root, demo_cfg, tmp_path):
     assert "broken.mp4" in bad.error.iloc[0] and "re-encode or remove" in bad.error.iloc[0]
     ok = df[df.status == "ok"]
     assert (ok.num_frames == 12).all() and (ok.fps == 10).all() and ok.has_audio.all()
-    again = index.read_manifest(cfg)
+    again = read_manifest(cfg)
     assert list(again.sample_id) == list(df.sample_id) and again.status.tolist() == df.status.tolist()
 
 

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from features.audio import load_audio
+from features.speech import encoder_frames
 from features.store import FeatureSet
-from pipeline import audio, embed, index, text, transcribe
+from pipeline import audio, embed, index, layout, text, transcribe
 from pipeline.config import load_config
 
 SENTENCE = "please open the door and turn on the light"
@@ -57,7 +58,7 @@ def test_audio_transcribe_text_stages(speech_root, tmp_path):
     assert audio.run(cfg).equals(table.reset_index())  # a re-run reuses the cut files
 
     transcribe.run(cfg)
-    records = {r["sample_id"]: r for r in map(json.loads, transcribe.transcripts_path(cfg).read_text().splitlines())}
+    records = {r["sample_id"]: r for r in map(json.loads, layout.transcripts(cfg).read_text().splitlines())}
     said = records["train/talk/speech"]["text"].lower()
     assert all(w in said for w in ("open", "door", "light")), said
     assert records["train/talk/noaudio"] == {"sample_id": "train/talk/noaudio", "has_audio": False, "language": None,
@@ -67,7 +68,7 @@ def test_audio_transcribe_text_stages(speech_root, tmp_path):
     assert long[0]["start"] < 5 and any(s["start"] > 30 and "door" in s["text"].lower() for s in long), long
     starts = [s["start"] for s in long]
     assert starts == sorted(starts) and all(0 <= s["start"] <= s["end"] <= 45 for s in long)
-    srt = (transcribe.transcripts_path(cfg).parent / "whisper-tiny.en" / "train/talk/speech.srt").read_text()
+    srt = (layout.transcripts(cfg).parent / "whisper-tiny.en" / "train/talk/speech.srt").read_text()
     assert srt.startswith("1\n00:00:0")
 
     fs = FeatureSet(tmp_path / "talk" / "whisper-tiny.en")
@@ -83,7 +84,7 @@ def test_audio_transcribe_text_stages(speech_root, tmp_path):
 
     from features.speech import load_openai_whisper, tiny_en_ct2
 
-    model = load_openai_whisper(str(tiny_en_ct2()), cache_dir=transcribe.model_cache(cfg))
+    model = load_openai_whisper(str(tiny_en_ct2()), cache_dir=layout.model_cache(cfg))
     wave = load_audio(tmp_path / "talk" / "audio" / table.loc["train/talk/speech", "file"])
     mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(wave)), model.dims.n_mels)
     with torch.no_grad():
@@ -116,7 +117,7 @@ def test_encoder_frames_of_a_random_tiny_whisper_trim_each_30s_window(tmp_path):
     torch.save({"dims": dims.__dict__, "model_state_dict": Whisper(dims).state_dict()}, tmp_path / "tiny.pt")
     model = load_openai_whisper(str(tmp_path / "tiny.pt"))
     wave = np.random.default_rng(0).normal(scale=0.1, size=16000 * 45).astype(np.float32)  # 45 s: two windows
-    frames = transcribe.encoder_frames(model, wave)
+    frames = encoder_frames(model, wave)
     assert frames.shape == (2250, 32)  # 50 frames a second of real audio, nothing of the padding
     with torch.no_grad():
         second = model.embed_audio(whisper.log_mel_spectrogram(

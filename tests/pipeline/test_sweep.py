@@ -1,12 +1,12 @@
 import json
 
 import pandas as pd
-import yaml
 import pytest
+import yaml
 
 from pipeline import embed, index, sweep
 from pipeline.cli import main
-from pipeline.config import ConfigError
+from pipeline.config import ConfigError, with_overrides
 
 
 @pytest.mark.slow
@@ -31,10 +31,10 @@ def test_sweep_runs_every_config_and_seed_into_a_leaderboard(demo_cfg):
 
 def test_sweep_grid_is_validated_before_anything_runs(demo_cfg, capsys):
     with pytest.raises(ConfigError, match="did you mean head.lr"):
-        sweep.plan(demo_cfg("sweep.grid={head.lrr: [0.1]}"))
+        sweep.grid_points(demo_cfg("sweep.grid={head.lrr: [0.1]}"))
     with pytest.raises(ConfigError, match="nothing to sweep"):
-        sweep.plan(demo_cfg())
-    assert len(sweep.plan(demo_cfg("sweep.grid={head.lr: [1, 2, 3], head.epochs: [1, 2]}", "sweep.samples=4"))) == 4
+        sweep.grid_points(demo_cfg())
+    assert len(sweep.grid_points(demo_cfg("sweep.grid={head.lr: [1, 2, 3], head.epochs: [1, 2]}", "sweep.samples=4"))) == 4
     assert main(["sweep", "sweep.grid={head.lr: [0.1]}", "paths.cache=/nonexistent"]) == 2
     assert "vidprobe index" in capsys.readouterr().err
 
@@ -45,10 +45,10 @@ def test_batched_heads_give_the_runs_one_at_a_time_would(demo_cfg):
     cfg = demo_cfg(*base, "sweep.name=batched", "sweep.n_jobs=2")
     index.run(cfg)
     embed.run(cfg)
-    assert len(sweep.batches(cfg, sweep.plan(cfg), 2)) == 2  # 6 configs x 2 seeds in 2 jobs
+    assert len(sweep.batches(cfg, sweep.grid_points(cfg), 2)) == 2  # 6 configs x 2 seeds in 2 jobs
     batched = sweep.run(cfg).set_index("config")
     single = sweep.run(demo_cfg(*base, "sweep.name=single", "sweep.n_jobs=1", "sweep.batch=false")).set_index("config")
-    assert len(sweep.batches(demo_cfg(*base, "sweep.batch=false"), sweep.plan(cfg), 2)) == 12
+    assert len(sweep.batches(demo_cfg(*base, "sweep.batch=false"), sweep.grid_points(cfg), 2)) == 12
     for col in ("acc mean", "acc std", "macro_f1 mean"):
         pd.testing.assert_series_equal(batched[col].sort_index(), single[col].sort_index(), atol=1e-6)
     for run in batched.runs.str.split("; ").sum():
@@ -58,18 +58,18 @@ def test_batched_heads_give_the_runs_one_at_a_time_would(demo_cfg):
 def test_grid_alternatives_are_named_sets_of_overrides(demo_cfg):
     cfg = demo_cfg("sweep.grid={modality: [{name: video}, {name: audio, head.features: 'w:audio/pooled', head.lr: 0.1}],"
                    " head.weight_decay: [0, 0.01]}")
-    combos = sweep.plan(cfg)
+    combos = sweep.grid_points(cfg)
     assert [sweep.trial_name(c) for c in combos] == ["modality=video,weight_decay=0", "modality=video,weight_decay=0.01",
                                                      "modality=audio,weight_decay=0", "modality=audio,weight_decay=0.01"]
     assert sweep.overrides(combos[3]) == {"head.features": "w:audio/pooled", "head.lr": 0.1, "head.weight_decay": 0.01}
     with pytest.raises(ConfigError, match="head.lrr"):
-        sweep.plan(demo_cfg("sweep.grid={modality: [{head.lrr: 1}]}"))
+        sweep.grid_points(demo_cfg("sweep.grid={modality: [{head.lrr: 1}]}"))
 
 
 def test_lr_follows_the_batch_size_by_the_configured_rule(demo_cfg):
     base = demo_cfg("head.lr=0.01", "sweep.base_batch_size=128")
     for rule, bs, lr in (("linear", 32, 0.0025), ("sqrt", 512, 0.02), ("none", 512, 0.01)):
-        cfg = sweep.with_overrides(base, {"sweep.lr_scaling": rule, "head.batch_size": bs})
+        cfg = with_overrides(base, {"sweep.lr_scaling": rule, "head.batch_size": bs})
         assert sweep.scale_lr(cfg).head.lr == pytest.approx(lr)
 
 

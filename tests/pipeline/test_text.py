@@ -7,15 +7,17 @@ import torch
 from transformers import AutoTokenizer, CLIPModel
 
 from features.backbones import save_tiny_clip
+from features.errors import FeatureConfigError
 from features.store import FeatureSet
-from pipeline import embed, index, text, train
-from pipeline.config import ConfigError
+from features.text import readable
+from heads.runs import load_run
+from pipeline import embed, index, layout, text, train
 
 
 def test_readable_class_names():
-    assert text.readable("ApplyEyeMakeup") == "apply eye makeup"
-    assert text.readable("brush_hair") == "brush hair"
-    assert text.readable("left") == "left"
+    assert readable("ApplyEyeMakeup") == "apply eye makeup"
+    assert readable("brush_hair") == "brush hair"
+    assert readable("left") == "left"
 
 
 def test_prompts_equal_a_direct_text_forward_and_feed_zero_shot(demo_cfg, tmp_path):
@@ -39,15 +41,15 @@ def test_prompts_equal_a_direct_text_forward_and_feed_zero_shot(demo_cfg, tmp_pa
     assert text.run(cfg)["classes"] == out["classes"]  # a second run finds them stored
     metrics = train.run(cfg)  # random weights: any accuracy, but the whole path runs
     assert 0.0 <= metrics["acc"] <= 1.0
-    assert train.load_bundle(cfg.run_dir() / "heads.pt")["feat_l2"]
+    assert load_run(layout.run_dir(cfg)).feat_l2
 
 
 def test_prompts_need_a_clip_model_and_a_label_slot(demo_cfg):
     cfg = demo_cfg()
     index.run(cfg)
-    with pytest.raises(ConfigError, match="text.model: the CLIP text encoder needs a CLIP model"):
+    with pytest.raises(FeatureConfigError, match="text.model: the CLIP text encoder needs a CLIP model"):
         text.run(cfg)
-    with pytest.raises(ConfigError, match="needs a \\{label\\} slot"):
+    with pytest.raises(FeatureConfigError, match="needs a \\{label\\} slot"):
         text.run(demo_cfg("backbone.name=clip-tiny-random", "text.templates=['a video']"))
 
 
@@ -83,8 +85,8 @@ def test_coop_head_on_cached_clip_frames(demo_cfg):
     embed.run(cfg)
     metrics = train.run(cfg)
     assert 0 <= metrics["acc"] <= 1
-    bundle = train.load_bundle(cfg.run_dir() / "heads.pt")
-    assert set(bundle["label_head"]) == {"ctx"} and bundle["feat_l2"]
+    bundle = load_run(layout.run_dir(cfg))
+    assert set(bundle.label_head) == {"ctx"} and bundle.feat_l2
     from pipeline import evaluate
 
     assert set(evaluate.run(cfg)) >= {"acc", "macro_f1"}

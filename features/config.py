@@ -1,0 +1,38 @@
+"""The features library's config sections: which frames to sample from each video, which backbone embeds them.
+
+Each field's comment is its documentation; `pipeline/config.py` composes these sections with the
+others and validates YAML against them (`choice` fields accept only the values they list).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def choice(default: Any, *options: Any) -> Any:
+    """A field that accepts only `default` and `options`."""
+    return field(default=default, metadata={"choices": (default, *options)})
+
+
+@dataclass
+class SamplingConfig:
+    mode: str = choice("uniform", "fps", "windows")  # uniform: T frames over the segment | fps: T frames at `fps` | windows: sliding
+    num_frames: int | None = None  # None: the backbone's own clip length
+    size: int | None = None  # None: the backbone's own input size
+    fps: float | None = None  # frame rate for mode fps (required) and windows (None: uniform in each window)
+    views: int = 1  # K temporal views per sample, stored as an axis (N, K, ...)
+    crops: int = choice(1, 3)  # 1: centre crop; 3: three crops along the longer side, stored as an axis
+    window: float = 2.0  # seconds per window (mode windows)
+    stride: float = 1.0  # seconds between window starts (mode windows)
+    decoder: str = choice("auto", "decord", "ffmpeg")  # auto (decord; ffmpeg for rotated videos) | decord | ffmpeg
+
+
+@dataclass
+class BackboneConfig:
+    name: str = "i3d-kinetics400"  # i3d-kinetics400 | videomae | clip | videomae-tiny-random | clip-tiny-random
+    model: str | None = None  # hub id or local directory (videomae, clip); a weights file (i3d-kinetics400)
+    seed: int = 0  # weight init of randomly initialised backbones
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: str = choice("float32", "bfloat16", "float16")  # float32 | bfloat16 | float16 (autocast on CUDA)
+    compile: bool = False  # torch.compile the backbone (long first batch; pays off on large runs)

@@ -1,0 +1,173 @@
+"""The head bundle: everything a trained run needs to predict, saved as `heads.pt`.
+
+The feature standardisation fitted on the training rows, the fused inputs' widths and config hashes,
+and up to three heads (class, multi-label, traits) as state dicts with what they predict. On disk it is
+a plain dict of tensors and lists (`torch.load(..., weights_only=True)` reads it); the architecture is
+rebuilt from the head config, so the bundle stays loadable without pickled classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from heads.config import HeadConfig
+from heads.data import LabeledFeatures, multi_hot
+from heads.errors import HeadConfigError
+from heads.metrics import classification_metrics, multilabel_metrics, per_class_ap, regression_metrics
+from heads.models import build_head
+from heads.trainer import Standardizer
+
+# Each head's entries, in the order they are saved; a head that was not trained has none of them.
+HEAD_KEYS = {"label_head": ("classes", "label_head", "one_vs_rest"),
+             "multilabel_head": ("ml_classes", "multilabel_head", "ml_segment_classes", "ml_segments"),
+             "traits_heads": ("traits", "trait_groups", "traits_heads", "trait_mean", "trait_std")}
+COMMON_KEYS = ("feat_mean", "feat_std", "feat_l2", "dims", "inputs")
+
+
+@dataclass
+class HeadBundle:
+    feat_mean: torch.Tensor  # standardisation of the features (train rows)
+    feat_std: torch.Tensor
+    feat_l2: bool = False  # rows scaled to unit length instead (class-prompt heads)
+    dims: list[int] | None = None  # fused inputs: each modality's width
+    inputs: dict[str, str] = field(default_factory=dict)  # other feature sets read -> their config hash
+    classes: list[str] | None = None
+    label_head: dict | None = None
+    one_vs_rest: bool = False
+    ml_classes: list[str] | None = None
+    multilabel_head: dict | None = None
+    ml_segment_classes: list[str] | None = None
+    ml_segments: list[str] | None = None  # long-tail segment of each of ml_segment_classes
+    traits: list[str] | None = None
+    trait_groups: list[list[int]] | None = None  # trait columns of each head
+    traits_heads: list[dict] | None = None
+    trait_mean: torch.Tensor | None = None  # traits are predicted standardised
+    trait_std: torch.Tensor | None = None
+
+    # --- building
+
+    def set_label_head(self, classes: list[str], state: dict, one_vs_rest: bool) -> None:
+        self.classes, self.label_head, self.one_vs_rest = classes, state, one_vs_rest
+
+    def set_multilabel_head(self, classes: list[str], state: dict, segment: dict[str, str]) -> None:
+        self.ml_classes, self.multilabel_head = classes, state
+        self.ml_segment_classes, self.ml_segments = list(segment), list(segment.values())
+
+    def set_trait_heads(self, traits: list[str], groups: list[list[int]], states: list[dict],
+                        scaler: Standardizer) -> None:
+        self.traits, self.trait_groups, self.traits_heads = traits, groups, states
+        self.trait_mean, self.trait_std = scaler.mean, scaler.std
+
+    # --- on disk
+
+    def to_dict(self) -> dict:
+        out = {k: getattr(self, k) for k in COMMON_KEYS}
+        for head, keys in HEAD_KEYS.items():
+            if getattr(self, head) is not None:
+                out.update({k: getattr(self, k) for k in keys})
+        return out
+
+    def save(self, path: str | Path) -> Path:
+        torch.save(self.to_dict(), path)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "HeadBundle":
+        path = Path(path)
+        if not path.is_file():
+            raise HeadConfigError(f"no trained heads at {path}: run `vidprobe train` with the same config first")
+        saved = torch.load(path, weights_only=True)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in saved.items() if k in known})
+
+    # --- use
+
+    def standardizer(self) -> Standardizer:
+        return Standardizer(self.feat_mean, self.feat_std, self.feat_l2)
+
+    def check_inputs(self, now: dict[str, str]) -> None:
+        """The other feature sets read now are the ones the heads were trained on (same config hash)."""
+        for spec, trained in self.inputs.items():
+            if now.get(spec) != trained:
+                raise HeadConfigError(f"{spec!r} now has config hash {now.get(spec)}, the heads were trained on "
+                                      f"{trained}; re-run `vidprobe train`")
+
+    def predict(self, data: LabeledFeatures, head: HeadConfig,
+                coop_clip: tuple | None = None) -> tuple[pd.DataFrame, dict, dict[str, pd.DataFrame]]:
+        """(predictions per sample, metrics, per-class AP tables by head) on one split. The heads are rebuilt
+        from `head` (a CoOp head through the CLIP of `coop_clip`)."""
+        x = self.standardizer()(data.x)
+        pred = pd.DataFrame({"sample_id": data.ids})
+        metrics: dict = {}
+        tables: dict[str, pd.DataFrame] = {}
+        with torch.no_grad():
+            if self.label_head is not None:
+                classes = self.classes
+                net = self._head(head, self.label_head, x.shape[-1], len(classes), self.one_vs_rest, classes, coop_clip)
+                probs = net(x).softmax(1)
+                y_pred = probs.argmax(1).numpy()
+                unknown = sorted(set(data.labels) - set(classes))
+                if unknown:
+                    print(f"warning: classes {unknown} were not seen in training; their samples count as wrong")
+                y_true = np.array([classes.index(c) if c in classes else -1 for c in data.labels])
+                pred["label"], pred["pred"] = data.labels, [classes[i] for i in y_pred]
+                pred["confidence"] = probs.max(1).values.numpy()
+                metrics.update(classification_metrics(y_true, y_pred, len(classes), probs.numpy()))
+                onehot = (y_true[:, None] == np.arange(len(classes))).astype(float)
+                tables["label"] = ap_table(classes, onehot, probs.numpy())
+            if self.multilabel_head is not None:
+                classes = self.ml_classes
+                scores = self._head(head, self.multilabel_head, x.shape[-1], len(classes))(x).sigmoid().numpy()
+                pred["labels"] = ["|".join(m) for m in data.multi]
+                pred["top"] = [classes[j] for j in scores.argmax(1)]
+                segment = dict(zip(self.ml_segment_classes, self.ml_segments))
+                y_true = multi_hot(data.multi, classes).numpy()
+                metrics.update(multilabel_metrics(y_true, scores, classes, segment))
+                tables["multilabel"] = ap_table(classes, y_true, scores, segment)
+            if self.traits_heads is not None:
+                out = torch.zeros(len(x), len(self.traits))
+                for columns, state in zip(self.trait_groups, self.traits_heads):
+                    out[:, columns] = self._head(head, state, x.shape[-1], len(columns))(x)
+                y_hat = (out * self.trait_std + self.trait_mean).numpy()
+                for j, t in enumerate(self.traits):
+                    pred[t], pred[f"pred/{t}"] = data.traits[:, j], y_hat[:, j]
+                metrics.update(regression_metrics(data.traits, y_hat, self.traits))
+        return pred, metrics, tables
+
+    def _head(self, head: HeadConfig, state: dict, in_dim: int, out_dim: int, one_vs_rest: bool = False,
+              classes: list[str] | None = None, coop_clip: tuple | None = None) -> torch.nn.Module:
+        if head.name == "coop":
+            from heads.coop import build_coop
+
+            net = build_coop(coop_clip, classes, head)
+        else:
+            net = build_head(head, in_dim, out_dim, self.dims, one_vs_rest)
+        net.load_state_dict(state)
+        return net.eval()
+
+    def linear_class_head(self, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The class head as one linear layer on raw features, its standardisation folded in:
+        W' = W / std, b' = b - W' @ mean (float64), so that on the same features the logits are the head's."""
+        state = self.label_head
+        if state is None:
+            raise HeadConfigError(f"{what} has no class head (it was trained without task.label)")
+        fused = len(self.dims or []) > 1
+        if self.one_vs_rest or self.feat_l2 or fused or set(state) != {"weight", "bias"}:
+            raise HeadConfigError(f"{what} is not a plain linear class head on standardised features (one-vs-rest, "
+                                  "L2-normalised, fused or not linear); fine-tuning starts from head.name=linear, "
+                                  "task.mode=joint, no head.fuse")
+        folded = state["weight"].double() / self.feat_std.double()
+        return folded, state["bias"].double() - folded @ self.feat_mean.double()
+
+
+def ap_table(classes: list[str], y_true: np.ndarray, scores: np.ndarray, segment: dict | None = None) -> pd.DataFrame:
+    """One row per class: positives in this split, AP (empty when it has none), long-tail segment."""
+    ap = per_class_ap(y_true, scores, classes)
+    return pd.DataFrame({"class": classes, "positives": y_true.sum(0).astype(int),
+                         "ap": [ap.get(c, np.nan) for c in classes],
+                         "segment": [(segment or {}).get(c, "") for c in classes]})

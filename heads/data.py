@@ -1,0 +1,145 @@
+"""What a head trains on: one split's features (from one feature set, or several fused) and its targets.
+
+Features are read from the feature store by sample id; targets come from the manifest's rows (a class
+name, '|'-joined class names, numeric traits). Fused inputs are packed per row as
+[x_1 | ... | x_M | presence masks]: a sample missing from a set, or flagged by the set's
+`<modality>/present` (no audio track), is NaN before standardisation and so left out of the
+training statistics; heads see it as 0 with mask 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from features.store import FeatureSet
+from heads.config import HeadConfig, TaskConfig
+from heads.errors import HeadConfigError
+from heads.models import SEQUENCE_HEADS
+
+
+@dataclass
+class LabeledFeatures:
+    """One split: features and targets, row i of each for sample `ids[i]`."""
+
+    ids: list[str]
+    x: torch.Tensor  # (N, D) features, (N, T, D) for sequence heads, or packed fused rows
+    labels: list[str] | None  # class names, when task.label is set
+    multi: list[list[str]] | None  # class names per sample, when task.multilabel is set
+    traits: np.ndarray | None  # (N, n_traits), NaN where a value is missing
+    dims: list[int] | None = None  # fused inputs: each modality's width; x is [x_1 | ... | x_M | masks]
+
+
+def pooled(x: np.ndarray, key: str) -> torch.Tensor:
+    x = torch.from_numpy(x).float()
+    if x.ndim > 2 and key.endswith("pooled"):
+        x = x.flatten(1, -2).mean(1)  # temporal views and crops: averaged, as multi-view testing does
+    return x
+
+
+def check_finite(x: torch.Tensor, ids: list[str], split: str, key: str) -> None:
+    bad = ~torch.isfinite(x.flatten(1)).all(1)
+    if bad.any():
+        raise HeadConfigError(f"{int(bad.sum())} samples of {split} have NaN or inf in {key}, e.g. "
+                              f"{[ids[i] for i in torch.nonzero(bad).flatten()[:3].tolist()]}; re-embed them "
+                              f"(`vidprobe cache verify` lists the shards)")
+
+
+def modality(fs: FeatureSet, key: str, ids: list[str], split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values with NaN rows where missing, presence mask) of one input.
+
+    A sample is missing when its id is not in the set, or when the set says so in `<modality>/present`
+    (e.g. `audio/present` is false for a video without an audio track).
+    """
+    have = [i for i in ids if i in fs.rows]
+    rows = {sid: r for r, sid in enumerate(have)}
+    x = pooled(fs.get(key, have), key)
+    present = torch.ones(len(have), dtype=torch.bool)
+    flag = f"{key.split('/')[0]}/present"
+    if flag in fs.keys:
+        present = torch.from_numpy(fs.get(flag, have).astype(bool))
+    check_finite(x[present], [s for s, p in zip(have, present) if p], split, f"{fs.dir.name}:{key}")
+    out = torch.full((len(ids), *x.shape[1:]), float("nan"))
+    mask = torch.zeros(len(ids))
+    for i, sid in enumerate(ids):
+        r = rows.get(sid)
+        if r is not None and present[r]:
+            out[i], mask[i] = x[r], 1.0
+    return out, mask
+
+
+def load_split(head: HeadConfig, task: TaskConfig, manifest: pd.DataFrame, fs: FeatureSet, split: str,
+               fused: list[tuple[str, FeatureSet, str]] = ()) -> LabeledFeatures:
+    """The manifest rows of `split` (those with features): `head.features` from `fs`, packed with each fused
+    (spec, feature set, key) input, and the targets `task` names."""
+    rows = manifest[manifest.split == split]
+    if rows.empty:
+        raise HeadConfigError(f"no samples with features in split {split!r}; splits present: "
+                              f"{sorted(manifest.split.unique())}")
+    ids = list(rows.sample_id)
+    _, key = head.feature_spec(fs.dir.name)
+    if f"{key.split('/')[0]}/present" in fs.keys:  # e.g. audio alone: rows without audio are missing values
+        x, _ = modality(fs, key, ids, split)
+    else:
+        x = pooled(fs.get(key, ids), key)
+        check_finite(x, ids, split, head.features)
+    check_shape(head, x)
+    dims = None
+    if head.fuse:
+        if head.name in SEQUENCE_HEADS or head.name in ("zero-shot", "coop") or head.init == "prompts":
+            raise HeadConfigError(f"head.fuse: fusion combines pooled features with linear or mlp heads, not "
+                                  f"{head.name!r} (head.init={head.init})")
+        parts = [modality(other, k, ids, split) for _, other, k in fused]
+        flat = [spec for (spec, _, _), (values, _) in zip(fused, parts) if values.ndim != 2]
+        if x.ndim != 2 or flat:
+            raise HeadConfigError(f"head.fuse: fusion takes pooled (N, D) features; {flat or head.features} are not")
+        dims = [x.shape[1]] + [p[0].shape[1] for p in parts]
+        masks = torch.stack([torch.ones(len(ids))] + [p[1] for p in parts], dim=1)
+        x = torch.cat([x] + [p[0] for p in parts] + [masks], dim=1)
+    labels = list(rows[task.label].astype(str)) if task.label else None
+    traits = rows[task.traits].to_numpy(dtype=np.float64, copy=True) if task.traits else None
+    multi = None
+    if task.multilabel:
+        multi = [list(filter(None, str(v).split("|"))) if isinstance(v, str) else [] for v in rows[task.multilabel]]
+    return LabeledFeatures(ids, x, labels, multi, traits, dims)
+
+
+def check_shape(head: HeadConfig, x: torch.Tensor) -> None:
+    """The head takes features of this shape: (N, D), or (N, T, D) for sequence heads (CoOp: either)."""
+    if head.name == "coop":
+        if x.ndim not in (2, 3):
+            raise HeadConfigError(f"head.features: coop takes CLIP frames (N, T, D) or pooled (N, D) features; "
+                                  f"{head.features!r} has shape {tuple(x.shape[1:])} per sample")
+    elif head.name in SEQUENCE_HEADS:
+        if x.ndim != 3:
+            raise HeadConfigError(f"head.features: the {head.name} head pools over time and needs (N, T, D) features "
+                                  f"such as video/temporal; {head.features!r} has shape {tuple(x.shape[1:])} per sample")
+    elif x.ndim != 2:
+        raise HeadConfigError(f"head.features: {head.features!r} has shape {tuple(x.shape[1:])} per sample; "
+                              f"the {head.name} head needs pooled (N, D) features such as video/pooled")
+
+
+def few_shot(data: LabeledFeatures, k: int | None, seed: int) -> LabeledFeatures:
+    """At most `k` samples per class, drawn with `seed` (the same draw for every head of a run)."""
+    if not k:
+        return data
+    if data.labels is None:
+        raise HeadConfigError("head.k_train/k_val: few-shot sampling needs task.label (a class per sample)")
+    rng = np.random.default_rng(seed)
+    labels = np.array(data.labels)
+    keep = np.sort(np.concatenate([rng.permutation(np.nonzero(labels == c)[0])[:k] for c in np.unique(labels)]))
+    pick = torch.from_numpy(keep)
+    return LabeledFeatures([data.ids[i] for i in keep], data.x[pick], list(labels[keep]),
+                           None if data.multi is None else [data.multi[i] for i in keep],
+                           None if data.traits is None else data.traits[keep], data.dims)
+
+
+def multi_hot(multi: list[list[str]], classes: list[str]) -> torch.Tensor:
+    index = {c: j for j, c in enumerate(classes)}
+    y = torch.zeros(len(multi), len(classes))
+    for i, names in enumerate(multi):
+        y[i, [index[n] for n in names if n in index]] = 1.0
+    return y

@@ -1,0 +1,56 @@
+"""What a sweep adds to single runs: baselines from scikit-learn on the same data, and the leaderboard."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from heads.data import LabeledFeatures
+from heads.metrics import classification_metrics, regression_metrics
+from heads.trainer import Standardizer
+
+RANKED = ("acc", "macro_f1", "mAP", "mAP_head", "mAP_middle", "mAP_tail", "spearman/mean")
+
+
+def sklearn_baselines(tr: LabeledFeatures, va: LabeledFeatures, traits: list[str]) -> dict:
+    """Validation metrics of scikit-learn's logistic regression (classes) and ridge (traits) on the same
+    standardised features (sequences: their steps concatenated) and the same train/val split."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    scale = Standardizer.fit(tr.x)
+    x, xv = scale(tr.x).flatten(1).numpy(), scale(va.x).flatten(1).numpy()
+    metrics: dict = {}
+    if tr.labels is not None:
+        classes = sorted(set(tr.labels))
+        clf = LogisticRegression(max_iter=2000).fit(x, tr.labels)
+        y_true = np.array([classes.index(c) if c in classes else -1 for c in va.labels])
+        y_pred = np.array([classes.index(c) for c in clf.predict(xv)])
+        metrics.update(classification_metrics(y_true, y_pred, len(classes)))
+    if traits:
+        keep, keep_v = ~np.isnan(tr.traits).any(1), ~np.isnan(va.traits).any(1)
+        ridge = Ridge(alpha=1.0).fit(x[keep], tr.traits[keep])
+        metrics.update(regression_metrics(va.traits[keep_v], ridge.predict(xv[keep_v]), list(traits)))
+    return metrics
+
+
+def leaderboard(rows: list[dict], metric: str) -> pd.DataFrame:
+    """Mean ± std over seeds per configuration, best first by `metric` (mae*/loss*: lower is better)."""
+    df = pd.DataFrame(rows)
+    metric_cols = [c for c in df.columns if c not in ("config", "seed", "run_dir") and pd.api.types.is_float_dtype(df[c])]
+    grouped = df.groupby("config", sort=False)
+    table = grouped[metric_cols].mean().add_suffix(" mean").join(grouped[metric_cols].std(ddof=0).add_suffix(" std"))
+    table["seeds"] = grouped.size()
+    table["runs"] = grouped.run_dir.apply(lambda d: "; ".join(x for x in d if x))
+    lower_is_better = metric.startswith(("mae", "loss"))
+    return table.sort_values(f"{metric} mean", ascending=lower_is_better).reset_index()
+
+
+def to_markdown(table: pd.DataFrame, metric: str) -> str:
+    ranked = RANKED + tuple(sorted(c[: -len(" mean")] for c in table.columns
+                                   if c.startswith("spearman/") and c.endswith(" mean") and "/mean" not in c))
+    shown = [metric] + [m for m in ranked if m != metric and f"{m} mean" in table]
+    lines = ["| config | " + " | ".join(shown) + " | seeds |", "|---|" + "---|" * (len(shown) + 1)]
+    for _, row in table.iterrows():
+        cells = [f"{row[f'{m} mean']:.4f} ± {row[f'{m} std']:.4f}" for m in shown]
+        lines.append(f"| {row['config']} | " + " | ".join(cells) + f" | {row['seeds']} |")
+    return "\n".join(lines) + "\n"

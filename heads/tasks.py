@@ -1,0 +1,219 @@
+"""One trainer for every target kind: a class (softmax, or one-vs-rest per class), several classes per sample
+(multi-label), numeric traits (jointly, or one head per trait). `train_heads` trains what the task asks
+for on standardised features and returns the head bundle and the learning curves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+from joblib import Parallel, delayed
+
+from features.store import FeatureSet
+from heads.bundle import HeadBundle
+from heads.config import HeadConfig, TaskConfig
+from heads.data import LabeledFeatures, few_shot, multi_hot
+from heads.errors import HeadConfigError
+from heads.losses import balanced_multilabel_bce, build_loss
+from heads.metrics import classification_metrics, multilabel_metrics, regression_metrics
+from heads.models import build_head, prompt_linear
+from heads.trainer import Fitted, Standardizer, fit, fit_many, retrain_classifier, seed_everything
+
+
+@dataclass
+class Trained:
+    """What training one head config gives: its bundle, its learning curves, the data it was checked on."""
+
+    bundle: HeadBundle
+    histories: dict[str, list[dict]] = field(default_factory=dict)  # "label", "multilabel", "traits", "trait-<t>"
+    val: LabeledFeatures | None = None  # validation split (k_val per class when few-shot)
+    n_train: int = 0
+
+
+def check_task(head: HeadConfig, task: TaskConfig) -> None:
+    """Something to train, and a head that can train it."""
+    if not (task.label or task.multilabel or task.traits):
+        raise HeadConfigError("task: nothing to train: set task.label (a class column), task.multilabel (a '|'-joined "
+                              "class column) and/or task.traits (numeric columns)")
+    if head.name in ("zero-shot", "coop") and (task.traits or task.multilabel or not task.label):
+        raise HeadConfigError(f"head.name={head.name} classifies task.label from class prompts; set task.traits=[] "
+                              "and task.multilabel=null, or train those with another head")
+
+
+def can_batch(head: HeadConfig, task: TaskConfig) -> bool:
+    """Heads that train in one pass over the data with others differing only in lr / weight decay: a joint
+    linear class head from random weights, nothing else."""
+    return bool(task.label and not task.multilabel and not task.traits and task.mode == "joint"
+                and head.name == "linear" and head.init == "random")
+
+
+def train_heads(heads: list[HeadConfig], task: TaskConfig, tr: LabeledFeatures, va: LabeledFeatures, *,
+                classes: dict | None = None, prompts: tuple[FeatureSet, str] | None = None,
+                coop_clip: tuple | None = None, inputs: dict | None = None) -> list[Trained]:
+    """Train `heads` (one, or several that `can_batch`, in one pass) for `task`.
+
+    `classes`: the class list and long-tail segments of a multi-label dataset (else the classes seen in
+    train); `prompts`: the class-prompt feature set and key (zero-shot, prompt-initialised heads);
+    `coop_clip`: the CLIP whose text tower CoOp uses (see heads.coop.build_coop); `inputs`: config hashes
+    of the other feature sets read, recorded in the bundle.
+    """
+    head = heads[0]
+    if head.k_train or head.k_val:
+        tr, va = few_shot(tr, head.k_train, head.seed), few_shot(va, head.k_val, head.seed)
+    if head.prompted and head.normalize != "l2":
+        print("note: class-prompt heads compare directions: features are L2-normalised (head.normalize=l2)")
+    feat = Standardizer.fit(tr.x, passthrough=len(tr.dims or []), l2=head.prompted or head.normalize == "l2")
+    tr_s, va_s = replace(tr, x=feat(tr.x)), replace(va, x=feat(va.x))
+    out = [Trained(HeadBundle(feat.mean, feat.std, feat.l2, tr.dims, dict(inputs or {})), val=va, n_train=len(tr.ids))
+           for _ in heads]
+    if task.label:
+        names = sorted(set(tr.labels))
+        fitted_all = train_classifiers(heads, task, tr_s, va_s, names, prompts, coop_clip)
+        for trained, fitted in zip(out, fitted_all):
+            trained.bundle.set_label_head(names, fitted.model.state_dict(), task.mode == "per_target" and not head.prompted)
+            trained.histories["label"] = fitted.history
+            print(f"label head: {len(names)} classes, best epoch {fitted.best_epoch}/{len(fitted.history)}")
+    first = out[0]
+    if task.multilabel:
+        info = classes or {"classes": sorted({n for names in tr.multi for n in names}), "segment": {}}
+        fitted = train_multilabel(head, tr_s, va_s, info["classes"])
+        first.bundle.set_multilabel_head(info["classes"], fitted.model.state_dict(), info.get("segment", {}))
+        first.histories["multilabel"] = fitted.history
+        print(f"multilabel head: {len(info['classes'])} classes, best epoch {fitted.best_epoch}/{len(fitted.history)}")
+    if task.traits:
+        # per trait, over the samples that have it
+        scaler = Standardizer(torch.tensor(np.nanmean(tr.traits, 0)).float(),
+                              torch.tensor(np.nanstd(tr.traits, 0)).float().clamp_min(1e-6))
+        n = len(task.traits)
+        groups = [[j] for j in range(n)] if task.mode == "per_target" else [list(range(n))]
+        jobs = [regressor_job(head, task.traits, tr_s, va_s, scaler, cols) for cols in groups]
+        fitted = Parallel(n_jobs=task.n_jobs if len(groups) > 1 else 1, prefer="threads")(
+            delayed(fit)(*job) for job in jobs)
+        first.bundle.set_trait_heads(list(task.traits), groups, [f.model.state_dict() for f in fitted], scaler)
+        for cols, f in zip(groups, fitted):
+            name = "traits" if len(groups) == 1 else f"trait-{task.traits[cols[0]]}"
+            first.histories[name] = f.history
+            print(f"{name} head: best epoch {f.best_epoch}/{len(f.history)}")
+    return out
+
+
+def class_prompts(head: HeadConfig, prompts: tuple[FeatureSet, str] | None, classes: list[str],
+                  dim: int) -> torch.Tensor:
+    """(classes, D) class-prompt embeddings (a feature set whose ids are the class names)."""
+    if prompts is None:
+        raise HeadConfigError(f"head.prompts: the {head.name} head (head.init={head.init}) needs a feature set of "
+                              "class-prompt embeddings, e.g. head.prompts=clip-prompts:text/pooled")
+    fs, key = prompts
+    missing = [c for c in classes if c not in fs.rows]
+    if missing:
+        raise HeadConfigError(f"head.prompts: {fs.dir} has no prompt for {len(missing)} classes, e.g. {missing[:3]}; "
+                              f"it has {fs.ids[:5]}")
+    values = torch.from_numpy(fs.get(key, classes)).float()
+    if values.shape[1] != dim:
+        raise HeadConfigError(f"head.prompts: prompt embeddings are {values.shape[1]}-d but {head.features} is "
+                              f"{dim}-d; use the text side of the same model that embedded the videos")
+    return values
+
+
+def train_classifiers(heads: list[HeadConfig], task: TaskConfig, tr: LabeledFeatures, va: LabeledFeatures,
+                      classes: list[str], prompts: tuple[FeatureSet, str] | None = None,
+                      coop_clip: tuple | None = None) -> list[Fitted]:
+    """The class head of each config; several (differing only in lr / weight decay) train in one pass."""
+    head = heads[0]
+    y = torch.tensor([classes.index(c) for c in tr.labels])
+    seen = np.array([c in classes for c in va.labels])
+    if not seen.all():
+        print(f"warning: {int((~seen).sum())} validation samples have classes absent from train "
+              f"({sorted(set(np.array(va.labels)[~seen]))}); early stopping ignores them, metrics count them wrong")
+    yv = torch.tensor([classes.index(c) for c in np.array(va.labels)[seen]], dtype=torch.long)
+    xv = va.x[torch.from_numpy(seen)]
+    seed_everything(head.seed)
+
+    def val_metrics(logits: torch.Tensor) -> dict:
+        return classification_metrics(yv.numpy(), logits.argmax(1).numpy(), len(classes), logits.numpy())
+
+    if head.uses_prompts:
+        if head.name not in ("zero-shot", "linear") or task.mode == "per_target":
+            raise HeadConfigError(f"head.init=prompts: only a joint linear head starts from class prompts, not "
+                                  f"{head.name!r} in task.mode={task.mode}")
+        model = prompt_linear(class_prompts(head, prompts, classes, tr.x.shape[-1]), head.logit_scale)
+        if head.name == "zero-shot":  # nothing to train: the prompts are the classifier
+            with torch.no_grad():
+                return [Fitted(model.eval(), 0, [{"epoch": 0, **val_metrics(model(xv))}])]
+        models = [model]
+    elif head.name == "coop":
+        if task.mode == "per_target":
+            raise HeadConfigError("head.name=coop learns one context for all classes: use task.mode=joint")
+        from heads.coop import build_coop
+
+        models = [build_coop(coop_clip, classes, head)]
+    elif task.mode == "per_target":
+        return [train_one_vs_rest(head, task, tr.x, y, xv, yv, len(classes), tr.dims)]
+    else:
+        models = []
+        for h in heads:  # each initialised as it would be alone
+            seed_everything(h.seed)
+            models.append(build_head(h, tr.x.shape[-1], len(classes), tr.dims))
+    loss = build_loss(head.loss, "class", head, y)
+    weights = None
+    if head.sampler == "balanced":
+        weights = (1.0 / torch.bincount(y).float())[y]
+    fitted = fit_many(models, (tr.x, y), (xv, yv), loss, heads, val_metrics, weights)
+    if head.stage2_epochs:  # weight balancing: the classifier alone again, classes balanced by effective numbers
+        balanced = build_loss(head.loss, "class", replace(head, class_weights="effective"), y)
+        fitted = [retrain_classifier(f, (tr.x, y), (xv, yv), balanced, h, val_metrics) for f, h in zip(fitted, heads)]
+    return fitted
+
+
+def train_one_vs_rest(head: HeadConfig, task: TaskConfig, x, y, xv, yv, n_classes: int, dims) -> Fitted:
+    """task.mode=per_target for a class: an independent binary head per class (BCE), in threads."""
+    model = build_head(head, x.shape[-1], n_classes, dims, one_vs_rest=True)  # seeded, in order
+    binary = replace(head, monitor="val_loss")  # each head stops on its own validation loss
+    jobs = []
+    for k, sub in enumerate(model.heads):
+        yk, yvk = (y == k).float()[:, None], (yv == k).float()[:, None]
+        jobs.append((sub, (x, yk), (xv, yvk), build_loss(head.multilabel_loss, "multilabel", head, yk), binary))
+    fitted = Parallel(n_jobs=task.n_jobs, prefer="threads")(delayed(fit)(*job) for job in jobs)
+    with torch.no_grad():
+        logits = model.eval()(xv)
+    history = [{"class": k, "best_epoch": f.best_epoch, "epochs": len(f.history),
+                "val_loss": f.history[f.best_epoch - 1]["val_loss"]} for k, f in enumerate(fitted)]
+    best = max(f.best_epoch for f in fitted)
+    metrics = classification_metrics(yv.numpy(), logits.argmax(1).numpy(), n_classes, logits.numpy())
+    return Fitted(model, best, history + [{"class": "all", **metrics}])
+
+
+def train_multilabel(head: HeadConfig, tr: LabeledFeatures, va: LabeledFeatures, classes: list[str]) -> Fitted:
+    y, yv = multi_hot(tr.multi, classes), multi_hot(va.multi, classes)
+    seed_everything(head.seed)
+    model = build_head(head, tr.x.shape[-1], len(classes), tr.dims)
+
+    def val_metrics(logits: torch.Tensor) -> dict:
+        return {"mAP": multilabel_metrics(yv.numpy(), logits.numpy(), classes)["mAP"]}
+
+    loss = build_loss(head.multilabel_loss, "multilabel", head, y)
+    fitted = fit(model, (tr.x, y), (va.x, yv), loss, head, val_metrics)
+    if head.stage2_epochs:  # weight balancing: the classifier alone again, positives balanced by effective numbers
+        fitted = retrain_classifier(fitted, (tr.x, y), (va.x, yv), balanced_multilabel_bce(head, y), head, val_metrics)
+    return fitted
+
+
+def regressor_job(head: HeadConfig, traits: list[str], tr: LabeledFeatures, va: LabeledFeatures,
+                  scaler: Standardizer, columns: list[int]) -> tuple:
+    """The arguments of `fit` for one head over the trait `columns`, on the samples that have all of them.
+
+    Built in the calling thread, in order, so seeded initialisation does not depend on thread timing.
+    """
+    keep, keep_v = (~np.isnan(d.traits[:, columns]).any(1) for d in (tr, va))
+    y, yv = (scaler(torch.from_numpy(d.traits).float())[k][:, columns] for d, k in ((tr, keep), (va, keep_v)))
+    torch.manual_seed(head.seed)
+    model = build_head(head, tr.x.shape[-1], len(columns), tr.dims)
+    names = [traits[j] for j in columns]
+
+    def val_metrics(out: torch.Tensor) -> dict:  # on the standardised scale: ranks and correlations unchanged
+        return regression_metrics(yv.numpy(), out.numpy(), names)
+
+    loss = build_loss(head.regression_loss, "regression", head, y)
+    return model, (tr.x[keep], y), (va.x[keep_v], yv), loss, head, val_metrics

@@ -1,0 +1,119 @@
+"""Adapters for datasets laid out as folders: class folders, and the official UCF-101, HMDB-51 and Kinetics
+releases (their split files)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.adapters.base import (SPLIT_NAMES, annotations_dir, read_table, read_text, register_adapter,
+                                    require_columns, stem_id)
+from pipeline.config import ConfigError, DatasetConfig
+
+
+@register_adapter("folder")
+def class_folders(cfg: DatasetConfig) -> pd.DataFrame:
+    """`<root>/<split>/<class>/<video>`: the class is the folder name."""
+    root = Path(cfg.root)
+    exts = {e.lower() for e in cfg.extensions}
+    rows = []
+    for split in cfg.splits:
+        for class_dir in sorted(p for p in (root / split).glob("*") if p.is_dir()):
+            for video in sorted(class_dir.rglob("*")):
+                if video.is_file() and video.suffix.lower() in exts:
+                    rel = video.relative_to(root).as_posix()
+                    rows.append({"sample_id": stem_id(rel), "path": rel, "split": split, "label": class_dir.name})
+    if not rows:
+        raise ConfigError(
+            f"dataset.root: no videos found under {root} (expected {root}/{{{','.join(cfg.splits)}}}/<class>/<video> "
+            f"with one of {', '.join(sorted(exts))})"
+        )
+    return pd.DataFrame(rows)
+
+
+@register_adapter("ucf101")
+def ucf101(cfg: DatasetConfig) -> pd.DataFrame:
+    """UCF-101: `<root>/<Class>/v_<Class>_gNN_cNN.avi` and the official `ucfTrainTestlist/`."""
+    lists = annotations_dir(cfg, "ucfTrainTestlist")
+    classes = {}
+    for line in read_text(lists / "classInd.txt").split("\n"):
+        if line.strip():
+            idx, name = line.split()
+            classes[int(idx)] = name
+    known = {name.lower(): name for name in classes.values()}
+    rows, problems = [], []
+    for split, fname in (("train", f"trainlist0{cfg.split}.txt"), ("test", f"testlist0{cfg.split}.txt")):
+        path = lists / fname
+        if not path.is_file():
+            raise ConfigError(f"dataset.split: {path} not found (UCF-101 has splits 1-3)")
+        for n, line in enumerate(read_text(path).split("\n"), 1):
+            if not line.strip():
+                continue
+            rel, *label_id = line.split()
+            label = rel.split("/", 1)[0]
+            if label.lower() not in known:
+                problems.append(f"{fname}:{n}: class {label!r} is not in classInd.txt")
+            elif label_id and classes.get(int(label_id[0]), "").lower() != label.lower():
+                problems.append(f"{fname}:{n}: label {label_id[0]} is {classes.get(int(label_id[0]))!r} in "
+                                f"classInd.txt, but the file is under {label!r}")
+            group = re.search(r"_g(\d+)_", rel)
+            rows.append({"sample_id": stem_id(rel), "path": rel, "split": split, "label": label,
+                         "group": f"{label}/g{group.group(1)}" if group else rel})
+    df = pd.DataFrame(rows)
+    df.attrs["problems"] = problems
+    return df
+
+
+@register_adapter("hmdb51")
+def hmdb51(cfg: DatasetConfig) -> pd.DataFrame:
+    """HMDB-51: `<root>/<class>/<video>.avi` and `testTrainMulti_7030_splits/<class>_test_splitN.txt` (1 train, 2 test)."""
+    splits_dir = annotations_dir(cfg, "testTrainMulti_7030_splits")
+    files = sorted(splits_dir.glob(f"*_test_split{cfg.split}.txt"))
+    if not files:
+        raise ConfigError(f"dataset.split: no *_test_split{cfg.split}.txt in {splits_dir} (HMDB-51 has splits 1-3)")
+    rows, problems = [], []
+    for f in files:
+        label = f.name[: -len(f"_test_split{cfg.split}.txt")]
+        for n, line in enumerate(read_text(f).split("\n"), 1):
+            if not line.strip():
+                continue
+            name, code = line.split()[:2]
+            if code not in ("0", "1", "2"):
+                problems.append(f"{f.name}:{n}: split code {code!r} is not 0, 1 or 2")
+            elif code != "0":
+                rel = f"{label}/{name}"
+                rows.append({"sample_id": stem_id(rel), "path": rel, "split": "train" if code == "1" else "test",
+                             "label": label})
+    df = pd.DataFrame(rows)
+    df.attrs["problems"] = problems
+    return df
+
+
+@register_adapter("kinetics400")
+def kinetics(cfg: DatasetConfig) -> pd.DataFrame:
+    """Kinetics: `{train,validate,test}.csv` (label,youtube_id,time_start,time_end,split) and clips
+    `{youtube_id}_{time_start:06d}_{time_end:06d}.mp4` under per-split folders, class sub-folders optional."""
+    ann = annotations_dir(cfg, "annotations")
+    root = Path(cfg.root)
+    on_disk = {p.name: p.relative_to(root).as_posix() for p in root.rglob("*.mp4")}  # one walk, any layout
+    rows, problems = [], []
+    for csv in sorted(ann.glob("*.csv")):
+        table = read_table(csv)
+        require_columns(table, ["youtube_id", "time_start", "time_end", "split"], csv)
+        for n, r in enumerate(table.itertuples(index=False), 2):
+            split = SPLIT_NAMES.get(str(r.split).lower())
+            if split is None:
+                problems.append(f"{csv.name}:{n}: split {r.split!r} is not train, validate or test")
+                continue
+            name = f"{r.youtube_id}_{int(r.time_start):06d}_{int(r.time_end):06d}.mp4"
+            label = "" if pd.isna(getattr(r, "label", None)) else str(r.label)
+            guess = f"{split}/{label}/{name}" if label else f"{split}/{name}"  # where a missing clip would be
+            rows.append({"sample_id": name[:-4], "path": on_disk.get(name, guess), "split": split,
+                         "label": label or None})
+    if not rows:
+        raise ConfigError(f"dataset.annotations: no rows in the CSVs of {ann} (expected train.csv, validate.csv, test.csv)")
+    df = pd.DataFrame(rows)
+    df.attrs["problems"] = problems
+    return df

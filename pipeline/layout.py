@@ -1,0 +1,127 @@
+"""Where every output lives under `paths.cache`. No other module joins a path of the cache.
+
+```
+<cache>/<dataset>/manifest.csv, classes.json, describe.json     index
+<cache>/<dataset>/<feature set>/                                  embed (video), transcribe (Whisper), text
+<cache>/<dataset>/audio/audio.csv, clips/<sample_id>.flac         audio
+<cache>/<dataset>/transcripts/<whisper set>.jsonl (and /<whisper set>/<sample_id>.srt|vtt)
+<cache>/models/whisper/                                           converted Whisper checkpoints
+<cache>/runs/<run>/ (inside: heads/runs.py, heads/finetune/loop.py) train, evaluate, finetune
+<cache>/runs/<sweep>/ (leaderboard, one run folder per trial)     sweep
+```
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.config import Config
+
+
+def dataset_dir(cfg: Config) -> Path:
+    return Path(cfg.paths.cache) / cfg.dataset.name
+
+
+def manifest(cfg: Config) -> Path:
+    return dataset_dir(cfg) / "manifest.csv"
+
+
+def classes_file(cfg: Config) -> Path:
+    """The class list and long-tail segments of a dataset with a class file (multilabel)."""
+    return dataset_dir(cfg) / "classes.json"
+
+
+def describe_file(cfg: Config) -> Path:
+    return dataset_dir(cfg) / "describe.json"
+
+
+# --- feature sets: named by config, one folder each
+
+
+def video_set_name(cfg: Config) -> str:
+    return cfg.embed.feature_set or cfg.backbone.name
+
+
+def whisper_model_tag(cfg: Config) -> str:
+    return "tiny.en" if not cfg.transcribe.model else Path(str(cfg.transcribe.model).rstrip("/")).name
+
+
+def whisper_set_name(cfg: Config) -> str:
+    """Whisper encoder features; also names the transcripts file."""
+    return cfg.transcribe.feature_set or f"whisper-{whisper_model_tag(cfg)}"
+
+
+def text_encoder(cfg: Config) -> str:
+    """text.encoder, else CLIP's text tower for class prompts and MiniLM for transcripts."""
+    return cfg.text.encoder or ("clip" if cfg.text.source == "prompts" else "minilm")
+
+
+def text_set_name(cfg: Config) -> str:
+    if cfg.text.source == "transcripts":
+        return cfg.text.feature_set or f"{whisper_set_name(cfg)}-{text_encoder(cfg)}"
+    return cfg.text.feature_set or f"{video_set_name(cfg)}-prompts"
+
+
+def feature_set(cfg: Config, name: str | None = None) -> Path:
+    """The feature set `name` of this dataset (default: this config's video features)."""
+    return dataset_dir(cfg) / (name or video_set_name(cfg))
+
+
+# --- audio and speech
+
+
+def audio_dir(cfg: Config) -> Path:
+    return dataset_dir(cfg) / "audio"
+
+
+def audio_index(cfg: Config) -> Path:
+    return audio_dir(cfg) / "audio.csv"
+
+
+def flac(cfg: Config, sample_id: str) -> Path:
+    return audio_dir(cfg) / "clips" / f"{sample_id.lstrip('/').replace('..', '__')}.flac"
+
+
+def transcripts(cfg: Config) -> Path:
+    return dataset_dir(cfg) / "transcripts" / f"{whisper_set_name(cfg)}.jsonl"
+
+
+def subtitles(cfg: Config, sample_id: str, fmt: str) -> Path:
+    return transcripts(cfg).parent / whisper_set_name(cfg) / f"{sample_id}.{fmt}"
+
+
+def model_cache(cfg: Config) -> Path:
+    """Where a CTranslate2 Whisper folder converted for openai-whisper is kept (by content hash)."""
+    return Path(cfg.paths.cache) / "models" / "whisper"
+
+
+# --- runs
+
+
+def runs_dir(cfg: Config) -> Path:
+    return Path(cfg.paths.cache) / "runs"
+
+
+def run_dir(cfg: Config) -> Path:
+    """The head run of `run.name` (train, evaluate)."""
+    return runs_dir(cfg) / cfg.run.name
+
+
+def eval_dir(cfg: Config, split: str) -> Path:
+    return run_dir(cfg) / "eval" / split
+
+
+def finetune_dir(cfg: Config) -> Path:
+    return runs_dir(cfg) / cfg.finetune.name
+
+
+def head_run(cfg: Config, ref: str) -> Path:
+    """A train run named by `ref`: its heads.pt, its folder, or its name under the runs folder."""
+    path = Path(ref)
+    if path.is_file():
+        return path.parent
+    return path if path.is_dir() else runs_dir(cfg) / ref
+
+
+def sweep_dir(cfg: Config) -> Path:
+    return runs_dir(cfg) / cfg.sweep.name

@@ -1,0 +1,189 @@
+"""YAML files plus `key=value` overrides, deep-merged, validated against dataclasses.
+
+A config file may list other files under `include:` (paths relative to itself); they are merged
+first, in order, and the file's own keys win. Every key remembers the file it came from (or the
+command line), so that unknown keys and wrong types, all reported at once, each name that file
+and the closest valid key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+COMMAND_LINE = "command line"
+
+
+class ConfigError(Exception):
+    """A usage or configuration problem: the CLI prints it and exits with status 2."""
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """Merge `override` into a copy of `base`, recursing into nested dicts."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def dotted_keys(data: dict, prefix: str = "") -> list[str]:
+    """Every key of a nested mapping, sections and leaves, as dotted paths."""
+    out = []
+    for key, value in data.items():
+        out.append(prefix + str(key))
+        if isinstance(value, dict):
+            out += dotted_keys(value, f"{prefix}{key}.")
+    return out
+
+
+def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> tuple[dict, dict[str, str]]:
+    """A YAML config with its `include:` list resolved, and the file each dotted key came from."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    if path.resolve() in _seen:
+        raise ConfigError(f"{path}: include cycle through {' -> '.join(map(str, _seen))}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: malformed YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top, got {type(data).__name__}")
+    includes = data.pop("include", []) or []
+    if isinstance(includes, str):
+        includes = [includes]
+    merged: dict = {}
+    origins: dict[str, str] = {}
+    for inc in includes:
+        more, where = read_yaml(path.parent / inc, _seen + (path.resolve(),))
+        merged = deep_merge(merged, more)
+        origins.update(where)
+    origins.update({key: str(path) for key in dotted_keys(data)})
+    return deep_merge(merged, data), origins
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """Turn ["head.lr=3e-4", "dataset.root=DIR"] into a nested dict."""
+    out: dict = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not key=value (e.g. head.lr=3e-4)")
+        value = yaml.safe_load(raw) if raw else None
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} conflicts with another override of {part!r}")
+        node[leaf] = value
+    return out
+
+
+def nest(values: dict[str, Any]) -> dict:
+    """`{"head.lr": 0.1}` -> `{"head": {"lr": 0.1}}`."""
+    nested: dict = {}
+    for key, value in values.items():
+        node = nested
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+def build(cls: type, data: dict, origins: dict[str, str], title: str) -> Any:
+    """`cls` (a dataclass of dataclass sections) from `data`; every problem at once in one ConfigError,
+    each line naming the file (or the command line) its key came from."""
+    errors: list[tuple[str, str]] = []
+    out = _build(cls, data, "", errors)
+    if errors:
+        lines = [f"{origin_of(key, origins)}: {message}" if origin_of(key, origins) else message
+                 for key, message in errors]
+        raise ConfigError(f"{title}:\n  " + "\n  ".join(lines))
+    return out
+
+
+def origin_of(key: str, origins: dict[str, str]) -> str:
+    while key and key not in origins:
+        key = key.rpartition(".")[0]
+    return origins.get(key, "")
+
+
+def _build(cls: type, data: Any, prefix: str, errors: list[tuple[str, str]]) -> Any:
+    if not isinstance(data, dict):
+        key = prefix.rstrip(".") or "config"
+        errors.append((key, f"{key}: expected a mapping, got {data!r}"))
+        return cls()
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        if key not in fields:
+            errors.append((prefix + str(key), _unknown_key(prefix + str(key), list(fields), prefix)))
+            continue
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value, f"{prefix}{key}.", errors)
+        else:
+            kwargs[key] = _coerce(value, hint, prefix + key, errors)
+            options = fields[key].metadata.get("choices")
+            if options and kwargs[key] not in options:
+                errors.append((prefix + key, f"{prefix}{key}: {value!r} is not one of {', '.join(map(str, options))}"))
+    return cls(**kwargs)
+
+
+def _unknown_key(key: str, valid: list[str], prefix: str) -> str:
+    leaf = key.rsplit(".", 1)[-1]
+    close = difflib.get_close_matches(leaf, valid, n=1, cutoff=0.5)
+    hint = f"; did you mean {prefix}{close[0]}?" if close else ""
+    return f"unknown key {key!r}{hint} (valid: {', '.join(prefix + v for v in valid)})"
+
+
+def _coerce(value: Any, hint: Any, key: str, errors: list[tuple[str, str]]) -> Any:
+    """Check `value` against a simple type hint, converting numeric strings like '3e-4'."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key, errors)
+    if origin is dict:
+        if not isinstance(value, dict):
+            errors.append((key, f"{key}: expected a mapping, got {value!r}"))
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            errors.append((key, f"{key}: expected a list, got {value!r}"))
+            return value
+        (item,) = typing.get_args(hint)
+        return [_coerce(v, item, f"{key}[{i}]", errors) for i, v in enumerate(value)]
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    errors.append((key, f"{key}: expected {getattr(hint, '__name__', hint)}, got {value!r}"))
+    return value
