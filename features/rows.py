@@ -8,6 +8,7 @@ stored with the same rows, pooled over the same spans, so heads can fuse modalit
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,13 @@ from tqdm import tqdm
 
 from features.sampling import ClipPlan
 from features.store import FeatureSet
+
+WINDOW_ID = re.compile(r"#w\d+$")
+
+
+def source_of(row_id: str) -> str:
+    """The sample a stored row comes from: itself, or the video a `<sample_id>#w<j>` window is cut from."""
+    return WINDOW_ID.sub("", row_id)
 
 
 def sample_rows(sample_id: str, p: ClipPlan, feats: dict[str, np.ndarray],

@@ -18,7 +18,7 @@ import json
 import re
 import shutil
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import h5py
 import numpy as np
@@ -272,7 +272,7 @@ class FeatureSet:
             )
 
     def get(self, key: str, ids: Iterable[str]) -> np.ndarray:
-        """Rows of `key` for `ids`, in that order."""
+        """Rows of `key` for `ids`, in that order; only those rows are read."""
         ids = list(ids)
         missing = [i for i in ids if i not in self.rows]
         if missing:
@@ -284,14 +284,39 @@ class FeatureSet:
             pos = [(i, self.rows[sid][1]) for i, sid in enumerate(ids) if self.rows[sid][0] == s]
             if not pos:
                 continue
+            dest, src = (np.asarray(v) for v in zip(*pos))
             with h5py.File(path, "r") as h5:
                 ds = h5[key]
                 if out is None:
                     out = np.empty((len(ids), *ds.shape[1:]), dtype=ds.dtype)
-                data = ds[()]
-            dest, src = zip(*pos)
-            out[list(dest)] = data[list(src)]
+                out[dest] = read_rows(ds, src)
         return out if out is not None else np.empty((0, *self.keys[key]))
+
+    def chunks(self, key: str, ids: Iterable[str] | None = None,
+               rows: int = 4096) -> Iterator[tuple[list[str], np.ndarray]]:
+        """(ids, values of `key`) `rows` at a time, for sets bigger than memory: every row in stored order, or
+        the given `ids` in their order."""
+        if ids is not None:
+            ids = list(ids)
+            for a in range(0, len(ids), rows):
+                yield ids[a : a + rows], self.get(key, ids[a : a + rows])
+            return
+        if key not in self.keys:
+            raise StoreError(f"no feature {key!r} in {self.dir}; it has {sorted(self.keys)}")
+        for path in self.paths:
+            with h5py.File(path, "r") as h5:
+                names, ds = h5["ids"], h5[key]
+                for a in range(0, len(names), rows):
+                    yield list(names.asstr()[a : a + rows]), ds[a : a + rows]
+
+
+def read_rows(ds: h5py.Dataset, rows: np.ndarray) -> np.ndarray:
+    """`ds[rows]` for rows in any order (repeats allowed), reading one contiguous span when the rows are dense
+    in it, else only the rows themselves."""
+    uniq, inverse = np.unique(rows, return_inverse=True)
+    lo, hi = int(uniq[0]), int(uniq[-1]) + 1
+    block = ds[lo:hi][uniq - lo] if hi - lo <= 4 * len(uniq) else ds[uniq]
+    return block[inverse.reshape(-1)]
 
 
 def verify(directory: str | Path) -> FeatureSet:

@@ -24,7 +24,7 @@ from heads.trainer import Standardizer
 
 # Each head's entries, in the order they are saved; a head that was not trained has none of them.
 HEAD_KEYS = {"label_head": ("classes", "label_head", "one_vs_rest"),
-             "multilabel_head": ("ml_classes", "multilabel_head", "ml_segment_classes", "ml_segments"),
+             "multilabel_head": ("ml_classes", "multilabel_head", "ml_segment_classes", "ml_segments", "ml_thresholds"),
              "traits_heads": ("traits", "trait_groups", "traits_heads", "trait_mean", "trait_std")}
 COMMON_KEYS = ("feat_mean", "feat_std", "feat_l2", "dims", "inputs")
 
@@ -43,6 +43,7 @@ class HeadBundle:
     multilabel_head: dict | None = None
     ml_segment_classes: list[str] | None = None
     ml_segments: list[str] | None = None  # long-tail segment of each of ml_segment_classes
+    ml_thresholds: list[float] | None = None  # per class: predicted present at score >= it (best F1 on validation)
     traits: list[str] | None = None
     trait_groups: list[list[int]] | None = None  # trait columns of each head
     traits_heads: list[dict] | None = None
@@ -54,9 +55,11 @@ class HeadBundle:
     def set_label_head(self, classes: list[str], state: dict, one_vs_rest: bool) -> None:
         self.classes, self.label_head, self.one_vs_rest = classes, state, one_vs_rest
 
-    def set_multilabel_head(self, classes: list[str], state: dict, segment: dict[str, str]) -> None:
+    def set_multilabel_head(self, classes: list[str], state: dict, segment: dict[str, str],
+                            thresholds: list[float]) -> None:
         self.ml_classes, self.multilabel_head = classes, state
         self.ml_segment_classes, self.ml_segments = list(segment), list(segment.values())
+        self.ml_thresholds = thresholds
 
     def set_trait_heads(self, traits: list[str], groups: list[list[int]], states: list[dict],
                         scaler: Standardizer) -> None:
@@ -97,47 +100,76 @@ class HeadBundle:
                 raise HeadConfigError(f"{spec!r} now has config hash {now.get(spec)}, the heads were trained on "
                                       f"{trained}; re-run `vidprobe train`")
 
-    def predict(self, data: LabeledFeatures, head: HeadConfig,
-                coop_clip: tuple | None = None) -> tuple[pd.DataFrame, dict, dict[str, pd.DataFrame]]:
+    def predict(self, data: LabeledFeatures, head: HeadConfig, coop_clip: tuple | None = None,
+                top_k: int = 0) -> tuple[pd.DataFrame, dict, dict[str, pd.DataFrame]]:
         """(predictions per sample, metrics, per-class AP tables by head) on one split. The heads are rebuilt
-        from `head` (a CoOp head through the CLIP of `coop_clip`)."""
+        from `head` (a CoOp head through the CLIP of `coop_clip`). Every class gets a column (`prob/<class>`,
+        multi-label `score/<class>`); `top_k` adds the k most probable classes. Data without targets (new
+        videos) gets predictions only."""
         x = self.standardizer()(data.x)
-        pred = pd.DataFrame({"sample_id": data.ids})
+        parts = [pd.DataFrame({"sample_id": data.ids})]
         metrics: dict = {}
         tables: dict[str, pd.DataFrame] = {}
         with torch.no_grad():
             if self.label_head is not None:
-                classes = self.classes
-                net = self._head(head, self.label_head, x.shape[-1], len(classes), self.one_vs_rest, classes, coop_clip)
-                probs = net(x).softmax(1)
-                y_pred = probs.argmax(1).numpy()
-                unknown = sorted(set(data.labels) - set(classes))
-                if unknown:
-                    print(f"warning: classes {unknown} were not seen in training; their samples count as wrong")
-                y_true = np.array([classes.index(c) if c in classes else -1 for c in data.labels])
-                pred["label"], pred["pred"] = data.labels, [classes[i] for i in y_pred]
-                pred["confidence"] = probs.max(1).values.numpy()
-                metrics.update(classification_metrics(y_true, y_pred, len(classes), probs.numpy()))
-                onehot = (y_true[:, None] == np.arange(len(classes))).astype(float)
-                tables["label"] = ap_table(classes, onehot, probs.numpy())
+                net = self._head(head, self.label_head, x.shape[-1], len(self.classes), self.one_vs_rest, self.classes,
+                                 coop_clip)
+                parts.append(self._classes(net(x).softmax(1).numpy(), data.labels, top_k, metrics, tables))
             if self.multilabel_head is not None:
-                classes = self.ml_classes
-                scores = self._head(head, self.multilabel_head, x.shape[-1], len(classes))(x).sigmoid().numpy()
-                pred["labels"] = ["|".join(m) for m in data.multi]
-                pred["top"] = [classes[j] for j in scores.argmax(1)]
-                segment = dict(zip(self.ml_segment_classes, self.ml_segments))
-                y_true = multi_hot(data.multi, classes).numpy()
-                metrics.update(multilabel_metrics(y_true, scores, classes, segment))
-                tables["multilabel"] = ap_table(classes, y_true, scores, segment)
+                scores = self._head(head, self.multilabel_head, x.shape[-1], len(self.ml_classes))(x).sigmoid().numpy()
+                parts.append(self._multilabel(scores, data.multi, metrics, tables))
             if self.traits_heads is not None:
                 out = torch.zeros(len(x), len(self.traits))
                 for columns, state in zip(self.trait_groups, self.traits_heads):
                     out[:, columns] = self._head(head, state, x.shape[-1], len(columns))(x)
                 y_hat = (out * self.trait_std + self.trait_mean).numpy()
+                cols = {}
                 for j, t in enumerate(self.traits):
-                    pred[t], pred[f"pred/{t}"] = data.traits[:, j], y_hat[:, j]
-                metrics.update(regression_metrics(data.traits, y_hat, self.traits))
-        return pred, metrics, tables
+                    if data.traits is not None:
+                        cols[t] = data.traits[:, j]
+                    cols[f"pred/{t}"] = y_hat[:, j]
+                parts.append(pd.DataFrame(cols))
+                if data.traits is not None:
+                    metrics.update(regression_metrics(data.traits, y_hat, self.traits))
+        return pd.concat(parts, axis=1), metrics, tables
+
+    def _classes(self, probs: np.ndarray, labels: list[str] | None, top_k: int, metrics: dict,
+                 tables: dict) -> pd.DataFrame:
+        classes = self.classes
+        y_pred = probs.argmax(1)
+        cols: dict = {}
+        if labels is not None:
+            unknown = sorted(set(labels) - set(classes))
+            if unknown:
+                print(f"warning: classes {unknown} were not seen in training; their samples count as wrong")
+            cols["label"] = labels
+        cols["pred"], cols["confidence"] = [classes[i] for i in y_pred], probs.max(1)
+        if top_k:
+            best = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
+            cols[f"top{top_k}"] = ["|".join(classes[j] for j in row) for row in best]
+        cols.update({f"prob/{c}": probs[:, j] for j, c in enumerate(classes)})
+        if labels is not None:
+            y_true = np.array([classes.index(c) if c in classes else -1 for c in labels])
+            metrics.update(classification_metrics(y_true, y_pred, len(classes), probs))
+            tables["label"] = ap_table(classes, (y_true[:, None] == np.arange(len(classes))).astype(float), probs)
+        return pd.DataFrame(cols)
+
+    def _multilabel(self, scores: np.ndarray, multi: list[list[str]] | None, metrics: dict,
+                    tables: dict) -> pd.DataFrame:
+        classes = self.ml_classes
+        thresholds = np.asarray(self.ml_thresholds if self.ml_thresholds is not None else [0.5] * len(classes))
+        cols: dict = {}
+        if multi is not None:
+            cols["labels"] = ["|".join(m) for m in multi]
+        cols["top"] = [classes[j] for j in scores.argmax(1)]
+        cols["pred_labels"] = ["|".join(c for c, on in zip(classes, row) if on) for row in scores >= thresholds]
+        cols.update({f"score/{c}": scores[:, j] for j, c in enumerate(classes)})
+        if multi is not None:
+            segment = dict(zip(self.ml_segment_classes, self.ml_segments))
+            y_true = multi_hot(multi, classes).numpy()
+            metrics.update(multilabel_metrics(y_true, scores, classes, segment))
+            tables["multilabel"] = ap_table(classes, y_true, scores, segment)
+        return pd.DataFrame(cols)
 
     def _head(self, head: HeadConfig, state: dict, in_dim: int, out_dim: int, one_vs_rest: bool = False,
               classes: list[str] | None = None, coop_clip: tuple | None = None) -> torch.nn.Module:

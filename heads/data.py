@@ -80,6 +80,19 @@ def load_split(head: HeadConfig, task: TaskConfig, manifest: pd.DataFrame, fs: F
         raise HeadConfigError(f"no samples with features in split {split!r}; splits present: "
                               f"{sorted(manifest.split.unique())}")
     ids = list(rows.sample_id)
+    x, dims = features_of(head, fs, ids, split, fused)
+    labels = list(rows[task.label].astype(str)) if task.label else None
+    traits = rows[task.traits].to_numpy(dtype=np.float64, copy=True) if task.traits else None
+    multi = None
+    if task.multilabel:
+        multi = [list(filter(None, str(v).split("|"))) if isinstance(v, str) else [] for v in rows[task.multilabel]]
+    return LabeledFeatures(ids, x, labels, multi, traits, dims)
+
+
+def features_of(head: HeadConfig, fs: FeatureSet, ids: list[str], split: str,
+                fused: list[tuple[str, FeatureSet, str]] = ()) -> tuple[torch.Tensor, list[int] | None]:
+    """(x, dims): what the head reads for the rows `ids` of `fs` (a sample, or a window); fused inputs packed
+    as [x_1 | ... | x_M | presence masks] with each modality's width in `dims`."""
     _, key = head.feature_spec(fs.dir.name)
     if f"{key.split('/')[0]}/present" in fs.keys:  # e.g. audio alone: rows without audio are missing values
         x, _ = modality(fs, key, ids, split)
@@ -87,24 +100,27 @@ def load_split(head: HeadConfig, task: TaskConfig, manifest: pd.DataFrame, fs: F
         x = pooled(fs.get(key, ids), key)
         check_finite(x, ids, split, head.features)
     check_shape(head, x)
-    dims = None
-    if head.fuse:
-        if head.name in SEQUENCE_HEADS or head.name in ("zero-shot", "coop") or head.init == "prompts":
-            raise HeadConfigError(f"head.fuse: fusion combines pooled features with linear or mlp heads, not "
-                                  f"{head.name!r} (head.init={head.init})")
-        parts = [modality(other, k, ids, split) for _, other, k in fused]
-        flat = [spec for (spec, _, _), (values, _) in zip(fused, parts) if values.ndim != 2]
-        if x.ndim != 2 or flat:
-            raise HeadConfigError(f"head.fuse: fusion takes pooled (N, D) features; {flat or head.features} are not")
-        dims = [x.shape[1]] + [p[0].shape[1] for p in parts]
-        masks = torch.stack([torch.ones(len(ids))] + [p[1] for p in parts], dim=1)
-        x = torch.cat([x] + [p[0] for p in parts] + [masks], dim=1)
-    labels = list(rows[task.label].astype(str)) if task.label else None
-    traits = rows[task.traits].to_numpy(dtype=np.float64, copy=True) if task.traits else None
-    multi = None
-    if task.multilabel:
-        multi = [list(filter(None, str(v).split("|"))) if isinstance(v, str) else [] for v in rows[task.multilabel]]
-    return LabeledFeatures(ids, x, labels, multi, traits, dims)
+    if not head.fuse:
+        return x, None
+    if head.name in SEQUENCE_HEADS or head.name in ("zero-shot", "coop") or head.init == "prompts":
+        raise HeadConfigError(f"head.fuse: fusion combines pooled features with linear or mlp heads, not "
+                              f"{head.name!r} (head.init={head.init})")
+    parts = [modality(other, k, ids, split) for _, other, k in fused]
+    flat = [spec for (spec, _, _), (values, _) in zip(fused, parts) if values.ndim != 2]
+    if x.ndim != 2 or flat:
+        raise HeadConfigError(f"head.fuse: fusion takes pooled (N, D) features; {flat or head.features} are not")
+    dims = [x.shape[1]] + [p[0].shape[1] for p in parts]
+    masks = torch.stack([torch.ones(len(ids))] + [p[1] for p in parts], dim=1)
+    return torch.cat([x] + [p[0] for p in parts] + [masks], dim=1), dims
+
+
+def missing_inputs(head: HeadConfig, data: LabeledFeatures) -> list[str]:
+    """Per row of fused data, the inputs it lacks (masked), comma-joined; empty when it has them all."""
+    if not data.dims:
+        return [""] * len(data.ids)
+    names = [head.features] + list(head.fuse)
+    masks = data.x[:, -len(data.dims):]
+    return [",".join(n for n, m in zip(names, row) if m == 0) for row in masks.tolist()]
 
 
 def check_shape(head: HeadConfig, x: torch.Tensor) -> None:

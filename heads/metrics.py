@@ -122,3 +122,21 @@ def multilabel_metrics(y_true: np.ndarray, scores: np.ndarray, classes: list[str
         if values:
             out[f"mAP_{name}"] = float(np.mean(values))
     return out
+
+
+def f1_thresholds(y_true: np.ndarray, scores: np.ndarray, default: float = 0.5) -> np.ndarray:
+    """Per class, the score threshold (predict positive at score >= it) with the best F1 on (N, C) 0/1 targets;
+    `default` for a class without positives. Ties go to the higher threshold (fewer false positives)."""
+    out = np.full(scores.shape[1], default, dtype=np.float64)
+    for j in range(scores.shape[1]):
+        y, s = y_true[:, j] > 0, scores[:, j]
+        if not y.any():
+            continue
+        order = np.argsort(-s, kind="mergesort")
+        ys, ss = y[order], s[order]
+        last_of_tie = np.r_[np.diff(ss) != 0, True]
+        tp = np.cumsum(ys)[last_of_tie]
+        predicted = (np.arange(len(ys)) + 1)[last_of_tie]
+        f1 = 2 * tp / (predicted + y.sum())
+        out[j] = ss[last_of_tie][int(np.argmax(f1))]  # first maximum: the highest threshold reaching it
+    return out

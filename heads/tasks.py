@@ -17,7 +17,7 @@ from heads.config import HeadConfig, TaskConfig
 from heads.data import LabeledFeatures, few_shot, multi_hot
 from heads.errors import HeadConfigError
 from heads.losses import balanced_multilabel_bce, build_loss
-from heads.metrics import classification_metrics, multilabel_metrics, regression_metrics
+from heads.metrics import classification_metrics, f1_thresholds, multilabel_metrics, regression_metrics
 from heads.models import build_head, prompt_linear
 from heads.trainer import Fitted, Standardizer, fit, fit_many, retrain_classifier, seed_everything
 
@@ -79,7 +79,10 @@ def train_heads(heads: list[HeadConfig], task: TaskConfig, tr: LabeledFeatures, 
     if task.multilabel:
         info = classes or {"classes": sorted({n for names in tr.multi for n in names}), "segment": {}}
         fitted = train_multilabel(head, tr_s, va_s, info["classes"])
-        first.bundle.set_multilabel_head(info["classes"], fitted.model.state_dict(), info.get("segment", {}))
+        with torch.no_grad():
+            val_scores = fitted.model(va_s.x).sigmoid().numpy()
+        thresholds = f1_thresholds(multi_hot(va.multi, info["classes"]).numpy(), val_scores).tolist()
+        first.bundle.set_multilabel_head(info["classes"], fitted.model.state_dict(), info.get("segment", {}), thresholds)
         first.histories["multilabel"] = fitted.history
         print(f"multilabel head: {len(info['classes'])} classes, best epoch {fitted.best_epoch}/{len(fitted.history)}")
     if task.traits:

@@ -71,6 +71,14 @@ def read_transcripts(cfg: Config) -> dict[str, dict]:
     return {r["sample_id"]: r for r in map(json.loads, path.read_text(encoding="utf-8").splitlines())}
 
 
+def read_embed_failures(cfg: Config) -> dict[str, tuple[str, str]]:
+    """sample_id -> (kind, error) of the samples `embed` could not decode (every shard's record)."""
+    out = {}
+    for path in sorted(layout.feature_set(cfg).glob("failures-*-of-*.json")):
+        out.update({f["sample_id"]: (f["kind"], f["error"]) for f in json.loads(path.read_text())})
+    return out
+
+
 def open_set(cfg: Config, name: str, key: str) -> FeatureSet:
     """A feature set of this dataset by name; a missing one is a config error under `key`."""
     try:

@@ -35,6 +35,8 @@ STAGES = {
     "sweep": "many heads over a grid of config keys and seeds, in parallel, into a leaderboard",
     "evaluate": "a trained run's metrics and predictions on a split (default: test)",
     "finetune": "end to end: the last blocks of the backbone unfrozen, the classifier from the best head",
+    "predict": "a trained run on new videos (predict.input: a folder, glob, list or CSV): predictions.csv",
+    "export": "a feature set as .npy files per video, one Parquet table, or a Hugging Face dataset",
 }
 
 COMMANDS = ["demo-data", *STAGES, "kinetics", "cache"]  # each runs pipeline/<command>.py

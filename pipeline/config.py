@@ -122,6 +122,24 @@ class EvaluateConfig:
 
 
 @dataclass
+class PredictConfig:
+    # new videos: a folder (searched recursively), a glob, a .txt of paths, or a CSV/JSONL with a path column
+    # (and optional start, end)
+    input: str | None = None
+    name: str | None = None  # the new videos' cache folder, <paths.cache>/<name>/ (None: from the input's name and path)
+    top_k: int = 5  # the k most probable classes, in one column
+
+
+@dataclass
+class ExportConfig:
+    format: str = choice("npy", "parquet", "hf")  # npy: one file per row and key | parquet: one table | hf: a datasets.Dataset
+    feature_set: str | None = None  # None: this config's video features
+    keys: list[str] = field(default_factory=list)  # feature keys to export (empty: every key stored per row)
+    split: str | None = None  # only this split's rows (None: all)
+    out: str | None = None  # None: <paths.cache>/<dataset>/exports/<feature set>-<format>
+
+
+@dataclass
 class SweepConfig:
     name: str = "sweep"  # runs go to <paths.cache>/runs/<name>/, the leaderboard beside them
     grid: dict[str, list] = field(default_factory=dict)  # dotted config key -> values, e.g. {head.lr: [0.1, 0.01]}
@@ -164,6 +182,8 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
 

@@ -165,7 +165,7 @@ def run(cfg: Config, out_dir: str | Path, n_jobs: int = 2) -> Path:
     check_tools(demo)
     if min(demo.train, demo.val, demo.test) < 1 or demo.seconds <= 0 or demo.fps < 1:
         raise ConfigError("demo: train/val/test need at least 1 clip per class, seconds and fps must be > 0")
-    root = Path(out_dir)
+    root = Path(out_dir).resolve()  # worker processes may run elsewhere (a pool started in another folder)
     for split in SPLITS:  # a rerun with fewer clips must not leave old ones behind
         shutil.rmtree(root / split, ignore_errors=True)
     root.mkdir(parents=True, exist_ok=True)
@@ -175,5 +175,5 @@ def run(cfg: Config, out_dir: str | Path, n_jobs: int = 2) -> Path:
     )
     write_metadata(clips, root / "metadata.csv")
     write_multilabel(clips, root)
-    print(f"wrote {len(clips)} clips ({len(CLASSES)} classes), metadata.csv and multilabel.csv to {root}")
+    print(f"wrote {len(clips)} clips ({len(CLASSES)} classes), metadata.csv and multilabel.csv to {out_dir}")
     return root

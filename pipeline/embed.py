@@ -20,7 +20,7 @@ from features.clips import ClipDataset, clip_shape, collate, worker_init
 from features.devices import autocast_dtype, resolve_device
 from features.embedding import Embedder, feature_attrs
 from features.files import write_json
-from features.rows import sample_rows
+from features.rows import sample_rows, source_of
 from features.store import ShardWriter, shard_of, write_index
 from pipeline import layout
 from pipeline.artifacts import check_failures, clip_items, failure_summary
@@ -56,7 +56,8 @@ def run(cfg: Config) -> dict:
     attrs = feature_attrs(cfg.sampling, cfg.backbone, cfg.embed.storage_dtype, bb, frames, size, cfg.dataset.name)
     writer = ShardWriter(out_dir, index, count, attrs, compression=cfg.embed.compression,
                          commit_every=cfg.embed.commit_every, force=cfg.embed.force)
-    todo = [it for it in items if it.sample_id not in writer.done]
+    stored = {source_of(row) for row in writer.done}  # a window's rows are committed together with its video's
+    todo = [it for it in items if it.sample_id not in stored]
     device = resolve_device(cfg.backbone.device)
     bb.model.to(device)
     dtype = autocast_dtype(cfg.backbone.dtype, device, "backbone.dtype", "the backbone")

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from pipeline.config import Config
@@ -125,3 +126,24 @@ def head_run(cfg: Config, ref: str) -> Path:
 
 def sweep_dir(cfg: Config) -> Path:
     return runs_dir(cfg) / cfg.sweep.name
+
+
+def predict_dir(cfg: Config, dataset: str) -> Path:
+    """What `vidprobe predict` writes for the new videos of `dataset` with the run `run.name`."""
+    return run_dir(cfg) / "predict" / dataset
+
+
+def export_dir(cfg: Config, feature_set: str) -> Path:
+    return Path(cfg.export.out) if cfg.export.out else dataset_dir(cfg) / "exports" / f"{feature_set}-{cfg.export.format}"
+
+
+def predict_dataset(cfg: Config) -> str:
+    """The cache name of `predict.input`'s videos: predict.name, else the input's name and a hash of its path
+    (two folders called `clips` never share cached features)."""
+    if cfg.predict.name:
+        return cfg.predict.name
+    spec = str(cfg.predict.input)
+    fixed = Path(spec.split("*")[0].split("?")[0] or ".")
+    named = (fixed if fixed.is_dir() or fixed.suffix else fixed.parent).resolve()  # a glob: the folder it searches
+    stem = (named.stem if named.suffix else named.name) or "input"
+    return f"predict-{stem}-{hashlib.sha1(str(Path(spec).resolve()).encode()).hexdigest()[:8]}"

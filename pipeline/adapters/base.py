@@ -58,8 +58,11 @@ def validate(df: pd.DataFrame, cfg: DatasetConfig) -> None:
         problems.append(f"{len(leaked)} videos are in more than one split (leakage), e.g. {list(leaked[:3])}")
     for split in cfg.splits:
         if not (df.split == split).any():
-            problems.append(f"split {split!r} is empty (dataset.splits lists it)"
-                            + ("; dataset.val_fraction=0.1 holds out part of train" if split == "val" else ""))
+            empty = EMPTY_SPLIT.get(split)
+            if split == "test":
+                print(f"warning: split 'test' is empty: {empty}")
+            else:
+                problems.append(f"split {split!r} is empty: {empty or 'no sample is in it; drop it from dataset.splits'}")
     root = Path(cfg.root).resolve()
     outside = [p for p in df.path.unique() if not (root / p).resolve().is_relative_to(root)]
     if outside:
@@ -75,9 +78,25 @@ def validate(df: pd.DataFrame, cfg: DatasetConfig) -> None:
         print(f"warning: {len(missing)} listed videos are not on disk (recorded as status 'missing'), e.g. {missing[:3]}")
 
 
+EMPTY_SPLIT = {  # what an empty split means, and the fix
+    "train": "heads need training samples; check dataset.root and the adapter's layout (class folders: "
+             "<root>/train/<class>/<video>, or <root>/<class>/<video> to split them by a stable hash)",
+    "val": "heads stop early and are chosen on val; hold out part of train with dataset.val_fraction=0.1, or add "
+           "a val split",
+    "test": "`vidprobe evaluate` has no test split to score (training does not need it); add test videos, or set "
+            "dataset.splits=[train,val]",
+}
+
+
 def stable_draw(key) -> float:
     """A number in [0, 1] fixed by `key` alone: the same split on every machine and every run."""
     return int(hashlib.sha1(str(key).encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+
+def hash_split(keys: pd.Series, fractions: list[float]) -> pd.Series:
+    """train/val/test by a stable hash of each key, in the proportions `fractions` (dataset.split_fractions)."""
+    edges = pd.Series(fractions).cumsum() / sum(fractions)
+    return keys.map(stable_draw).map(lambda d: ["train", "val", "test"][min(int((edges <= d).sum()), 2)])
 
 
 def hold_out_val(df: pd.DataFrame, fraction: float) -> pd.DataFrame:

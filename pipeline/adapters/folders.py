@@ -8,29 +8,42 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.adapters.base import (SPLIT_NAMES, annotations_dir, read_table, read_text, register_adapter,
+from pipeline.adapters.base import (SPLIT_NAMES, annotations_dir, hash_split, read_table, read_text, register_adapter,
                                     require_columns, stem_id)
 from pipeline.config import ConfigError, DatasetConfig
 
 
 @register_adapter("folder")
 def class_folders(cfg: DatasetConfig) -> pd.DataFrame:
-    """`<root>/<split>/<class>/<video>`: the class is the folder name."""
+    """`<root>/<split>/<class>/<video>`: the class is the folder name. With no split folders at all,
+    `<root>/<class>/<video>`, split by a stable hash of each path (dataset.split_fractions)."""
     root = Path(cfg.root)
     exts = {e.lower() for e in cfg.extensions}
-    rows = []
-    for split in cfg.splits:
-        for class_dir in sorted(p for p in (root / split).glob("*") if p.is_dir()):
-            for video in sorted(class_dir.rglob("*")):
-                if video.is_file() and video.suffix.lower() in exts:
-                    rel = video.relative_to(root).as_posix()
-                    rows.append({"sample_id": stem_id(rel), "path": rel, "split": split, "label": class_dir.name})
+    splits = [s for s in cfg.splits if (root / s).is_dir()]
+    rows = [{"sample_id": stem_id(rel), "path": rel, "split": split, "label": label}
+            for split in splits for label, rel in class_videos(root, root / split, exts)]
+    if not splits:
+        rows = [{"sample_id": stem_id(rel), "path": rel, "label": label} for label, rel in class_videos(root, root, exts)]
+        if rows:
+            print(f"note: no split folders ({', '.join(cfg.splits)}) under {root}: class folders split by a stable "
+                  f"hash of each path, train/val/test = {'/'.join(map(str, cfg.split_fractions))} "
+                  "(dataset.split_fractions)")
     if not rows:
         raise ConfigError(
             f"dataset.root: no videos found under {root} (expected {root}/{{{','.join(cfg.splits)}}}/<class>/<video> "
-            f"with one of {', '.join(sorted(exts))})"
+            f"or {root}/<class>/<video>, with one of {', '.join(sorted(exts))})"
         )
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    if not splits:
+        df.insert(2, "split", hash_split(df.path, cfg.split_fractions))
+    return df
+
+
+def class_videos(root: Path, folder: Path, exts: set[str]) -> list[tuple[str, str]]:
+    """(class, path relative to `root`) of every video in the class folders of `folder`."""
+    return [(class_dir.name, video.relative_to(root).as_posix())
+            for class_dir in sorted(p for p in folder.glob("*") if p.is_dir())
+            for video in sorted(class_dir.rglob("*")) if video.is_file() and video.suffix.lower() in exts]
 
 
 @register_adapter("ucf101")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.adapters.base import (SPLIT_NAMES, annotations_dir, read_table, read_text, register_adapter,
-                                    require_columns, stable_draw, stem_id)
+from pipeline.adapters.base import (SPLIT_NAMES, annotations_dir, hash_split, read_table, read_text, register_adapter,
+                                    require_columns, stem_id)
 from pipeline.config import ConfigError, DatasetConfig
 
 
@@ -23,9 +23,7 @@ def split_column(table: pd.DataFrame, cfg: DatasetConfig, key: pd.Series) -> pd.
     """The table's `split` column (train/val/test in any usual spelling), else a stable hash of `key`."""
     if "split" in table.columns:
         return table.split.astype(str).str.lower().map(SPLIT_NAMES)
-    edges = pd.Series(cfg.split_fractions).cumsum() / sum(cfg.split_fractions)
-    draw = key.map(stable_draw)
-    return draw.map(lambda d: ["train", "val", "test"][min(int((edges <= d).sum()), 2)])
+    return hash_split(key, cfg.split_fractions)
 
 
 def template_paths(table: pd.DataFrame, cfg: DatasetConfig, path: Path) -> pd.Series:

@@ -112,3 +112,22 @@ def test_mixed_configs_are_refused_by_the_reader(tmp_path):
         h5.attrs["config_hash"] = "two"
     with pytest.raises(StoreError, match="another config"):
         FeatureSet(tmp_path)
+
+
+def test_get_reads_any_rows_in_any_order_and_chunks_cover_the_set(tmp_path):
+    ids = [f"s{i:03d}" for i in range(100)]
+    values = np.arange(100 * 3, dtype=np.float32).reshape(100, 3)
+    for k in range(2):  # two shards, as two ranks write them
+        mine = [i for i, sid in enumerate(ids) if i % 2 == k]
+        w = ShardWriter(tmp_path, k, 2, {"config_hash": "h", "config": "x: 1\n"}, commit_every=16)
+        w.append([ids[i] for i in mine], {"video/pooled": values[mine]})
+        w.finish()
+    fs = FeatureSet(tmp_path)
+    rng = np.random.default_rng(0)
+    for pick in ([99, 0, 50, 50, 1], list(rng.permutation(100)[:7]), list(range(10, 90, 3))):  # sparse, dense, repeats
+        np.testing.assert_array_equal(fs.get("video/pooled", [ids[i] for i in pick]), values[pick])
+    seen = {sid: row for chunk_ids, chunk in fs.chunks("video/pooled", rows=7) for sid, row in zip(chunk_ids, chunk)}
+    assert sorted(seen) == ids and all((seen[sid] == values[i]).all() for i, sid in enumerate(ids))
+    asked = [ids[5], ids[2], ids[77]]
+    assert [(c, v.tolist()) for c, v in fs.chunks("video/pooled", asked, rows=2)] == [
+        (asked[:2], values[[5, 2]].tolist()), (asked[2:], values[[77]].tolist())]

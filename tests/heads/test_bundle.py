@@ -44,3 +44,20 @@ def test_predict_gives_probabilities_and_traits(tmp_path):
     trait.load_state_dict(bundle.traits_heads[0])
     np.testing.assert_allclose(pred["pred/t"], (trait(x).detach()[:, 0] * 0.5 + 2.0).numpy(), rtol=1e-6)
     assert {"acc", "macro_f1", "spearman/t"} <= set(metrics) and list(tables) == ["label"]
+
+
+def test_multilabel_columns_and_thresholds_without_targets():
+    torch.manual_seed(0)
+    bundle = HeadBundle(torch.zeros(4), torch.ones(4))
+    bundle.set_multilabel_head(["a", "b", "c"], build_head(HeadConfig(), 4, 3).state_dict(), {"a": "head"},
+                               [0.0, 1.0, 0.5])  # a: always present, b: never
+    x = torch.randn(6, 4)
+    pred, metrics, tables = bundle.predict(LabeledFeatures([str(i) for i in range(6)], x, None, None, None),
+                                           HeadConfig())
+    assert metrics == {} and tables == {} and "labels" not in pred  # new videos: predictions only
+    layer = torch.nn.Linear(4, 3)
+    layer.load_state_dict(bundle.multilabel_head)
+    scores = layer(x).sigmoid().detach().numpy()
+    np.testing.assert_allclose(pred[["score/a", "score/b", "score/c"]].to_numpy(), scores, rtol=1e-6)
+    expected = ["|".join(c for c, on in zip("abc", (True, False, s >= 0.5)) if on) for s in scores[:, 2]]
+    assert list(pred.pred_labels) == expected

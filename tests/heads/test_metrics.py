@@ -53,3 +53,19 @@ def test_multilabel_metrics_segments_and_empty_classes():
     assert out["mAP"] == pytest.approx(np.mean(per_class)) and out["classes_without_positives"] == 1
     assert out["mAP_head"] == pytest.approx(per_class[0]) and out["mAP_tail"] == pytest.approx(np.mean(per_class[1:]))
     assert "mAP_middle" not in out
+
+
+def test_f1_thresholds_reach_the_best_f1_sklearn_measures():
+    from sklearn.metrics import f1_score
+
+    from heads.metrics import f1_thresholds
+
+    rng = np.random.default_rng(0)
+    y = (rng.random((60, 4)) < 0.3).astype(int)
+    y[:, 3] = 0  # no positives: the default threshold
+    scores = np.clip(y * 0.3 + rng.random((60, 4)) * 0.8, 0, 1).round(2)  # ties included
+    found = f1_thresholds(y, scores)
+    assert found[3] == 0.5
+    for j in range(3):
+        best = max(f1_score(y[:, j], scores[:, j] >= t) for t in np.unique(scores[:, j]))
+        assert f1_score(y[:, j], scores[:, j] >= found[j]) == pytest.approx(best)

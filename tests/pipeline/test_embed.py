@@ -141,6 +141,7 @@ def test_views_crops_and_windows(demo_cfg):
     np.testing.assert_allclose(spans[:, 0], [0.0, 0.4, 0.8], atol=1e-6)
     assert fs.get("video/pooled", rows).shape == (3, 64)
     assert set(fs.get("source_id", rows).astype(str)) == {"train/left/left_000"}
+    assert embed.run(win)["new"] == 0 and len(FeatureSet(layout.feature_set(win)).ids) == len(fs.ids)  # resumed
 
 
 def test_shards_by_rank_join_to_the_single_run(demo_cfg, monkeypatch):
