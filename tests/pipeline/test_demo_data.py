@@ -68,6 +68,16 @@ def test_no_audio_option(tmp_path):
     assert streams == {"video"}
 
 
+def test_without_espeak_the_demo_is_made_without_speech_and_says_so(tmp_path, monkeypatch, capsys):
+    real_which = demo_data.shutil.which
+    monkeypatch.setattr(demo_data.shutil, "which", lambda tool: None if tool == "espeak-ng" else real_which(tool))
+    cfg = load_config(None, ["demo.train=1", "demo.val=1", "demo.test=1", "demo.seconds=0.5"])
+    root = demo_data.run(cfg, tmp_path / "d", n_jobs=1)
+    assert "espeak-ng is not installed" in capsys.readouterr().out
+    streams = {s["codec_type"] for s in ffmpeg.probe(str(root / "train/left/left_000.mp4"))["streams"]}
+    assert streams == {"video"}
+
+
 def test_multilabel_table_names_only_listed_classes(tmp_path):
     import csv
 
