@@ -11,6 +11,7 @@ from pathlib import Path
 import ffmpeg
 import numpy as np
 
+from features.errors import DiskFull
 from features.files import atomic_path
 from features.tools import ffmpeg_exe
 
@@ -35,6 +36,8 @@ def _run(stream, path: str | Path) -> bytes:
         out, _ = stream.run(cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True, quiet=True)
     except ffmpeg.Error as err:
         tail = (err.stderr or b"").decode(errors="replace").strip().splitlines()[-3:]
+        if any("No space left on device" in line for line in tail):  # not the file's fault: the run stops
+            raise DiskFull(f"disk full writing the audio of {path}: free space and re-run (cut files are kept)") from None
         raise AudioError(f"{path}: ffmpeg could not read its audio: {' | '.join(tail) or err}") from None
     except FileNotFoundError:
         raise AudioError(f"ffmpeg could not be run ({ffmpeg_exe()}): pip install imageio-ffmpeg, or apt-get install ffmpeg") from None

@@ -18,3 +18,11 @@ class StoreError(ValueError):
 
 class CorruptStoreError(RuntimeError):
     """A feature set whose files are not whole (found by `cache verify`): a failed run, not a typo."""
+
+
+class LockHeld(RuntimeError):
+    """Another writer is writing this output now (its lock is alive): a failed run, naming the holder."""
+
+
+class DiskFull(RuntimeError):
+    """The filesystem has no room for what a stage must write: a failed run, with the numbers and how to resume."""

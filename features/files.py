@@ -5,13 +5,18 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 import pandas as pd
 import yaml
+
+from features.errors import DiskFull
 
 
 @contextlib.contextmanager
@@ -26,6 +31,27 @@ def atomic_path(path: str | Path, unique: bool = False) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def save_torch(obj: Any, path: str | Path) -> Path:
+    """`torch.save(obj, path)`, whole or not at all. Written under the same file name in a temporary folder
+    beside it, so the archive inside is named as `torch.save(path)` names it (same bytes)."""
+    import torch
+
+    path = Path(path)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.", suffix=".partial") as tmp:
+        torch.save(obj, Path(tmp) / path.name)
+        os.replace(Path(tmp) / path.name, path)
+    return path
+
+
+def remove_partials(folder: str | Path) -> None:
+    """What writers killed mid-write left in `folder` (never read: readers open only finished names)."""
+    for stale in [*Path(folder).glob("*.partial"), *Path(folder).glob(".*.partial")]:
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        else:
+            stale.unlink()
 
 
 def write_text(path: str | Path, text: str, unique: bool = False) -> Path:
@@ -51,3 +77,16 @@ def write_table(path: str | Path, table: pd.DataFrame, **to_csv: Any) -> Path:
     with atomic_path(path) as tmp:
         table.to_csv(tmp, **{"index": False, **to_csv})
     return path
+
+
+def disk_error(err: BaseException) -> bool:
+    """ENOSPC, however the library under h5py or torch reports it."""
+    return getattr(err, "errno", None) == errno.ENOSPC or "No space left on device" in str(err)
+
+
+def require_space(path: Path, needed: int, what: str) -> None:
+    """Refuse, with the numbers, to start writing `needed` bytes where the filesystem has fewer free."""
+    free = shutil.disk_usage(path).free
+    if free < needed:
+        raise DiskFull(f"{what} needs about {needed / 2**20:.1f} MiB at {path}, {free / 2**20:.1f} MiB are free; "
+                       "free space (or point paths.cache elsewhere) and re-run")

@@ -13,23 +13,28 @@ only ever opens finished shards, and the next run skips every id already committ
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import h5py
 import numpy as np
 
-from features.errors import CorruptStoreError, StoreError
-from features.files import atomic_path, write_json
+from features.errors import CorruptStoreError, DiskFull, StoreError
+from features.files import atomic_path, disk_error, require_space, write_json
 from features.identity import config_diff, identity
+from features.locks import WriteLock
 
 SHARD_RE = re.compile(r"shard-(\d+)-of-(\d+)\.h5$")
 STR = h5py.string_dtype("utf-8")
 COPY_ROWS = 1024  # rows copied at a time when merging: memory stays flat in the number of samples
+PART_OVERHEAD = 1 << 20  # HDF5's own bytes per file, and room to spare
 
 
 def shard_name(index: int, count: int) -> str:
@@ -59,28 +64,61 @@ def feature_keys(h5: h5py.File) -> dict[str, tuple]:
 
 
 def _read_ids(path: Path) -> list[str]:
-    with h5py.File(path, "r") as h5:
+    with open_h5(path) as h5:
         return list(h5["ids"].asstr()[()])
 
 
+def open_h5(path: Path) -> h5py.File:
+    """An HDF5 file for reading; a file that is not whole (an interrupted copy or sync) raises CorruptStoreError
+    naming it, its expected and actual size where HDF5 says them, and the fix."""
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        sizes = re.search(r"\beof = (\d+),.*stored_eof = (\d+)", str(err))
+        size = f": {sizes.group(1)} bytes of {sizes.group(2)}" if sizes else f" ({err})"
+        raise CorruptStoreError(f"{path} is broken{size}; re-run `vidprobe embed` with the same config: it moves the "
+                                "broken shard aside and embeds its rows again (or restore the file from its copy)") from None
+
+
 class ShardWriter:
-    """Writes shard `index` of `count`; `attrs` must hold `config_hash` and `config` (YAML)."""
+    """Writes shard `index` of `count`; `attrs` must hold `config_hash` and `config` (YAML).
+
+    Only one writer per shard: the shard's lock (features.locks) is held from here to `finish` or `close`.
+    A shard found broken (an interrupted copy) is moved aside with a warning and its rows embedded again.
+    """
 
     def __init__(self, directory: str | Path, index: int, count: int, attrs: dict, *,
-                 compression: str | None = None, commit_every: int = 256, force: bool = False):
+                 compression: str | None = None, commit_every: int = 256, force: bool = False,
+                 lock_timeout: float = 600.0):
         self.dir = Path(directory)
         self.final = self.dir / shard_name(index, count)
         self.parts_dir = self.dir / ".parts" / self.final.stem
         self.attrs, self.compression, self.commit_every = attrs, compression, commit_every
         self.count = count
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._check_existing(force)
-        self.parts_dir.mkdir(parents=True, exist_ok=True)
-        for stale in list(self.dir.glob(f"{self.final.name}*.partial")) + list(self.parts_dir.glob("*.partial")):
-            stale.unlink()  # a run killed mid-write: these rows were never committed
-        self.done = self._committed_ids()
+        self.lock = WriteLock(self.final, lock_timeout, f"shard {self.final}")
+        self.lock.acquire()
+        try:
+            self._check_existing(force)
+            self.parts_dir.mkdir(parents=True, exist_ok=True)
+            for stale in list(self.dir.glob(f"{self.final.name}*.partial")) + list(self.parts_dir.glob("*.partial")):
+                stale.unlink()  # a run killed mid-write: these rows were never committed
+            self.done = self._committed_ids()
+        except BaseException:
+            self.lock.release()
+            raise
         self.buffer: list[tuple[list[str], dict[str, np.ndarray]]] = []
         self.n_new = 0
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Give up the shard without merging (committed parts stay for the next run)."""
+        self.lock.release()
 
     # --- what is there already -------------------------------------------------------------
     def _existing(self) -> list[Path]:
@@ -90,8 +128,13 @@ class ShardWriter:
     def _check_existing(self, force: bool) -> None:
         problems = []
         for path in self._existing():
-            with h5py.File(path, "r") as h5:
-                old_hash, old_cfg = h5.attrs.get("config_hash"), h5.attrs.get("config", "")
+            try:
+                with open_h5(path) as h5:
+                    old_hash, old_cfg = h5.attrs.get("config_hash"), h5.attrs.get("config", "")
+            except CorruptStoreError as err:
+                if path == self.final or path.parent == self.parts_dir:
+                    self._move_aside(path, err)
+                continue  # another rank's shard: its own writer repairs it
             m = SHARD_RE.search(path.name) or SHARD_RE.search(path.parent.name + ".h5")
             other_count = m is not None and int(m.group(2)) != self.count
             if old_hash != self.attrs["config_hash"]:
@@ -110,6 +153,11 @@ class ShardWriter:
                 shutil.rmtree(path.parent, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
+
+    def _move_aside(self, path: Path, err: CorruptStoreError) -> None:
+        aside = path.with_name(f"{path.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.replace(path, aside)
+        print(f"warning: {err}\nmoved it to {aside}: its rows are embedded again")
 
     def _committed_ids(self) -> set[str]:
         done = set(_read_ids(self.final)) if self.final.exists() else set()
@@ -134,64 +182,114 @@ class ShardWriter:
             self.commit()
 
     def commit(self) -> None:
-        """Write the buffered rows as one part, atomically."""
+        """Write the buffered rows as one part, atomically; a full disk is a DiskFull that says how to resume."""
         if not self.buffer:
             return
         ids = [i for chunk, _ in self.buffer for i in chunk]
         feats = {k: np.concatenate([f[k] for _, f in self.buffer]) for k in self.buffer[0][1]}
         path = self.parts_dir / f"part-{len(self.parts()):06d}.h5"
-        with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
-            h5.attrs["config_hash"] = self.attrs["config_hash"]
-            h5.attrs["config"] = self.attrs["config"]
-            h5.create_dataset("ids", data=np.asarray(ids, dtype=object), dtype=STR)
-            for key, arr in feats.items():
-                h5.create_dataset(key, data=arr, dtype=STR if arr.dtype == object else arr.dtype)
+        size = sum(a.nbytes if a.dtype != object else 64 * len(a) for a in feats.values()) + 64 * len(ids)
+        with self._disk_full_says_how_to_resume():
+            require_space(self.parts_dir, size + PART_OVERHEAD, f"committing {len(ids)} rows to {self.final.name}")
+            with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+                h5.attrs["config_hash"] = self.attrs["config_hash"]
+                h5.attrs["config"] = self.attrs["config"]
+                h5.create_dataset("ids", data=np.asarray(ids, dtype=object), dtype=STR)
+                for key, arr in feats.items():
+                    h5.create_dataset(key, data=arr, dtype=STR if arr.dtype == object else arr.dtype)
         self.done.update(ids)
         self.n_new += len(ids)
         self.buffer = []
 
-    def finish(self) -> Path:
-        """Merge the shard and its committed parts into a new shard, then drop the parts."""
-        self.commit()
-        parts = self.parts()
-        if parts or not self.final.exists():
-            self._merge(([self.final] if self.final.exists() else []) + parts)
-        shutil.rmtree(self.parts_dir, ignore_errors=True)
+    @contextlib.contextmanager
+    def _disk_full_says_how_to_resume(self):
         try:
-            self.parts_dir.parent.rmdir()
-        except OSError:
-            pass  # other ranks still have parts there
+            yield
+        except DiskFull as err:
+            raise DiskFull(f"disk full at {self.dir}: {self.stored()} rows committed; {err}: the run resumes "
+                           "where it stopped") from None
+        except (OSError, RuntimeError) as err:
+            if not disk_error(err):
+                raise
+            raise DiskFull(f"disk full at {self.dir}: {self.stored()} rows committed; free space and re-run to "
+                           "resume") from None
+
+    def stored(self) -> int:
+        return len(self.done)
+
+    def check_space(self, rows: int, bytes_per_row: float) -> None:
+        """Before writing `rows` more rows of `bytes_per_row`: refuse, with the numbers, when the filesystem has
+        less room than they need (twice: the parts, then the merged shard beside the old one, uncompressed)."""
+        old = self.final.stat().st_size if self.final.exists() else 0
+        rows_total = rows + len(self.done)
+        require_space(self.dir, int(2 * rows * bytes_per_row + old + rows_total * 64 + PART_OVERHEAD),
+                      f"{rows} rows of {bytes_per_row / 1024:.1f} KiB for {self.final.name} (an upper bound: "
+                      "compression aside)")
+
+    def finish(self) -> Path:
+        """Merge the shard and its committed parts into a new shard (each id once), then drop the parts."""
+        try:
+            self.commit()
+            parts = self.parts()
+            if parts or not self.final.exists():
+                with self._disk_full_says_how_to_resume():
+                    self._merge(([self.final] if self.final.exists() else []) + parts)
+            shutil.rmtree(self.parts_dir, ignore_errors=True)
+            try:
+                self.parts_dir.parent.rmdir()
+            except OSError:
+                pass  # other ranks still have parts there
+        finally:
+            self.lock.release()
         return self.final
 
     def _merge(self, sources: list[Path]) -> None:
-        layout, total = {}, 0
-        for src in sources:
+        merge(self.final, sources, self.attrs, self.compression)
+
+
+def merge(final: Path, sources: list[Path], attrs: dict, compression: str | None = None) -> int:
+    """`sources` into one shard at `final` (written beside it, renamed when whole), each id once: the first of
+    its rows. Returns the rows written."""
+    layout, keep, seen = {}, [], set()
+    for src in sources:
+        with open_h5(src) as h5:
+            ids = h5["ids"].asstr()[()]
+            keys = {k: (shape, h5[k].dtype) for k, shape in feature_keys(h5).items()}
+        first = np.zeros(len(ids), dtype=bool)  # each id once: the first of its rows, whatever the parts hold
+        for j, sid in enumerate(ids):
+            if sid not in seen:
+                seen.add(sid)
+                first[j] = True
+        keep.append(first)
+        if layout and keys != layout:
+            raise StoreError(f"{src} holds {sorted(keys)}, other parts hold {sorted(layout)}")
+        layout = keys
+    total = int(sum(k.sum() for k in keep))
+    require_space(final.parent, sum(p.stat().st_size for p in sources) + PART_OVERHEAD, f"merging {final.name}")
+    with atomic_path(final) as tmp, h5py.File(tmp, "w") as out:
+        for key, value in attrs.items():
+            out.attrs[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
+        out.attrs["num_rows"] = total
+        out.create_dataset("ids", shape=(total,), dtype=STR, chunks=(min(max(total, 1), 4096),))
+        for key, (shape, dtype) in layout.items():
+            row_bytes = max(1, int(np.prod(shape)) * dtype.itemsize)
+            chunk = (max(1, min(total, 256, (1 << 20) // row_bytes)), *shape)
+            out.create_dataset(key, shape=(total, *shape), dtype=dtype, chunks=chunk,
+                               compression=compression)
+        row = 0
+        for src, mask in zip(sources, keep):
             with h5py.File(src, "r") as h5:
-                total += h5["ids"].shape[0]
-                keys = {k: (shape, h5[k].dtype) for k, shape in feature_keys(h5).items()}
-            if layout and keys != layout:
-                raise StoreError(f"{src} holds {sorted(keys)}, other parts hold {sorted(layout)}")
-            layout = keys
-        with atomic_path(self.final) as tmp, h5py.File(tmp, "w") as out:
-            for key, value in self.attrs.items():
-                out.attrs[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
-            out.attrs["num_rows"] = total
-            out.create_dataset("ids", shape=(total,), dtype=STR, chunks=(min(max(total, 1), 4096),))
-            for key, (shape, dtype) in layout.items():
-                row_bytes = max(1, int(np.prod(shape)) * dtype.itemsize)
-                chunk = (max(1, min(total, 256, (1 << 20) // row_bytes)), *shape)
-                out.create_dataset(key, shape=(total, *shape), dtype=dtype, chunks=chunk,
-                                   compression=self.compression)
-            row = 0
-            for src in sources:
-                with h5py.File(src, "r") as h5:
-                    n = h5["ids"].shape[0]
-                    for a in range(0, n, COPY_ROWS):
-                        b = min(n, a + COPY_ROWS)
-                        out["ids"][row + a : row + b] = h5["ids"][a:b]
-                        for key in layout:
-                            out[key][row + a : row + b] = h5[key][a:b]
+                for a in range(0, len(mask), COPY_ROWS):
+                    b = min(len(mask), a + COPY_ROWS)
+                    take = mask[a:b]
+                    n = int(take.sum())
+                    if not n:
+                        continue
+                    out["ids"][row : row + n] = h5["ids"][a:b][take]
+                    for key in layout:
+                        out[key][row : row + n] = h5[key][a:b][take]
                     row += n
+    return total
 
 
 def write_index(directory: str | Path) -> dict:
@@ -199,7 +297,7 @@ def write_index(directory: str | Path) -> dict:
     directory = Path(directory)
     shards, rows, keys, hashes = [], 0, {}, set()
     for path in shard_paths(directory):
-        with h5py.File(path, "r") as h5:
+        with open_h5(path) as h5:
             shards.append({"file": path.name, "rows": int(h5["ids"].shape[0])})
             rows += shards[-1]["rows"]
             keys.update({k: list(v) for k, v in feature_keys(h5).items()})
@@ -215,15 +313,15 @@ def stage_attrs(config: dict, provenance: dict) -> dict:
     return {"config_hash": config_hash, "config": text, "provenance": provenance}
 
 
-def write_whole(directory: str | Path, attrs: dict, ids: list[str],
-                make_features: Callable[[], dict[str, np.ndarray]]) -> bool:
+def write_whole(directory: str | Path, attrs: dict, ids: list[str], make_features: Callable[[], dict[str, np.ndarray]],
+                lock_timeout: float = 600.0) -> bool:
     """A small feature set (class prompts, one row per sample) written in one piece: rebuilt when its config
     changed, left as it is when it already holds `ids` (then `make_features` is not called). True if written."""
-    writer = ShardWriter(directory, 0, 1, attrs, force=True)
-    written = not set(ids) <= writer.done
-    if written:
-        writer.append(ids, make_features())
-    writer.finish()
+    with ShardWriter(directory, 0, 1, attrs, force=True, lock_timeout=lock_timeout) as writer:
+        written = not set(ids) <= writer.done
+        if written:
+            writer.append(ids, make_features())
+        writer.finish()
     write_index(directory)
     return written
 
@@ -243,7 +341,7 @@ class FeatureSet:
         self.attrs: dict = {}
         self.keys: dict[str, tuple] = {}
         for s, path in enumerate(self.paths):
-            with h5py.File(path, "r") as h5:
+            with open_h5(path) as h5:
                 attrs = dict(h5.attrs)
                 if self.attrs and attrs.get("config_hash") != self.attrs.get("config_hash"):
                     raise StoreError(f"{path} was made with another config than {self.paths[0]}")
@@ -285,7 +383,7 @@ class FeatureSet:
             if not pos:
                 continue
             dest, src = (np.asarray(v) for v in zip(*pos))
-            with h5py.File(path, "r") as h5:
+            with open_h5(path) as h5:
                 ds = h5[key]
                 if out is None:
                     out = np.empty((len(ids), *ds.shape[1:]), dtype=ds.dtype)
@@ -304,7 +402,7 @@ class FeatureSet:
         if key not in self.keys:
             raise StoreError(f"no feature {key!r} in {self.dir}; it has {sorted(self.keys)}")
         for path in self.paths:
-            with h5py.File(path, "r") as h5:
+            with open_h5(path) as h5:
                 names, ds = h5["ids"], h5[key]
                 for a in range(0, len(names), rows):
                     yield list(names.asstr()[a : a + rows]), ds[a : a + rows]
@@ -327,6 +425,14 @@ def verify(directory: str | Path) -> FeatureSet:
                 for p in sorted(directory.glob(".parts/*/part-*.h5"))]
     if not shard_paths(directory):
         return FeatureSet(directory)  # raises StoreError: no feature set here (a usage error, not a broken one)
+    broken = []
+    for shard in shard_paths(directory):
+        try:
+            open_h5(shard).close()
+        except CorruptStoreError as err:
+            broken.append(str(err))
+    if broken:
+        raise CorruptStoreError(f"{directory} is not whole:\n  " + "\n  ".join(problems + broken))
     try:
         fs = FeatureSet(directory)
     except StoreError as err:  # duplicate ids or mixed configs: the set is broken, not the command
@@ -360,3 +466,31 @@ def _check_shard(shard: Path, keys: dict) -> list[str]:
                         problems.append(f"{shard.name}: {key} holds NaN or inf")
                         break
     return problems
+
+
+def repair(directory: str | Path, lock_timeout: float = 600.0) -> list[str]:
+    """Make a feature set whole where that needs no embedding, each shard under its writer's lock: duplicate rows
+    dropped (the first kept), parts whose rows are all in their shard removed, a broken shard moved aside (its
+    rows are embedded again by the next `embed`), index.json rewritten. Returns what was done."""
+    directory = Path(directory)
+    done = []
+    for shard in shard_paths(directory):
+        with WriteLock(shard, lock_timeout, f"shard {shard}"):
+            try:
+                with open_h5(shard) as h5:
+                    ids, attrs = list(h5["ids"].asstr()[()]), {k: v for k, v in h5.attrs.items() if k != "num_rows"}
+            except CorruptStoreError:
+                aside = shard.with_name(f"{shard.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
+                os.replace(shard, aside)
+                done.append(f"{shard.name} is broken: moved to {aside.name}; re-run embed to embed its rows again")
+                continue
+            if len(set(ids)) < len(ids):
+                kept = merge(shard, [shard], attrs)
+                done.append(f"{shard.name}: dropped {len(ids) - kept} duplicate rows, kept the first of each id")
+            for part in sorted((directory / ".parts" / shard.stem).glob("part-*.h5")):
+                if set(_read_ids(part)) <= set(ids):
+                    part.unlink()
+                    done.append(f"removed {part.relative_to(directory)}: its rows are all in {shard.name}")
+    write_index(directory)
+    done.append("rewrote index.json")
+    return done

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from features.files import save_torch
 from heads.config import HeadConfig
 from heads.data import LabeledFeatures, multi_hot
 from heads.errors import HeadConfigError
@@ -76,8 +77,8 @@ class HeadBundle:
         return out
 
     def save(self, path: str | Path) -> Path:
-        torch.save(self.to_dict(), path)
-        return Path(path)
+        """heads.pt, whole or not at all (a run killed while saving leaves the previous one, or none)."""
+        return save_torch(self.to_dict(), path)
 
     @classmethod
     def load(cls, path: str | Path) -> "HeadBundle":

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.files import write_json, write_table, write_yaml
+from features.files import remove_partials, write_json, write_table, write_yaml
 from heads.bundle import HeadBundle
 from heads.config import HeadConfig
 from heads.data import LabeledFeatures
@@ -25,6 +25,7 @@ def save_run(out: Path, trained: Trained, head: HeadConfig, config: dict,
              coop_clip: tuple | None = None) -> dict:
     """A trained head config's run folder; returns its validation metrics."""
     out.mkdir(parents=True, exist_ok=True)
+    remove_partials(out)
     for name, rows in trained.histories.items():
         write_history(out / "history" / f"{name}.tsv", rows)
     trained.bundle.save(out / HEADS_FILE)

@@ -17,6 +17,7 @@ import pandas as pd
 
 from features.errors import StoreError
 from features.identity import feature_hash
+from features.locks import WriteLock
 from features.sampling import Item
 from features.store import FeatureSet
 from pipeline import layout
@@ -133,6 +134,12 @@ def head_inputs(cfg: Config, with_prompts: bool = False) -> HeadInputs:
         prompt_set, prompt_key = cfg.head.prompt_spec()
         prompts = (open_set(cfg, prompt_set, "head.prompts"), prompt_key)
     return HeadInputs(manifest[have], fs, fused, hashes, prompts)
+
+
+def writing(cfg: Config, target, what: str) -> WriteLock:
+    """The lock a writer of `target` (a stage output, a run folder) holds while it writes (`with writing(...)`):
+    a second writer refuses at once, naming the first; a dead writer's lock is taken over."""
+    return WriteLock(target, cfg.paths.lock_timeout, what)
 
 
 def failure_summary(errors: list[str], kinds: Counter | None = None) -> str:

@@ -15,9 +15,9 @@ from joblib import Parallel, delayed
 from tqdm import tqdm
 
 from features.audio import SAMPLE_RATE, AudioError, load_audio, write_flac
-from features.files import write_table
+from features.files import require_space, write_table
 from pipeline import layout
-from pipeline.artifacts import check_failures, failure_summary, read_manifest
+from pipeline.artifacts import check_failures, failure_summary, read_manifest, writing
 from pipeline.config import Config
 
 COLUMNS = ["sample_id", "file", "has_audio", "seconds", "peak", "status", "error"]
@@ -48,12 +48,17 @@ def cut(cfg: Config, row: dict) -> dict:
 def run(cfg: Config) -> pd.DataFrame:
     manifest = read_manifest(cfg)
     rows = manifest[manifest.status == "ok"].to_dict("records")
-    results = Parallel(n_jobs=cfg.audio.num_workers, prefer="threads")(
-        delayed(cut)(cfg, row) for row in tqdm(rows, desc="audio", unit="sample", dynamic_ncols=True))
-    table = pd.DataFrame(results, columns=COLUMNS)
     out = layout.audio_index(cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_table(out, table)
+    with writing(cfg, layout.audio_dir(cfg), f"audio of {cfg.dataset.name}"):
+        todo = [r for r in rows if not layout.flac(cfg, r["sample_id"]).is_file()]
+        seconds = sum(float(r.get("duration") or 0.0) for r in todo)  # segments are shorter: an upper bound
+        require_space(out.parent, int(seconds * SAMPLE_RATE * 2) + (1 << 20),
+                      f"audio: {len(todo)} samples, {seconds:.0f} s as 16-bit FLAC (compression aside)")
+        results = Parallel(n_jobs=cfg.audio.num_workers, prefer="threads")(
+            delayed(cut)(cfg, row) for row in tqdm(rows, desc="audio", unit="sample", dynamic_ncols=True))
+        table = pd.DataFrame(results, columns=COLUMNS)
+        write_table(out, table)
     bad = table[table.status != "ok"]
     failure_summary(list(bad.error))
     silent = int(((table.peak < 1e-4) & table.has_audio & (table.status == "ok")).sum())

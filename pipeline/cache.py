@@ -1,6 +1,8 @@
 """`vidprobe cache info|verify PATH`: what a feature set holds, and whether it is whole.
 
-`verify` exits 1 when the set is broken (a failed run: re-embed), 2 when PATH is not a feature set.
+`verify` exits 1 when the set is broken (listing every broken shard), 2 when PATH is not a feature set.
+`verify --repair` first drops duplicate rows (the first kept), removes parts already merged, moves broken
+shards aside (the next `embed` embeds their rows again) and rewrites index.json, saying what it did.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ import json
 from pathlib import Path
 
 from features.errors import StoreError
-from features.store import FeatureSet, verify
+from features.store import FeatureSet
+from features.store import repair as repair_set
+from features.store import verify
 
 
 def info(path: Path) -> dict:
@@ -24,12 +28,15 @@ def info(path: Path) -> dict:
     return {"rows": len(fs.ids), "keys": fs.keys, "provenance": prov}
 
 
-def run(action: str, path: str) -> dict:
+def run(action: str, path: str, repair: bool = False, lock_timeout: float = 600.0) -> dict:
     p = Path(path)
     if not p.is_dir():
         raise StoreError(f"{path} is not a feature set folder (e.g. cache/<dataset>/<feature_set>)")
     if action == "info":
         return info(p)
+    if repair:
+        for done in repair_set(p, lock_timeout):
+            print(f"repair: {done}")
     fs = verify(p)
     print(f"{p}: ok ({len(fs.ids)} rows, {len(fs.paths)} shard(s))")
     return {"rows": len(fs.ids)}

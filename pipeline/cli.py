@@ -18,12 +18,12 @@ import traceback
 # torch loads, so it is set here, before any stage imports torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from features.errors import CorruptStoreError, FeatureConfigError, StoreError
+from features.errors import CorruptStoreError, DiskFull, FeatureConfigError, LockHeld, StoreError
 from heads.errors import HeadConfigError, TrainingFailed
 from pipeline.config import ConfigError, RunFailed, load_config
 
 USAGE_ERRORS = (ConfigError, FeatureConfigError, HeadConfigError, StoreError)  # exit 2
-RUN_FAILURES = (RunFailed, CorruptStoreError, TrainingFailed)  # exit 1
+RUN_FAILURES = (RunFailed, CorruptStoreError, LockHeld, DiskFull, TrainingFailed)  # exit 1
 
 STAGES = {
     "index": "manifest: list and probe every sample, record unreadable ones",
@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     cache = sub.add_parser("cache", help="what a feature set holds (info), and whether it is whole (verify)")
     cache.add_argument("action", choices=["info", "verify"])
     cache.add_argument("path", metavar="PATH", help="a feature set folder, e.g. cache/demo/videomae-tiny-random")
+    cache.add_argument("--repair", action="store_true", help="verify: first drop duplicate rows, merged parts and "
+                       "broken shards (embed re-embeds their rows), rewrite index.json")
     return parser
 
 
@@ -91,7 +93,7 @@ def dispatch(args: argparse.Namespace):
     if args.command == "kinetics":
         return command("kinetics").run(args.videos, args.k, args.frames, args.size)
     if args.command == "cache":
-        return command("cache").run(args.action, args.path)
+        return command("cache").run(args.action, args.path, args.repair)
     flags = {"embed.num_shards": getattr(args, "num_shards", None), "embed.shard_index": getattr(args, "shard_index", None),
              "embed.force": getattr(args, "force", None) or None,
              "index.describe": getattr(args, "describe", None) or None,

@@ -54,6 +54,7 @@ class DatasetConfig:
 @dataclass
 class PathsConfig:
     cache: str = "cache"  # every stage output goes under this folder
+    lock_timeout: float = 600.0  # seconds without a heartbeat before another host's write lock counts as abandoned
 
 
 def default_workers() -> int:

@@ -54,40 +54,14 @@ def run(cfg: Config) -> dict:
     frames, size = clip_shape(cfg.sampling, bb)
     out_dir = layout.feature_set(cfg)
     attrs = feature_attrs(cfg.sampling, cfg.backbone, cfg.embed.storage_dtype, bb, frames, size, cfg.dataset.name)
-    writer = ShardWriter(out_dir, index, count, attrs, compression=cfg.embed.compression,
-                         commit_every=cfg.embed.commit_every, force=cfg.embed.force)
-    stored = {source_of(row) for row in writer.done}  # a window's rows are committed together with its video's
-    todo = [it for it in items if it.sample_id not in stored]
-    device = resolve_device(cfg.backbone.device)
-    bb.model.to(device)
-    dtype = autocast_dtype(cfg.backbone.dtype, device, "backbone.dtype", "the backbone")
-    if cfg.backbone.compile:
-        bb.model = torch.compile(bb.model)
-    embedder = Embedder(bb, device, dtype, cfg.embed.batch_size, cfg.embed.storage_dtype)
-    clips_per_sample = cfg.sampling.views * cfg.sampling.crops
-    workers = cfg.embed.num_workers
-    loader = DataLoader(
-        ClipDataset(todo, cfg.sampling, frames, size),
-        batch_size=max(1, cfg.embed.batch_size // clips_per_sample), num_workers=workers, collate_fn=collate,
-        pin_memory=device.type == "cuda", worker_init_fn=worker_init if workers else None,
-        prefetch_factor=cfg.embed.prefetch if workers else None, persistent_workers=False,
-    )
-    failures: list[tuple[str, str, str]] = []
-    start, clips = time.perf_counter(), 0
-    batches = iter(loader)  # workers start decoding now, while the backbone warms up
-    embedder.warm_up(frames, size)
-    bar = tqdm(total=len(todo), desc=f"embed {bb.name} [shard {index}/{count}]", unit="sample", dynamic_ncols=True)
-    for batch in batches:
-        failures += batch["failed"]
-        if batch["samples"]:
-            for s, feats in zip(batch["samples"], embedder(batch)):
-                writer.append(*sample_rows(s["id"], s["plan"], feats, cfg.sampling.mode == "windows"))
-            clips += len(batch["clips"])
-        bar.update(len(batch["samples"]) + len(batch["failed"]))
-        bar.set_postfix(clips_s=f"{clips / (time.perf_counter() - start):.1f}", failed=len(failures))
-    bar.close()
-    writer.finish()
-    elapsed = time.perf_counter() - start
+    with ShardWriter(out_dir, index, count, attrs, compression=cfg.embed.compression, commit_every=cfg.embed.commit_every,
+                     force=cfg.embed.force, lock_timeout=cfg.paths.lock_timeout) as writer:  # one writer per shard
+        stored = {source_of(row) for row in writer.done}  # a window's rows are committed with its video's
+        todo = [it for it in items if it.sample_id not in stored]
+        start = time.perf_counter()
+        failures, clips = fill(writer, todo, bb, cfg, frames, size, f"embed {bb.name} [shard {index}/{count}]")
+        writer.finish()
+        elapsed = time.perf_counter() - start
     index_json = write_index(out_dir)
     fail_path = write_json(out_dir / f"failures-{index}-of-{count}.json",
                            [{"sample_id": s, "kind": k, "error": e} for s, k, e in failures])
@@ -98,3 +72,39 @@ def run(cfg: Config) -> dict:
     check_failures(len(failures), cfg.embed.max_failures, "samples failed to decode", "embed.max_failures", fail_path)
     return {"dir": out_dir, "rows": index_json["num_rows"], "new": len(todo) - len(failures), "clips": clips,
             "seconds": elapsed, "failed": failures}
+
+
+def fill(writer: ShardWriter, todo: list, bb, cfg: Config, frames: int, size: int,
+         desc: str) -> tuple[list[tuple[str, str, str]], int]:
+    """Decode and embed every item of `todo` into `writer`: (failures, clips embedded)."""
+    device = resolve_device(cfg.backbone.device)
+    bb.model.to(device)
+    dtype = autocast_dtype(cfg.backbone.dtype, device, "backbone.dtype", "the backbone")
+    if cfg.backbone.compile:
+        bb.model = torch.compile(bb.model)
+    embedder = Embedder(bb, device, dtype, cfg.embed.batch_size, cfg.embed.storage_dtype)
+    workers = cfg.embed.num_workers
+    loader = DataLoader(
+        ClipDataset(todo, cfg.sampling, frames, size),
+        batch_size=max(1, cfg.embed.batch_size // (cfg.sampling.views * cfg.sampling.crops)), num_workers=workers,
+        collate_fn=collate, pin_memory=device.type == "cuda", worker_init_fn=worker_init if workers else None,
+        prefetch_factor=cfg.embed.prefetch if workers else None, persistent_workers=False,
+    )
+    failures: list[tuple[str, str, str]] = []
+    start, clips = time.perf_counter(), 0
+    batches = iter(loader)  # workers start decoding now, while the backbone warms up
+    embedder.warm_up(frames, size)
+    bar = tqdm(total=len(todo), desc=desc, unit="sample", dynamic_ncols=True)
+    for batch in batches:
+        failures += batch["failed"]
+        for s, feats in zip(batch["samples"], embedder(batch) if batch["samples"] else []):
+            ids, rows = sample_rows(s["id"], s["plan"], feats, cfg.sampling.mode == "windows")
+            if not writer.n_new and not writer.buffer:  # before the first row is written: room for them all?
+                per_row = sum(a.nbytes for a in rows.values() if a.dtype != object) / len(ids)
+                writer.check_space(len(ids) * (len(todo) - bar.n), per_row)
+            writer.append(ids, rows)
+        clips += len(batch["clips"]) if batch["samples"] else 0
+        bar.update(len(batch["samples"]) + len(batch["failed"]))
+        bar.set_postfix(clips_s=f"{clips / (time.perf_counter() - start):.1f}", failed=len(failures))
+    bar.close()
+    return failures, clips

@@ -5,7 +5,7 @@ from __future__ import annotations
 from heads.data import load_split
 from heads.runs import load_run, save_evaluation
 from pipeline import layout
-from pipeline.artifacts import head_inputs
+from pipeline.artifacts import head_inputs, writing
 from pipeline.config import Config
 
 
@@ -15,4 +15,6 @@ def run(cfg: Config) -> dict:
     inputs = head_inputs(cfg)
     bundle.check_inputs(inputs.hashes)
     data = load_split(cfg.head, cfg.task, inputs.manifest, inputs.features, split, inputs.fused)
-    return save_evaluation(layout.eval_dir(cfg, split), bundle, data, split, cfg.head, (cfg.text.model, cfg.backbone))
+    with writing(cfg, layout.eval_dir(cfg, split), f"evaluation of {cfg.run.name} on {split}"):
+        return save_evaluation(layout.eval_dir(cfg, split), bundle, data, split, cfg.head,
+                               (cfg.text.model, cfg.backbone))

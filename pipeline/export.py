@@ -24,7 +24,7 @@ import pandas as pd
 from features.rows import stored_rows
 from features.store import FeatureSet
 from pipeline import layout
-from pipeline.artifacts import open_set, read_manifest
+from pipeline.artifacts import open_set, read_manifest, writing
 from pipeline.config import Config, ConfigError
 
 ROWS = 4096
@@ -40,22 +40,26 @@ def run(cfg: Config) -> Path:
         raise ConfigError(f"export.keys: {unknown} are not numeric keys of {fs.dir}; it has {numeric}")
     rows = rows_of(cfg, fs)
     out = layout.export_dir(cfg, name)
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    if cfg.export.format == "npy":
-        for key in keys:
-            for ids, values in fs.chunks(key, rows.index, ROWS):
-                for sid, value in zip(ids, values):
-                    path = out / f"{sid}_{key.replace('/', '_')}.npy"
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    np.save(path, value)
-        target = out
-    elif cfg.export.format == "parquet":
-        target = to_parquet(fs, keys, rows, out / f"{name}.parquet")
-    else:
-        target = to_hf(fs, keys, rows, out)
+    with writing(cfg, out, f"export of {fs.dir}"):
+        target = write_export(cfg, fs, keys, rows, out, name)
     print(f"export: {len(rows)} rows x {len(keys)} keys of {fs.dir} as {cfg.export.format} -> {target}")
     return target
+
+
+def write_export(cfg: Config, fs: FeatureSet, keys: list[str], rows: pd.DataFrame, out: Path, name: str) -> Path:
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    if cfg.export.format == "parquet":
+        return to_parquet(fs, keys, rows, out / f"{name}.parquet")
+    if cfg.export.format == "hf":
+        return to_hf(fs, keys, rows, out)
+    for key in keys:
+        for ids, values in fs.chunks(key, rows.index, ROWS):
+            for sid, value in zip(ids, values):
+                path = out / f"{sid}_{key.replace('/', '_')}.npy"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                np.save(path, value)
+    return out
 
 
 def rows_of(cfg: Config, fs: FeatureSet) -> pd.DataFrame:

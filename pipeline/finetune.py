@@ -9,6 +9,7 @@ heads/finetune/loop.py; under torchrun each process runs one rank of it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from heads.finetune.loop import FineTuner, LabeledClips
 from heads.finetune.model import check_head
 from heads.runs import load_run
 from pipeline import layout
-from pipeline.artifacts import clip_items, read_manifest
+from pipeline.artifacts import clip_items, read_manifest, writing
 from pipeline.config import Config, ConfigError, load_config
 
 # Keys that may change between a run and its resumption: they do not change the steps it takes.
@@ -36,11 +37,13 @@ def run(cfg: Config) -> dict:
     if problems:
         raise ConfigError("invalid fine-tune config:\n  " + "\n  ".join(problems))
     dist = Distributed.from_env(cfg.backbone.device)
-    try:
-        train, val, classes = labeled_clips(cfg)
-        head, head_from = start_head(cfg, classes) if cfg.finetune.init_head else (None, None)
-        result = FineTuner(cfg.finetune, cfg.sampling, cfg.backbone, train, val, classes, dist, layout.finetune_dir(cfg),
-                           cfg.to_dict(), resume_identity(cfg), head, head_from).run()
+    run_dir = layout.finetune_dir(cfg)
+    try:  # rank 0 writes the run folder: it alone holds its lock
+        with writing(cfg, run_dir, f"run {cfg.finetune.name}") if dist.main else contextlib.nullcontext():
+            train, val, classes = labeled_clips(cfg)
+            head, head_from = start_head(cfg, classes) if cfg.finetune.init_head else (None, None)
+            result = FineTuner(cfg.finetune, cfg.sampling, cfg.backbone, train, val, classes, dist, run_dir,
+                               cfg.to_dict(), resume_identity(cfg), head, head_from).run()
     except BaseException:
         dist.close(ok=False)
         raise

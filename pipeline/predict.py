@@ -27,7 +27,7 @@ from heads.data import LabeledFeatures, features_of, missing_inputs
 from heads.runs import load_run
 from pipeline import layout
 from pipeline.adapters.base import read_table, read_text, require_columns
-from pipeline.artifacts import open_set, read_embed_failures, read_manifest
+from pipeline.artifacts import open_set, read_embed_failures, read_manifest, writing
 from pipeline.config import Config, ConfigError, RunFailed, dump_config, load_config, with_overrides
 
 TIMELINE = {"sampling.mode", "sampling.window", "sampling.stride"}  # windows over a video: allowed to differ
@@ -47,6 +47,11 @@ def run(cfg: Config) -> pd.DataFrame:
     name = layout.predict_dataset(cfg)
     out = layout.predict_dir(cfg, name)
     out.mkdir(parents=True, exist_ok=True)
+    with writing(cfg, out, f"predictions of {cfg.run.name} on {name}"):
+        return predict_into(out, cfg, trained, bundle, name)
+
+
+def predict_into(out: Path, cfg: Config, trained: Config, bundle, name: str) -> pd.DataFrame:
     new = videos_config(cfg, trained, name, out)
     dump_config(new, out / "config.yaml")
     for stage in stages_for(new):

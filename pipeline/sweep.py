@@ -24,7 +24,7 @@ from heads.runs import save_run
 from heads.sweep import leaderboard, sklearn_baselines, to_markdown
 from heads.tasks import can_batch, check_task, train_heads
 from pipeline import layout
-from pipeline.artifacts import head_inputs, read_classes
+from pipeline.artifacts import head_inputs, read_classes, writing
 from pipeline.config import Config, ConfigError, with_overrides
 
 BATCHABLE = {"head.lr", "head.weight_decay"}  # grid keys heads can differ in and still train as one batch
@@ -81,7 +81,9 @@ def run_trials(cfg: Config, combos: list[dict], seed: int, sweep_dir: str, threa
             for combo in combos]
     first = cfgs[0]
     log = io.StringIO()
-    with contextlib.redirect_stdout(log):  # each run as `vidprobe train` would make it (see pipeline/train.py)
+    with contextlib.redirect_stdout(log), contextlib.ExitStack() as locks:  # each run as `vidprobe train` makes it
+        for c in cfgs:
+            locks.enter_context(writing(c, layout.run_dir(c), f"run {c.run.name}"))
         check_task(first.head, first.task)
         inputs = head_inputs(first, with_prompts=True)
         tr, va = (load_split(first.head, first.task, inputs.manifest, inputs.features, split, inputs.fused)
@@ -135,6 +137,11 @@ def run(cfg: Config) -> pd.DataFrame:
     head_inputs(cfg)  # the features exist and match this config, before any worker starts
     out = layout.sweep_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
+    with writing(cfg, out, f"sweep {cfg.sweep.name}"):
+        return run_grid(cfg, combos, out)
+
+
+def run_grid(cfg: Config, combos: list[dict], out: Path) -> pd.DataFrame:
     n_jobs = cfg.sweep.n_jobs if cfg.sweep.n_jobs > 0 else (os.cpu_count() or 1)
     jobs = batches(cfg, combos, n_jobs)
     n_jobs = min(n_jobs, len(jobs))

@@ -63,7 +63,7 @@ def run_transcripts(cfg: Config) -> dict:
                                  "pooling": "L2-normalised: MiniLM mean over tokens (attention mask) / CLIP projected text",
                                  "versions": {p: version(p) for p in VERSIONS}})
     out = layout.feature_set(cfg, layout.text_set_name(cfg))
-    write_whole(out, attrs, ids, lambda: {"text/pooled": pooled, "text/present": present})
+    write_whole(out, attrs, ids, lambda: {"text/pooled": pooled, "text/present": present}, cfg.paths.lock_timeout)
     print(f"text: {int(present.sum())} of {len(ids)} rows with a transcript, {pooled.shape[1]}-d ({weights}) -> {out}")
     return {"dir": out, "rows": len(ids), "present": int(present.sum())}
 
@@ -91,7 +91,7 @@ def run_prompts(cfg: Config) -> dict:
     out = layout.feature_set(cfg, layout.text_set_name(cfg))
     encode = functools.partial(encode_texts, encoder, model, seed=cfg.backbone.seed)
     values, weights = prompt_embeddings(encode, classes, cfg.text.templates)  # a few class names: cheap to embed again
-    if not write_whole(out, attrs, classes, lambda: {"text/pooled": values.astype(np.float32)}):
+    if not write_whole(out, attrs, classes, lambda: {"text/pooled": values.astype(np.float32)}, cfg.paths.lock_timeout):
         print(f"text: {out} already holds these {len(classes)} class prompts")
     similarity_report(cfg, classes, values, out / "report")
     print(f"text: {len(classes)} class prompts x {len(cfg.text.templates)} templates ({weights}) -> {out}")

@@ -6,11 +6,13 @@ hash), trains with heads.tasks and writes the run folder `<cache>/runs/<run.name
 
 from __future__ import annotations
 
+import contextlib
+
 from heads.data import load_split
 from heads.runs import save_run
 from heads.tasks import can_batch, check_task, train_heads
 from pipeline import layout
-from pipeline.artifacts import head_inputs, read_classes
+from pipeline.artifacts import head_inputs, read_classes, writing
 from pipeline.config import Config, with_overrides
 
 
@@ -27,13 +29,16 @@ def run_many(cfgs: list[Config]) -> list[dict]:
     check_task(cfg.head, cfg.task)
     if len(cfgs) > 1 and not all(can_batch(c.head, c.task) and same_but_optimiser(c, cfg) for c in cfgs):
         raise ValueError("run_many: the configs must be batchable and differ only in head.lr / head.weight_decay")
-    inputs = head_inputs(cfg, with_prompts=True)
-    tr, va = (load_split(cfg.head, cfg.task, inputs.manifest, inputs.features, split, inputs.fused)
-              for split in ("train", "val"))
-    trained = train_heads([c.head for c in cfgs], cfg.task, tr, va, classes=read_classes(cfg), prompts=inputs.prompts,
-                          coop_clip=(cfg.text.model, cfg.backbone), inputs=inputs.hashes)
-    return [save_run(layout.run_dir(c), t, c.head, c.to_dict(), (c.text.model, c.backbone))
-            for c, t in zip(cfgs, trained)]
+    with contextlib.ExitStack() as locks:  # one writer per run folder, from the start: a second refuses at once
+        for c in cfgs:
+            locks.enter_context(writing(c, layout.run_dir(c), f"run {c.run.name}"))
+        inputs = head_inputs(cfg, with_prompts=True)
+        tr, va = (load_split(cfg.head, cfg.task, inputs.manifest, inputs.features, split, inputs.fused)
+                  for split in ("train", "val"))
+        trained = train_heads([c.head for c in cfgs], cfg.task, tr, va, classes=read_classes(cfg),
+                              prompts=inputs.prompts, coop_clip=(cfg.text.model, cfg.backbone), inputs=inputs.hashes)
+        return [save_run(layout.run_dir(c), t, c.head, c.to_dict(), (c.text.model, c.backbone))
+                for c, t in zip(cfgs, trained)]
 
 
 def same_but_optimiser(a: Config, b: Config) -> bool:

@@ -30,7 +30,7 @@ from features.speech import (FRAME_SECONDS, SAMPLE_RATE, Transcriber, encoder_fr
                              write_srt, write_vtt)
 from features.store import stage_attrs, write_whole
 from pipeline import layout
-from pipeline.artifacts import read_audio_index, video_set
+from pipeline.artifacts import read_audio_index, video_set, writing
 from pipeline.config import Config, ConfigError
 
 SUBTITLES = {"srt": write_srt, "vtt": write_vtt}
@@ -48,6 +48,12 @@ def run(cfg: Config) -> dict:
     except FileNotFoundError as err:
         raise ConfigError(f"transcribe.model: {err}") from None
 
+    with writing(cfg, layout.transcripts(cfg), f"transcripts {layout.whisper_set_name(cfg)}"):
+        return transcribe(cfg, asr, samples)
+
+
+def transcribe(cfg: Config, asr: Transcriber, samples) -> dict:
+    t = cfg.transcribe
     records, waves = [], {}
     for row in tqdm(samples.itertuples(index=False), total=len(samples), desc=f"transcribe {t.backend}",
                     unit="sample", dynamic_ncols=True):
@@ -94,7 +100,7 @@ def embed_audio(cfg: Config, model, model_id: str, sample_ids: list[str], waves:
                                  "temporal": f"aligned with {video}/video/temporal" if rows.steps else None,
                                  "versions": {p: version(p) for p in ("torch", "openai-whisper", "h5py")}})
     out = layout.feature_set(cfg, layout.whisper_set_name(cfg))
-    written = write_whole(out, attrs, rows.ids, features)  # the encoder runs only when the set is not there yet
+    written = write_whole(out, attrs, rows.ids, features, cfg.paths.lock_timeout)  # the encoder runs only when needed
     with_audio = sum(src in waves for src in rows.sources)
     print(f"whisper encoder: {with_audio} of {len(rows.ids)} rows with audio, {dim}-d -> {out}"
           + ("" if written else " (already there)"))

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from features.files import atomic_path
+from features.files import save_torch
 from features.identity import differing
 from heads.errors import HeadConfigError
 
@@ -40,8 +40,7 @@ def set_rng_state(state: dict, device: torch.device) -> None:
 
 def save_checkpoint(state: dict, path: Path) -> None:
     """Write a checkpoint whole or not at all."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_torch(state, path)
 
 
 def load_checkpoint(path: Path, identity: dict, world: int) -> dict:

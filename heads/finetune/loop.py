@@ -40,7 +40,7 @@ from features.backbones import build_backbone
 from features.clips import AugmentedClips, ClipDataset, Item, clip_shape, collate, worker_init
 from features.config import BackboneConfig, SamplingConfig
 from features.devices import autocast, autocast_dtype
-from features.files import write_json, write_table, write_yaml
+from features.files import remove_partials, write_json, write_table, write_yaml
 from features.video import normalize
 from heads.bundle import HeadBundle
 from heads.config import FinetuneConfig
@@ -321,6 +321,7 @@ class FineTuner:
         ckpt_dir = self.dir / "checkpoints"
         if dist.main:
             ckpt_dir.mkdir(parents=True, exist_ok=True)
+            remove_partials(ckpt_dir)
             write_yaml(self.dir / "config.yaml", self.config)
         if ft.bench_steps > 0:
             return self.bench()

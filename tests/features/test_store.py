@@ -51,6 +51,7 @@ def test_resume_skips_committed_ids_and_appends_new(tmp_path):
 def test_crash_before_finish_keeps_committed_parts_only(tmp_path):
     w = write(tmp_path, 0, 1, ["a", "b", "c", "d", "e"], finish=False)  # commits every 3 rows: a-d committed
     (w.parts_dir / "part-000009.h5.partial").write_bytes(b"half a part")  # what a SIGKILL mid-write leaves
+    w.close()  # its process is gone (a lock left by a dead process is taken over: tests/pipeline/test_many_hands.py)
     with pytest.raises(StoreError, match="no feature shards"):
         FeatureSet(tmp_path)  # nothing finished: a reader trusts nothing
     again = ShardWriter(tmp_path, 0, 1, ATTRS)
