@@ -164,7 +164,6 @@ def test_duplicates_cannot_be_merged_in_and_verify_repairs_a_set_that_has_them(t
     assert fs.ids == ["a", "b", "c"] and fs.get("video/pooled", ["b"])[0, 0] == 1.0  # the first row of b kept
 
 
-
 def test_verify_repair_drops_duplicate_rows_and_merged_parts(tmp_path, capsys):
     attrs = {"config_hash": "h", "config": "x: 1\n"}
     for path, ids in ((tmp_path / "shard-0-of-1.h5", ["a", "b", "a", "c", "b"]),  # as two writers left it
