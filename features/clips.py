@@ -34,6 +34,7 @@ def clip_shape(sampling: SamplingConfig, bb: Backbone) -> tuple[int, int]:
     if fixed:
         raise FeatureConfigError(f"sampling: {bb.name} takes exactly {' and '.join(fixed)}: its position embeddings "
                                  "are made for that; leave sampling.num_frames/size unset to use the backbone's")
+    bb.check_input(frames, size)
     if sampling.mode == "fps" and not sampling.fps:
         raise FeatureConfigError("sampling.fps: mode 'fps' needs a frame rate, e.g. sampling.fps=8")
     return frames, size

@@ -30,9 +30,11 @@ class SamplingConfig:
 
 @dataclass
 class BackboneConfig:
-    name: str = "i3d-kinetics400"  # i3d-kinetics400 | videomae | clip | videomae-tiny-random | clip-tiny-random
-    model: str | None = None  # hub id or local directory (videomae, clip); a weights file (i3d-kinetics400)
+    name: str = "i3d-kinetics400"  # a family of the registry (README, "Backbones"), or auto: the family of backbone.model
+    model: str | None = None  # hub id or local directory (transformers families); a weights file (i3d-kinetics400)
     seed: int = 0  # weight init of randomly initialised backbones
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = choice("float32", "bfloat16", "float16")  # float32 | bfloat16 | float16 (autocast on CUDA)
+    layers: list[int] | None = None  # hidden states to store instead of the top outputs, e.g. [-1, -4]; None: the top
+    layers_as: str = choice("separate", "concat")  # separate: keys <key>@<layer> | concat: side by side under <key>
     compile: bool = False  # torch.compile the backbone (long first batch; pays off on large runs)

@@ -31,7 +31,7 @@ class Embedder:
             return
         blank = torch.zeros(self.batch_size, frames, 3, size, size, dtype=torch.uint8)
         with torch.inference_mode(), autocast(self.device, self.dtype):
-            self.bb.embed(normalize(blank.to(self.device), self.bb.mean, self.bb.std))
+            self.bb(normalize(blank.to(self.device), self.bb.mean, self.bb.std))
         torch.cuda.synchronize(self.device)
 
     def __call__(self, batch: dict) -> list[dict[str, np.ndarray]]:
@@ -41,7 +41,7 @@ class Embedder:
         for chunk in batch["clips"].split(self.batch_size):
             chunk = normalize(chunk.to(self.device, non_blocking=True), self.bb.mean, self.bb.std)
             with torch.inference_mode(), autocast(self.device, self.dtype):
-                for k, v in self.bb.embed(chunk).items():
+                for k, v in self.bb(chunk).items():
                     outs.setdefault(k, []).append(v.float().cpu())
         flat = {k: torch.cat(v).numpy().astype(self.store) for k, v in outs.items()}
         per_sample, at = [], 0

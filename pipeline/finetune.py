@@ -34,6 +34,8 @@ def run(cfg: Config) -> dict:
     problems = cfg.finetune.problems()
     if cfg.sampling.mode == "windows":
         problems.append("sampling.mode: fine-tuning classifies whole samples; use uniform or fps, not windows")
+    if cfg.backbone.layers:
+        problems.append("backbone.layers: fine-tuning trains on the top output (video/pooled); leave it unset")
     if problems:
         raise ConfigError("invalid fine-tune config:\n  " + "\n  ".join(problems))
     dist = Distributed.from_env(cfg.backbone.device)

