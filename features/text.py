@@ -110,6 +110,10 @@ def encode_texts(encoder: str, model: str, texts: list[str], seed: int = 0) -> t
     the tiny random CLIP of `seed`), and the weights' identity."""
     if encoder == "minilm":
         return sentence_embeddings(model, texts)
+    if encoder == "clap":
+        from features.audio_encoders import clap_text_features
+
+        return clap_text_features(model, texts)
     if encoder != "clip":
         return tower_text_features(encoder, model, texts)
     with clip_source(model, seed) as source:

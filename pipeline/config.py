@@ -103,6 +103,14 @@ class TranscribeConfig:
 
 
 @dataclass
+class AudioEmbedConfig:
+    encoder: str = choice("wav2vec2", "hubert", "wavlm", "ast", "clap")  # features/audio_encoders.py
+    model: str | None = None  # hub id or local folder (required), e.g. facebook/wav2vec2-base
+    feature_set: str | None = None  # None: <encoder>-<last part of model>
+    chunk_seconds: float = 30.0  # wav2vec2/HuBERT/WavLM: audio encoded per forward pass (memory bound)
+
+
+@dataclass
 class TextConfig:
     source: str = choice("prompts", "transcripts")  # prompts: a row per class name | transcripts: a row per sample
     encoder: str | None = choice(None, "clip", "minilm", "xclip", "siglip", "siglip2", "clap")  # None: prompts: the backbone's text tower (else clip); transcripts: minilm
@@ -177,6 +185,7 @@ class Config:
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     transcribe: TranscribeConfig = field(default_factory=TranscribeConfig)
+    audio_embed: AudioEmbedConfig = field(default_factory=AudioEmbedConfig)
     text: TextConfig = field(default_factory=TextConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     head: HeadConfig = field(default_factory=HeadConfig)

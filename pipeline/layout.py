@@ -2,7 +2,7 @@
 
 ```
 <cache>/<dataset>/manifest.csv, classes.json, describe.json     index
-<cache>/<dataset>/<feature set>/                                  embed (video), transcribe (Whisper), text
+<cache>/<dataset>/<feature set>/                                  embed (video), transcribe (Whisper), audio-embed, text
 <cache>/<dataset>/audio/audio.csv, clips/<sample_id>.flac         audio
 <cache>/<dataset>/transcripts/<whisper set>.jsonl (and /<whisper set>/<sample_id>.srt|vtt)
 <cache>/models/whisper/                                           converted Whisper checkpoints
@@ -50,6 +50,12 @@ def whisper_model_tag(cfg: Config) -> str:
 def whisper_set_name(cfg: Config) -> str:
     """Whisper encoder features; also names the transcripts file."""
     return cfg.transcribe.feature_set or f"whisper-{whisper_model_tag(cfg)}"
+
+
+def audio_set_name(cfg: Config) -> str:
+    """Audio encoder features (`vidprobe audio-embed`)."""
+    tag = Path(str(cfg.audio_embed.model or "none").rstrip("/")).name
+    return cfg.audio_embed.feature_set or f"{cfg.audio_embed.encoder}-{tag}"
 
 
 def text_encoder(cfg: Config) -> str:

@@ -25,10 +25,6 @@ def tower_text_features(encoder: str, model: str, texts: list[str], batch_size: 
     import transformers
     from transformers import AutoTokenizer
 
-    if encoder == "clap":
-        from features.audio_encoders import clap_text_features
-
-        return clap_text_features(model, texts, batch_size)
     cls_name, what, padding = TOWERS[encoder]
     net, weights = load_pretrained(getattr(transformers, cls_name), model, what)
     try:

@@ -1,0 +1,51 @@
+"""`vidprobe audio-embed`: audio encoder features (wav2vec2, HuBERT, WavLM, AST, CLAP) into the feature store.
+
+Reads the FLAC clips `vidprobe audio` cut. The rows are the video feature set's rows when it exists (one
+per sample, or one per window), pooled over each row's span exactly as the Whisper encoder's are
+(features/rows.py), so heads fuse them row by row: `audio/pooled` (N, D), `audio/temporal` (N, T', D) over
+the same time windows as `video/temporal`, `audio/present` false for samples without audio (zeros, masked).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from importlib.metadata import version
+from pathlib import Path
+
+from features.audio import SAMPLE_RATE, load_audio
+from features.audio_encoders import load_audio_encoder
+from features.rows import StoredRows, align_frames, stored_rows
+from features.store import stage_attrs, write_whole
+from pipeline import layout
+from pipeline.artifacts import read_audio_index, video_set
+from pipeline.config import Config
+
+
+def run(cfg: Config) -> dict:
+    a = cfg.audio_embed
+    encoder = load_audio_encoder(a.encoder, a.model, a.chunk_seconds)
+    samples = read_audio_index(cfg)
+    waves = {row.sample_id: (load_audio(layout.audio_dir(cfg) / row.file), float(row.start))
+             for row in samples.itertuples(index=False) if bool(row.has_audio) and row.status == "ok"}
+    rows = stored_rows(video_set(cfg))
+    if not rows:  # no video features yet: one row per sample
+        rows = StoredRows(list(samples.sample_id), list(samples.sample_id), None, 0)
+    video = layout.video_set_name(cfg)
+
+    def features() -> dict:
+        pooled, temporal, present = align_frames(encoder.frames, rows, waves, SAMPLE_RATE, encoder.frame_seconds,
+                                                 encoder.dim, desc=f"audio-embed {a.encoder}")
+        return {"audio/pooled": pooled, "audio/present": present, **({"audio/temporal": temporal} if rows.steps else {})}
+
+    config = {"audio_embed": {k: v for k, v in dataclasses.asdict(a).items() if k != "feature_set"},
+              "model": encoder.weights, "rows": rows.ids, "video_feature_set": video if rows.steps else None}
+    attrs = stage_attrs(config, {"encoder": a.encoder, "weights": encoder.weights, "pooling": encoder.pooling,
+                                 "sampling_rate": encoder.rate, "frame_seconds": encoder.frame_seconds,
+                                 "temporal": f"aligned with {video}/video/temporal" if rows.steps else None,
+                                 "versions": {p: version(p) for p in ("torch", "transformers", "h5py")}})
+    out = layout.feature_set(cfg, layout.audio_set_name(cfg))
+    written = write_whole(out, attrs, rows.ids, features, cfg.paths.lock_timeout)  # the encoder runs only when needed
+    with_audio = sum(src in waves for src in rows.sources)
+    print(f"audio-embed {a.encoder}: {with_audio} of {len(rows.ids)} rows with audio, {encoder.dim}-d -> {out}"
+          + ("" if written else " (already there)"))
+    return {"dir": Path(out), "rows": len(rows.ids), "with_audio": with_audio}
