@@ -72,6 +72,14 @@ def read_transcripts(cfg: Config) -> dict[str, dict]:
     return {r["sample_id"]: r for r in map(json.loads, path.read_text(encoding="utf-8").splitlines())}
 
 
+def read_captions(cfg: Config) -> dict[str, dict]:
+    """row id (a sample, or a `<sample_id>#w<j>` window) -> its caption record (text, captions)."""
+    path = layout.captions(cfg)
+    if not path.is_file():
+        raise ConfigError(f"no captions at {path}: run `vidprobe caption` with the same config first")
+    return {r["id"]: r for r in map(json.loads, path.read_text(encoding="utf-8").splitlines())}
+
+
 def read_embed_failures(cfg: Config) -> dict[str, tuple[str, str]]:
     """sample_id -> (kind, error) of the samples `embed` could not decode (every shard's record)."""
     out = {}

@@ -31,6 +31,7 @@ STAGES = {
     "audio": "each sample's audio as 16 kHz mono FLAC (videos without audio recorded, not dropped)",
     "transcribe": "Whisper transcripts (JSONL, SRT/VTT) and Whisper encoder embeddings",
     "audio-embed": "audio features from wav2vec2, HuBERT, WavLM, AST or CLAP, aligned with the video rows",
+    "caption": "Florence-2 captions of each sample's frames (per window in windows mode) as JSONL",
     "text": "text embeddings into the feature store: class prompts through CLIP's text tower",
     "train": "heads on cached features: metrics.json, learning curves, weights",
     "sweep": "many heads over a grid of config keys and seeds, in parallel, into a leaderboard",

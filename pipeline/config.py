@@ -111,8 +111,22 @@ class AudioEmbedConfig:
 
 
 @dataclass
+class CaptionConfig:
+    model: str | None = None  # Florence-2 hub id or local folder (required), e.g. microsoft/Florence-2-base
+    task: str = choice("<CAPTION>", "<DETAILED_CAPTION>", "<MORE_DETAILED_CAPTION>")  # the processor's task prompt
+    frames: int = 1  # frames captioned per sample (per window in windows mode), spread uniformly; 1: the middle one
+    max_new_tokens: int = 40
+    min_new_tokens: int = 0
+    num_beams: int = 1  # 1: greedy
+    batch_size: int = 8  # frames per generate call
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    feature_set: str | None = None  # None: florence2-<last part of model>; names the captions file
+    max_failures: int | None = None  # undecodable videos tolerated before exit 1 (None: any number)
+
+
+@dataclass
 class TextConfig:
-    source: str = choice("prompts", "transcripts")  # prompts: a row per class name | transcripts: a row per sample
+    source: str = choice("prompts", "transcripts", "captions")  # prompts: a row per class name | transcripts, captions: a row per video row
     encoder: str | None = choice(None, "clip", "minilm", "xclip", "siglip", "siglip2", "clap")  # None: prompts: the backbone's text tower (else clip); transcripts: minilm
     model: str | None = None  # hub id or path; None: the CLIP backbone's own (prompts), bundled MiniLM (transcripts)
     templates: list[str] = field(default_factory=lambda: ["a video of {label}."])  # averaged per class, as CLIP does
@@ -186,6 +200,7 @@ class Config:
     audio: AudioConfig = field(default_factory=AudioConfig)
     transcribe: TranscribeConfig = field(default_factory=TranscribeConfig)
     audio_embed: AudioEmbedConfig = field(default_factory=AudioEmbedConfig)
+    caption: CaptionConfig = field(default_factory=CaptionConfig)
     text: TextConfig = field(default_factory=TextConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     head: HeadConfig = field(default_factory=HeadConfig)

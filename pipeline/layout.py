@@ -5,6 +5,7 @@
 <cache>/<dataset>/<feature set>/                                  embed (video), transcribe (Whisper), audio-embed, text
 <cache>/<dataset>/audio/audio.csv, clips/<sample_id>.flac         audio
 <cache>/<dataset>/transcripts/<whisper set>.jsonl (and /<whisper set>/<sample_id>.srt|vtt)
+<cache>/<dataset>/captions/<caption set>.jsonl                    caption
 <cache>/models/whisper/                                           converted Whisper checkpoints
 <cache>/runs/<run>/ (inside: heads/runs.py, heads/finetune/loop.py) train, evaluate, finetune
 <cache>/runs/<sweep>/ (leaderboard, one run folder per trial)     sweep
@@ -58,6 +59,16 @@ def audio_set_name(cfg: Config) -> str:
     return cfg.audio_embed.feature_set or f"{cfg.audio_embed.encoder}-{tag}"
 
 
+def caption_set_name(cfg: Config) -> str:
+    """Captions (`vidprobe caption`): names the captions file and the text sets made of it."""
+    tag = Path(str(cfg.caption.model or "none").rstrip("/")).name
+    return cfg.caption.feature_set or f"florence2-{tag}"
+
+
+def captions(cfg: Config) -> Path:
+    return dataset_dir(cfg) / "captions" / f"{caption_set_name(cfg)}.jsonl"
+
+
 def text_encoder(cfg: Config) -> str:
     """text.encoder, else CLIP's text tower for class prompts and MiniLM for transcripts."""
     return cfg.text.encoder or ("clip" if cfg.text.source == "prompts" else "minilm")
@@ -66,6 +77,8 @@ def text_encoder(cfg: Config) -> str:
 def text_set_name(cfg: Config) -> str:
     if cfg.text.source == "transcripts":
         return cfg.text.feature_set or f"{whisper_set_name(cfg)}-{text_encoder(cfg)}"
+    if cfg.text.source == "captions":
+        return cfg.text.feature_set or f"{caption_set_name(cfg)}-{text_encoder(cfg)}"
     return cfg.text.feature_set or f"{video_set_name(cfg)}-prompts"
 
 

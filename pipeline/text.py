@@ -6,6 +6,7 @@ per class (the ids are the class names), for `head.name=zero-shot` and `head.ini
 sentence encoder (all-MiniLM-L6-v2 by default) as `text/pooled`, with the rows of the video feature
 set when it exists (a window gets the segments that overlap it) and `text/present` false where
 nothing was said or there is no audio, so heads mask those rows.
+`text.source=captions`: each row's Florence-2 captions (`vidprobe caption`), embedded the same way.
 Either source takes any encoder (`text.encoder=minilm|clip|xclip|siglip|siglip2|clap`; for prompts the default is
 the video backbone's own text tower, else CLIP's); rows are L2-normalised.
 """
@@ -28,7 +29,7 @@ from features.store import stage_attrs, write_whole
 from features.text import (encode_texts, heatmap_svg, pairs_markdown, prompt_embeddings, prompt_encoder,
                            prompt_similarity, text_model)
 from pipeline import layout
-from pipeline.artifacts import read_classes, read_manifest, read_transcripts, video_set
+from pipeline.artifacts import read_captions, read_classes, read_manifest, read_transcripts, video_set
 from pipeline.config import Config, ConfigError
 
 VERSIONS = ("torch", "transformers", "h5py")
@@ -47,13 +48,19 @@ def identity(cfg: Config) -> dict:
 
 
 def run(cfg: Config) -> dict:
-    return run_transcripts(cfg) if cfg.text.source == "transcripts" else run_prompts(cfg)
+    return run_prompts(cfg) if cfg.text.source == "prompts" else run_rows(cfg)
 
 
-def run_transcripts(cfg: Config) -> dict:
-    records = read_transcripts(cfg)
+def run_rows(cfg: Config) -> dict:
+    """What was said (transcripts) or shown (captions) in each video row, embedded."""
     rows = stored_rows(video_set(cfg))
-    ids, texts = (rows.ids, row_texts(rows, records)) if rows else (list(records), [r["text"] for r in records.values()])
+    if cfg.text.source == "transcripts":
+        records = read_transcripts(cfg)
+        ids, texts = (rows.ids, row_texts(rows, records)) if rows else (list(records), [r["text"] for r in records.values()])
+    else:  # captions: one record per video row already (a window's own)
+        records = read_captions(cfg)
+        ids = rows.ids if rows else list(records)
+        texts = [records.get(i, {}).get("text", "") for i in ids]
     present = np.array([bool(t) for t in texts])
     encoder, model, _ = encoder_of(cfg)
     values, weights = encode_texts(encoder, model, [t for t in texts if t], cfg.backbone.seed)
@@ -61,13 +68,13 @@ def run_transcripts(cfg: Config) -> dict:
     pooled = np.zeros((len(ids), values.shape[1]), np.float32)
     pooled[present] = values.numpy()
     config = {"text": identity(cfg), "model": weights, "rows": ids,
-              "transcripts": hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]}
+              cfg.text.source: hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]}
     attrs = stage_attrs(config, {"encoder": encoder, "weights": weights,
                                  "pooling": "L2-normalised: MiniLM mean over tokens (attention mask) / CLIP projected text",
                                  "versions": {p: version(p) for p in VERSIONS}})
     out = layout.feature_set(cfg, layout.text_set_name(cfg))
     write_whole(out, attrs, ids, lambda: {"text/pooled": pooled, "text/present": present}, cfg.paths.lock_timeout)
-    print(f"text: {int(present.sum())} of {len(ids)} rows with a transcript, {pooled.shape[1]}-d ({weights}) -> {out}")
+    print(f"text: {int(present.sum())} of {len(ids)} rows with {cfg.text.source}, {pooled.shape[1]}-d ({weights}) -> {out}")
     return {"dir": out, "rows": len(ids), "present": int(present.sum())}
 
 
