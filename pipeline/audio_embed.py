@@ -9,24 +9,60 @@ the same time windows as `video/temporal`, `audio/present` false for samples wit
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from importlib.metadata import version
 from pathlib import Path
 
+import numpy as np
+
 from features.audio import SAMPLE_RATE, load_audio
-from features.audio_encoders import load_audio_encoder
+from features.audio_encoders import AudioEncoder, load_audio_encoder
 from features.rows import StoredRows, align_frames, stored_rows
 from features.store import stage_attrs, write_whole
 from pipeline import layout
-from pipeline.artifacts import read_audio_index, video_set
+from pipeline.artifacts import read_audio_index, video_set, writing
 from pipeline.config import Config
+
+
+class Waves(Mapping):
+    """sample_id -> (16 kHz wave, start on the video clock), decoded when asked (only when the set is written,
+    one sample at a time; a sample's window rows come one after another)."""
+
+    def __init__(self, files: dict[str, tuple[Path, float]]):
+        self.files = files
+        self.last: tuple[str, np.ndarray] | None = None
+
+    def __getitem__(self, sample_id: str) -> tuple[np.ndarray, float]:
+        path, start = self.files[sample_id]
+        if self.last is None or self.last[0] != sample_id:
+            self.last = (sample_id, load_audio(path))
+        return self.last[1], start
+
+    def __contains__(self, sample_id) -> bool:  # Mapping's would decode the audio
+        return sample_id in self.files
+
+    def __iter__(self):
+        return iter(self.files)
+
+    def __len__(self) -> int:
+        return len(self.files)
 
 
 def run(cfg: Config) -> dict:
     a = cfg.audio_embed
-    encoder = load_audio_encoder(a.encoder, a.model, a.chunk_seconds)
+    out = layout.feature_set(cfg, layout.audio_set_name(cfg))
+    encoder = load_audio_encoder(a.encoder, a.model, a.chunk_seconds)  # a bad model fails before any lock
+    with writing(cfg, out, f"audio features {layout.audio_set_name(cfg)}"):
+        return embed_audio(cfg, encoder, out)
+
+
+def embed_audio(cfg: Config, encoder: AudioEncoder, out: Path) -> dict:
+    """The encoder's frames of every sample with audio, pooled over the video feature set's rows (one row per
+    sample when there is none), written to `out` unless it already holds them."""
+    a = cfg.audio_embed
     samples = read_audio_index(cfg)
-    waves = {row.sample_id: (load_audio(layout.audio_dir(cfg) / row.file), float(row.start))
-             for row in samples.itertuples(index=False) if bool(row.has_audio) and row.status == "ok"}
+    waves = Waves({row.sample_id: (layout.audio_dir(cfg) / row.file, float(row.start))
+                   for row in samples.itertuples(index=False) if bool(row.has_audio) and row.status == "ok"})
     rows = stored_rows(video_set(cfg))
     if not rows:  # no video features yet: one row per sample
         rows = StoredRows(list(samples.sample_id), list(samples.sample_id), None, 0)
@@ -38,14 +74,14 @@ def run(cfg: Config) -> dict:
         return {"audio/pooled": pooled, "audio/present": present, **({"audio/temporal": temporal} if rows.steps else {})}
 
     config = {"audio_embed": {k: v for k, v in dataclasses.asdict(a).items() if k != "feature_set"},
-              "model": encoder.weights, "rows": rows.ids, "video_feature_set": video if rows.steps else None}
+              "model": encoder.weights, "feature_extractor": encoder.extractor.to_dict(), "pooling": encoder.pooling,
+              "rows": rows.ids, "video_feature_set": video if rows.steps else None}  # any change: rebuilt
     attrs = stage_attrs(config, {"encoder": a.encoder, "weights": encoder.weights, "pooling": encoder.pooling,
                                  "sampling_rate": encoder.rate, "frame_seconds": encoder.frame_seconds,
                                  "temporal": f"aligned with {video}/video/temporal" if rows.steps else None,
                                  "versions": {p: version(p) for p in ("torch", "transformers", "h5py")}})
-    out = layout.feature_set(cfg, layout.audio_set_name(cfg))
     written = write_whole(out, attrs, rows.ids, features, cfg.paths.lock_timeout)  # the encoder runs only when needed
     with_audio = sum(src in waves for src in rows.sources)
     print(f"audio-embed {a.encoder}: {with_audio} of {len(rows.ids)} rows with audio, {encoder.dim}-d -> {out}"
           + ("" if written else " (already there)"))
-    return {"dir": Path(out), "rows": len(rows.ids), "with_audio": with_audio}
+    return {"dir": Path(out), "rows": len(rows.ids), "with_audio": with_audio, "written": written}

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from features.captions import Captioner
 from features.devices import resolve_device
 from features.files import write_text
-from features.sampling import plan
+from features.sampling import ClipPlan, Item, plan
 from features.video import VideoError, open_video
 from pipeline import layout
 from pipeline.artifacts import check_failures, clip_items, failure_summary, writing
@@ -29,7 +29,7 @@ from pipeline.config import Config, ConfigError
 def run(cfg: Config) -> dict:
     c = cfg.caption
     if not c.model:
-        raise ConfigError("caption.model: needs a Florence-2 hub id or local path, e.g. microsoft/Florence-2-base")
+        raise ConfigError("caption.model: needs a Florence-2 hub id or local path, e.g. florence-community/Florence-2-base")
     if c.frames < 1:
         raise ConfigError(f"caption.frames: {c.frames}; caption at least 1 frame per sample")
     captioner = Captioner(c.model, c.task, c.max_new_tokens, c.num_beams, c.min_new_tokens,
@@ -40,11 +40,16 @@ def run(cfg: Config) -> dict:
         records, failures = [], []
         for it in tqdm(items, desc=f"caption {layout.caption_set_name(cfg)}", unit="sample", dynamic_ncols=True):
             try:
-                records += caption_sample(cfg, captioner, it)
-            except VideoError as err:
-                failures.append((err.kind, str(err)))
+                p, frames, inverse = sample_frames(cfg, it)
+            except Exception as err:  # noqa: BLE001 - any decoder failure is this video's (as in embed); run on
+                video = isinstance(err, VideoError)
+                kind, error = (err.kind, str(err)) if video else ("decode error", f"{it.path}: {err}")
+                failures.append((kind, error))
                 records.append({"id": it.sample_id, "sample_id": it.sample_id, "captions": [], "text": "",
-                                "error": str(err)})
+                                "error": error})
+                continue
+            texts = np.asarray(captioner.caption(list(frames), c.batch_size))[inverse].reshape(p.indices.shape)
+            records += sample_records(it.sample_id, p, texts, cfg.sampling.mode == "windows")
         out.parent.mkdir(parents=True, exist_ok=True)
         write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     described = sum(bool(r["text"]) for r in records)
@@ -54,20 +59,23 @@ def run(cfg: Config) -> dict:
     return {"captions": out, "records": len(records), "failed": len(failures)}
 
 
-def caption_sample(cfg: Config, captioner: Captioner, it) -> list[dict]:
-    """The caption records of one sample: one, or one per window (ids as the video rows have them)."""
+def sample_frames(cfg: Config, it: Item) -> tuple[ClipPlan, np.ndarray, np.ndarray]:
+    """What to caption in one sample: the plan (one row, or one per window: embed's windows, whatever
+    sampling.fps picks inside them), its distinct frames decoded once, and where each planned frame is among them."""
     s = cfg.sampling
     reader = open_video(it.path, it.rotation, s.decoder)
-    windows = s.mode == "windows"
-    p = plan(reader.timestamps(), cfg.caption.frames, mode="windows" if windows else "uniform",
-             window=s.window, stride=s.stride, fps=s.fps, start=it.start, end=it.end)
+    p = plan(reader.timestamps(), cfg.caption.frames, mode="windows" if s.mode == "windows" else "uniform",
+             window=s.window, stride=s.stride, start=it.start, end=it.end)
     uniq, inverse = np.unique(p.indices, return_inverse=True)
-    texts = np.asarray(captioner.caption(list(reader.get(list(uniq))), cfg.caption.batch_size))[inverse]
-    texts = texts.reshape(p.indices.shape)
+    return p, reader.get(list(uniq)), inverse.reshape(-1)
+
+
+def sample_records(sample_id: str, p: ClipPlan, texts: np.ndarray, windows: bool) -> list[dict]:
+    """The caption records of one sample, `texts` laid out as `p.indices`: one record, or one per window
+    (ids as the video rows have them), the repeated captions of a record joined once."""
     records = []
     for j in range(len(p.indices)):
-        row = f"{it.sample_id}#w{j:04d}" if windows else it.sample_id
         caps = [{"time": round(float(t), 3), "text": str(x)} for t, x in zip(p.times[j], texts[j])]
-        records.append({"id": row, "sample_id": it.sample_id, "captions": caps,
-                        "text": " ".join(dict.fromkeys(c["text"] for c in caps if c["text"]))})
+        records.append({"id": f"{sample_id}#w{j:04d}" if windows else sample_id, "sample_id": sample_id,
+                        "captions": caps, "text": " ".join(dict.fromkeys(c["text"] for c in caps if c["text"]))})
     return records

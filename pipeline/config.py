@@ -112,7 +112,7 @@ class AudioEmbedConfig:
 
 @dataclass
 class CaptionConfig:
-    model: str | None = None  # Florence-2 hub id or local folder (required), e.g. microsoft/Florence-2-base
+    model: str | None = None  # Florence-2 hub id or local folder (required), e.g. florence-community/Florence-2-base
     task: str = choice("<CAPTION>", "<DETAILED_CAPTION>", "<MORE_DETAILED_CAPTION>")  # the processor's task prompt
     frames: int = 1  # frames captioned per sample (per window in windows mode), spread uniformly; 1: the middle one
     max_new_tokens: int = 40

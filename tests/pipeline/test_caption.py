@@ -1,20 +1,19 @@
-"""`vidprobe caption` with a tiny random Florence-2 saved and loaded by path: captions equal a direct
-`generate`, one record per video row (per window in windows mode), embedded by `vidprobe text` and fused."""
+"""`vidprobe caption` with a tiny random Florence-2 saved and loaded by path (its captions against a direct
+`generate`: tests/features/test_captions.py): one record per video row (per window in windows mode, the
+middle frame of each), an undecodable video recorded, embedded by `vidprobe text` and fused into a head."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
-import torch
-import transformers
-from decord import VideoReader
-from PIL import Image
 
-from features.captions import Captioner, save_tiny_florence2
+from features.captions import save_tiny_florence2
 from features.store import FeatureSet
 from heads.runs import load_run
 from pipeline import caption, embed, index, layout, text, train
 from pipeline.cli import main
+from pipeline.config import load_config
 
 pytestmark = pytest.mark.slow  # generation over every demo clip
 
@@ -22,20 +21,6 @@ pytestmark = pytest.mark.slow  # generation over every demo clip
 @pytest.fixture(scope="module")
 def florence(tmp_path_factory):
     return save_tiny_florence2(tmp_path_factory.mktemp("florence") / "tiny-florence", seed=1)
-
-
-def test_a_caption_equals_a_direct_generate(florence, demo_root):
-    frame = VideoReader(str(next(iter(sorted(demo_root.rglob("*.mp4")))))).get_batch([3]).asnumpy()[0]
-    ours = Captioner(str(florence), max_new_tokens=6, min_new_tokens=3).caption([frame, frame])
-    processor = transformers.AutoProcessor.from_pretrained(florence)
-    net = transformers.Florence2ForConditionalGeneration.from_pretrained(florence).eval()
-    inputs = processor(text=["<CAPTION>"], images=[Image.fromarray(frame)], return_tensors="pt")
-    with torch.no_grad():
-        ids = net.generate(**inputs, max_new_tokens=6, min_new_tokens=3, num_beams=1, do_sample=False)
-    direct = processor.post_process_generation(processor.batch_decode(ids, skip_special_tokens=True)[0],
-                                               task="<CAPTION>", image_size=frame.shape[:2])["<CAPTION>"] \
-        if processor.post_processor_config else processor.batch_decode(ids, skip_special_tokens=True)[0].strip()
-    assert ours == [direct, direct] and direct
 
 
 def test_captions_reach_a_fused_head(florence, demo_cfg):
@@ -60,12 +45,35 @@ def test_captions_reach_a_fused_head(florence, demo_cfg):
 
 def test_windows_mode_captions_every_window_row(florence, demo_cfg):
     cfg = demo_cfg(f"caption.model={florence}", "caption.max_new_tokens=4", "sampling.mode=windows",
-                   "sampling.window=0.5", "sampling.stride=0.5", "embed.feature_set=win", "task.traits=[]")
+                   "sampling.window=0.5", "sampling.stride=0.5", "sampling.fps=8", "embed.feature_set=win",
+                   "task.traits=[]")
     index.run(cfg)
     embed.run(cfg)
     caption.run(cfg)
-    ids = [json.loads(line)["id"] for line in layout.captions(cfg).read_text().splitlines()]
-    assert sorted(ids) == sorted(FeatureSet(layout.feature_set(cfg)).ids) and all("#w" in i for i in ids)
+    records = {r["id"]: r for r in map(json.loads, layout.captions(cfg).read_text().splitlines())}
+    video = FeatureSet(layout.feature_set(cfg))
+    assert sorted(records) == sorted(video.ids) and all("#w" in i for i in records)
+    spans = video.get("span", video.ids).reshape(len(video.ids), -1, 2)
+    for row, (lo, hi) in zip(video.ids, spans[:, 0]):  # one caption: the middle frame of the row's window
+        (only,) = records[row]["captions"]  # (not where sampling.fps starts the window's frames)
+        assert abs(only["time"] - (lo + hi) / 2) <= 0.1 and records[row]["text"] == only["text"]  # 10 fps demo
+
+
+def test_an_undecodable_video_is_recorded_and_the_run_goes_on(florence, demo_root, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(demo_root, root)
+    cfg = load_config(None, [f"dataset.root={root}", f"paths.cache={tmp_path / 'cache'}", "dataset.name=demo",
+                             "index.num_workers=1", f"caption.model={florence}", "caption.max_new_tokens=4"])
+    index.run(cfg)
+    broken = sorted(root.rglob("*.mp4"))[0]
+    broken.write_bytes(b"not a video" * 100)
+    out = caption.run(cfg)
+    records = [json.loads(line) for line in layout.captions(cfg).read_text().splitlines()]
+    failed = [r for r in records if "error" in r]
+    assert out["failed"] == len(failed) == 1 and str(broken) in failed[0]["error"] and not failed[0]["text"]
+    assert len(records) == out["records"] and all(r["text"] for r in records if "error" not in r)
+    assert main(["caption", f"dataset.root={root}", f"paths.cache={tmp_path / 'cache'}", "dataset.name=demo",
+                 f"caption.model={florence}", "caption.max_new_tokens=4", "caption.max_failures=0"]) == 1
 
 
 def test_a_missing_captioning_model_is_a_usage_error(demo_root, tmp_path, capsys):
