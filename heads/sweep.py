@@ -34,23 +34,27 @@ def sklearn_baselines(tr: LabeledFeatures, va: LabeledFeatures, traits: list[str
 
 
 def leaderboard(rows: list[dict], metric: str) -> pd.DataFrame:
-    """Mean ± std over seeds per configuration, best first by `metric` (mae*/loss*: lower is better)."""
+    """Mean ± std over seeds per configuration, best first by `metric` (mae*/loss*: lower is better).
+    `diverged` counts the seeds whose `metric` is NaN (training blew up); the means are over the others,
+    and a configuration where every seed diverged ranks last."""
     df = pd.DataFrame(rows)
     metric_cols = [c for c in df.columns if c not in ("config", "seed", "run_dir") and pd.api.types.is_float_dtype(df[c])]
+    df["diverged"] = df[metric].isna() if metric in df else False
     grouped = df.groupby("config", sort=False)
     table = grouped[metric_cols].mean().add_suffix(" mean").join(grouped[metric_cols].std(ddof=0).add_suffix(" std"))
     table["seeds"] = grouped.size()
+    table["diverged"] = grouped.diverged.sum().astype(int)
     table["runs"] = grouped.run_dir.apply(lambda d: "; ".join(x for x in d if x))
     lower_is_better = metric.startswith(("mae", "loss"))
-    return table.sort_values(f"{metric} mean", ascending=lower_is_better).reset_index()
+    return table.sort_values(f"{metric} mean", ascending=lower_is_better, na_position="last").reset_index()
 
 
 def to_markdown(table: pd.DataFrame, metric: str) -> str:
     ranked = RANKED + tuple(sorted(c[: -len(" mean")] for c in table.columns
                                    if c.startswith("spearman/") and c.endswith(" mean") and "/mean" not in c))
     shown = [metric] + [m for m in ranked if m != metric and f"{m} mean" in table]
-    lines = ["| config | " + " | ".join(shown) + " | seeds |", "|---|" + "---|" * (len(shown) + 1)]
+    lines = ["| config | " + " | ".join(shown) + " | seeds | diverged |", "|---|" + "---|" * (len(shown) + 2)]
     for _, row in table.iterrows():
         cells = [f"{row[f'{m} mean']:.4f} ± {row[f'{m} std']:.4f}" for m in shown]
-        lines.append(f"| {row['config']} | " + " | ".join(cells) + f" | {row['seeds']} |")
+        lines.append(f"| {row['config']} | " + " | ".join(cells) + f" | {row['seeds']} | {row['diverged']} |")
     return "\n".join(lines) + "\n"

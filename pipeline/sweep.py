@@ -1,7 +1,8 @@
 """`vidprobe sweep`: many heads on the same cached features, in parallel, into one leaderboard.
 
 Every trial is an ordinary `train` run (its own folder with config, metrics, curves, weights), so a
-sweep is only a grid, a pool of workers and a table. scikit-learn's logistic regression / ridge on
+sweep is only a grid, a pool of workers and a table. A sweep run again (after a crash, a kill, or with
+more grid points or seeds) trains only the trials whose run folder holds no finished run of the same config. scikit-learn's logistic regression / ridge on
 the same features and splits join the table as baselines.
 """
 
@@ -10,12 +11,14 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
+import json
 import os
 import random
 from pathlib import Path
 
 import pandas as pd
 import torch
+import yaml
 from joblib import Parallel, delayed
 
 from features.files import write_json, write_table, write_text
@@ -72,13 +75,34 @@ def trial_name(combo: dict) -> str:
     return ",".join(f"{k.split('.')[-1]}={label(v)}" for k, v in combo.items())
 
 
+def trial_config(cfg: Config, combo: dict, seed: int, sweep_dir: str) -> Config:
+    """The config one trial (a grid point with a seed) trains with, as its run folder records it."""
+    return scale_lr(with_overrides(cfg, {**overrides(combo), "head.seed": seed,
+                                         "run.name": f"{Path(sweep_dir).name}/{trial_name(combo)}/seed{seed}"}))
+
+
+def trial_row(combo: dict, seed: int, c: Config, metrics: dict) -> dict:
+    return {"config": trial_name(combo), **{k: label(v) for k, v in combo.items()}, "seed": seed,
+            "run_dir": str(layout.run_dir(c)), **metrics}
+
+
+def finished(cfg: Config, combo: dict, seed: int, sweep_dir: str) -> dict | None:
+    """The leaderboard row of a trial an earlier (interrupted) sweep already trained with this very config,
+    else None. A run folder is finished once its metrics are written (they are written last, atomically)."""
+    c = trial_config(cfg, combo, seed, sweep_dir)
+    run = layout.run_dir(c)
+    if not (run / "metrics.json").is_file() or not (run / "config.yaml").is_file():
+        return None
+    if yaml.safe_load((run / "config.yaml").read_text()) != yaml.safe_load(yaml.safe_dump(c.to_dict())):
+        return None  # trained with another config (the grid's base changed): train it again
+    return trial_row(combo, seed, c, json.loads((run / "metrics.json").read_text()))
+
+
 def run_trials(cfg: Config, combos: list[dict], seed: int, sweep_dir: str, threads: int) -> list[dict]:
     """One head per combo, each in its own run folder (`train.log` holds what training printed).
     Several combos come only when they can train as one batch (`batches`)."""
     torch.set_num_threads(threads)
-    cfgs = [scale_lr(with_overrides(cfg, {**overrides(combo), "head.seed": seed,
-                                          "run.name": f"{Path(sweep_dir).name}/{trial_name(combo)}/seed{seed}"}))
-            for combo in combos]
+    cfgs = [trial_config(cfg, combo, seed, sweep_dir) for combo in combos]
     first = cfgs[0]
     log = io.StringIO()
     with contextlib.redirect_stdout(log), contextlib.ExitStack() as locks:  # each run as `vidprobe train` makes it
@@ -94,9 +118,7 @@ def run_trials(cfg: Config, combos: list[dict], seed: int, sweep_dir: str, threa
                    for c, t in zip(cfgs, trained)]
     for c in cfgs:
         write_text(layout.run_dir(c) / "train.log", log.getvalue())
-    return [{"config": trial_name(combo), **{k: label(v) for k, v in combo.items()}, "seed": seed,
-             "run_dir": str(layout.run_dir(c)), **m}
-            for combo, c, m in zip(combos, cfgs, metrics)]
+    return [trial_row(combo, seed, c, m) for combo, c, m in zip(combos, cfgs, metrics)]
 
 
 def scale_lr(cfg: Config) -> Config:
@@ -109,15 +131,20 @@ def scale_lr(cfg: Config) -> Config:
     return with_overrides(cfg, {"head.lr": cfg.head.lr * (ratio if rule == "linear" else ratio ** 0.5)})
 
 
-def batches(cfg: Config, combos: list[dict], n_jobs: int) -> list[tuple[list[dict], int]]:
-    """(combos, seed) per job. Linear class heads that differ only in lr / weight decay train together
-    (one pass over the data for all of them, see `heads.trainer.fit_many`), split so every worker has
-    a share; anything else runs one config per job."""
+def batches(cfg: Config, combos: list[dict], n_jobs: int,
+            skip: set[tuple[str, int]] = frozenset()) -> list[tuple[list[dict], int]]:
+    """(combos, seed) per job, leaving out the (trial name, seed) pairs in `skip`. Linear class heads that
+    differ only in lr / weight decay train together (one pass over the data for all of them, see
+    `heads.trainer.fit_many`), split so every worker has a share; anything else runs one config per job."""
     seeds = cfg.sweep.seeds
+    todo = {seed: [c for c in combos if (trial_name(c), seed) not in skip] for seed in seeds}
     if not (cfg.sweep.batch and set(cfg.sweep.grid) <= BATCHABLE and can_batch(cfg.head, cfg.task)):
-        return [([combo], seed) for combo in combos for seed in seeds]
-    per_seed = max(1, min(len(combos), -(-n_jobs // len(seeds))))  # chunks per seed
-    return [(combos[i::per_seed], seed) for seed in seeds for i in range(per_seed)]
+        return [([combo], seed) for seed in seeds for combo in todo[seed]]
+    jobs = []
+    for seed, left in todo.items():
+        per_seed = max(1, min(len(left), -(-n_jobs // len(seeds))))  # chunks per seed
+        jobs += [(left[i::per_seed], seed) for i in range(per_seed) if left[i::per_seed]]
+    return jobs
 
 
 def baselines(cfg: Config) -> list[dict]:
@@ -143,15 +170,20 @@ def run(cfg: Config) -> pd.DataFrame:
 
 def run_grid(cfg: Config, combos: list[dict], out: Path) -> pd.DataFrame:
     n_jobs = cfg.sweep.n_jobs if cfg.sweep.n_jobs > 0 else (os.cpu_count() or 1)
-    jobs = batches(cfg, combos, n_jobs)
-    n_jobs = min(n_jobs, len(jobs))
+    earlier = [row for seed in cfg.sweep.seeds for combo in combos
+               if (row := finished(cfg, combo, seed, str(out))) is not None]  # a re-run resumes
+    jobs = batches(cfg, combos, n_jobs, {(row["config"], row["seed"]) for row in earlier})
+    n_jobs = max(1, min(n_jobs, len(jobs)))
     threads = max(1, (os.cpu_count() or 1) // n_jobs)
     runs = len(combos) * len(cfg.sweep.seeds)
-    print(f"sweep {cfg.sweep.name}: {len(combos)} configs x {len(cfg.sweep.seeds)} seeds = {runs} runs "
-          f"in {len(jobs)} jobs ({'heads batched' if len(jobs) < runs else 'one run each'}), {n_jobs} at a time")
+    todo = sum(len(batch) for batch, _ in jobs)
+    print(f"sweep {cfg.sweep.name}: {len(combos)} configs x {len(cfg.sweep.seeds)} seeds = {runs} runs"
+          + (f", {len(earlier)} already finished" if earlier else "")
+          + f"; {todo} to train in {len(jobs)} jobs ({'heads batched' if len(jobs) < todo else 'one run each'}), "
+            f"{n_jobs} at a time")
     done = Parallel(n_jobs=n_jobs, verbose=5)(
         delayed(run_trials)(cfg, batch, seed, str(out), threads) for batch, seed in jobs)
-    rows = [row for rows_of_job in done for row in rows_of_job]
+    rows = earlier + [row for rows_of_job in done for row in rows_of_job]
     if cfg.sweep.baselines:
         rows += baselines(cfg)
     measured = {k for row in rows for k in row}

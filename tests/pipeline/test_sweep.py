@@ -1,4 +1,9 @@
 import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -7,6 +12,8 @@ import yaml
 from pipeline import embed, index, sweep
 from pipeline.cli import main
 from pipeline.config import ConfigError, with_overrides
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
@@ -92,3 +99,45 @@ def test_long_tail_recipe_on_the_demos_multilabel_table(demo_root, tmp_path):
     assert saved["head"]["max_norm"] == 1.0 and saved["head"]["weight_decay"] == 0.005
     history = pd.read_csv(Path(table.loc["loss=weight-balancing", "runs"]) / "history" / "multilabel.tsv", sep="\t")
     assert (history.stage == 2).any()  # the class-balanced, classifier-only second stage ran
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_trains_only_the_unfinished_trials_again(demo_root, tmp_path, capsys):
+    common = [f"dataset.root={demo_root}", f"paths.cache={tmp_path}", "dataset.name=demo", "index.num_workers=1",
+              "embed.num_workers=0", "backbone.name=videomae-tiny-random", "task.traits=[]",
+              "sweep.grid={head.lr: [0.1, 0.03, 0.01, 0.003]}", "sweep.seeds=[0]", "sweep.n_jobs=1", "sweep.batch=false",
+              "sweep.baselines=false", "head.epochs=300", "head.patience=300"]
+    assert main(["index", *common]) == 0 and main(["embed", *common]) == 0
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "sweep", *common], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs = tmp_path / "runs" / "sweep"
+    deadline = time.time() + 300
+    while len(list(runs.glob("*/seed0/metrics.json"))) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = {p.parent.parent.name: p.stat().st_mtime_ns for p in runs.glob("*/seed0/metrics.json")}
+    assert 2 <= len(first) < 4, first  # killed midway
+    capsys.readouterr()
+    assert main(["sweep", *common]) == 0
+    assert f"{len(first)} already finished; {4 - len(first)} to train" in capsys.readouterr().out
+    after = {p.parent.parent.name: p.stat().st_mtime_ns for p in runs.glob("*/seed0/metrics.json")}
+    assert len(after) == 4 and all(after[name] == mtime for name, mtime in first.items())  # not trained again
+    table = pd.read_csv(runs / "leaderboard.csv")
+    assert sorted(table.config) == ["lr=0.003", "lr=0.01", "lr=0.03", "lr=0.1"] and table.diverged.sum() == 0
+    capsys.readouterr()
+    assert main(["sweep", *common[:-2], "head.epochs=299", "head.patience=300"]) == 0  # another base config
+    assert "already finished" not in capsys.readouterr().out
+
+
+def test_the_leaderboard_says_which_configs_diverged():
+    from heads.sweep import leaderboard, to_markdown
+
+    rows = [{"config": "lr=0.1", "seed": 0, "run_dir": "a", "acc": float("nan")},
+            {"config": "lr=0.1", "seed": 1, "run_dir": "b", "acc": 0.9},
+            {"config": "lr=1", "seed": 0, "run_dir": "c", "acc": float("nan")},
+            {"config": "lr=0.01", "seed": 0, "run_dir": "d", "acc": 0.5}]
+    table = leaderboard(rows, "acc")
+    assert list(table.config) == ["lr=0.1", "lr=0.01", "lr=1"]  # every seed of lr=1 diverged: last
+    assert dict(zip(table.config, table.diverged)) == {"lr=0.1": 1, "lr=0.01": 0, "lr=1": 1}
+    assert "| seeds | diverged |" in to_markdown(table, "acc") and "| lr=1 | nan ± nan | 1 | 1 |" in to_markdown(table, "acc")
