@@ -37,6 +37,21 @@ def finished(*procs):
     return [(p.wait(timeout=600), *p.communicate()) for p in procs]
 
 
+def race(command: list[str], lock: Path) -> list[tuple[int, str, str]]:
+    """Two processes of one command, the second started while the first holds `lock`: the first is paused
+    (SIGSTOP) once its lock file appears, so however slow or fast the machine, the second meets it there."""
+    first = spawn(*command)
+    deadline = time.time() + 300
+    while not lock.exists() and first.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = finished(spawn(*command))[0]
+    finally:
+        first.send_signal(signal.SIGCONT)
+    return [*finished(first), second]
+
+
 def feature_dir(cache) -> Path:
     return Path(cache) / "demo" / "videomae-tiny-random"
 
@@ -44,7 +59,7 @@ def feature_dir(cache) -> Path:
 def test_two_embeds_at_once_one_refuses_and_every_id_is_stored_once(demo_root, tmp_path):
     common = args(demo_root, tmp_path, *SLOW_EMBED)
     assert main(["index", *common]) == 0
-    results = finished(spawn("embed", *common), spawn("embed", *common))
+    results = race(["embed", *common], feature_dir(tmp_path) / "shard-0-of-1.h5.lock")
     codes = sorted(code for code, _, _ in results)
     assert codes == [0, 1], results
     refused = next(err for code, _, err in results if code == 1)
@@ -56,8 +71,8 @@ def test_two_embeds_at_once_one_refuses_and_every_id_is_stored_once(demo_root, t
 def test_two_trains_of_one_run_at_once(demo_root, tmp_path):
     common = args(demo_root, tmp_path, "embed.num_workers=0")
     assert main(["index", *common]) == 0 and main(["embed", *common]) == 0
-    results = finished(*(spawn("train", *common, "run.name=same", "head.epochs=400", "head.patience=400")
-                         for _ in range(2)))
+    results = race(["train", *common, "run.name=same", "head.epochs=400", "head.patience=400"],
+                   tmp_path / "runs" / "same.lock")
     assert sorted(code for code, _, _ in results) == [0, 1], results
     assert "run same is being written by" in next(err for code, _, err in results if code == 1)
     assert load_run(tmp_path / "runs" / "same").classes == ["down", "left", "right", "up"]
