@@ -41,6 +41,7 @@ import torch
 
 from features.audio import SAMPLE_RATE
 from features.backbones.base import load_failure, load_pretrained, model_config, quiet_transformers
+from features.backbones.text import text_features
 from features.errors import FeatureConfigError
 
 GRID_SECONDS = 0.1  # AST / CLAP: the time step a window's embedding is repeated at
@@ -219,12 +220,7 @@ class CLAPEncoder(WindowEncoder):
 
     def forward(self, wave: np.ndarray) -> torch.Tensor:
         with torch.inference_mode():
-            return pooled_output(self.net.get_audio_features(**self.inputs(wave))).float()
-
-
-def pooled_output(out) -> torch.Tensor:
-    """get_*_features: a tensor in transformers 4, an output object holding it in 5."""
-    return out if isinstance(out, torch.Tensor) else out.pooler_output
+            return self.net.get_audio_features(**self.inputs(wave)).pooler_output.float()
 
 
 # --- the registry: a family is its transformers class, its encoder, and its tiny model
@@ -312,13 +308,7 @@ def clap_text_features(model: str, texts: list[str], batch_size: int = 256,
         tokenizer = AutoTokenizer.from_pretrained(model)
     except (OSError, ValueError) as err:
         raise FeatureConfigError(f"{key}: no tokenizer with the CLAP model {model!r}: {err}") from None
-    net.eval()
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(texts), batch_size):
-            batch = tokenizer(texts[i : i + batch_size], padding=True, truncation=True, return_tensors="pt")
-            out.append(pooled_output(net.get_text_features(**batch)).float())
-    return (torch.cat(out) if out else torch.zeros(0, net.config.projection_dim)), weights
+    return text_features(net, tokenizer, texts, batch_size, padding=True), weights
 
 
 # --- tiny random models of each family, saved like real checkpoints (tests, benchmarks)

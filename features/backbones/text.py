@@ -32,11 +32,16 @@ def tower_text_features(encoder: str, model: str, texts: list[str], batch_size: 
     except (OSError, ValueError) as err:
         raise FeatureConfigError(f"text.model: no tokenizer with the {what} model {model!r}: {err}") from None
     length = getattr(net.config.text_config, "max_position_embeddings", None) if padding == "max_length" else None
+    return text_features(net, tokenizer, texts, batch_size, padding=padding if length else True,
+                         max_length=length), weights
+
+
+def text_features(net, tokenizer, texts: list[str], batch_size: int = 256, **tokenize) -> torch.Tensor:
+    """(len(texts), D) `net.get_text_features` over `texts`, `batch_size` at a time (truncated to the tower)."""
     net.eval()
     out = []
     with torch.inference_mode():
         for i in range(0, len(texts), batch_size):
-            batch = tokenizer(texts[i : i + batch_size], padding=padding if length else True, max_length=length,
-                              truncation=True, return_tensors="pt")
-            out.append(net.get_text_features(**batch).pooler_output)
-    return torch.cat(out), weights
+            batch = tokenizer(texts[i : i + batch_size], truncation=True, return_tensors="pt", **tokenize)
+            out.append(net.get_text_features(**batch).pooler_output.float())
+    return torch.cat(out) if out else torch.zeros(0, getattr(net.config, "projection_dim", 0))
