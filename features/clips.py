@@ -8,6 +8,7 @@ bad file never stops a batch; the caller records it.
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,6 +20,8 @@ from features.config import SamplingConfig
 from features.errors import FeatureConfigError
 from features.sampling import ClipPlan, Item, plan
 from features.video import VideoError, crops, open_video, resize_short_side
+
+AUTO_DECODERS = ("decord", "pyav")  # what `auto` chooses between (ffmpeg, a process per video, is never faster)
 
 if TYPE_CHECKING:
     from features.backbones import Backbone
@@ -74,6 +77,35 @@ class ClipDataset(Dataset):
         x = resize_short_side(frames, self.size)
         x = crops(x, self.size, self.s.crops)[:, inverse.reshape(p.indices.shape)]  # (C, V, T, 3, S, S)
         return x.transpose(0, 1).contiguous(), p  # (V, C, T, 3, S, S)
+
+    def pick_decoder(self, tries: int = 3) -> tuple["ClipDataset", str]:
+        """Resolve `sampling.decoder=auto`: decode the first `tries` upright items with each decoder (one thread,
+        as in a DataLoader worker) and keep the one that needs the least CPU time; they give the same frames.
+        (dataset, what was picked)."""
+        if self.s.decoder != "auto":
+            return self, f"decoder {self.s.decoder}"
+        upright = [i for i, it in enumerate(self.items) if not it.rotation][:tries]
+        seconds = dict.fromkeys(AUTO_DECODERS, 0.0)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            for i in upright:
+                for name in seconds:
+                    trial = ClipDataset(self.items, dataclasses.replace(self.s, decoder=name), self.t, self.size)
+                    start = time.process_time()  # CPU time: what binds when every worker decodes; less noisy
+                    try:
+                        trial.decode(i)
+                    except Exception:  # noqa: BLE001 - a bad file is reported when the loader reaches it
+                        seconds[name] = float("inf")
+                    seconds[name] += time.process_time() - start
+        finally:
+            torch.set_num_threads(threads)
+        if not upright or all(s == float("inf") for s in seconds.values()):
+            return self, "decoder auto: decord (nothing to time it on; rotated videos go through pyav)"
+        best = min(seconds, key=seconds.get)
+        timings = ", ".join(f"{n} {1000 * s / len(upright):.0f} ms" for n, s in seconds.items())
+        picked = ClipDataset(self.items, dataclasses.replace(self.s, decoder=best), self.t, self.size, self.labels)
+        return picked, f"decoder auto: {best} ({timings} CPU per sample over the first {len(upright)}; same frames)"
 
     def with_views(self, views: int, crops: int) -> "ClipDataset":
         """The same items decoded with another number of temporal views and spatial crops."""

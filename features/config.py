@@ -25,7 +25,7 @@ class SamplingConfig:
     crops: int = choice(1, 3)  # 1: centre crop; 3: three crops along the longer side, stored as an axis
     window: float = 2.0  # seconds per window (mode windows)
     stride: float = 1.0  # seconds between window starts (mode windows)
-    decoder: str = choice("auto", "decord", "ffmpeg")  # auto (decord; ffmpeg for rotated videos) | decord | ffmpeg
+    decoder: str = choice("auto", "decord", "pyav", "ffmpeg")  # auto: decord or pyav, the faster on the first clips
 
 
 @dataclass

@@ -1,13 +1,20 @@
 """Decoding behind a small interface: `open_video(path) -> VideoReader` with frame timestamps and `get`.
 
-decord is the decoder. decord 0.6 cannot decode videos that carry rotation metadata (it
-mis-sizes its buffers), so those go through ffmpeg, which applies the rotation as players do
-(features.tools finds ffmpeg: the system's, else imageio-ffmpeg's).
-Another decoder (torchcodec, PyAV) is one more class registered in DECODERS.
+Three decoders give the same frames, bit for bit on H.264 (all three are libavcodec plus swscale's
+YUV-to-RGB; tests/features/test_decoders.py checks it on real clips):
+  decord   `get_batch` of the sampled frames
+  pyav     PyAV: decodes in order only up to the last sampled frame, seeking to the keyframe before a
+           sampled frame when a keyframe lies between it and the decoder's position (sparse frames), with
+           as many decoding threads as torch has in that process (1 in a DataLoader worker)
+  ffmpeg   the ffmpeg program's `select` filter (frame-exact, slowest)
+decord 0.6 cannot decode videos that carry rotation metadata (it mis-sizes its buffers); PyAV and ffmpeg
+turn them upright as players do, so rotated videos go to PyAV unless ffmpeg is asked for. `features.clips.ClipDataset.pick_decoder`
+resolves `auto` for the rest by timing the candidates on the dataset's first clips.
 """
 
 from __future__ import annotations
 
+import bisect
 import os
 from dataclasses import dataclass
 from typing import Protocol
@@ -89,7 +96,59 @@ class FFmpegReader:
         return frames[[pos[int(i)] for i in indices]]
 
 
-DECODERS = {"decord": DecordReader, "ffmpeg": FFmpegReader}
+class PyAVReader:
+    """Frames by presentation order, from the packets' timestamps (read without decoding)."""
+
+    def __init__(self, path: str, rotation: int = 0):
+        import av
+
+        self._container = av.open(path)
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO"
+        self._stream.thread_count = torch.get_num_threads()
+        base = float(self._stream.time_base)
+        packets = [(p.pts, p.is_keyframe) for p in self._container.demux(self._stream) if p.pts is not None]
+        packets.sort()
+        self._pts = [pts for pts, _ in packets]
+        self._index = {pts: i for i, pts in enumerate(self._pts)}
+        self._keys = [i for i, (_, key) in enumerate(packets) if key] or [0]
+        self._seconds = (np.array(self._pts, np.float64) - (self._pts[0] if self._pts else 0)) * base
+        self.num_frames = len(self._pts)
+        rate = self._stream.average_rate
+        self.fps = float(rate) if rate else 0.0
+        self.rotation = rotation
+
+    def timestamps(self) -> np.ndarray:
+        return self._seconds
+
+    def get(self, indices: list[int]) -> np.ndarray:
+        want = {int(i) for i in indices}
+        if want and not 0 <= min(want) <= max(want) < self.num_frames:
+            raise IndexError(f"frame {max(want)} out of range: the video has {self.num_frames}")
+        got: dict[int, np.ndarray] = {}
+        codec = self._stream.codec_context
+        packets, fed = None, -1  # packets from the last seek; the latest frame (display order) sent to decode
+        for target in sorted(want):
+            key = self._keys[bisect.bisect_right(self._keys, target) - 1]
+            if packets is None or key > fed:  # a keyframe past what was decoded: jump to it
+                self._container.seek(self._pts[key], backward=True, any_frame=False, stream=self._stream)
+                packets, fed = self._container.demux(self._stream), -1
+            while target not in got:
+                packet = next(packets, None)
+                if packet is None:
+                    raise VideoError("decode error", f"PyAV stopped before frame {target} of {self.num_frames}")
+                i = self._index.get(packet.pts)
+                fed = max(fed, -1 if i is None else i)
+                codec.skip_frame = "DEFAULT" if i is None or i in want else "NONREF"  # nothing needs a non-reference frame
+                for frame in codec.decode(packet):
+                    j = self._index.get(frame.pts)
+                    if j in want and j not in got:
+                        got[j] = frame.to_ndarray(format="rgb24")
+        out = np.stack([got[int(i)] for i in indices]) if len(indices) else np.zeros((0, 0, 0, 3), np.uint8)
+        return np.ascontiguousarray(np.rot90(out, self.rotation // 90, axes=(1, 2))) if self.rotation else out
+
+
+DECODERS = {"decord": DecordReader, "pyav": PyAVReader, "ffmpeg": FFmpegReader}
 
 
 def rotation_of(stream: dict) -> int:
@@ -101,14 +160,14 @@ def rotation_of(stream: dict) -> int:
 
 
 def open_video(path: str, rotation: int = 0, decoder: str = "auto") -> VideoReader:
-    """Open a video with the named decoder ('auto': decord, or ffmpeg for rotated videos)."""
+    """Open a video with the named decoder ('auto': decord). Rotated videos never go to decord: PyAV turns them."""
     if not os.path.exists(path):
         raise VideoError("missing", f"{path}: file not found; fix the manifest path or restore the file")
     if os.path.getsize(path) == 0:
         raise VideoError("empty file", f"{path}: file is empty (0 bytes); re-download or remove it")
-    name = ("ffmpeg" if rotation else "decord") if decoder == "auto" else decoder
+    name = "pyav" if rotation and decoder in ("auto", "decord") else "decord" if decoder == "auto" else decoder
     try:
-        reader = DECODERS[name](path)
+        reader = PyAVReader(path, rotation) if name == "pyav" else DECODERS[name](path)
     except VideoError:
         raise
     except Exception as err:  # noqa: BLE001 - decoders raise many types; classify for the summary

@@ -1,6 +1,6 @@
 """`vidprobe embed`: decode each manifest sample once, embed it with a frozen backbone, store it.
 
-DataLoader workers decode (decord opened inside each worker) while the main process embeds the
+DataLoader workers decode (each opens its own decoder: `sampling.decoder`) while the main process embeds the
 previous batch, so decoding overlaps the forward pass. Each writer (rank) owns one shard; ids are
 assigned to shards by a stable hash, so a manifest that gains samples keeps earlier assignments.
 """
@@ -84,8 +84,10 @@ def fill(writer: ShardWriter, todo: list, bb, cfg: Config, frames: int, size: in
         bb.model = torch.compile(bb.model)
     embedder = Embedder(bb, device, dtype, cfg.embed.batch_size, cfg.embed.storage_dtype)
     workers = cfg.embed.num_workers
+    dataset, picked = ClipDataset(todo, cfg.sampling, frames, size).pick_decoder()
+    print(picked)
     loader = DataLoader(
-        ClipDataset(todo, cfg.sampling, frames, size),
+        dataset,
         batch_size=max(1, cfg.embed.batch_size // (cfg.sampling.views * cfg.sampling.crops)), num_workers=workers,
         collate_fn=collate, pin_memory=device.type == "cuda", worker_init_fn=worker_init if workers else None,
         prefetch_factor=cfg.embed.prefetch if workers else None, persistent_workers=False,

@@ -11,16 +11,20 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-def test_extract_benchmark_prints_its_figures():
+def test_extract_benchmark_prints_its_figures(tmp_path):
     out = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "extract.py"), "--presets", "tiny", "--large", "8",
-         "--skip-demo", "--rss", "4", "8"],
+         "--skip-demo", "--rss", "4", "8", "--real", "240", "--real-repeat", "1", "--corpus", str(tmp_path)],
         capture_output=True, text=True, check=True, cwd=ROOT,
     )
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     for key in ("clips_per_s", "limit_clips_per_s", "fraction_of_limit", "speedup_vs_sequential",
                 "peak_rss_mb_4", "peak_rss_mb_8"):
         assert summary[key] > 0
+    assert set(summary["configs"]) == {"tiny@large", "tiny@240p"}  # the real clips, re-encoded at 240 px
+    assert all(rate > 0 for rates in summary["decoders"].values() for rate in rates.values())
+    assert set(summary["decoders"]["tiny@240p"]) == {"decord", "pyav"}
+    assert len(list(tmp_path.glob("*/240p/*/*/*.mp4"))) == 6
 
 
 @pytest.mark.slow

@@ -1,0 +1,106 @@
+"""The decoders give the same frames and timestamps, bit for bit, on real footage (decord read directly is the
+reference), rotated videos included; PyAV seeks only when frames are sparse; `auto` picks one and says so."""
+
+import subprocess
+
+import numpy as np
+import pytest
+
+from features.clips import ClipDataset
+from features.config import SamplingConfig
+from features.sampling import Item, plan
+from features.video import PyAVReader, open_video
+from tests.conftest import make_video, real_clips
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> list:
+    """The real sample clips as shipped, and bikes re-encoded as benchmarks/corpus.py does (2 s GOP, B-frames,
+    looped from a later start)."""
+    out = tmp_path_factory.mktemp("decoders") / "bikes-gop.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-stream_loop", "-1", "-i", str(real_clips()[1]), "-ss", "1.5",
+                    "-t", "6", "-an", "-vf", "scale=-2:120", "-c:v", "libx264", "-preset", "medium", "-g", "50",
+                    "-pix_fmt", "yuv420p", str(out)], check=True)
+    return [*real_clips(), out]
+
+
+def patterns(n: int) -> dict:
+    uniform = {t: np.linspace(0, n - 1, t).round().astype(int).tolist() for t in (8, 16, 64)}
+    return {**{f"uniform{t}": v for t, v in uniform.items()}, "sparse": list(range(3, n, 60)),
+            "unsorted, repeated": [n - 1, 5, 5, 0, n // 2, 5], "all": list(range(n))}
+
+
+def test_decoders_agree_bit_for_bit_on_real_clips(clips):
+    for path in clips:
+        ref = open_video(str(path), decoder="decord")
+        readers = {name: open_video(str(path), decoder=name) for name in ("pyav", "ffmpeg")}
+        for name, reader in readers.items():
+            assert reader.num_frames == ref.num_frames, (path.name, name)
+            np.testing.assert_allclose(reader.timestamps(), ref.timestamps(), atol=1e-6, err_msg=f"{path.name} {name}")
+        for what, indices in patterns(ref.num_frames).items():
+            want = ref.get(indices)
+            for name, reader in readers.items():
+                if name == "ffmpeg" and what == "all":
+                    continue  # frame-exact select over every frame: slow, and `uniform64` covers it
+                got = reader.get(indices)
+                assert got.shape == want.shape and np.array_equal(got, want), f"{path.name} {what}: {name} != decord"
+
+
+class CountingSeeks:
+    def __init__(self, container):
+        self.container, self.seeks = container, []
+
+    def seek(self, *args, **kwargs):
+        self.seeks.append(args[0])
+        return self.container.seek(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.container, name)
+
+
+def test_pyav_seeks_only_when_a_keyframe_lies_between_frames(clips):
+    reader = PyAVReader(str(clips[-1]))  # a keyframe at most every 50 frames (and at scene cuts)
+    k = reader._keys
+    assert len(k) >= 4 and max(np.diff(k)) <= 50
+    reader._container = counting = CountingSeeks(reader._container)
+    seeks = counting.seeks
+    reader.get([k[1] + 1, k[1] + 5, k[2] - 1])  # one GOP: one seek, then decoding on
+    assert seeks == [reader._pts[k[1]]]
+    seeks.clear()
+    reader.get([k[0] + 1, k[1] + 1, k[3] + 1])  # three GOPs apart: a jump to each one's keyframe
+    assert seeks == [reader._pts[k[0]], reader._pts[k[1]], reader._pts[k[3]]]
+    assert np.array_equal(reader.get([k[3] + 1, k[0] + 1]), open_video(str(clips[-1])).get([k[3] + 1, k[0] + 1]))
+
+
+@pytest.mark.parametrize("degrees", [90, 180, 270])
+def test_rotated_videos_come_out_upright_the_same_from_pyav_and_ffmpeg(tmp_path, degrees):
+    plain = make_video(tmp_path / "plain.mp4", size="64x48")
+    rotated = tmp_path / "rot.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(plain), "-c", "copy", "-metadata:s:v:0",
+                    f"rotate={degrees}", str(rotated)], check=True)
+    upright = np.stack([np.rot90(f, degrees // 90) for f in open_video(str(plain), decoder="decord").get([0, 7, 19])])
+    for decoder in ("auto", "decord", "pyav", "ffmpeg"):  # decord cannot: rotated videos go to PyAV
+        got = open_video(str(rotated), degrees, decoder).get([0, 7, 19])
+        assert np.array_equal(got, upright), decoder
+
+
+def test_auto_times_the_decoders_and_says_which_it_picked(clips):
+    items = [Item(p.stem, str(p)) for p in clips]
+    auto = ClipDataset(items, SamplingConfig(), 8, 64)
+    picked, said = auto.pick_decoder(tries=2)
+    assert picked.s.decoder in ("decord", "pyav") and said.startswith(f"decoder auto: {picked.s.decoder} (")
+    assert "decord" in said and "pyav" in said and "over the first 2" in said
+    for i in range(len(items)):
+        assert np.array_equal(picked[i]["pixels"], ClipDataset(items, SamplingConfig(decoder="decord"), 8, 64)[i]["pixels"])
+    fixed = ClipDataset(items, SamplingConfig(decoder="pyav"), 8, 64)
+    assert fixed.pick_decoder() == (fixed, "decoder pyav")
+
+
+def test_planned_uniform_frames_are_the_same_through_every_decoder(clips):
+    path = str(clips[0])
+    for decoder in ("decord", "pyav", "ffmpeg"):
+        reader = open_video(path, decoder=decoder)
+        p = plan(reader.timestamps(), 16, mode="uniform")
+        if decoder == "decord":
+            first = (p.indices, reader.get(list(p.indices[0])))
+        assert np.array_equal(p.indices, first[0]) and np.array_equal(reader.get(list(p.indices[0])), first[1])
