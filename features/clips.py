@@ -21,7 +21,7 @@ from features.errors import FeatureConfigError
 from features.sampling import ClipPlan, Item, plan
 from features.video import VideoError, crops, open_video, resize_short_side
 
-AUTO_DECODERS = ("decord", "pyav")  # what `auto` chooses between (ffmpeg, a process per video, is never faster)
+AUTO_DECODERS = ("decord", "pyav")  # what `auto` picks from (ffmpeg, a process per video, is never faster)
 
 if TYPE_CHECKING:
     from features.backbones import Backbone
@@ -50,6 +50,25 @@ class ClipDataset(Dataset):
     def __init__(self, items: list[Item], sampling: SamplingConfig, num_frames: int, size: int,
                  labels: list[int] | None = None):
         self.items, self.s, self.t, self.size, self.labels = items, sampling, num_frames, size, labels
+        self.picked: dict | None = None  # sampling.decoder=auto: this process's choice, made on its first sample
+
+    def decoder(self) -> str:
+        if self.s.decoder != "auto":
+            return self.s.decoder
+        return self.picked["decoder"] if self.picked else "decord"
+
+    def pick_decoder(self, i: int) -> tuple[torch.Tensor, ClipPlan]:
+        """`sampling.decoder=auto`: decode sample `i` with each of AUTO_DECODERS (one CPU-time measurement each, in
+        this process: a DataLoader worker decides for itself) and keep the one that needed the least CPU for every
+        later sample. They give the same frames, so sample i's pixels are the last decoder's."""
+        seconds = {}
+        for name in AUTO_DECODERS:
+            start = time.process_time()
+            out = self.decode(i, name)
+            seconds[name] = time.process_time() - start
+        cpu_ms = {name: round(1000 * s) for name, s in seconds.items()}
+        self.picked = {"decoder": min(seconds, key=seconds.get), "cpu_ms": cpu_ms}
+        return out
 
     def __len__(self) -> int:
         return len(self.items)
@@ -60,16 +79,20 @@ class ClipDataset(Dataset):
         if self.labels is not None:
             out.update(label=self.labels[i], index=i)
         try:
-            out["pixels"], out["plan"] = self.decode(i)
+            if self.s.decoder == "auto" and self.picked is None and not it.rotation:
+                out["pixels"], out["plan"] = self.pick_decoder(i)
+                out["picked"] = self.picked
+            else:
+                out["pixels"], out["plan"] = self.decode(i)
         except VideoError as err:
             out["error"] = (err.kind, str(err))
         except Exception as err:  # noqa: BLE001 - any decoder failure is this file's; the batch goes on
             out["error"] = ("decode error", f"{it.path}: {err}")
         return out
 
-    def decode(self, i: int) -> tuple[torch.Tensor, ClipPlan]:
+    def decode(self, i: int, decoder: str | None = None) -> tuple[torch.Tensor, ClipPlan]:
         it = self.items[i]
-        reader = open_video(it.path, it.rotation, self.s.decoder)
+        reader = open_video(it.path, it.rotation, decoder or self.decoder())
         p = plan(reader.timestamps(), self.t, mode=self.s.mode, views=self.s.views, fps=self.s.fps,
                  window=self.s.window, stride=self.s.stride, start=it.start, end=it.end)
         uniq, inverse = np.unique(p.indices, return_inverse=True)
@@ -77,35 +100,6 @@ class ClipDataset(Dataset):
         x = resize_short_side(frames, self.size)
         x = crops(x, self.size, self.s.crops)[:, inverse.reshape(p.indices.shape)]  # (C, V, T, 3, S, S)
         return x.transpose(0, 1).contiguous(), p  # (V, C, T, 3, S, S)
-
-    def pick_decoder(self, tries: int = 3) -> tuple["ClipDataset", str]:
-        """Resolve `sampling.decoder=auto`: decode the first `tries` upright items with each decoder (one thread,
-        as in a DataLoader worker) and keep the one that needs the least CPU time; they give the same frames.
-        (dataset, what was picked)."""
-        if self.s.decoder != "auto":
-            return self, f"decoder {self.s.decoder}"
-        upright = [i for i, it in enumerate(self.items) if not it.rotation][:tries]
-        seconds = dict.fromkeys(AUTO_DECODERS, 0.0)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            for i in upright:
-                for name in seconds:
-                    trial = ClipDataset(self.items, dataclasses.replace(self.s, decoder=name), self.t, self.size)
-                    start = time.process_time()  # CPU time: what binds when every worker decodes; less noisy
-                    try:
-                        trial.decode(i)
-                    except Exception:  # noqa: BLE001 - a bad file is reported when the loader reaches it
-                        seconds[name] = float("inf")
-                    seconds[name] += time.process_time() - start
-        finally:
-            torch.set_num_threads(threads)
-        if not upright or all(s == float("inf") for s in seconds.values()):
-            return self, "decoder auto: decord (nothing to time it on; rotated videos go through pyav)"
-        best = min(seconds, key=seconds.get)
-        timings = ", ".join(f"{n} {1000 * s / len(upright):.0f} ms" for n, s in seconds.items())
-        picked = ClipDataset(self.items, dataclasses.replace(self.s, decoder=best), self.t, self.size, self.labels)
-        return picked, f"decoder auto: {best} ({timings} CPU per sample over the first {len(upright)}; same frames)"
 
     def with_views(self, views: int, crops: int) -> "ClipDataset":
         """The same items decoded with another number of temporal views and spatial crops."""
@@ -126,7 +120,7 @@ class AugmentedClips(ClipDataset):
     def decode(self, i: int) -> tuple[torch.Tensor, ClipPlan]:
         it, a = self.items[i], self.augment
         rng = a.rng(self.epoch, i)
-        reader = open_video(it.path, it.rotation, self.s.decoder)
+        reader = open_video(it.path, it.rotation, self.decoder())
         ts = reader.timestamps()
         start, end = jitter_segment(ts, it.start, it.end, a.jitter, rng)
         p = plan(ts, self.t, mode=self.s.mode, fps=self.s.fps, start=start, end=end)
@@ -145,6 +139,7 @@ def collate(items: list[dict]) -> dict:
         "clips": torch.cat([it["pixels"].flatten(0, 1) for it in good]) if good else None,  # (sum V*C, T, 3, S, S)
         "samples": [{"id": it["id"], "plan": it["plan"], "views": it["pixels"].shape[:2]} for it in good],
         "failed": [(it["id"], *it["error"]) for it in items if it["pixels"] is None],
+        "picked": [it["picked"] for it in items if "picked" in it],  # sampling.decoder=auto: a process decided
     }
     if items and "label" in items[0]:
         out["labels"] = torch.tensor([it["label"] for it in good], dtype=torch.long)

@@ -84,10 +84,8 @@ def fill(writer: ShardWriter, todo: list, bb, cfg: Config, frames: int, size: in
         bb.model = torch.compile(bb.model)
     embedder = Embedder(bb, device, dtype, cfg.embed.batch_size, cfg.embed.storage_dtype)
     workers = cfg.embed.num_workers
-    dataset, picked = ClipDataset(todo, cfg.sampling, frames, size).pick_decoder()
-    print(picked)
     loader = DataLoader(
-        dataset,
+        ClipDataset(todo, cfg.sampling, frames, size),
         batch_size=max(1, cfg.embed.batch_size // (cfg.sampling.views * cfg.sampling.crops)), num_workers=workers,
         collate_fn=collate, pin_memory=device.type == "cuda", worker_init_fn=worker_init if workers else None,
         prefetch_factor=cfg.embed.prefetch if workers else None, persistent_workers=False,
@@ -99,6 +97,9 @@ def fill(writer: ShardWriter, todo: list, bb, cfg: Config, frames: int, size: in
     bar = tqdm(total=len(todo), desc=desc, unit="sample", dynamic_ncols=True)
     for batch in batches:
         failures += batch["failed"]
+        for picked in batch["picked"]:
+            bar.write(f"decoder auto: {picked['decoder']} for the next samples of this worker (CPU ms on its first: "
+                      + ", ".join(f"{n} {ms}" for n, ms in picked["cpu_ms"].items()) + "; same frames)")
         for s, feats in zip(batch["samples"], embedder(batch) if batch["samples"] else []):
             ids, rows = sample_rows(s["id"], s["plan"], feats, cfg.sampling.mode == "windows")
             if not writer.n_new and not writer.buffer:  # before the first row is written: room for them all?

@@ -84,16 +84,20 @@ def test_rotated_videos_come_out_upright_the_same_from_pyav_and_ffmpeg(tmp_path,
         assert np.array_equal(got, upright), decoder
 
 
-def test_auto_times_the_decoders_and_says_which_it_picked(clips):
+def test_auto_times_the_decoders_on_its_first_sample_and_keeps_the_faster(clips, monkeypatch):
     items = [Item(p.stem, str(p)) for p in clips]
     auto = ClipDataset(items, SamplingConfig(), 8, 64)
-    picked, said = auto.pick_decoder(tries=2)
-    assert picked.s.decoder in ("decord", "pyav") and said.startswith(f"decoder auto: {picked.s.decoder} (")
-    assert "decord" in said and "pyav" in said and "over the first 2" in said
-    for i in range(len(items)):
-        assert np.array_equal(picked[i]["pixels"], ClipDataset(items, SamplingConfig(decoder="decord"), 8, 64)[i]["pixels"])
-    fixed = ClipDataset(items, SamplingConfig(decoder="pyav"), 8, 64)
-    assert fixed.pick_decoder() == (fixed, "decoder pyav")
+    opened = []
+    monkeypatch.setattr("features.clips.open_video", lambda path, rot, dec: (opened.append(dec), open_video(path, rot, dec))[1])
+    first = auto[0]
+    assert opened == ["decord", "pyav"] and first["picked"] == auto.picked  # both timed on sample 0
+    assert set(first["picked"]["cpu_ms"]) == {"decord", "pyav"} and first["picked"]["decoder"] in ("decord", "pyav")
+    later = [auto[i] for i in range(1, len(items))]
+    assert opened[2:] == [auto.picked["decoder"]] * (len(items) - 1) and not any("picked" in it for it in later)
+    reference = ClipDataset(items, SamplingConfig(decoder="decord"), 8, 64)
+    for i, got in enumerate([first, *later]):
+        assert np.array_equal(got["pixels"], reference[i]["pixels"])
+    assert "picked" not in ClipDataset(items, SamplingConfig(decoder="pyav"), 8, 64)[0]
 
 
 def test_planned_uniform_frames_are_the_same_through_every_decoder(clips):

@@ -198,3 +198,17 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(demo_root, tmp_
     assert sorted(a.ids) == sorted(b.ids) and len(a.ids) == 28
     for key in ("video/pooled", "video/temporal", "frame_indices", "frame_times", "num_padded"):
         np.testing.assert_array_equal(a.get(key, a.ids), b.get(key, a.ids))
+
+
+def test_every_decoder_gives_the_same_features_and_auto_says_what_it_picked(demo_cfg, capsys):
+    stored = {}
+    for decoder in ("auto", "decord", "pyav"):
+        cfg = demo_cfg(f"sampling.decoder={decoder}", f"embed.feature_set=dec-{decoder}", "embed.num_workers=2")
+        index.run(cfg)
+        embed.run(cfg)
+        fs = FeatureSet(layout.feature_set(cfg))
+        stored[decoder] = fs.get("video/pooled", sorted(fs.ids))
+    assert np.array_equal(stored["auto"], stored["decord"]) and np.array_equal(stored["pyav"], stored["decord"])
+    printed = capsys.readouterr()
+    picked = [line for line in (printed.out + printed.err).splitlines() if line.startswith("decoder auto: ")]
+    assert len(picked) == 2 and all("first: decord " in line and ", pyav " in line for line in picked)  # each worker
