@@ -6,13 +6,22 @@
   speedup               rtf_faster_whisper / rtf_openai_whisper
   rtf_faster_whisper_int8   faster-whisper with int8 weights, for reference (not in `speedup`)
 
+Many short clips (MELD-like utterances, 24 espeak-ng sentences of 2 to 5 s), on the default backend
+(pipeline.config.TranscribeConfig.backend):
+
+  short_clip_one_at_a_time_clips_per_s   clips per second, one ``Transcriber.transcribe`` call each
+  short_clip_batched_clips_per_s         the same through ``Transcriber.transcribe_many`` (transcribe.batch_size)
+  short_clip_speedup                     batched / one at a time
+
 The audio is espeak-ng speech made on the spot (4 clips of 3 to 36 s, about 60 s in all, one
-longer than Whisper's 30 s window). Both backends decode with the same settings
+longer than Whisper's 30 s window; then the short clips). Both backends decode with the same settings
 (features.speech.Transcriber: greedy, temperature 0, no VAD) on the same number of threads; each
 gets one untimed warm-up call, and model loading / conversion is not timed. `same_text` says whether
-the two backends wrote the same transcripts.
+the two backends wrote the same transcripts and (`short_clip_same_text`) batched transcription wrote
+exactly the texts of one-at-a-time transcription.
 
-Last line: one JSON object.   python benchmarks/transcribe.py [--threads N --repeats 1 --word-timestamps]
+Last line: one JSON object.
+  python benchmarks/transcribe.py [--threads N --repeats 1 --word-timestamps --short-clips 24]
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from features.speech import SAMPLE_RATE, Transcriber  # noqa: E402
+from pipeline.config import TranscribeConfig  # noqa: E402
 
 CLIPS = [  # each clip: sentences spoken one after the other, half a second apart
     ["please open the door and turn on the light"],
@@ -49,6 +59,17 @@ CLIPS = [  # each clip: sentences spoken one after the other, half a second apar
      "please open the door and turn on the light"],
 ]
 GAP = np.zeros(SAMPLE_RATE // 2, np.float32)
+SHORT = [  # one utterance per clip (then half a second of silence), 2 to 5 s each
+    "i can't believe you did that", "where were you last night", "oh my god, that is amazing",
+    "we need to talk about the wedding", "could you pass me the salt please", "i told you it was a bad idea",
+    "that's the funniest thing i have ever heard", "are you sure you want to do this",
+    "let's go get some coffee", "i'm really sorry about what happened", "he said he would call me back",
+    "no way, you're kidding me", "what time does the movie start", "she is moving to paris next month",
+    "i don't want to hear another word", "can we just stop arguing for a minute", "this is the best day of my life",
+    "you forgot my birthday again", "the pizza is getting cold", "why would anyone say something like that",
+    "i think we should see other people", "wait, did you just hear that", "thank you so much for coming",
+    "we're going to be late for the party",
+]
 
 
 def speak(text: str, tmp: Path) -> np.ndarray:
@@ -73,6 +94,24 @@ def timed(transcriber: Transcriber, clips: list[np.ndarray], repeats: int) -> tu
     return time.perf_counter() - start, texts
 
 
+def short_clips(transcriber: Transcriber, clips: list[np.ndarray], batch_size: int) -> dict:
+    """Clips per second one at a time and batched (each after its warm-up), and whether their texts are equal."""
+    transcriber.transcribe_many(clips[:batch_size], batch_size=batch_size)
+    start = time.perf_counter()
+    single = [transcriber.transcribe(clip)["text"] for clip in clips]
+    one = time.perf_counter() - start
+    start = time.perf_counter()
+    batched = [r["text"] for r in transcriber.transcribe_many(clips, batch_size=batch_size)]
+    many = time.perf_counter() - start
+    print(json.dumps({"short_one_at_a_time": round(one, 2), "short_batched": round(many, 2), "texts": batched}),
+          flush=True)
+    return {"short_clips": len(clips), "short_clip_batch_size": batch_size,
+            "short_clip_seconds": round(sum(len(c) for c in clips) / SAMPLE_RATE, 2),
+            "short_clip_one_at_a_time_clips_per_s": round(len(clips) / one, 2),
+            "short_clip_batched_clips_per_s": round(len(clips) / many, 2), "short_clip_speedup": round(one / many, 2),
+            "short_clip_same_text": batched == single}
+
+
 def normalise(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
 
@@ -83,6 +122,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="passes over the clips per backend")
     parser.add_argument("--word-timestamps", action="store_true")
     parser.add_argument("--skip-int8", action="store_true")
+    parser.add_argument("--short-clips", type=int, default=len(SHORT), help=f"short clips (at most {len(SHORT)})")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -102,6 +142,10 @@ def main() -> None:
             seconds[name], texts[name] = timed(transcriber, clips, args.repeats)
             print(json.dumps({name: round(seconds[name], 2), "texts": texts[name]}), flush=True)
 
+        default = TranscribeConfig()
+        short = short_clips(runs[default.backend.replace("-", "_")],
+                            [make_clip([s], Path(tmp)) for s in SHORT[: args.short_clips]], default.batch_size)
+
     rtf = {name: audio_s / s for name, s in seconds.items()}
     print(json.dumps({
         "audio_seconds": round(audio_s, 2), "clips": len(clips), "repeats": args.repeats, "threads": args.threads,
@@ -109,7 +153,9 @@ def main() -> None:
         **{f"seconds_{name}": round(s, 3) for name, s in seconds.items()},
         **{f"rtf_{name}": round(r, 2) for name, r in rtf.items()},
         "speedup": round(rtf["faster_whisper"] / rtf["openai_whisper"], 2),
-        "same_text": [normalise(t) for t in texts["openai_whisper"]] == [normalise(t) for t in texts["faster_whisper"]],
+        "same_text": short["short_clip_same_text"]
+        and [normalise(t) for t in texts["openai_whisper"]] == [normalise(t) for t in texts["faster_whisper"]],
+        "short_clip_backend": default.backend, **short,
         "model": runs["faster_whisper"].model_id.split(":", 1)[1],
     }))
 

@@ -28,6 +28,7 @@ import base64
 import gzip
 import hashlib
 import importlib.util
+import inspect
 import json
 import os
 import re
@@ -409,6 +410,16 @@ def _clamp(t: float, lo: float, hi: float) -> float:
     return round(min(max(float(t), lo), hi), 3)
 
 
+def _mono(audio: np.ndarray) -> np.ndarray:
+    """``audio`` as a writable, contiguous 1-D float32 array (torch wants writable arrays)."""
+    audio = np.ascontiguousarray(audio, dtype=np.float32)
+    if not audio.flags.writeable:  # e.g. np.frombuffer over ffmpeg's output
+        audio = audio.copy()
+    if audio.ndim != 1:
+        raise ValueError(f"audio must be 1-D mono samples at {SAMPLE_RATE} Hz, got shape {audio.shape}")
+    return audio
+
+
 class Transcriber:
     """Whisper transcription through openai-whisper or faster-whisper with the same decoding settings.
 
@@ -465,19 +476,38 @@ class Transcriber:
 
     def transcribe(self, audio: np.ndarray, offset: float = 0.0) -> dict:
         """Transcribe 16 kHz mono float32 audio; times are ``offset`` + seconds into ``audio``."""
-        audio = np.ascontiguousarray(audio, dtype=np.float32)
-        if not audio.flags.writeable:  # e.g. np.frombuffer over ffmpeg's output; torch wants writable arrays
-            audio = audio.copy()
-        if audio.ndim != 1:
-            raise ValueError(f"audio must be 1-D mono samples at {SAMPLE_RATE} Hz, got shape {audio.shape}")
-        lo, hi = float(offset), float(offset) + len(audio) / SAMPLE_RATE
+        audio = _mono(audio)
         if len(audio) == 0:
-            return {"language": self.language or "en", "text": "", "segments": []}
-        if self.backend == "openai-whisper":
-            language, raw = self._openai(audio)
-        else:
-            language, raw = self._faster(audio)
+            return self._result(self.language or "en", [], offset, 0)
+        language, raw = self._openai(audio) if self.backend == "openai-whisper" else self._faster(audio)
+        return self._result(language, raw, offset, len(audio))
 
+    def transcribe_many(self, audios: list[np.ndarray], offsets: list[float] | None = None,
+                        batch_size: int = 16) -> list[dict]:
+        """``transcribe`` of each clip (times from ``offsets[i]``, default 0): the same dicts, the same words.
+
+        faster-whisper decodes clips shorter than 30 s ``batch_size`` at a time: one encoder call on their
+        windows and one batched greedy/beam ``generate``, word timestamps included (aligned clip by clip).
+        openai-whisper, clips of 30 s or more and ``batch_size == 1`` go one at a time through ``transcribe``.
+        """
+        offsets = [0.0] * len(audios) if offsets is None else list(offsets)
+        if len(offsets) != len(audios):
+            raise ValueError(f"{len(audios)} clips but {len(offsets)} offsets")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        audios = [_mono(a) for a in audios]
+        done: dict[int, dict] = {}
+        if self.backend == "faster-whisper" and batch_size > 1:
+            short = [i for i, a in enumerate(audios) if 0 < len(a) < WINDOW]
+            for at in range(0, len(short), batch_size):
+                group = short[at:at + batch_size]
+                for i, (language, raw) in zip(group, self._faster_many([audios[i] for i in group])):
+                    done[i] = self._result(language, raw, offsets[i], len(audios[i]))
+        return [done[i] if i in done else self.transcribe(a, o) for i, (a, o) in enumerate(zip(audios, offsets))]
+
+    def _result(self, language: str, raw: list[dict], offset: float, samples: int) -> dict:
+        """The transcript dict of a backend's raw segments (times in seconds into the clip)."""
+        lo, hi = float(offset), float(offset) + samples / SAMPLE_RATE
         segments = []
         for seg in raw:
             text = seg["text"].strip()
@@ -517,6 +547,65 @@ class Transcriber:
                                   for w in seg.words or []]})
         return info.language, raw
 
+
+    def _faster_many(self, waves: list[np.ndarray]) -> list[tuple[str, list[dict]]]:
+        """``_faster`` of several clips, their next 30 s windows encoded and decoded as one batch per round.
+
+        faster-whisper's ``WhisperModel.generate_segments`` loop for ``_faster``'s settings, clip by clip
+        around the batched calls: one temperature (no fallback to re-run), no prompt (the same prompt for
+        every clip), the no-speech rule, a clip's next window starting where its last one stopped.
+        """
+        import ctranslate2
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+        from faster_whisper.utils import get_end
+
+        m = self._model
+        step, frames = m.feature_extractor.time_per_frame, m.feature_extractor.nb_max_frames
+        defaults = {k: p.default for k, p in inspect.signature(m.transcribe).parameters.items()}
+        feats = [m.feature_extractor(w) for w in waves]
+        if m.model.is_multilingual:
+            languages = [self.language or m.detect_language(features=f)[0] for f in feats]
+        else:
+            languages = ["en"] * len(waves)
+        tokenizers = {lang: Tokenizer(m.hf_tokenizer, m.model.is_multilingual, task="transcribe", language=lang)
+                      for lang in set(languages)}
+        suppress = get_suppressed_tokens(next(iter(tokenizers.values())), [-1]) if tokenizers else []
+        seeks, raw, last_speech = [0] * len(waves), [[] for _ in waves], [0.0] * len(waves)
+        while todo := [i for i, f in enumerate(feats) if seeks[i] < f.shape[-1] - 1]:
+            sizes = [min(frames, feats[i].shape[-1] - 1 - seeks[i]) for i in todo]
+            encoded = m.encode(np.stack([pad_or_trim(feats[i][:, seeks[i]:seeks[i] + n]) for i, n in zip(todo, sizes)]))
+            results = m.model.generate(
+                encoded, [m.get_prompt(tokenizers[languages[i]], []) for i in todo], beam_size=self.beam_size,
+                patience=1, length_penalty=1, repetition_penalty=1, no_repeat_ngram_size=0, max_length=m.max_length,
+                return_scores=True, return_no_speech_prob=True, suppress_blank=True, suppress_tokens=suppress,
+                max_initial_timestamp_index=int(round(defaults["max_initial_timestamp"] / m.time_precision)))
+            for row, (i, size, result) in enumerate(zip(todo, sizes, results)):
+                tokenizer, seek, tokens = tokenizers[languages[i]], seeks[i], result.sequences_ids[0]
+                avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+                if result.no_speech_prob > NO_SPEECH_THRESHOLD and not avg_logprob > LOGPROB_THRESHOLD:
+                    seeks[i] += size  # no speech in this window
+                    continue
+                segments, seeks[i], single_ending = m._split_segments_by_timestamps(
+                    tokenizer=tokenizer, tokens=tokens, time_offset=seek * step, segment_size=size,
+                    segment_duration=size * step, seek=seek)
+                if self.word_timestamps:
+                    own = ctranslate2.StorageView.from_array(np.asarray(encoded)[row:row + 1])
+                    m.add_word_timestamps([segments], tokenizer, own, size, defaults["prepend_punctuations"],
+                                          defaults["append_punctuations"], last_speech_timestamp=last_speech[i])
+                    end = get_end(segments)
+                    if not single_ending and end is not None and end > seek * step:
+                        seeks[i] = round(end * m.frames_per_second)
+                    if end is not None:
+                        last_speech[i] = end
+                for seg in segments:
+                    text = tokenizer.decode(seg["tokens"])
+                    if seg["start"] != seg["end"] and text.strip():
+                        raw[i].append({"start": seg["start"], "end": seg["end"], "text": text,
+                                       "avg_logprob": avg_logprob, "no_speech_prob": result.no_speech_prob,
+                                       "words": seg.get("words") or []})
+        return list(zip(languages, raw))
 
 # ----------------------------------------------------------------------------- subtitles
 

@@ -41,6 +41,8 @@ def run(cfg: Config) -> dict:
     bad = sorted(set(t.subtitles) - set(SUBTITLES))
     if bad:
         raise ConfigError(f"transcribe.subtitles: {bad} unknown; choose from srt, vtt")
+    if t.batch_size < 1:
+        raise ConfigError(f"transcribe.batch_size: must be >= 1, got {t.batch_size}")
     samples = read_audio_index(cfg)
     try:
         asr = Transcriber(t.backend, t.model, language=t.language, word_timestamps=t.word_timestamps,
@@ -55,19 +57,25 @@ def run(cfg: Config) -> dict:
 def transcribe(cfg: Config, asr: Transcriber, samples) -> dict:
     t = cfg.transcribe
     records, waves = [], {}
-    for row in tqdm(samples.itertuples(index=False), total=len(samples), desc=f"transcribe {t.backend}",
-                    unit="sample", dynamic_ncols=True):
-        rec = {"sample_id": row.sample_id, "has_audio": bool(row.has_audio) and row.status == "ok",
-               "language": None, "text": "", "segments": []}
-        if rec["has_audio"]:
-            wave = load_audio(layout.audio_dir(cfg) / row.file)
-            waves[row.sample_id] = (wave, float(row.start))
-            rec.update(asr.transcribe(wave, offset=float(row.start)))
-        records.append(rec)
-        for fmt in t.subtitles:
-            path = layout.subtitles(cfg, row.sample_id, fmt)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            SUBTITLES[fmt](rec["segments"], path)
+    rows = list(samples.itertuples(index=False))
+    with tqdm(total=len(rows), desc=f"transcribe {t.backend}", unit="sample", dynamic_ncols=True) as bar:
+        for at in range(0, len(rows), t.batch_size):  # batch_size samples read, then transcribed together
+            chunk = [{"sample_id": row.sample_id, "has_audio": bool(row.has_audio) and row.status == "ok",
+                      "language": None, "text": "", "segments": []} for row in rows[at:at + t.batch_size]]
+            spoken = [(rec, row) for rec, row in zip(chunk, rows[at:at + t.batch_size]) if rec["has_audio"]]
+            for rec, row in spoken:
+                waves[row.sample_id] = (load_audio(layout.audio_dir(cfg) / row.file), float(row.start))
+            said = asr.transcribe_many([waves[row.sample_id][0] for _, row in spoken],
+                                       [float(row.start) for _, row in spoken], batch_size=t.batch_size)
+            for (rec, _), result in zip(spoken, said, strict=True):
+                rec.update(result)
+            for rec in chunk:
+                for fmt in t.subtitles:
+                    path = layout.subtitles(cfg, rec["sample_id"], fmt)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    SUBTITLES[fmt](rec["segments"], path)
+            records.extend(chunk)
+            bar.update(len(chunk))
     out = layout.transcripts(cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
@@ -94,7 +102,8 @@ def embed_audio(cfg: Config, model, model_id: str, sample_ids: list[str], waves:
                                                  FRAME_SECONDS, dim, desc="whisper encoder")
         return {"audio/pooled": pooled, "audio/present": present, **({"audio/temporal": temporal} if rows.steps else {})}
 
-    config = {"transcribe": dataclasses.asdict(cfg.transcribe), "model": model_id, "rows": rows.ids,
+    settings = {k: v for k, v in dataclasses.asdict(cfg.transcribe).items() if k != "batch_size"}  # same output
+    config = {"transcribe": settings, "model": model_id, "rows": rows.ids,
               "video_feature_set": video if rows.steps else None}
     attrs = stage_attrs(config, {"model": model_id, "pooling": "mean over the encoder frames of real audio (20 ms each)",
                                  "temporal": f"aligned with {video}/video/temporal" if rows.steps else None,

@@ -13,7 +13,7 @@ from features.audio import load_audio
 from features.speech import encoder_frames
 from features.store import FeatureSet
 from pipeline import audio, embed, index, layout, text, transcribe
-from pipeline.config import load_config
+from pipeline.config import ConfigError, load_config
 
 SENTENCE = "please open the door and turn on the light"
 
@@ -103,6 +103,29 @@ def test_audio_transcribe_text_stages(speech_root, tmp_path):
     assert not tfs.get("text/present", ["train/talk/silent"])[0]
     assert pd.read_csv(tmp_path / "talk" / "audio" / "audio.csv").shape[0] == 4
 
+
+
+def test_batched_transcripts_equal_one_at_a_time(speech_root, tmp_path):
+    """transcribe.batch_size=16 (spoken and silent clips decoded together, the 45 s one alone) against 1."""
+    base = [f"dataset.root={speech_root}", f"paths.cache={tmp_path}", "dataset.name=talk", "dataset.splits=[train]",
+            "backbone.name=videomae-tiny-random", "transcribe.embed=false", "transcribe.word_timestamps=true"]
+    index.run(load_config(None, base))
+    audio.run(load_config(None, base))
+    records = {}
+    for size in (1, 16):
+        cfg = load_config(None, [*base, f"transcribe.batch_size={size}"])
+        transcribe.run(cfg)
+        records[size] = [json.loads(line) for line in layout.transcripts(cfg).read_text().splitlines()]
+    assert [r["sample_id"] for r in records[16]] == [r["sample_id"] for r in records[1]]
+    assert "door" in " ".join(r["text"].lower() for r in records[16])
+    for a, b in zip(records[16], records[1]):
+        assert {k: v for k, v in a.items() if k != "segments"} == {k: v for k, v in b.items() if k != "segments"}
+        assert [(s["start"], s["end"], s["text"], [w["word"] for w in s["words"]]) for s in a["segments"]] == \
+            [(s["start"], s["end"], s["text"], [w["word"] for w in s["words"]]) for s in b["segments"]]
+        assert [s["avg_logprob"] for s in a["segments"]] == pytest.approx([s["avg_logprob"] for s in b["segments"]],
+                                                                          abs=1e-3)
+    with pytest.raises(ConfigError, match="transcribe.batch_size"):
+        transcribe.run(load_config(None, [*base, "transcribe.batch_size=0"]))
 
 def test_encoder_frames_of_a_random_tiny_whisper_trim_each_30s_window(tmp_path):
     """The openai-whisper path without real weights: a tiny Whisper from ModelDimensions, saved and loaded."""

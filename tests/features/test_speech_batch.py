@@ -1,0 +1,112 @@
+"""Transcriber.transcribe_many against one clip at a time, on espeak-ng speech with the bundled Whisper tiny.en.
+
+Batched decoding runs the same model on the same windows, so the words and timestamps are the same; only the
+floating-point sums of a batched matrix product differ, which moves avg_logprob / no_speech_prob by ~1e-6.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from features import speech
+from features.speech import BACKENDS, SAMPLE_RATE, Transcriber
+
+pytest.importorskip("faster_whisper")
+pytest.importorskip("whisper")
+try:
+    speech.tiny_en_ct2()
+except FileNotFoundError as error:
+    pytest.skip(str(error), allow_module_level=True)
+if not shutil.which("espeak-ng"):
+    pytest.skip("needs espeak-ng", allow_module_level=True)
+
+SENTENCES = ["yes", "i don't know", "oh my god, what are you doing here",
+             "please open the door and turn on the light",
+             "could you please send me the report before the end of the week"]
+TIME_TOLERANCE = 0.02  # one Whisper timestamp step; in practice the times are equal
+PROB_TOLERANCE = 1e-3
+
+
+def speak(text: str) -> np.ndarray:
+    """espeak-ng speech as 16 kHz mono float32 (its 22.05 kHz output resampled by interpolation)."""
+    out = subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "--stdout", text], check=True,
+                         capture_output=True).stdout
+    wave = np.frombuffer(out[44:], np.int16).astype(np.float32) / 32768  # after the 44-byte WAV header
+    return np.interp(np.arange(0, len(wave) * SAMPLE_RATE // 22050) * 22050 / SAMPLE_RATE, np.arange(len(wave)),
+                     wave).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def clips() -> list[np.ndarray]:
+    """Speech of 0.5 to 4 s, a silent clip, an empty one, and a 35 s track with speech at 0 s and 32 s."""
+    said = [speak(s) for s in SENTENCES]
+    long = np.zeros(35 * SAMPLE_RATE, np.float32)
+    long[: len(said[3])] = said[3]
+    long[32 * SAMPLE_RATE: 32 * SAMPLE_RATE + len(said[1])] = said[1]
+    return [*said[:3], np.zeros(2 * SAMPLE_RATE, np.float32), said[3], long, np.zeros(0, np.float32), said[4]]
+
+
+@pytest.fixture(scope="module")
+def transcribers(tmp_path_factory) -> dict[tuple[str, bool], Transcriber]:
+    cache = tmp_path_factory.mktemp("whisper-cache")
+    return {(b, w): Transcriber(b, word_timestamps=w, cache_dir=cache) for b in BACKENDS for w in (False, True)}
+
+
+def assert_same(batched: dict, single: dict) -> None:
+    assert batched["text"] == single["text"] and batched["language"] == single["language"]
+    assert len(batched["segments"]) == len(single["segments"])
+    for a, b in zip(batched["segments"], single["segments"]):
+        assert a["text"] == b["text"]
+        assert (a["start"], a["end"]) == pytest.approx((b["start"], b["end"]), abs=TIME_TOLERANCE)
+        assert (a["avg_logprob"], a["no_speech_prob"]) == pytest.approx((b["avg_logprob"], b["no_speech_prob"]),
+                                                                        abs=PROB_TOLERANCE)
+        assert ("words" in a) == ("words" in b)
+        for wa, wb in zip(a.get("words", []), b.get("words", []), strict=True):
+            assert wa["word"] == wb["word"]
+            assert (wa["start"], wa["end"]) == pytest.approx((wb["start"], wb["end"]), abs=TIME_TOLERANCE)
+            assert wa["probability"] == pytest.approx(wb["probability"], abs=PROB_TOLERANCE)
+
+
+@pytest.mark.parametrize("words", [False, True], ids=["segments", "words"])
+def test_faster_whisper_batched_equals_one_at_a_time(transcribers, clips, words, monkeypatch):
+    asr = transcribers["faster-whisper", words]
+    offsets = [7.5 * i for i in range(len(clips))]
+    single = [asr.transcribe(c, o) for c, o in zip(clips, offsets)]
+    calls = []
+    batched_call = asr._faster_many
+    monkeypatch.setattr(asr, "_faster_many", lambda waves: calls.append(len(waves)) or batched_call(waves))
+    batched = asr.transcribe_many(clips, offsets, batch_size=4)
+    assert calls == [4, 2]  # the six clips under 30 s, four then two; the 35 s and the empty one alone
+    for b, s in zip(batched, single, strict=True):
+        assert_same(b, s)
+    texts = [r["text"].lower() for r in batched]
+    assert texts[3] == texts[6] == "" and "door" in texts[4] and "door" in texts[5] and "know" in texts[5]
+    assert [s["start"] >= 7.5 * 5 + 30 for s in batched[5]["segments"]] == [False, True]  # the second window
+
+
+def test_batch_size_one_goes_one_at_a_time(transcribers, clips, monkeypatch):
+    asr = transcribers["faster-whisper", False]
+    single = [asr.transcribe(c) for c in clips[:3]]
+    monkeypatch.setattr(asr, "_faster_many", lambda waves: pytest.fail("batched with batch_size=1"))
+    assert asr.transcribe_many(clips[:3], batch_size=1) == single
+
+
+def test_openai_whisper_goes_one_at_a_time(transcribers, clips):
+    asr = transcribers["openai-whisper", True]
+    assert asr.transcribe_many(clips[:3], [1.0, 2.0, 3.0]) == [asr.transcribe(c, o)
+                                                                for c, o in zip(clips[:3], [1.0, 2.0, 3.0])]
+
+
+def test_arguments_are_checked(transcribers, clips):
+    asr = transcribers["faster-whisper", False]
+    assert asr.transcribe_many([]) == []
+    with pytest.raises(ValueError, match="2 clips but 1 offsets"):
+        asr.transcribe_many(clips[:2], [0.0])
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        asr.transcribe_many(clips[:2], batch_size=0)
+    with pytest.raises(ValueError, match="1-D mono"):
+        asr.transcribe_many([np.zeros((2, 100), np.float32)])
