@@ -7,10 +7,16 @@
                            one run after another (n_jobs=1, sweep.batch=false) against the default
                            (n_jobs = cores, heads batched: each worker trains its share as one model);
                            sweep_processes_speedup: n_jobs = cores without batching, for reference
+  sweep_100_s              100 configs (5 lr x 4 weight decay x 5 head/loss variants: linear mse/huber/ccc, mlp
+                           mse/ccc) of joint heads over 5 continuous traits, min(--samples, --sweep-samples) clips
+                           x --dim, through `vidprobe sweep` as a user runs it (defaults: batched, n_jobs = cores);
+                           sweep_100_unbatched_s the same with sweep.batch=false, measured on a random
+                           --sweep-baseline-configs of the 100 and scaled to 100 (sweep_100_unbatched_measured says so)
   head_vs_backbone         samples/s of head training against samples/s of a VideoMAE-B forward
                            pass (random weights, 16x224x224) on this machine
 
-Last line: one JSON object.   python benchmarks/heads.py [--samples 20000 --dim 1024 --classes 100]
+Last line: one JSON object.   python benchmarks/heads.py [--samples 20000 --dim 1024 --classes 100
+                                                          --sweep-samples 10000 --sweep-baseline-configs 20]
 """
 
 from __future__ import annotations
@@ -40,6 +46,11 @@ from pipeline import layout, sweep  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 
 HEAD = dict(lr=3e-3, weight_decay=1e-4, epochs=10, batch_size=2048, patience=5)  # one recipe for every run here
+TRAITS = [f"t{j}" for j in range(5)]
+VARIANTS = [("linear", "mse"), ("linear", "huber"), ("linear", "ccc"), ("mlp", "mse"), ("mlp", "ccc")]
+SWEEP_100 = ("{head.lr: [0.1, 0.03, 0.01, 0.003, 0.001], head.weight_decay: [0, 0.0001, 0.001, 0.01], variant: ["
+             + ", ".join(f"{{name: {h}-{loss}, head.name: {h}, head.regression_loss: {loss}}}" for h, loss in VARIANTS)
+             + "]}")
 
 
 def long_tailed(n: int, dim: int, classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -76,21 +87,26 @@ def sklearn(x, y, xv, yv) -> tuple[float, float]:
     return time.perf_counter() - start, accuracy(yv, clf.predict(scale.transform(xv)))
 
 
-def sweep_speedup(tmp: Path, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """Seconds for the same 16 configs: sequential, processes only, and the default (batched, in parallel)."""
+def write_features(cfg, x: np.ndarray, **columns) -> None:
+    """`x` as the config's feature set (video/pooled) with a manifest of 80/20 train/val rows and `columns`."""
     n = len(x)
-    cfg = load_config(None, [f"paths.cache={tmp}", "dataset.name=bench", "sweep.seeds=[0]", "sweep.baselines=false",
-                             *[f"head.{k}={v}" for k, v in HEAD.items() if k != "lr"],
-                             "sweep.grid={head.lr: [0.03, 0.01, 0.003, 0.001], head.weight_decay: [0, 0.0001, 0.001, 0.01]}"])
     split = np.where(np.arange(n) % 10 < 8, "train", "val")
     manifest = pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "path": [f"s{i}.mp4" for i in range(n)],
-                             "split": split, "label": [f"c{c}" for c in y], "status": "ok"})
+                             "split": split, **columns, "status": "ok"})
     layout.manifest(cfg).parent.mkdir(parents=True)
     manifest.to_csv(layout.manifest(cfg), index=False)
     h, text = feature_hash(cfg.sampling, cfg.backbone, cfg.embed.storage_dtype)
     w = ShardWriter(layout.feature_set(cfg), 0, 1, {"config_hash": h, "config": text})
     w.append(list(manifest.sample_id), {"video/pooled": x})
     w.finish()
+
+
+def sweep_speedup(tmp: Path, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Seconds for the same 16 configs: sequential, processes only, and the default (batched, in parallel)."""
+    cfg = load_config(None, [f"paths.cache={tmp}", "dataset.name=bench", "sweep.seeds=[0]", "sweep.baselines=false",
+                             *[f"head.{k}={v}" for k, v in HEAD.items() if k != "lr"],
+                             "sweep.grid={head.lr: [0.03, 0.01, 0.003, 0.001], head.weight_decay: [0, 0.0001, 0.001, 0.01]}"])
+    write_features(cfg, x, label=[f"c{c}" for c in y])
     times = {}
     cores = os.cpu_count() or 1
     for name, n_jobs, batch in (("sequential", 1, False), ("processes", cores, False), ("default", cores, True)):
@@ -99,6 +115,36 @@ def sweep_speedup(tmp: Path, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
         sweep.run(cfg)
         times[name] = time.perf_counter() - start
     return times
+
+
+def sweep_100(tmp: Path, n: int, dim: int, baseline_configs: int) -> dict:
+    """Seconds of the 100-config traits sweep as `vidprobe sweep` runs it, and of the same without batching
+    (on `baseline_configs` of them drawn at random, scaled to 100, unless that is all of them)."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(n, dim)).astype(np.float32)
+    signal = x @ rng.normal(size=(dim, len(TRAITS))).astype(np.float32) / np.sqrt(dim)
+    traits = signal + rng.normal(size=signal.shape).astype(np.float32)  # each trait half signal, half noise
+    base = [f"paths.cache={tmp}", "dataset.name=traits", "task.label=null", f"task.traits={TRAITS}", "sweep.seeds=[0]",
+            "sweep.baselines=false", "sweep.metric=spearman/mean", *[f"head.{k}={v}" for k, v in HEAD.items()],
+            f"sweep.grid={SWEEP_100}"]
+    cfg = load_config(None, base + ["sweep.name=sweep-100"])
+    write_features(cfg, x, **{t: traits[:, j] for j, t in enumerate(TRAITS)})
+    configs = len(sweep.grid_points(cfg))
+    start = time.perf_counter()
+    table = sweep.run(cfg)
+    batched = time.perf_counter() - start
+    subset = baseline_configs if 0 < baseline_configs < configs else configs
+    cfg = load_config(None, base + ["sweep.name=sweep-100-unbatched", "sweep.batch=false", f"sweep.samples={subset}"])
+    start = time.perf_counter()
+    sweep.run(cfg)
+    unbatched = (time.perf_counter() - start) * configs / subset
+    return {"sweep_100_s": round(batched, 2), "sweep_100_configs": configs, "sweep_100_clips": n,
+            "sweep_100_diverged": int(table.diverged.sum()),
+            "sweep_100_best": f"{table.config[0]}: spearman/mean {table['spearman/mean mean'][0]:.4f}",
+            "sweep_100_unbatched_s": round(unbatched, 2),
+            "sweep_100_unbatched_measured": ("all configs" if subset == configs else f"{subset} of {configs} configs "
+                                             f"drawn at random, time x {configs / subset:.3g}"),
+            "sweep_100_speedup": float(f"{unbatched / batched:.3g}")}
 
 
 def backbone_rate() -> float:
@@ -119,6 +165,10 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=20000)
     parser.add_argument("--dim", type=int, default=1024)
     parser.add_argument("--classes", type=int, default=100)
+    parser.add_argument("--sweep-samples", type=int, default=10000,
+                        help="clips of the 100-config traits sweep (at most --samples)")
+    parser.add_argument("--sweep-baseline-configs", type=int, default=20,
+                        help="configs of the unbatched 100-config sweep to time (scaled to 100); 0: all of them")
     parser.add_argument("--skip-backbone", action="store_true")
     args = parser.parse_args()
 
@@ -130,6 +180,8 @@ def main() -> None:
                       "sklearn_acc": round(sk_acc, 4)}), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         sweeps = sweep_speedup(Path(tmp), x, y)
+        hundred = sweep_100(Path(tmp), min(args.sweep_samples, args.samples), args.dim, args.sweep_baseline_configs)
+    print(json.dumps(hundred), flush=True)
     seq_s, par_s = sweeps["sequential"], sweeps["default"]
     backbone = None if args.skip_backbone else backbone_rate()
     print(json.dumps({
@@ -142,6 +194,7 @@ def main() -> None:
         "sweep_parallel_speedup": float(f"{seq_s / par_s:.3g}"),
         "sweep_processes_s": round(sweeps["processes"], 2),
         "sweep_processes_speedup": float(f"{seq_s / sweeps['processes']:.3g}"),
+        **hundred,
         "head_train_samples_per_s": round(head_rate, 1),
         "backbone_clips_per_s": None if backbone is None else round(backbone, 3),
         "head_vs_backbone_throughput": None if backbone is None else round(head_rate / backbone, 1),

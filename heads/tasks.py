@@ -5,7 +5,7 @@ for on standardised features and returns the head bundle and the learning curves
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -42,11 +42,27 @@ def check_task(head: HeadConfig, task: TaskConfig) -> None:
                               "and task.multilabel=null, or train those with another head")
 
 
+TRAIT_FREE = {"lr", "weight_decay", "name", "regression_loss", "hidden", "dropout", "epochs", "patience", "schedule",
+              "warmup_epochs"}  # what joint trait heads trained in one pass may differ in
+
+
 def can_batch(head: HeadConfig, task: TaskConfig) -> bool:
-    """Heads that train in one pass over the data with others differing only in lr / weight decay: a joint
-    linear class head from random weights, nothing else."""
-    return bool(task.label and not task.multilabel and not task.traits and task.mode == "joint"
-                and head.name == "linear" and head.init == "random")
+    """Heads that train in one pass over the data with others (see `batch_key`): a joint linear class head
+    from random weights, or a joint linear / MLP head over traits alone."""
+    if task.mode != "joint" or head.init != "random" or task.multilabel:
+        return False
+    if task.label:
+        return not task.traits and head.name == "linear"
+    return bool(task.traits) and head.name in ("linear", "mlp")
+
+
+def batch_key(head: HeadConfig, task: TaskConfig) -> tuple | None:
+    """What heads that train in one pass must share (None: this one trains alone). Class heads may differ
+    only in lr / weight decay; trait heads also in architecture, loss, schedule and stopping (`TRAIT_FREE`)."""
+    if not can_batch(head, task):
+        return None
+    free = {"lr", "weight_decay"} if task.label else TRAIT_FREE
+    return tuple((k, repr(v)) for k, v in sorted(asdict(head).items()) if k not in free)
 
 
 def train_heads(heads: list[HeadConfig], task: TaskConfig, tr: LabeledFeatures, va: LabeledFeatures, *,
@@ -91,14 +107,21 @@ def train_heads(heads: list[HeadConfig], task: TaskConfig, tr: LabeledFeatures, 
                               torch.tensor(np.nanstd(tr.traits, 0)).float().clamp_min(1e-6))
         n = len(task.traits)
         groups = [[j] for j in range(n)] if task.mode == "per_target" else [list(range(n))]
-        jobs = [regressor_job(head, task.traits, tr_s, va_s, scaler, cols) for cols in groups]
-        fitted = Parallel(n_jobs=task.n_jobs if len(groups) > 1 else 1, prefer="threads")(
-            delayed(fit)(*job) for job in jobs)
-        first.bundle.set_trait_heads(list(task.traits), groups, [f.model.state_dict() for f in fitted], scaler)
-        for cols, f in zip(groups, fitted):
-            name = "traits" if len(groups) == 1 else f"trait-{task.traits[cols[0]]}"
-            first.histories[name] = f.history
-            print(f"{name} head: best epoch {f.best_epoch}/{len(f.history)}")
+        if len(heads) > 1:  # joint heads that `can_batch`: one pass, each head with its own bundle
+            fitted = train_regressors(heads, task.traits, tr_s, va_s, scaler)
+            for trained, f in zip(out, fitted):
+                trained.bundle.set_trait_heads(list(task.traits), groups, [f.model.state_dict()], scaler)
+                trained.histories["traits"] = f.history
+                print(f"traits head: best epoch {f.best_epoch}/{len(f.history)}")
+        else:
+            jobs = [regressor_job(head, task.traits, tr_s, va_s, scaler, cols) for cols in groups]
+            fitted = Parallel(n_jobs=task.n_jobs if len(groups) > 1 else 1, prefer="threads")(
+                delayed(fit)(*job) for job in jobs)
+            first.bundle.set_trait_heads(list(task.traits), groups, [f.model.state_dict() for f in fitted], scaler)
+            for cols, f in zip(groups, fitted):
+                name = "traits" if len(groups) == 1 else f"trait-{task.traits[cols[0]]}"
+                first.histories[name] = f.history
+                print(f"{name} head: best epoch {f.best_epoch}/{len(f.history)}")
     return out
 
 
@@ -209,14 +232,36 @@ def regressor_job(head: HeadConfig, traits: list[str], tr: LabeledFeatures, va: 
 
     Built in the calling thread, in order, so seeded initialisation does not depend on thread timing.
     """
-    keep, keep_v = (~np.isnan(d.traits[:, columns]).any(1) for d in (tr, va))
-    y, yv = (scaler(torch.from_numpy(d.traits).float())[k][:, columns] for d, k in ((tr, keep), (va, keep_v)))
+    train, val, val_metrics = regression_data(traits, tr, va, scaler, columns)
     torch.manual_seed(head.seed)
     model = build_head(head, tr.x.shape[-1], len(columns), tr.dims)
+    loss = build_loss(head.regression_loss, "regression", head, train[1])
+    return model, train, val, loss, head, val_metrics
+
+
+def regression_data(traits: list[str], tr: LabeledFeatures, va: LabeledFeatures, scaler: Standardizer,
+                    columns: list[int]) -> tuple:
+    """(train, val, val_metrics) of a head over the trait `columns`: the samples that have all of them."""
+    keep, keep_v = (~np.isnan(d.traits[:, columns]).any(1) for d in (tr, va))
+    y, yv = (scaler(torch.from_numpy(d.traits).float())[k][:, columns] for d, k in ((tr, keep), (va, keep_v)))
     names = [traits[j] for j in columns]
 
     def val_metrics(out: torch.Tensor) -> dict:  # on the standardised scale: ranks and correlations unchanged
         return regression_metrics(yv.numpy(), out.numpy(), names)
 
-    loss = build_loss(head.regression_loss, "regression", head, y)
-    return model, (tr.x[keep], y), (va.x[keep_v], yv), loss, head, val_metrics
+    return (tr.x[keep], y), (va.x[keep_v], yv), val_metrics
+
+
+def train_regressors(heads: list[HeadConfig], traits: list[str], tr: LabeledFeatures, va: LabeledFeatures,
+                     scaler: Standardizer) -> list[Fitted]:
+    """Joint heads over all `traits` in one pass (`fit_many`), each initialised, drawing dropout and
+    stopping as it would alone; they may differ in what `TRAIT_FREE` lists."""
+    columns = list(range(len(traits)))
+    train, val, val_metrics = regression_data(traits, tr, va, scaler, columns)
+    models, losses, rng_states = [], [], []
+    for h in heads:
+        torch.manual_seed(h.seed)
+        models.append(build_head(h, tr.x.shape[-1], len(columns), tr.dims))
+        rng_states.append(torch.get_rng_state())  # where its dropout would draw from alone
+        losses.append(build_loss(h.regression_loss, "regression", h, train[1]))
+    return fit_many(models, train, val, losses, heads, val_metrics, rng_states=rng_states)

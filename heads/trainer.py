@@ -70,20 +70,24 @@ def fit_many(
     models: list[nn.Module],
     train: tuple[torch.Tensor, torch.Tensor],
     val: tuple[torch.Tensor, torch.Tensor],
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | list[Callable],
     cfgs: list[HeadConfig],
     val_metrics: Callable[[torch.Tensor], dict] | None = None,
     sample_weights: torch.Tensor | None = None,
+    rng_states: list[torch.Tensor] | None = None,
 ) -> list[Fitted]:
-    """Train several heads on the same minibatches at once, each with its own learning rate, weight decay
-    and early stopping (one AdamW parameter group per head; the summed loss gives each head exactly its
-    own gradient). What differs between `cfgs` may only be lr, weight_decay and the schedule's length;
-    the batches come from the first one's seed, so each head trains as it would alone.
+    """Train several heads on the same minibatches at once, each with its own learning rate, weight decay,
+    schedule length, patience and early stopping (one AdamW parameter group per head), and, given a list,
+    its own loss. Each head's loss is backpropagated on its own, so a head that diverges (NaN) reaches no
+    other head's gradient. The batches come from the first config's seed; `rng_states` (the global RNG
+    state each head would start from alone) give every head its own dropout draws: each trains as it
+    would alone.
 
-    This is how a sweep over learning rates and weight decays costs one pass over the data, not one each.
+    This is how a sweep over learning rates, weight decays, heads and losses costs one pass over the data.
     """
     (x, y), (xv, yv) = train, val
     cfg0 = cfgs[0]
+    losses_fn = loss_fn if isinstance(loss_fn, list) else [loss_fn] * len(models)
     gen = torch.Generator().manual_seed(cfg0.seed)
     opt = torch.optim.AdamW([{"params": m.parameters(), "lr": c.lr, "weight_decay": c.weight_decay}
                              for m, c in zip(models, cfgs)])
@@ -97,8 +101,9 @@ def fit_many(
             break
         for k, group in enumerate(opt.param_groups):
             group["lr"] = lr_at(cfgs[k], epoch) if k in active else 0.0
-        if hasattr(loss_fn, "epoch"):
-            loss_fn.epoch = epoch  # losses that change over training (deferred re-weighting)
+        for fn in set(losses_fn):
+            if hasattr(fn, "epoch"):
+                fn.epoch = epoch  # losses that change over training (deferred re-weighting)
         for k in active:
             models[k].train()
         totals = [0.0] * len(models)
@@ -108,9 +113,12 @@ def fit_many(
             order = torch.multinomial(sample_weights, len(x), replacement=True, generator=gen)
         for idx in order.split(cfg0.batch_size):
             xb, yb = x[idx], y[idx]
-            losses = [loss_fn(models[k](xb), yb) for k in active]
+            losses = [losses_fn[k](forward(models[k], xb, rng_states, k), yb) for k in active]
             opt.zero_grad(set_to_none=True)  # stopped heads get no gradient, so AdamW leaves them be
-            (losses[0] if len(losses) == 1 else torch.stack(losses).sum()).backward()
+            if len(losses) == 1:
+                losses[0].backward()
+            else:
+                torch.autograd.backward(losses)  # each head's gradient from its own loss alone, no NaN shared
             opt.step()
             for k in active:
                 if cfgs[k].max_norm is not None:
@@ -123,7 +131,7 @@ def fit_many(
             model.eval()
             with torch.no_grad():
                 out = model(xv)
-                val_loss = loss_fn(out, yv).item()
+                val_loss = losses_fn[k](out, yv).item()
             row = {"epoch": epoch, "train_loss": totals[k] / len(x), "val_loss": val_loss, "lr": lr_at(cfg, epoch)}
             row.update(val_metrics(out) if val_metrics else {})
             histories[k].append(row)
@@ -141,6 +149,16 @@ def fit_many(
         model.eval()
         fitted.append(Fitted(model=model, best_epoch=best_epoch, history=history))
     return fitted
+
+
+def forward(model: nn.Module, x: torch.Tensor, rng_states: list[torch.Tensor] | None, k: int) -> torch.Tensor:
+    """`model(x)`, drawing (dropout) from head k's own RNG stream when `rng_states` are given."""
+    if rng_states is None:
+        return model(x)
+    torch.set_rng_state(rng_states[k])
+    out = model(x)
+    rng_states[k] = torch.get_rng_state()
+    return out
 
 
 def retrain_classifier(fitted: Fitted, train, val, loss_fn, cfg: HeadConfig, val_metrics=None) -> Fitted:

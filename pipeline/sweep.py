@@ -25,12 +25,10 @@ from features.files import write_json, write_table, write_text
 from heads.data import load_split
 from heads.runs import save_run
 from heads.sweep import leaderboard, sklearn_baselines, to_markdown
-from heads.tasks import can_batch, check_task, train_heads
+from heads.tasks import batch_key, check_task, train_heads
 from pipeline import layout
 from pipeline.artifacts import head_inputs, read_classes, writing
 from pipeline.config import Config, ConfigError, with_overrides
-
-BATCHABLE = {"head.lr", "head.weight_decay"}  # grid keys heads can differ in and still train as one batch
 
 
 def grid_points(cfg: Config) -> list[dict]:
@@ -133,18 +131,37 @@ def scale_lr(cfg: Config) -> Config:
 
 def batches(cfg: Config, combos: list[dict], n_jobs: int,
             skip: set[tuple[str, int]] = frozenset()) -> list[tuple[list[dict], int]]:
-    """(combos, seed) per job, leaving out the (trial name, seed) pairs in `skip`. Linear class heads that
-    differ only in lr / weight decay train together (one pass over the data for all of them, see
-    `heads.trainer.fit_many`), split so every worker has a share; anything else runs one config per job."""
+    """(combos, seed) per job, leaving out the (trial name, seed) pairs in `skip`. Trials whose heads can
+    train in one pass (`heads.tasks.batch_key`: linear class heads differing only in lr / weight decay;
+    joint trait heads also in head, loss, schedule and stopping) and whose configs agree on everything else
+    train together (see `heads.trainer.fit_many`), split so every worker has a share; anything else runs
+    one config per job."""
     seeds = cfg.sweep.seeds
-    todo = {seed: [c for c in combos if (trial_name(c), seed) not in skip] for seed in seeds}
-    if not (cfg.sweep.batch and set(cfg.sweep.grid) <= BATCHABLE and can_batch(cfg.head, cfg.task)):
-        return [([combo], seed) for seed in seeds for combo in todo[seed]]
+    if not cfg.sweep.batch:
+        return [([combo], seed) for seed in seeds for combo in combos if (trial_name(combo), seed) not in skip]
     jobs = []
-    for seed, left in todo.items():
-        per_seed = max(1, min(len(left), -(-n_jobs // len(seeds))))  # chunks per seed
-        jobs += [(left[i::per_seed], seed) for i in range(per_seed) if left[i::per_seed]]
+    for seed in seeds:
+        groups: dict[str, list[dict]] = {}
+        for combo in combos:
+            if (trial_name(combo), seed) not in skip:
+                groups.setdefault(shared_part(cfg, combo), []).append(combo)
+        for key, left in groups.items():
+            if key.startswith("alone:"):
+                jobs += [([combo], seed) for combo in left]
+                continue
+            chunks = max(1, min(len(left), -(-n_jobs // (len(seeds) * len(groups)))))  # so every worker has a share
+            jobs += [(left[i::chunks], seed) for i in range(chunks)]
     return jobs
+
+
+def shared_part(cfg: Config, combo: dict) -> str:
+    """What trials that train as one batch must agree on (their config, but for what their heads may differ
+    in and their run name); "alone:<trial>" for a trial that trains alone."""
+    c = with_overrides(cfg, overrides(combo))
+    key = batch_key(c.head, c.task)
+    if key is None:
+        return f"alone:{trial_name(combo)}"
+    return yaml.safe_dump({**c.to_dict(), "head": dict(key), "run": None, "sweep": None})
 
 
 def baselines(cfg: Config) -> list[dict]:

@@ -62,6 +62,31 @@ def test_batched_heads_give_the_runs_one_at_a_time_would(demo_cfg):
         assert {"heads.pt", "metrics.json", "config.yaml", "train.log"} <= {p.name for p in __import__("pathlib").Path(run).iterdir()}
 
 
+def test_trait_heads_of_every_kind_train_as_one_batch_each_in_its_own_run(demo_cfg):
+    base = ["sweep.grid={head.lr: [1e6, 0.01], variant: [{name: lin-mse, head.name: linear, head.regression_loss: mse},"
+            " {name: mlp-ccc, head.name: mlp, head.regression_loss: ccc, head.dropout: 0.3}]}", "sweep.seeds=[0]",
+            "task.label=null", "head.epochs=6", "head.patience=3", "sweep.baselines=false", "sweep.metric=spearman/mean"]
+    cfg = demo_cfg(*base, "sweep.name=batched", "sweep.n_jobs=1")
+    index.run(cfg)
+    embed.run(cfg)
+    combos = sweep.grid_points(cfg)
+    assert len(sweep.batches(cfg, combos, 1)) == 1  # 4 configs: linear and MLP, MSE and CCC, in one pass
+    assert len(sweep.batches(demo_cfg(*base, "task.label=label"), combos, 1)) == 4  # class heads: lr / wd only
+    batched = sweep.run(cfg).set_index("config")
+    single = sweep.run(demo_cfg(*base, "sweep.name=single", "sweep.n_jobs=1", "sweep.batch=false")).set_index("config")
+    pd.testing.assert_series_equal(batched["spearman/mean mean"].sort_index(), single["spearman/mean mean"].sort_index(),
+                                   atol=1e-6)
+    assert list(batched.diverged.sort_index()) == list(single.diverged.sort_index())
+    for name, row in batched.iterrows():
+        run = Path(row.runs)
+        assert {"heads.pt", "metrics.json", "config.yaml", "train.log", "history"} <= {p.name for p in run.iterdir()}
+        saved = yaml.safe_load((run / "config.yaml").read_text())
+        lr, variant = name.split(",")
+        assert saved["head"]["lr"] == float(lr.split("=")[1]) and saved["run"]["name"] == f"batched/{name}/seed0"
+        assert saved["head"]["name"] == ("mlp" if "mlp" in variant else "linear")
+        assert saved["head"]["regression_loss"] == ("ccc" if "ccc" in variant else "mse")
+
+
 def test_grid_alternatives_are_named_sets_of_overrides(demo_cfg):
     cfg = demo_cfg("sweep.grid={modality: [{name: video}, {name: audio, head.features: 'w:audio/pooled', head.lr: 0.1}],"
                    " head.weight_decay: [0, 0.01]}")
