@@ -30,17 +30,14 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.nd
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:
-    """Average ranks, ties sharing the mean of their positions."""
+    """Average ranks, ties sharing the mean of their positions (vectorised: it runs every epoch of every head)."""
     order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x), dtype=np.float64)
     sorted_x = x[order]
-    i = 0
-    while i < len(x):
-        j = i
-        while j + 1 < len(x) and sorted_x[j + 1] == sorted_x[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2.0
-        i = j + 1
+    start = np.r_[True, sorted_x[1:] != sorted_x[:-1]][: len(x)]  # where each run of equal values begins
+    first = np.flatnonzero(start)
+    last = np.r_[first[1:], len(x)] - 1
+    ranks = np.empty(len(x), dtype=np.float64)
+    ranks[order] = ((first + last) / 2.0)[np.cumsum(start) - 1]
     return ranks
 
 

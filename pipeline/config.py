@@ -172,7 +172,7 @@ class SweepConfig:
     metric: str = "acc"  # the leaderboard's order (mae*/loss*: lower is better)
     n_jobs: int = -1  # parallel runs (joblib); -1: one per core
     baselines: bool = True  # scikit-learn logistic regression / ridge on the same features and splits
-    batch: bool = True  # linear class heads that differ only in lr / weight decay train as one batch
+    batch: bool = True  # trials that can share one pass over the data (heads.tasks.batch_key) train as one batch
     lr_scaling: str = choice("none", "linear", "sqrt")  # head.lr x (head.batch_size / base_batch_size) [^0.5]
     base_batch_size: int = 256  # the batch size head.lr is given for, when lr_scaling is on
 

@@ -69,3 +69,12 @@ def test_f1_thresholds_reach_the_best_f1_sklearn_measures():
     for j in range(3):
         best = max(f1_score(y[:, j], scores[:, j] >= t) for t in np.unique(scores[:, j]))
         assert f1_score(y[:, j], scores[:, j] >= found[j]) == pytest.approx(best)
+
+
+def test_ranks_average_ties_as_scipy_does():
+    from heads.metrics import _ranks
+
+    rng = np.random.default_rng(0)
+    for x in (rng.integers(0, 5, 50).astype(float), rng.normal(size=30), np.array([2.0]), np.array([]),
+              np.array([1.0, 1.0, 1.0])):
+        np.testing.assert_array_equal(_ranks(x) + 1, stats.rankdata(x))
