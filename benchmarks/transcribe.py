@@ -7,18 +7,23 @@
   rtf_faster_whisper_int8   faster-whisper with int8 weights, for reference (not in `speedup`)
 
 Many short clips (MELD-like utterances, 24 espeak-ng sentences of 2 to 5 s), on the default backend
-(pipeline.config.TranscribeConfig.backend):
+(pipeline.config.TranscribeConfig.backend), with transcribe.batch_size and transcribe.pack_gap:
 
   short_clip_one_at_a_time_clips_per_s   clips per second, one ``Transcriber.transcribe`` call each
-  short_clip_batched_clips_per_s         the same through ``Transcriber.transcribe_many`` (transcribe.batch_size)
-  short_clip_speedup                     batched / one at a time
+  short_clip_batched_clips_per_s         the same through ``Transcriber.transcribe_many(pack=True)``: several
+                                         clips per 30 s window, several windows per encoder call
+  short_clip_speedup                     batched and packed / one at a time
+  short_clip_batched_unpacked_speedup    ``transcribe_many(pack=False)`` (one window per clip) / one at a time
+  short_clip_word_errors_*               word errors (substitutions, insertions, deletions) against the
+                                         sentences spoken, out of short_clip_words, one at a time and packed
 
 The audio is espeak-ng speech made on the spot (4 clips of 3 to 36 s, about 60 s in all, one
 longer than Whisper's 30 s window; then the short clips). Both backends decode with the same settings
 (features.speech.Transcriber: greedy, temperature 0, no VAD) on the same number of threads; each
 gets one untimed warm-up call, and model loading / conversion is not timed. `same_text` says whether
-the two backends wrote the same transcripts and (`short_clip_same_text`) batched transcription wrote
-exactly the texts of one-at-a-time transcription.
+the two backends wrote the same words (lower-cased, punctuation aside), unpacked batched transcription
+exactly the texts of one-at-a-time transcription (`short_clip_batched_unpacked_same_text`) and packed
+transcription the same words (`short_clip_same_text`).
 
 Last line: one JSON object.
   python benchmarks/transcribe.py [--threads N --repeats 1 --word-timestamps --short-clips 24]
@@ -94,22 +99,44 @@ def timed(transcriber: Transcriber, clips: list[np.ndarray], repeats: int) -> tu
     return time.perf_counter() - start, texts
 
 
-def short_clips(transcriber: Transcriber, clips: list[np.ndarray], batch_size: int) -> dict:
-    """Clips per second one at a time and batched (each after its warm-up), and whether their texts are equal."""
-    transcriber.transcribe_many(clips[:batch_size], batch_size=batch_size)
-    start = time.perf_counter()
-    single = [transcriber.transcribe(clip)["text"] for clip in clips]
-    one = time.perf_counter() - start
-    start = time.perf_counter()
-    batched = [r["text"] for r in transcriber.transcribe_many(clips, batch_size=batch_size)]
-    many = time.perf_counter() - start
-    print(json.dumps({"short_one_at_a_time": round(one, 2), "short_batched": round(many, 2), "texts": batched}),
-          flush=True)
-    return {"short_clips": len(clips), "short_clip_batch_size": batch_size,
+def short_clips(transcriber: Transcriber, clips: list[np.ndarray], sentences: list[str], cfg: TranscribeConfig) -> dict:
+    """Clips per second one at a time, batched and batched + packed (after a warm-up), and how their words compare."""
+    batched = dict(batch_size=cfg.batch_size, pack_gap=cfg.pack_gap)
+    transcriber.transcribe_many(clips[:cfg.batch_size], pack=True, **batched)
+    seconds, texts = {}, {}
+    for name, run in (("one", lambda: [transcriber.transcribe(clip) for clip in clips]),
+                      ("unpacked", lambda: transcriber.transcribe_many(clips, pack=False, **batched)),
+                      ("packed", lambda: transcriber.transcribe_many(clips, pack=True, **batched))):
+        start = time.perf_counter()
+        texts[name] = [r["text"] for r in run()]
+        seconds[name] = time.perf_counter() - start
+    print(json.dumps({f"short_{name}": round(s, 2) for name, s in seconds.items()} | {"texts": texts}), flush=True)
+    words = {name: [normalise(t) for t in said] for name, said in texts.items()}
+    return {"short_clips": len(clips), "short_clip_batch_size": cfg.batch_size, "short_clip_pack_gap": cfg.pack_gap,
             "short_clip_seconds": round(sum(len(c) for c in clips) / SAMPLE_RATE, 2),
-            "short_clip_one_at_a_time_clips_per_s": round(len(clips) / one, 2),
-            "short_clip_batched_clips_per_s": round(len(clips) / many, 2), "short_clip_speedup": round(one / many, 2),
-            "short_clip_same_text": batched == single}
+            "short_clip_one_at_a_time_clips_per_s": round(len(clips) / seconds["one"], 2),
+            "short_clip_batched_clips_per_s": round(len(clips) / seconds["packed"], 2),
+            "short_clip_speedup": round(seconds["one"] / seconds["packed"], 2),
+            "short_clip_batched_unpacked_speedup": round(seconds["one"] / seconds["unpacked"], 2),
+            "short_clip_same_text": words["packed"] == words["one"],
+            "short_clip_batched_unpacked_same_text": texts["unpacked"] == texts["one"],
+            "short_clip_words": sum(len(normalise(s).split()) for s in sentences),
+            "short_clip_word_errors_one_at_a_time": word_errors(sentences, texts["one"]),
+            "short_clip_word_errors_packed": word_errors(sentences, texts["packed"])}
+
+
+def word_errors(references: list[str], texts: list[str]) -> int:
+    """Word-level edit distance (substitutions + insertions + deletions) of the texts from the references."""
+    errors = 0
+    for ref, hyp in zip(references, texts, strict=True):
+        ref, hyp = normalise(ref).split(), normalise(hyp).split()
+        row = list(range(len(hyp) + 1))
+        for i, r in enumerate(ref, 1):
+            diagonal, row[0] = row[0], i
+            for j, h in enumerate(hyp, 1):
+                diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (r != h))
+        errors += row[-1]
+    return errors
 
 
 def normalise(text: str) -> str:
@@ -143,8 +170,9 @@ def main() -> None:
             print(json.dumps({name: round(seconds[name], 2), "texts": texts[name]}), flush=True)
 
         default = TranscribeConfig()
-        short = short_clips(runs[default.backend.replace("-", "_")],
-                            [make_clip([s], Path(tmp)) for s in SHORT[: args.short_clips]], default.batch_size)
+        sentences = SHORT[: args.short_clips]
+        short = short_clips(runs[default.backend.replace("-", "_")], [make_clip([s], Path(tmp)) for s in sentences],
+                            sentences, default)
 
     rtf = {name: audio_s / s for name, s in seconds.items()}
     print(json.dumps({
@@ -153,7 +181,7 @@ def main() -> None:
         **{f"seconds_{name}": round(s, 3) for name, s in seconds.items()},
         **{f"rtf_{name}": round(r, 2) for name, r in rtf.items()},
         "speedup": round(rtf["faster_whisper"] / rtf["openai_whisper"], 2),
-        "same_text": short["short_clip_same_text"]
+        "same_text": short["short_clip_same_text"] and short["short_clip_batched_unpacked_same_text"]
         and [normalise(t) for t in texts["openai_whisper"]] == [normalise(t) for t in texts["faster_whisper"]],
         "short_clip_backend": default.backend, **short,
         "model": runs["faster_whisper"].model_id.split(":", 1)[1],

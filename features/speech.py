@@ -384,6 +384,8 @@ def load_openai_whisper(spec: str, device: str = "cpu", cache_dir: Path | None =
 
 FRAME_SECONDS = 0.02  # one Whisper encoder frame (mel hop 10 ms, conv stride 2)
 WINDOW = 30 * SAMPLE_RATE  # Whisper pads or trims every input to 30 s
+PACK_MAX = 10 * SAMPLE_RATE  # longer clips are never packed (Transcriber.transcribe_many)
+PACK_GAP = 1.0  # seconds of silence between packed clips (Whisper keeps the utterances apart)
 
 
 def encoder_frames(model, audio: np.ndarray):
@@ -408,6 +410,47 @@ def encoder_frames(model, audio: np.ndarray):
 
 def _clamp(t: float, lo: float, hi: float) -> float:
     return round(min(max(float(t), lo), hi), 3)
+
+
+def _packs(lengths: list[int], gap: int) -> list[list[int]]:
+    """Positions of consecutive clips grouped into windows of at most 30 s with ``gap`` samples between clips;
+    a clip over ``PACK_MAX`` samples is a group of its own, and so is one with no room beside its neighbours."""
+    packs: list[list[int]] = []
+    used = WINDOW  # samples taken in the last window: full before the first one
+    for k, n in enumerate(lengths):
+        if n <= PACK_MAX and used + gap + n <= WINDOW:
+            packs[-1].append(k)
+            used += gap + n
+        else:
+            packs.append([k])
+            used = n if n <= PACK_MAX else WINDOW
+    return packs
+
+
+def _unpack(raw: list[dict], spans: list[tuple[float, float]]) -> list[list[dict]]:
+    """A packed window's raw segments (with words), per clip on the clip's own clock.
+
+    Each word goes to the clip whose span (seconds into the window) it overlaps most (not the one holding its
+    midpoint: Whisper's alignment often stretches an utterance's last word far into the silence after it); words
+    wholly inside a gap are dropped. A segment over several clips is cut at their edges, each piece keeping the
+    segment's avg_logprob and no_speech_prob, its times clamped to the clip.
+    """
+    out: list[list[dict]] = [[] for _ in spans]
+    for seg in raw:
+        pieces: dict[int, list[dict]] = {}
+        for word in seg["words"]:
+            overlaps = [min(word["end"], hi) - max(word["start"], lo) for lo, hi in spans]
+            k = int(np.argmax(overlaps))
+            if overlaps[k] >= 0:
+                pieces.setdefault(k, []).append(word)
+        for k, words in pieces.items():
+            lo, hi = spans[k]
+            out[k].append({"start": max(min(seg["start"], words[0]["start"]), lo) - lo,
+                           "end": min(max(seg["end"], words[-1]["end"]), hi) - lo,
+                           "text": "".join(w["word"] for w in words), "avg_logprob": seg["avg_logprob"],
+                           "no_speech_prob": seg["no_speech_prob"],
+                           "words": [{**w, "start": w["start"] - lo, "end": w["end"] - lo} for w in words]})
+    return out
 
 
 def _mono(audio: np.ndarray) -> np.ndarray:
@@ -482,27 +525,50 @@ class Transcriber:
         language, raw = self._openai(audio) if self.backend == "openai-whisper" else self._faster(audio)
         return self._result(language, raw, offset, len(audio))
 
-    def transcribe_many(self, audios: list[np.ndarray], offsets: list[float] | None = None,
-                        batch_size: int = 16) -> list[dict]:
-        """``transcribe`` of each clip (times from ``offsets[i]``, default 0): the same dicts, the same words.
+    def transcribe_many(self, audios: list[np.ndarray], offsets: list[float] | None = None, batch_size: int = 16,
+                        pack: bool = False, pack_gap: float = PACK_GAP) -> list[dict]:
+        """``transcribe`` of each clip (times from ``offsets[i]``, default 0): the same dicts, the same words unpacked.
 
-        faster-whisper decodes clips shorter than 30 s ``batch_size`` at a time: one encoder call on their
-        windows and one batched greedy/beam ``generate``, word timestamps included (aligned clip by clip).
-        openai-whisper, clips of 30 s or more and ``batch_size == 1`` go one at a time through ``transcribe``.
+        faster-whisper decodes clips shorter than 30 s ``batch_size`` windows at a time: one encoder call on the
+        windows and one batched greedy/beam ``generate``, word timestamps included (aligned window by window).
+        ``pack``: consecutive clips of at most 10 s share a window, ``pack_gap`` seconds of silence apart, decoded
+        once with word timestamps and cut back per clip by ``_unpack`` (words in the gaps dropped; a segment over
+        several clips cut at their edges, each piece with the segment's avg_logprob / no_speech_prob). Whisper
+        then hears each clip beside its neighbours, so words may differ from one at a time (the demo's "Clip one"
+        becomes "Clip 1"), and the no-speech rule judges the window as a whole. A clip with no room beside its
+        neighbours is decoded alone, unpacked, and so is every clip of a multilingual model without ``language``.
+        openai-whisper, clips of 30 s or more and ``batch_size == 1`` without ``pack`` go one at a time through
+        ``transcribe``.
         """
         offsets = [0.0] * len(audios) if offsets is None else list(offsets)
         if len(offsets) != len(audios):
             raise ValueError(f"{len(audios)} clips but {len(offsets)} offsets")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if pack_gap < 0:
+            raise ValueError(f"pack_gap must be >= 0, got {pack_gap}")
         audios = [_mono(a) for a in audios]
         done: dict[int, dict] = {}
-        if self.backend == "faster-whisper" and batch_size > 1:
+        if self.backend == "faster-whisper" and (batch_size > 1 or pack):
             short = [i for i, a in enumerate(audios) if 0 < len(a) < WINDOW]
-            for at in range(0, len(short), batch_size):
-                group = short[at:at + batch_size]
-                for i, (language, raw) in zip(group, self._faster_many([audios[i] for i in group])):
-                    done[i] = self._result(language, raw, offsets[i], len(audios[i]))
+            gap = round(pack_gap * SAMPLE_RATE)
+            if pack and (self.language or not self._model.model.is_multilingual):
+                jobs = [[short[k] for k in group] for group in _packs([len(audios[i]) for i in short], gap)]
+            else:
+                jobs = [[i] for i in short]
+            for at in range(0, len(jobs), batch_size):
+                group = jobs[at:at + batch_size]
+                waves = [np.concatenate([part for i in job for part in (np.zeros(gap, np.float32), audios[i])][1:])
+                         for job in group]
+                decoded = self._faster_many(waves, [len(job) > 1 or self.word_timestamps for job in group])
+                for job, (language, raw) in zip(group, decoded):
+                    if len(job) == 1:
+                        done[job[0]] = self._result(language, raw, offsets[job[0]], len(audios[job[0]]))
+                        continue
+                    ends = np.cumsum([len(audios[i]) + gap for i in job]) - gap
+                    spans = [((end - len(audios[i])) / SAMPLE_RATE, end / SAMPLE_RATE) for i, end in zip(job, ends)]
+                    for i, own in zip(job, _unpack(raw, spans)):
+                        done[i] = self._result(language, own, offsets[i], len(audios[i]))
         return [done[i] if i in done else self.transcribe(a, o) for i, (a, o) in enumerate(zip(audios, offsets))]
 
     def _result(self, language: str, raw: list[dict], offset: float, samples: int) -> dict:
@@ -548,8 +614,9 @@ class Transcriber:
         return info.language, raw
 
 
-    def _faster_many(self, waves: list[np.ndarray]) -> list[tuple[str, list[dict]]]:
-        """``_faster`` of several clips, their next 30 s windows encoded and decoded as one batch per round.
+    def _faster_many(self, waves: list[np.ndarray], words: list[bool]) -> list[tuple[str, list[dict]]]:
+        """``_faster`` of several clips, their next 30 s windows encoded and decoded as one batch per round;
+        ``words[i]``: word timestamps for clip i.
 
         faster-whisper's ``WhisperModel.generate_segments`` loop for ``_faster``'s settings, clip by clip
         around the batched calls: one temperature (no fallback to re-run), no prompt (the same prompt for
@@ -590,7 +657,7 @@ class Transcriber:
                 segments, seeks[i], single_ending = m._split_segments_by_timestamps(
                     tokenizer=tokenizer, tokens=tokens, time_offset=seek * step, segment_size=size,
                     segment_duration=size * step, seek=seek)
-                if self.word_timestamps:
+                if words[i]:
                     own = ctranslate2.StorageView.from_array(np.asarray(encoded)[row:row + 1])
                     m.add_word_timestamps([segments], tokenizer, own, size, defaults["prepend_punctuations"],
                                           defaults["append_punctuations"], last_speech_timestamp=last_speech[i])

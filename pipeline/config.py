@@ -98,6 +98,8 @@ class TranscribeConfig:
     beam_size: int = 1  # 1: greedy
     compute_type: str = "float32"  # faster-whisper's CTranslate2 compute type (int8: faster, slightly different)
     batch_size: int = 16  # faster-whisper: clips under 30 s decoded together (same words); 1: one at a time
+    pack: bool = False  # faster-whisper: clips of at most 10 s share 30 s windows (faster; words may differ)
+    pack_gap: float = 1.0  # seconds of silence between packed clips
     subtitles: list[str] = field(default_factory=list)  # srt | vtt files per sample, beside the JSONL
     embed: bool = True  # Whisper encoder features (audio/pooled, audio/temporal) into the feature store
     feature_set: str | None = None  # None: whisper-<model name>; also names the transcripts file

@@ -43,6 +43,8 @@ def run(cfg: Config) -> dict:
         raise ConfigError(f"transcribe.subtitles: {bad} unknown; choose from srt, vtt")
     if t.batch_size < 1:
         raise ConfigError(f"transcribe.batch_size: must be >= 1, got {t.batch_size}")
+    if t.pack_gap < 0:
+        raise ConfigError(f"transcribe.pack_gap: must be >= 0, got {t.pack_gap}")
     samples = read_audio_index(cfg)
     try:
         asr = Transcriber(t.backend, t.model, language=t.language, word_timestamps=t.word_timestamps,
@@ -66,7 +68,8 @@ def transcribe(cfg: Config, asr: Transcriber, samples) -> dict:
             for rec, row in spoken:
                 waves[row.sample_id] = (load_audio(layout.audio_dir(cfg) / row.file), float(row.start))
             said = asr.transcribe_many([waves[row.sample_id][0] for _, row in spoken],
-                                       [float(row.start) for _, row in spoken], batch_size=t.batch_size)
+                                       [float(row.start) for _, row in spoken], batch_size=t.batch_size,
+                                       pack=t.pack, pack_gap=t.pack_gap)
             for (rec, _), result in zip(spoken, said, strict=True):
                 rec.update(result)
             for rec in chunk:
@@ -102,7 +105,8 @@ def embed_audio(cfg: Config, model, model_id: str, sample_ids: list[str], waves:
                                                  FRAME_SECONDS, dim, desc="whisper encoder")
         return {"audio/pooled": pooled, "audio/present": present, **({"audio/temporal": temporal} if rows.steps else {})}
 
-    settings = {k: v for k, v in dataclasses.asdict(cfg.transcribe).items() if k != "batch_size"}  # same output
+    grouping = ("batch_size", "pack", "pack_gap")  # how clips are grouped for decoding: same encoder features
+    settings = {k: v for k, v in dataclasses.asdict(cfg.transcribe).items() if k not in grouping}
     config = {"transcribe": settings, "model": model_id, "rows": rows.ids,
               "video_feature_set": video if rows.steps else None}
     attrs = stage_attrs(config, {"model": model_id, "pooling": "mean over the encoder frames of real audio (20 ms each)",

@@ -2,10 +2,13 @@
 
 Batched decoding runs the same model on the same windows, so the words and timestamps are the same; only the
 floating-point sums of a batched matrix product differ, which moves avg_logprob / no_speech_prob by ~1e-6.
+Packed decoding (several clips in one window) is checked on words (lower-cased, punctuation aside) and times:
+equal words hold for these clips, not in general (Whisper hears each clip beside its neighbours).
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -13,7 +16,7 @@ import numpy as np
 import pytest
 
 from features import speech
-from features.speech import BACKENDS, SAMPLE_RATE, Transcriber
+from features.speech import BACKENDS, SAMPLE_RATE, Transcriber, _packs, _unpack
 
 pytest.importorskip("faster_whisper")
 pytest.importorskip("whisper")
@@ -78,7 +81,8 @@ def test_faster_whisper_batched_equals_one_at_a_time(transcribers, clips, words,
     single = [asr.transcribe(c, o) for c, o in zip(clips, offsets)]
     calls = []
     batched_call = asr._faster_many
-    monkeypatch.setattr(asr, "_faster_many", lambda waves: calls.append(len(waves)) or batched_call(waves))
+    monkeypatch.setattr(asr, "_faster_many",
+                        lambda waves, flags: calls.append(len(waves)) or batched_call(waves, flags))
     batched = asr.transcribe_many(clips, offsets, batch_size=4)
     assert calls == [4, 2]  # the six clips under 30 s, four then two; the 35 s and the empty one alone
     for b, s in zip(batched, single, strict=True):
@@ -91,7 +95,7 @@ def test_faster_whisper_batched_equals_one_at_a_time(transcribers, clips, words,
 def test_batch_size_one_goes_one_at_a_time(transcribers, clips, monkeypatch):
     asr = transcribers["faster-whisper", False]
     single = [asr.transcribe(c) for c in clips[:3]]
-    monkeypatch.setattr(asr, "_faster_many", lambda waves: pytest.fail("batched with batch_size=1"))
+    monkeypatch.setattr(asr, "_faster_many", lambda waves, words: pytest.fail("batched with batch_size=1"))
     assert asr.transcribe_many(clips[:3], batch_size=1) == single
 
 
@@ -108,5 +112,71 @@ def test_arguments_are_checked(transcribers, clips):
         asr.transcribe_many(clips[:2], [0.0])
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         asr.transcribe_many(clips[:2], batch_size=0)
+    with pytest.raises(ValueError, match="pack_gap must be >= 0"):
+        asr.transcribe_many(clips[:2], pack=True, pack_gap=-1)
     with pytest.raises(ValueError, match="1-D mono"):
         asr.transcribe_many([np.zeros((2, 100), np.float32)])
+
+
+def words(result: dict) -> list[str]:
+    return re.sub(r"[^\w\s]", " ", result["text"].lower()).split()
+
+
+def test_packs_group_consecutive_clips_with_room():
+    second = SAMPLE_RATE
+    assert _packs([3 * second] * 7, 2 * second) == [[0, 1, 2, 3, 4, 5], [6]]  # 6 x 3 s + 5 x 2 s = 28 s
+    assert _packs([3 * second, 12 * second, 3 * second, 9 * second, 9 * second, 9 * second], 2 * second) == \
+        [[0], [1], [2, 3, 4], [5]]  # over 10 s: alone; 3 + 2 + 9 + 2 + 9 = 25 s, no room for 9 s more
+
+
+def test_unpack_cuts_segments_at_clip_edges():
+    word = lambda w, a, b: {"word": w, "start": a, "end": b, "probability": 0.9}  # noqa: E731
+    raw = [{"start": 0.0, "end": 6.0, "text": " Yes. I don't. Uh", "avg_logprob": -0.2, "no_speech_prob": 0.01,
+            "words": [word(" Yes.", 0.0, 1.9), word(" I", 2.9, 3.2), word(" don't.", 3.2, 3.6), word(" Uh", 4.2, 4.5)]}]
+    first, second = _unpack(raw, [(0.0, 1.0), (3.0, 4.0)])  # "Yes." stretched into the gap; "Uh" in the gap
+    assert first == [{"start": 0.0, "end": 1.0, "text": " Yes.", "avg_logprob": -0.2, "no_speech_prob": 0.01,
+                      "words": [word(" Yes.", 0.0, 1.9)]}]
+    assert second == [{"start": 0.0, "end": 1.0, "text": " I don't.", "avg_logprob": -0.2, "no_speech_prob": 0.01,
+                       "words": [word(" I", pytest.approx(-0.1), pytest.approx(0.2)),
+                                 word(" don't.", pytest.approx(0.2), pytest.approx(0.6))]}]
+
+
+@pytest.mark.parametrize("timestamps", [False, True], ids=["segments", "words"])
+def test_packed_words_equal_one_at_a_time(transcribers, clips, timestamps, monkeypatch):
+    """Speech of 0.5 to 4 s and a silent clip packed into one window, the 35 s track and the empty clip alone."""
+    asr = transcribers["faster-whisper", timestamps]
+    offsets = [7.5 * i for i in range(len(clips))]
+    single = [asr.transcribe(c, o) for c, o in zip(clips, offsets)]
+    calls = []
+    batched_call = asr._faster_many
+    monkeypatch.setattr(asr, "_faster_many", lambda waves, flags: calls.append(
+        ([len(w) for w in waves], flags)) or batched_call(waves, flags))
+    packed = asr.transcribe_many(clips, offsets, pack=True, pack_gap=1.0)
+    assert calls == [([sum(len(c) for c in clips[:5] + clips[7:]) + 5 * SAMPLE_RATE], [True])]
+    assert [words(p) for p in packed] == [words(s) for s in single]
+    assert packed[3]["text"] == packed[6]["text"] == "" and packed[3]["segments"] == []  # silence stays silent
+    assert packed[5] == single[5] and packed[6] == single[6]  # not packed: decoded alone
+    for clip, offset, result in zip(clips, offsets, packed):
+        assert result["language"] == "en"
+        end = round(offset + len(clip) / SAMPLE_RATE, 3)  # transcripts round times to the millisecond
+        for seg in result["segments"]:
+            assert offset <= seg["start"] <= seg["end"] <= end and -5 < seg["avg_logprob"] <= 0
+            assert ("words" in seg) == timestamps
+            assert all(offset <= w["start"] <= w["end"] <= end for w in seg.get("words", []))
+            if timestamps:
+                assert " ".join(w["word"] for w in seg["words"]) == seg["text"]
+
+
+def test_clips_over_ten_seconds_are_not_packed(transcribers, clips, monkeypatch):
+    asr = transcribers["faster-whisper", False]
+    ten = np.concatenate([clips[4], np.zeros(SAMPLE_RATE * 10, np.float32)])  # 12.9 s: spoken, then silence
+    batch = [clips[1], ten, clips[2], clips[4]]
+    calls = []
+    batched_call = asr._faster_many
+    monkeypatch.setattr(asr, "_faster_many", lambda waves, flags: calls.append(
+        ([len(w) for w in waves], flags)) or batched_call(waves, flags))
+    packed = asr.transcribe_many(batch, pack=True, pack_gap=2.0)
+    assert calls == [([len(clips[1]), len(ten), len(clips[2]) + 2 * SAMPLE_RATE + len(clips[4])], [False, False, True])]
+    assert_same(packed[0], asr.transcribe(batch[0]))
+    assert_same(packed[1], asr.transcribe(ten))
+    assert [words(p) for p in packed[2:]] == [words(asr.transcribe(c)) for c in batch[2:]]

@@ -2,6 +2,7 @@
 clip, a video without audio, a silent track and a 45 s track, all through all three stages."""
 
 import json
+import re
 import subprocess
 
 import numpy as np
@@ -126,6 +127,30 @@ def test_batched_transcripts_equal_one_at_a_time(speech_root, tmp_path):
                                                                           abs=1e-3)
     with pytest.raises(ConfigError, match="transcribe.batch_size"):
         transcribe.run(load_config(None, [*base, "transcribe.batch_size=0"]))
+
+
+def test_packed_transcripts_equal_unpacked(speech_root, tmp_path):
+    """transcribe.pack=true (the spoken and silent clips in one window, the 45 s one alone): the same words."""
+    base = [f"dataset.root={speech_root}", f"paths.cache={tmp_path}", "dataset.name=talk", "dataset.splits=[train]",
+            "backbone.name=videomae-tiny-random", "transcribe.embed=false", "transcribe.word_timestamps=true"]
+    index.run(load_config(None, base))
+    seconds = audio.run(load_config(None, base)).set_index("sample_id")["seconds"]
+    records = {}
+    for pack in (False, True):
+        cfg = load_config(None, [*base, f"transcribe.pack={str(pack).lower()}"])
+        transcribe.run(cfg)
+        records[pack] = {r["sample_id"]: r for r in map(json.loads, layout.transcripts(cfg).read_text().splitlines())}
+    words = {pack: {k: re.sub(r"[^\w\s]", " ", r["text"].lower()).split() for k, r in recs.items()}
+             for pack, recs in records.items()}
+    assert words[True] == words[False] and "door" in words[True]["train/talk/speech"]
+    assert records[True]["train/talk/silent"]["segments"] == [] and records[True]["train/talk/long"] == \
+        records[False]["train/talk/long"]
+    for sample_id, rec in records[True].items():
+        for seg in rec["segments"]:  # the samples start at 0 s on their video's clock
+            assert 0 <= seg["start"] <= seg["end"] <= seconds[sample_id] + 1e-3
+            assert all(seg["start"] - 1e-3 <= w["start"] <= w["end"] <= seg["end"] + 1e-3 for w in seg["words"])
+    with pytest.raises(ConfigError, match="transcribe.pack_gap"):
+        transcribe.run(load_config(None, [*base, "transcribe.pack_gap=-1"]))
 
 def test_encoder_frames_of_a_random_tiny_whisper_trim_each_30s_window(tmp_path):
     """The openai-whisper path without real weights: a tiny Whisper from ModelDimensions, saved and loaded."""
