@@ -12,11 +12,16 @@
                            x --dim, through `vidprobe sweep` as a user runs it (defaults: batched, n_jobs = cores);
                            sweep_100_unbatched_s the same with sweep.batch=false, measured on a random
                            --sweep-baseline-configs of the 100 and scaled to 100 (sweep_100_unbatched_measured says so)
+  stream_peak_rss_mb       `vidprobe train` (its own process) of a linear class head on --stream-rows x --dim float16
+                           features (4 GB at 2,000,000 x 1024), bigger than head.memory_mb=--stream-memory-mb: they
+                           stream from a float16 copy on disk; peak RSS of that process, and its seconds
+  stream_metric_delta      on --stream-check-rows (fits in memory), val metrics streamed minus in memory (max |delta|)
   head_vs_backbone         samples/s of head training against samples/s of a VideoMAE-B forward
                            pass (random weights, 16x224x224) on this machine
 
 Last line: one JSON object.   python benchmarks/heads.py [--samples 20000 --dim 1024 --classes 100
-                                                          --sweep-samples 10000 --sweep-baseline-configs 20]
+                                                          --sweep-samples 10000 --sweep-baseline-configs 20
+                                                          --stream-rows 2000000 --stream-check-rows 200000]
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,7 +48,7 @@ from heads.config import HeadConfig  # noqa: E402
 from heads.metrics import accuracy  # noqa: E402
 from heads.models import build_head  # noqa: E402
 from heads.trainer import Standardizer, fit, seed_everything  # noqa: E402
-from pipeline import layout, sweep  # noqa: E402
+from pipeline import layout, sweep, train  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 
 HEAD = dict(lr=3e-3, weight_decay=1e-4, epochs=10, batch_size=2048, patience=5)  # one recipe for every run here
@@ -147,6 +153,51 @@ def sweep_100(tmp: Path, n: int, dim: int, baseline_configs: int) -> dict:
             "sweep_100_speedup": float(f"{unbatched / batched:.3g}")}
 
 
+STREAM_HEAD = ["head.epochs=2", "head.batch_size=4096", "head.lr=0.003", "head.patience=5"]
+
+
+def teacher_features(cfg, n: int, dim: int, classes: int, chunk: int = 65536) -> None:
+    """n x dim float16 features whose class is a fixed linear function of them (plus noise), written chunk by
+    chunk as the config's feature set, with an 80/20 train/val manifest: never all in memory."""
+    rng = np.random.default_rng(2)
+    w = rng.normal(size=(dim, classes)).astype(np.float32) / np.sqrt(dim)
+    h, text = feature_hash(cfg.sampling, cfg.backbone, cfg.embed.storage_dtype)
+    labels = []
+    with ShardWriter(layout.feature_set(cfg), 0, 1, {"config_hash": h, "config": text}, commit_every=chunk) as out:
+        for a in range(0, n, chunk):
+            x = rng.standard_normal(size=(min(chunk, n - a), dim), dtype=np.float32)
+            labels += [f"c{c}" for c in (x @ w + 0.5 * rng.standard_normal((len(x), classes))).argmax(1)]
+            out.append([f"s{i}" for i in range(a, a + len(x))], {"video/pooled": x.astype(np.float16)})
+        out.finish()
+    split = np.where(np.arange(n) % 10 < 8, "train", "val")
+    layout.manifest(cfg).parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "path": [f"s{i}.mp4" for i in range(n)], "split": split,
+                  "label": labels, "status": "ok"}).to_csv(layout.manifest(cfg), index=False)
+
+
+def stream(tmp: Path, rows: int, check_rows: int, dim: int, classes: int, memory_mb: int) -> dict:
+    """Peak RSS and seconds of `vidprobe train` over `rows` streamed rows; metrics streamed vs in memory."""
+    big = [f"paths.cache={tmp / 'stream'}", "dataset.name=big", *STREAM_HEAD, f"head.memory_mb={memory_mb}"]
+    teacher_features(load_config(None, big), rows, dim, classes)
+    probe = ("import resource, sys; from pipeline.cli import main; code = main(sys.argv[1:]); "
+             "print('peak_rss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)")
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", probe, "train", *big], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    seconds = time.perf_counter() - start
+    peak_mb = int(out.stdout.split("peak_rss_kb")[-1]) / 1024
+    small = [f"paths.cache={tmp / 'check'}", "dataset.name=fits", *STREAM_HEAD, "head.epochs=5", "head.batch_size=1024"]
+    teacher_features(load_config(None, small), check_rows, dim, classes)
+    whole = train.run(load_config(None, small + ["run.name=in-memory"]))
+    streamed = train.run(load_config(None, small + ["run.name=streamed", "head.memory_mb=1"]))
+    delta = max(abs(streamed[k] - v) for k, v in whole.items() if isinstance(v, float))
+    return {"stream_rows": rows, "stream_dim": dim, "stream_memory_mb": memory_mb,
+            "stream_gb_float16": round(rows * dim * 2 / 2**30, 2), "stream_peak_rss_mb": round(peak_mb),
+            "stream_train_s": round(seconds, 1), "stream_check_rows": check_rows,
+            "stream_acc_in_memory": round(whole["acc"], 4), "stream_acc_streamed": round(streamed["acc"], 4),
+            "stream_metric_delta": round(delta, 5)}
+
+
 def backbone_rate() -> float:
     """Clips/s of a VideoMAE-B forward (random weights) on this machine, batch of 2."""
     from transformers import VideoMAEConfig, VideoMAEModel
@@ -169,6 +220,11 @@ def main() -> None:
                         help="clips of the 100-config traits sweep (at most --samples)")
     parser.add_argument("--sweep-baseline-configs", type=int, default=20,
                         help="configs of the unbatched 100-config sweep to time (scaled to 100); 0: all of them")
+    parser.add_argument("--stream-rows", type=int, default=2_000_000, help="rows of the streamed feature set")
+    parser.add_argument("--stream-check-rows", type=int, default=200_000,
+                        help="rows trained both in memory and streamed, to compare their metrics")
+    parser.add_argument("--stream-classes", type=int, default=10)
+    parser.add_argument("--stream-memory-mb", type=int, default=1024, help="head.memory_mb of the streamed run")
     parser.add_argument("--skip-backbone", action="store_true")
     args = parser.parse_args()
 
@@ -181,7 +237,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sweeps = sweep_speedup(Path(tmp), x, y)
         hundred = sweep_100(Path(tmp), min(args.sweep_samples, args.samples), args.dim, args.sweep_baseline_configs)
-    print(json.dumps(hundred), flush=True)
+        print(json.dumps(hundred), flush=True)
+        streamed = stream(Path(tmp), args.stream_rows, args.stream_check_rows, args.dim, args.stream_classes,
+                          args.stream_memory_mb)
+    print(json.dumps(streamed), flush=True)
     seq_s, par_s = sweeps["sequential"], sweeps["default"]
     backbone = None if args.skip_backbone else backbone_rate()
     print(json.dumps({
@@ -195,6 +254,7 @@ def main() -> None:
         "sweep_processes_s": round(sweeps["processes"], 2),
         "sweep_processes_speedup": float(f"{seq_s / sweeps['processes']:.3g}"),
         **hundred,
+        **streamed,
         "head_train_samples_per_s": round(head_rate, 1),
         "backbone_clips_per_s": None if backbone is None else round(backbone, 3),
         "head_vs_backbone_throughput": None if backbone is None else round(head_rate / backbone, 1),

@@ -21,6 +21,7 @@ from heads.data import LabeledFeatures, multi_hot
 from heads.errors import HeadConfigError
 from heads.metrics import classification_metrics, multilabel_metrics, per_class_ap, regression_metrics
 from heads.models import build_head
+from heads.stream import forward_chunks
 from heads.trainer import Standardizer
 
 # Each head's entries, in the order they are saved; a head that was not trained has none of them.
@@ -115,14 +116,16 @@ class HeadBundle:
             if self.label_head is not None:
                 net = self._head(head, self.label_head, x.shape[-1], len(self.classes), self.one_vs_rest, self.classes,
                                  coop_clip)
-                parts.append(self._classes(net(x).softmax(1).numpy(), data.labels, top_k, metrics, tables))
+                probs = forward_chunks(net, x).softmax(1).numpy()
+                parts.append(self._classes(probs, data.labels, top_k, metrics, tables))
             if self.multilabel_head is not None:
-                scores = self._head(head, self.multilabel_head, x.shape[-1], len(self.ml_classes))(x).sigmoid().numpy()
+                net = self._head(head, self.multilabel_head, x.shape[-1], len(self.ml_classes))
+                scores = forward_chunks(net, x).sigmoid().numpy()
                 parts.append(self._multilabel(scores, data.multi, metrics, tables))
             if self.traits_heads is not None:
                 out = torch.zeros(len(x), len(self.traits))
                 for columns, state in zip(self.trait_groups, self.traits_heads):
-                    out[:, columns] = self._head(head, state, x.shape[-1], len(columns))(x)
+                    out[:, columns] = forward_chunks(self._head(head, state, x.shape[-1], len(columns)), x)
                 y_hat = (out * self.trait_std + self.trait_mean).numpy()
                 cols = {}
                 for j, t in enumerate(self.traits):

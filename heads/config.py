@@ -66,6 +66,7 @@ class HeadConfig:
     sampler: str = choice("shuffle", "balanced")  # balanced: each class drawn equally often (with replacement)
     k_train: int | None = None  # few-shot: at most k training samples per class (drawn with head.seed)
     k_val: int | None = None  # at most k validation samples per class
+    memory_mb: int = 4096  # a split's features bigger than this (as float32) are streamed from a float16 copy on disk
 
     @property
     def uses_prompts(self) -> bool:

@@ -5,6 +5,9 @@ name, '|'-joined class names, numeric traits). Fused inputs are packed per row a
 [x_1 | ... | x_M | presence masks]: a sample missing from a set, or flagged by the set's
 `<modality>/present` (no audio track), is NaN before standardisation and so left out of the
 training statistics; heads see it as 0 with mask 0.
+
+A split whose features would take more than `head.memory_mb` as float32 is not loaded: its `x` is a
+`heads.stream.DiskRows` over a float16 copy made once beside the feature set, read a minibatch at a time.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from features.store import FeatureSet
 from heads.config import HeadConfig, TaskConfig
 from heads.errors import HeadConfigError
 from heads.models import SEQUENCE_HEADS
+from heads.stream import DiskRows, chunk_rows, copy_rows, nbytes
 
 
 @dataclass
@@ -26,7 +30,7 @@ class LabeledFeatures:
     """One split: features and targets, row i of each for sample `ids[i]`."""
 
     ids: list[str]
-    x: torch.Tensor  # (N, D) features, (N, T, D) for sequence heads, or packed fused rows
+    x: torch.Tensor | DiskRows  # (N, D) features, (N, T, D) for sequence heads, or packed fused rows
     labels: list[str] | None  # class names, when task.label is set
     multi: list[list[str]] | None  # class names per sample, when task.multilabel is set
     traits: np.ndarray | None  # (N, n_traits), NaN where a value is missing
@@ -94,6 +98,9 @@ def features_of(head: HeadConfig, fs: FeatureSet, ids: list[str], split: str,
     """(x, dims): what the head reads for the rows `ids` of `fs` (a sample, or a window); fused inputs packed
     as [x_1 | ... | x_M | presence masks] with each modality's width in `dims`."""
     _, key = head.feature_spec(fs.dir.name)
+    row = row_shape(fs, key)
+    if nbytes(len(ids), row) > head.memory_mb * 2**20:
+        return streamed(head, fs, key, ids, split, row), None
     if f"{key.split('/')[0]}/present" in fs.keys:  # e.g. audio alone: rows without audio are missing values
         x, _ = modality(fs, key, ids, split)
     else:
@@ -112,6 +119,32 @@ def features_of(head: HeadConfig, fs: FeatureSet, ids: list[str], split: str,
     dims = [x.shape[1]] + [p[0].shape[1] for p in parts]
     masks = torch.stack([torch.ones(len(ids))] + [p[1] for p in parts], dim=1)
     return torch.cat([x] + [p[0] for p in parts] + [masks], dim=1), dims
+
+
+def row_shape(fs: FeatureSet, key: str) -> tuple:
+    """The shape of one row of `key` as heads read it (views and crops of a pooled key averaged)."""
+    shape = tuple(fs.keys.get(key, ()))
+    return shape[-1:] if len(shape) > 1 and key.endswith("pooled") else shape
+
+
+def streamed(head: HeadConfig, fs: FeatureSet, key: str, ids: list[str], split: str, row: tuple) -> DiskRows:
+    """`key` for `ids` on disk (see heads.stream), for features bigger than `head.memory_mb`."""
+    if head.fuse or f"{key.split('/')[0]}/present" in fs.keys:
+        raise HeadConfigError(f"{split}: {len(ids)} rows of {key} take {nbytes(len(ids), row) / 2**20:.0f} MB, more "
+                              f"than head.memory_mb={head.memory_mb}; fused or partly missing inputs are read whole: "
+                              "raise head.memory_mb, or train on one input")
+    rows = max(chunk_rows(head.memory_mb, row), head.batch_size)  # a minibatch is read as one tensor
+
+    def prepare(chunk_ids: list[str], values: np.ndarray) -> torch.Tensor:
+        x = pooled(values, key)
+        check_finite(x, chunk_ids, split, head.features)
+        return x
+
+    print(f"{split}: {len(ids)} rows of {key} ({nbytes(len(ids), row) / 2**30:.1f} GB as float32) are more than "
+          f"head.memory_mb={head.memory_mb}: streamed from disk, {rows} rows at a time")
+    x = DiskRows(copy_rows(fs, key, ids, rows, prepare), rows)
+    check_shape(head, x)
+    return x
 
 
 def missing_inputs(head: HeadConfig, data: LabeledFeatures) -> list[str]:

@@ -7,6 +7,7 @@ import pandas as pd
 
 from heads.data import LabeledFeatures
 from heads.metrics import classification_metrics, regression_metrics
+from heads.stream import DiskRows
 from heads.trainer import Standardizer
 
 RANKED = ("acc", "macro_f1", "mAP", "mAP_head", "mAP_middle", "mAP_tail", "spearman/mean")
@@ -17,6 +18,10 @@ def sklearn_baselines(tr: LabeledFeatures, va: LabeledFeatures, traits: list[str
     standardised features (sequences: their steps concatenated) and the same train/val split."""
     from sklearn.linear_model import LogisticRegression, Ridge
 
+    if isinstance(tr.x, DiskRows) or isinstance(va.x, DiskRows):
+        print("baselines: skipped, the features are streamed from disk (bigger than head.memory_mb) and "
+              "scikit-learn needs them in memory")
+        return {}
     scale = Standardizer.fit(tr.x)
     x, xv = scale(tr.x).flatten(1).numpy(), scale(va.x).flatten(1).numpy()
     metrics: dict = {}

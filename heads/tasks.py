@@ -19,6 +19,7 @@ from heads.errors import HeadConfigError
 from heads.losses import balanced_multilabel_bce, build_loss
 from heads.metrics import classification_metrics, f1_thresholds, multilabel_metrics, regression_metrics
 from heads.models import build_head, prompt_linear
+from heads.stream import forward_chunks
 from heads.trainer import Fitted, Standardizer, fit, fit_many, retrain_classifier, seed_everything
 
 
@@ -96,7 +97,7 @@ def train_heads(heads: list[HeadConfig], task: TaskConfig, tr: LabeledFeatures, 
         info = classes or {"classes": sorted({n for names in tr.multi for n in names}), "segment": {}}
         fitted = train_multilabel(head, tr_s, va_s, info["classes"])
         with torch.no_grad():
-            val_scores = fitted.model(va_s.x).sigmoid().numpy()
+            val_scores = forward_chunks(fitted.model, va_s.x).sigmoid().numpy()
         thresholds = f1_thresholds(multi_hot(va.multi, info["classes"]).numpy(), val_scores).tolist()
         first.bundle.set_multilabel_head(info["classes"], fitted.model.state_dict(), info.get("segment", {}), thresholds)
         first.histories["multilabel"] = fitted.history
@@ -167,7 +168,7 @@ def train_classifiers(heads: list[HeadConfig], task: TaskConfig, tr: LabeledFeat
         model = prompt_linear(class_prompts(head, prompts, classes, tr.x.shape[-1]), head.logit_scale)
         if head.name == "zero-shot":  # nothing to train: the prompts are the classifier
             with torch.no_grad():
-                return [Fitted(model.eval(), 0, [{"epoch": 0, **val_metrics(model(xv))}])]
+                return [Fitted(model.eval(), 0, [{"epoch": 0, **val_metrics(forward_chunks(model, xv))}])]
         models = [model]
     elif head.name == "coop":
         if task.mode == "per_target":
@@ -203,7 +204,7 @@ def train_one_vs_rest(head: HeadConfig, task: TaskConfig, x, y, xv, yv, n_classe
         jobs.append((sub, (x, yk), (xv, yvk), build_loss(head.multilabel_loss, "multilabel", head, yk), binary))
     fitted = Parallel(n_jobs=task.n_jobs, prefer="threads")(delayed(fit)(*job) for job in jobs)
     with torch.no_grad():
-        logits = model.eval()(xv)
+        logits = forward_chunks(model.eval(), xv)
     history = [{"class": k, "best_epoch": f.best_epoch, "epochs": len(f.history),
                 "val_loss": f.history[f.best_epoch - 1]["val_loss"]} for k, f in enumerate(fitted)]
     best = max(f.best_epoch for f in fitted)

@@ -13,6 +13,7 @@ from torch import nn
 from heads.config import HeadConfig
 from heads.errors import HeadConfigError
 from heads.schedules import lr_at
+from heads.stream import DiskRows, forward_chunks
 
 
 @dataclass
@@ -29,10 +30,18 @@ class Standardizer:
     l2: bool = False
 
     @classmethod
-    def fit(cls, x: torch.Tensor, passthrough: int = 0, l2: bool = False) -> "Standardizer":
-        rows = x.flatten(0, -2)  # (N, D) or (N, T, D): statistics per feature, over samples and time
+    def fit(cls, x: torch.Tensor | DiskRows, passthrough: int = 0, l2: bool = False) -> "Standardizer":
         if l2:
-            return cls(torch.zeros(rows.shape[1]), torch.ones(rows.shape[1]), l2=True)
+            return cls(torch.zeros(x.shape[-1]), torch.ones(x.shape[-1]), l2=True)
+        if isinstance(x, DiskRows):  # streamed: sums in float64, a chunk at a time (no NaN: fused sets load whole)
+            n, total, squares = 0, torch.zeros(x.shape[-1], dtype=torch.float64), 0.0
+            for chunk in x.chunks():
+                rows = chunk.flatten(0, -2).double()
+                n, total, squares = n + len(rows), total + rows.sum(0), squares + rows.square().sum(0)
+            mean = total / n
+            std = (squares / n - mean.square()).clamp_min(0).sqrt().float().clamp_min(1e-6)
+            return cls(mean.float(), std)
+        rows = x.flatten(0, -2)  # (N, D) or (N, T, D): statistics per feature, over samples and time
         mean = rows.nanmean(0)
         std = (rows - mean).square().nanmean(0).sqrt().nan_to_num(1.0).clamp_min(1e-6)
         mean = mean.nan_to_num(0.0)
@@ -40,7 +49,9 @@ class Standardizer:
             mean[-passthrough:], std[-passthrough:] = 0.0, 1.0
         return cls(mean, std)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor | DiskRows) -> torch.Tensor | DiskRows:
+        if isinstance(x, DiskRows):
+            return x.map(self)  # applied to each chunk as it is read
         z = (x - self.mean) / self.std
         z = torch.where(torch.isnan(z), 0.0, z)
         return nn.functional.normalize(z, dim=-1) if self.l2 else z
@@ -130,7 +141,7 @@ def fit_many(
             model, cfg = models[k], cfgs[k]
             model.eval()
             with torch.no_grad():
-                out = model(xv)
+                out = forward_chunks(model, xv)
                 val_loss = losses_fn[k](out, yv).item()
             row = {"epoch": epoch, "train_loss": totals[k] / len(x), "val_loss": val_loss, "lr": lr_at(cfg, epoch)}
             row.update(val_metrics(out) if val_metrics else {})

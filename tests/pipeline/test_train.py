@@ -214,3 +214,35 @@ def test_head_on_another_feature_set_alone(tmp_path):
     assert evaluate.run(cfg)["acc"] > 0.5
     with pytest.raises(ConfigError, match="head.features: no feature shards"):
         train.run(with_overrides(cfg, {"head.features": "nothing:audio/pooled"}))
+
+
+@pytest.mark.parametrize("overrides", [
+    [],  # a linear class head and a joint trait head
+    ["head.name=mlp", "head.sampler=balanced", "task.traits=[]"],
+    ["head.name=mlp", "task.mode=per_target", "task.label=null"],
+])
+def test_features_bigger_than_the_memory_setting_stream_from_disk_with_the_same_metrics(tmp_path, overrides,
+                                                                                         capsys):
+    whole = make(tmp_path / "whole", SPLITS, *overrides)
+    streamed = with_overrides(make(tmp_path / "streamed", SPLITS, *overrides), {"head.memory_mb": 0})
+    metrics = [train.run(whole), train.run(streamed)]
+    assert "streamed from disk" in capsys.readouterr().out
+    assert list(layout.feature_set(streamed).glob(".rows/video-pooled-*.npy"))  # the float16 copies, made once
+    assert not list(layout.feature_set(whole).glob(".rows/*"))
+    for key, value in metrics[0].items():
+        if isinstance(value, float):
+            assert metrics[1][key] == pytest.approx(value, abs=0.005), key
+    tested = [evaluate.run(whole), evaluate.run(streamed)]
+    for key, value in tested[0].items():
+        if isinstance(value, float):
+            assert tested[1][key] == pytest.approx(value, abs=0.005), key
+
+
+def test_a_sweep_over_streamed_features_skips_only_the_baselines(tmp_path, capsys):
+    from pipeline import sweep
+
+    cfg = with_overrides(make(tmp_path, SPLITS, "task.traits=[]"), {
+        "head.memory_mb": 0, "sweep.grid": {"head.lr": [0.05, 0.01]}, "sweep.seeds": [0], "sweep.metric": "acc"})
+    table = sweep.run(cfg)
+    assert list(table.config) == ["lr=0.05", "lr=0.01"] or list(table.config) == ["lr=0.01", "lr=0.05"]
+    assert "baselines: skipped, the features are streamed from disk" in capsys.readouterr().out
