@@ -261,7 +261,7 @@ def main() -> None:
     parser.add_argument("--real", type=int, nargs="*", default=list(corpus.SHORT_SIDES), metavar="PX",
                         help="real-clip configs: the corpus at these short sides (none: skip them)")
     parser.add_argument("--corpus", type=Path, default=corpus.DEFAULT_ROOT, help="where the real clips are kept")
-    parser.add_argument("--real-repeat", type=int, default=4, help="list each of the 6 real clips this many times")
+    parser.add_argument("--real-repeat", type=int, default=10, help="list each of the 6 real clips this many times")
     parser.add_argument("--rss", type=int, nargs=2, default=[100, 1000], metavar=("SMALL", "LARGE"),
                         help="sample counts whose peak memory is compared")
     args = parser.parse_args()

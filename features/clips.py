@@ -8,6 +8,7 @@ bad file never stops a batch; the caller records it.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import time
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ from features.sampling import ClipPlan, Item, plan
 from features.video import VideoError, crops, open_video, resize_short_side
 
 AUTO_DECODERS = ("decord", "pyav")  # what `auto` picks from (ffmpeg, a process per video, is never faster)
+AUTO_TRIALS = 3  # samples each decoder decodes, in turn, before a process picks one (its first one untimed)
 
 if TYPE_CHECKING:
     from features.backbones import Backbone
@@ -50,24 +52,28 @@ class ClipDataset(Dataset):
     def __init__(self, items: list[Item], sampling: SamplingConfig, num_frames: int, size: int,
                  labels: list[int] | None = None):
         self.items, self.s, self.t, self.size, self.labels = items, sampling, num_frames, size, labels
-        self.picked: dict | None = None  # sampling.decoder=auto: this process's choice, made on its first sample
+        self.picked: dict | None = None  # sampling.decoder=auto: this process's choice, once timed on its first samples
+        self.trials: list[tuple[str, float]] = []
 
     def decoder(self) -> str:
         if self.s.decoder != "auto":
             return self.s.decoder
         return self.picked["decoder"] if self.picked else "decord"
 
-    def pick_decoder(self, i: int) -> tuple[torch.Tensor, ClipPlan]:
-        """`sampling.decoder=auto`: decode sample `i` with each of AUTO_DECODERS (one CPU-time measurement each, in
-        this process: a DataLoader worker decides for itself) and keep the one that needed the least CPU for every
-        later sample. They give the same frames, so sample i's pixels are the last decoder's."""
-        seconds = {}
-        for name in AUTO_DECODERS:
-            start = time.process_time()
-            out = self.decode(i, name)
-            seconds[name] = time.process_time() - start
-        cpu_ms = {name: round(1000 * s) for name, s in seconds.items()}
-        self.picked = {"decoder": min(seconds, key=seconds.get), "cpu_ms": cpu_ms}
+    def timed_decode(self, i: int) -> tuple[torch.Tensor, ClipPlan]:
+        """`sampling.decoder=auto` before this process has picked: decode sample `i` with the next decoder in turn,
+        timing it. After AUTO_TRIALS samples each (nothing decoded twice; they give the same frames) the one that
+        took least wall time decodes the rest: each DataLoader worker decides for itself, on the samples it got.
+        Each decoder's first sample is left out of its time: it pays one-off set-up (decord's: 3x a sample)."""
+        for module in ("av", "decord"):  # imported before timing: a cost only the first call would pay
+            importlib.import_module(module)
+        name = AUTO_DECODERS[len(self.trials) % len(AUTO_DECODERS)]
+        start = time.perf_counter()
+        out = self.decode(i, name)
+        self.trials.append((name, time.perf_counter() - start))
+        if len(self.trials) == AUTO_TRIALS * len(AUTO_DECODERS):
+            ms = {n: round(1000 * float(np.mean([s for m, s in self.trials if m == n][1:])), 1) for n in AUTO_DECODERS}
+            self.picked = {"decoder": min(ms, key=ms.get), "ms": ms, "samples": len(self.trials)}
         return out
 
     def __len__(self) -> int:
@@ -80,8 +86,9 @@ class ClipDataset(Dataset):
             out.update(label=self.labels[i], index=i)
         try:
             if self.s.decoder == "auto" and self.picked is None and not it.rotation:
-                out["pixels"], out["plan"] = self.pick_decoder(i)
-                out["picked"] = self.picked
+                out["pixels"], out["plan"] = self.timed_decode(i)
+                if self.picked:
+                    out["picked"] = self.picked
             else:
                 out["pixels"], out["plan"] = self.decode(i)
         except VideoError as err:

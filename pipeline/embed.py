@@ -98,8 +98,9 @@ def fill(writer: ShardWriter, todo: list, bb, cfg: Config, frames: int, size: in
     for batch in batches:
         failures += batch["failed"]
         for picked in batch["picked"]:
-            bar.write(f"decoder auto: {picked['decoder']} for the next samples of this worker (CPU ms on its first: "
-                      + ", ".join(f"{n} {ms}" for n, ms in picked["cpu_ms"].items()) + "; same frames)")
+            bar.write(f"decoder auto: {picked['decoder']} for the rest of this worker's samples (ms per sample over its "
+                      f"first {picked['samples']}, in turn: " + ", ".join(f"{n} {ms}" for n, ms in picked["ms"].items())
+                      + "; same frames)")
         for s, feats in zip(batch["samples"], embedder(batch) if batch["samples"] else []):
             ids, rows = sample_rows(s["id"], s["plan"], feats, cfg.sampling.mode == "windows")
             if not writer.n_new and not writer.buffer:  # before the first row is written: room for them all?

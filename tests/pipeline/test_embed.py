@@ -211,4 +211,4 @@ def test_every_decoder_gives_the_same_features_and_auto_says_what_it_picked(demo
     assert np.array_equal(stored["auto"], stored["decord"]) and np.array_equal(stored["pyav"], stored["decord"])
     printed = capsys.readouterr()
     picked = [line for line in (printed.out + printed.err).splitlines() if line.startswith("decoder auto: ")]
-    assert len(picked) == 2 and all("first: decord " in line and ", pyav " in line for line in picked)  # each worker
+    assert len(picked) == 2 and all("first 6, in turn: decord " in line and ", pyav " in line for line in picked)
