@@ -124,10 +124,10 @@ class AugmentedClips(ClipDataset):
         super().__init__(items, sampling, num_frames, size, labels)
         self.augment, self.epoch = augment, 0
 
-    def decode(self, i: int) -> tuple[torch.Tensor, ClipPlan]:
+    def decode(self, i: int, decoder: str | None = None) -> tuple[torch.Tensor, ClipPlan]:
         it, a = self.items[i], self.augment
         rng = a.rng(self.epoch, i)
-        reader = open_video(it.path, it.rotation, self.decoder())
+        reader = open_video(it.path, it.rotation, decoder or self.decoder())
         ts = reader.timestamps()
         start, end = jitter_segment(ts, it.start, it.end, a.jitter, rng)
         p = plan(ts, self.t, mode=self.s.mode, fps=self.s.fps, start=start, end=end)

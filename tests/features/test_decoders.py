@@ -109,3 +109,17 @@ def test_planned_uniform_frames_are_the_same_through_every_decoder(clips):
         if decoder == "decord":
             first = (p.indices, reader.get(list(p.indices[0])))
         assert np.array_equal(p.indices, first[0]) and np.array_equal(reader.get(list(p.indices[0])), first[1])
+
+
+def test_augmented_training_clips_decode_every_sample_under_auto_as_under_decord(clips):
+    from features.augment import Augment
+    from features.clips import AugmentedClips
+
+    items = [Item(f"{p.stem}-{k}", str(p)) for k in range(2) for p in clips]  # 8: past the 6 timed in turn
+    augment = Augment(seed=3, crop_scale=(0.5, 1.0), flip=True, jitter=0.1)
+    auto, fixed = (AugmentedClips(items, SamplingConfig(decoder=d), 8, 64, list(range(8)), augment)
+                   for d in ("auto", "decord"))
+    for i in range(len(items)):
+        a, b = auto[i], fixed[i]
+        assert a["error"] is None and np.array_equal(a["pixels"], b["pixels"]), i
+    assert auto.picked is not None
