@@ -18,9 +18,9 @@ def clips(tmp_path_factory) -> list:
     """The real sample clips as shipped, and bikes re-encoded as benchmarks/corpus.py does (2 s GOP, B-frames,
     looped from a later start)."""
     out = tmp_path_factory.mktemp("decoders") / "bikes-gop.mp4"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-stream_loop", "-1", "-i", str(real_clips()[1]), "-ss", "1.5",
-                    "-t", "6", "-an", "-vf", "scale=-2:120", "-c:v", "libx264", "-preset", "medium", "-g", "50",
-                    "-pix_fmt", "yuv420p", str(out)], check=True)
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-stream_loop", "-1", "-i", str(real_clips()[1]),
+                    "-ss", "1.5", "-t", "6", "-an", "-vf", "scale=-2:120", "-c:v", "libx264", "-preset", "medium",
+                    "-g", "50", "-pix_fmt", "yuv420p", str(out)], check=True)
     return [*real_clips(), out]
 
 
@@ -88,7 +88,8 @@ def test_auto_decodes_its_first_samples_with_each_decoder_in_turn_then_keeps_the
     items = [Item(f"{p.stem}-{k}", str(p)) for k in range(3) for p in clips]  # 12 samples
     auto = ClipDataset(items, SamplingConfig(), 8, 64)
     opened = []
-    monkeypatch.setattr("features.clips.open_video", lambda path, rot, dec: (opened.append(dec), open_video(path, rot, dec))[1])
+    monkeypatch.setattr("features.clips.open_video",
+                        lambda path, rot, dec: (opened.append(dec), open_video(path, rot, dec))[1])
     got = [auto[i] for i in range(len(items))]
     assert opened[:6] == ["decord", "pyav"] * 3  # nothing decoded twice
     picked = got[5]["picked"]
