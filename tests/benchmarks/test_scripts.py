@@ -1,6 +1,7 @@
 """The benchmark scripts run and end with their JSON line (their figures are not checked: no timed tests)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -44,13 +45,17 @@ def test_backbones_benchmark_measures_every_family_of_the_registry():
 def test_heads_benchmark_prints_its_figures():
     out = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "heads.py"), "--samples", "1500", "--dim", "32", "--classes", "8",
-         "--skip-backbone"],
+         "--skip-backbone", "--sweep-samples", "400", "--sweep-baseline-configs", "2", "--stream-rows", "20000",
+         "--stream-check-rows", "4000", "--stream-memory-mb", "1"],
         capture_output=True, text=True, check=True, cwd=ROOT,
     )
     summary = json.loads(out.stdout.strip().splitlines()[-1])
-    for key in ("speedup_vs_sklearn", "sweep_parallel_speedup", "head_train_samples_per_s"):
+    for key in ("speedup_vs_sklearn", "sweep_parallel_speedup", "head_train_samples_per_s", "sweep_100_s",
+                "stream_peak_rss_mb", "stream_train_s"):
         assert summary[key] > 0
     assert -1 <= summary["metric_delta_vs_sklearn"] <= 1
+    assert summary["stream_rows"] == 20000 and summary["sweep_100_configs"] == 100
+    assert 0 <= summary["stream_metric_delta"] <= 1
 
 
 @pytest.mark.slow
@@ -72,3 +77,16 @@ def test_transcribe_benchmark_prints_its_figures():
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     for key in ("rtf_openai_whisper", "rtf_faster_whisper", "speedup", "audio_seconds"):
         assert summary[key] > 0
+
+
+@pytest.mark.slow
+def test_gpu_script_runs_every_benchmark_and_prints_one_json_line(tmp_path):
+    """benchmarks/gpu.sh in its smoke mode (tiny sizes on the CPU): the script itself, not GPU figures."""
+    env = {**os.environ, "GPU_SMOKE": "1", "PYTHON": sys.executable, "OUT": str(tmp_path)}
+    out = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh")], capture_output=True, text=True, check=True,
+                         cwd=ROOT, env=env)
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary["device"] == "cpu" and summary["logs"] == str(tmp_path)
+    for name in ("extract", "backbones", "heads", "finetune"):
+        assert "error" not in summary[name], (name, summary[name])
+    assert summary["extract"]["fraction_of_limit"] > 0 and summary["backbones"]["families"]
