@@ -6,6 +6,7 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from heads.config import HeadConfig
 from heads.errors import HeadConfigError
@@ -46,8 +47,48 @@ def linear(in_dim: int, out_dim: int, cfg: HeadConfig) -> nn.Module:
 @register_head("mlp")
 def mlp(in_dim: int, out_dim: int, cfg: HeadConfig) -> nn.Module:
     """One hidden layer: LayerNorm, Linear, GELU, Dropout, Linear."""
-    return nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout),
-                         nn.Linear(cfg.hidden, out_dim))
+    return MLP(nn.LayerNorm(in_dim), nn.Linear(in_dim, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout),
+               nn.Linear(cfg.hidden, out_dim))
+
+
+class MLP(nn.Sequential):
+    """LayerNorm, Linear, ... as an `nn.Sequential` (same parameters and state dict), whose training
+    forward runs the first two layers as `NormLinear`: a third fewer matmuls per step on the widest layer.
+    Without gradients (evaluation, prediction) it is the plain sequence."""
+
+    def forward(self, x):
+        norm, first, *rest = self
+        params = (norm.weight, norm.bias, first.weight, first.bias)
+        if torch.is_grad_enabled() and not x.requires_grad and all(p.requires_grad for p in params):
+            x = NormLinear.apply(x, *params, norm.eps)
+        else:
+            x = first(norm(x))
+        for layer in rest:
+            x = layer(x)
+        return x
+
+
+class NormLinear(torch.autograd.Function):
+    """linear(layer_norm(x) * gamma + beta, W, b) for an input that needs no gradient.
+
+    Autograd would take two matmuls of the batch's size for the Linear (dW = g^T u with u = xhat * gamma
+    + beta, and du = g W, which LayerNorm's gamma and beta need); with G = g^T xhat, dW = G * gamma +
+    outer(sum(g), beta), dgamma = sum_k W_k * G_k and dbeta = sum(g) W take one: the same gradients up to
+    float rounding (tests/heads/test_models.py checks them against autograd in float64)."""
+
+    @staticmethod
+    def forward(ctx, x, gamma, beta, weight, bias, eps):
+        xhat = F.layer_norm(x, x.shape[-1:], None, None, eps)
+        ctx.save_for_backward(xhat, gamma, beta, weight)
+        return F.linear(xhat, weight * gamma, torch.addmv(bias, weight, beta))  # gamma, beta folded into W, b
+
+    @staticmethod
+    def backward(ctx, grad):
+        xhat, gamma, beta, weight = ctx.saved_tensors
+        g = grad.reshape(-1, grad.shape[-1])
+        G = g.T @ xhat.reshape(-1, xhat.shape[-1])  # (out, in): the one matmul over the batch
+        s = g.sum(0)
+        return None, (weight * G).sum(0), s @ weight, G * gamma + torch.outer(s, beta), s, None
 
 
 @register_head("zero-shot")
