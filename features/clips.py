@@ -154,5 +154,5 @@ def collate(items: list[dict]) -> dict:
     return out
 
 
-def worker_init(_: int) -> None:
-    torch.set_num_threads(1)  # decoding workers must not fight the model for cores
+def worker_init(_: int, threads: int = 1) -> None:
+    torch.set_num_threads(threads)  # workers that only decode take one thread: the model has the rest

@@ -74,6 +74,7 @@ class EmbedConfig:
     batch_size: int = 8  # clips per forward pass (each view and crop of a sample counts as a clip)
     num_workers: int = field(default_factory=default_workers)  # DataLoader workers decoding videos
     prefetch: int = 2  # batches each worker decodes ahead (memory: workers x prefetch x batch)
+    in_workers: bool | None = None  # workers embed what they decode; None: on a CPU device (not with backbone.compile)
     storage_dtype: str = choice("float32", "float16")  # float32 | float16
     compression: str | None = choice(None, "gzip", "lzf")  # None | gzip | lzf
     commit_every: int = 256  # rows per committed part: what a crash can lose

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from functools import partial
 
 import torch
 from torch.utils.data import DataLoader
@@ -74,6 +75,17 @@ def run(cfg: Config) -> dict:
             "seconds": elapsed, "failed": failures}
 
 
+def in_worker_embedding(cfg: Config, device: torch.device, workers: int) -> bool:
+    """embed.in_workers, resolved: by default the workers embed on a CPU device (features.embedding.WorkerEmbedder
+    says why), never on a GPU (CUDA does not survive a fork) or with backbone.compile."""
+    wanted = cfg.embed.in_workers
+    if wanted and (device.type != "cpu" or workers == 0 or cfg.backbone.compile):
+        raise ConfigError(f"embed.in_workers=true needs backbone.device=cpu, embed.num_workers >= 1 and "
+                          f"backbone.compile=false (have {device.type}, {workers}, {cfg.backbone.compile}); "
+                          "leave it unset to choose by device")
+    return device.type == "cpu" and workers > 0 and not cfg.backbone.compile if wanted is None else wanted
+
+
 def fill(writer: ShardWriter, todo: list, bb, cfg: Config, frames: int, size: int,
          desc: str) -> tuple[list[tuple[str, str, str]], int]:
     """Decode and embed every item of `todo` into `writer`: (failures, clips embedded)."""
@@ -84,16 +96,21 @@ def fill(writer: ShardWriter, todo: list, bb, cfg: Config, frames: int, size: in
         bb.model = torch.compile(bb.model)
     embedder = Embedder(bb, device, dtype, cfg.embed.batch_size, cfg.embed.storage_dtype)
     workers = cfg.embed.num_workers
+    in_workers = in_worker_embedding(cfg, device, workers)
+    threads = max(1, torch.get_num_threads() // workers) if in_workers else 1  # the cores, split among workers
     loader = DataLoader(
         ClipDataset(todo, cfg.sampling, frames, size),
         batch_size=max(1, cfg.embed.batch_size // (cfg.sampling.views * cfg.sampling.crops)), num_workers=workers,
-        collate_fn=collate, pin_memory=device.type == "cuda", worker_init_fn=worker_init if workers else None,
+        collate_fn=embedder.in_workers() if in_workers else collate, pin_memory=device.type == "cuda",
+        worker_init_fn=partial(worker_init, threads=threads) if workers else None,
         prefetch_factor=cfg.embed.prefetch if workers else None, persistent_workers=False,
     )
     failures: list[tuple[str, str, str]] = []
     start, clips = time.perf_counter(), 0
     batches = iter(loader)  # workers start decoding now, while the backbone warms up
     embedder.warm_up(frames, size)
+    if in_workers:
+        print(f"embed: {workers} workers each decode and embed ({threads} thread{'s' * (threads > 1)} each; embed.in_workers)")
     bar = tqdm(total=len(todo), desc=desc, unit="sample", dynamic_ncols=True)
     for batch in batches:
         failures += batch["failed"]
@@ -101,13 +118,14 @@ def fill(writer: ShardWriter, todo: list, bb, cfg: Config, frames: int, size: in
             bar.write(f"decoder auto: {picked['decoder']} for the rest of this worker's samples (ms per sample over its "
                       f"first {picked['samples']}, in turn: " + ", ".join(f"{n} {ms}" for n, ms in picked["ms"].items())
                       + "; same frames)")
-        for s, feats in zip(batch["samples"], embedder(batch) if batch["samples"] else []):
+        features = batch["features"] if in_workers else embedder(batch) if batch["samples"] else []
+        for s, feats in zip(batch["samples"], features):
             ids, rows = sample_rows(s["id"], s["plan"], feats, cfg.sampling.mode == "windows")
             if not writer.n_new and not writer.buffer:  # before the first row is written: room for them all?
                 per_row = sum(a.nbytes for a in rows.values() if a.dtype != object) / len(ids)
                 writer.check_space(len(ids) * (len(todo) - bar.n), per_row)
             writer.append(ids, rows)
-        clips += len(batch["clips"]) if batch["samples"] else 0
+        clips += sum(v * c for v, c in (s["views"] for s in batch["samples"]))
         bar.update(len(batch["samples"]) + len(batch["failed"]))
         bar.set_postfix(clips_s=f"{clips / (time.perf_counter() - start):.1f}", failed=len(failures))
     bar.close()

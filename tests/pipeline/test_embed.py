@@ -212,3 +212,40 @@ def test_every_decoder_gives_the_same_features_and_auto_says_what_it_picked(demo
     printed = capsys.readouterr()
     picked = [line for line in (printed.out + printed.err).splitlines() if line.startswith("decoder auto: ")]
     assert len(picked) == 2 and all("first 6, in turn: decord " in line and ", pyav " in line for line in picked)
+
+
+def test_workers_that_embed_store_what_the_main_process_would(messy_manifest, messy_root, tmp_path, capsys):
+    """embed.in_workers (the default on a CPU with workers): the same rows, features and failures as the model
+    in the main process, with a missing file among the videos."""
+    cfg, _ = messy_manifest
+    root = tmp_path / "data"
+    subprocess.run(["cp", "-r", str(messy_root), str(root)], check=True)
+    (root / "val/cat/plain.mp4").unlink()
+    stored = {}
+    for mode in ("true", "false"):
+        c = cfg_for(root, cfg.paths.cache, "embed.num_workers=2", "embed.batch_size=4", f"embed.in_workers={mode}",
+                    f"embed.feature_set=workers-{mode}")
+        result = embed.run(c)
+        assert [(sid, kind) for sid, kind, _ in result["failed"]] == [("val/cat/plain", "missing")]
+        assert result["clips"] == 11
+        fs = FeatureSet(layout.feature_set(c))
+        stored[mode] = {k: fs.get(k, sorted(fs.ids)) for k in ("video/pooled", "frame_indices")}
+    printed = capsys.readouterr().out
+    assert "embed: 2 workers each decode and embed (1 thread each; embed.in_workers)" in printed
+    assert printed.count("each decode and embed") == 1  # false: the main process embeds
+    np.testing.assert_array_equal(stored["true"]["frame_indices"], stored["false"]["frame_indices"])
+    np.testing.assert_allclose(stored["true"]["video/pooled"], stored["false"]["video/pooled"], rtol=1e-5, atol=1e-6)
+
+
+def test_in_workers_is_refused_where_it_cannot_run(demo_cfg):
+    from pipeline.config import ConfigError
+    from pipeline.embed import in_worker_embedding
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert in_worker_embedding(demo_cfg(), cpu, 2) and not in_worker_embedding(demo_cfg(), cpu, 0)
+    assert not in_worker_embedding(demo_cfg(), cuda, 2)
+    assert not in_worker_embedding(demo_cfg("backbone.compile=true"), cpu, 2)
+    assert not in_worker_embedding(demo_cfg("embed.in_workers=false"), cpu, 2)
+    for bad in ((demo_cfg("embed.in_workers=true"), cuda, 2), (demo_cfg("embed.in_workers=true"), cpu, 0)):
+        with pytest.raises(ConfigError, match="embed.in_workers=true needs backbone.device=cpu"):
+            in_worker_embedding(*bad)
