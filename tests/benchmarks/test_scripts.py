@@ -24,6 +24,7 @@ def test_extract_benchmark_prints_its_figures(tmp_path):
                 "peak_rss_mb_4", "peak_rss_mb_8"):
         assert summary[key] > 0
     assert set(summary["configs"]) == {"tiny@large", "tiny@240p"}  # the real clips, re-encoded at 240 px
+    assert set(summary["in_workers_speedup"]) == set(summary["configs"])  # the CPU lever, against its baseline
     assert all(rate > 0 for rates in summary["decoders"].values() for rate in rates.values())
     assert set(summary["decoders"]["tiny@240p"]) == {"decord", "pyav"}
     assert len(list(tmp_path.glob("*/240p/*/*/*.mp4"))) == 6
