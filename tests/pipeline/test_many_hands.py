@@ -39,10 +39,12 @@ def finished(*procs):
 
 def race(command: list[str], lock: Path) -> list[tuple[int, str, str]]:
     """Two processes of one command, the second started while the first holds `lock`: the first is paused
-    (SIGSTOP) once its lock file appears, so however slow or fast the machine, the second meets it there."""
+    (SIGSTOP) once its lock file names it, so however slow or fast the machine, the second meets it there.
+    (Paused between creating the file and writing its holder, the first would make the second say "another
+    writer is taking it right now; try again" instead: a rare failure of this test on a loaded machine.)"""
     first = spawn(*command)
     deadline = time.time() + 300
-    while not lock.exists() and first.poll() is None and time.time() < deadline:
+    while not names_holder(lock) and first.poll() is None and time.time() < deadline:
         time.sleep(0.01)
     first.send_signal(signal.SIGSTOP)
     try:
@@ -50,6 +52,14 @@ def race(command: list[str], lock: Path) -> list[tuple[int, str, str]]:
     finally:
         first.send_signal(signal.SIGCONT)
     return [*finished(first), second]
+
+
+def names_holder(lock: Path) -> bool:
+    """The lock file exists and its holder is written (it is created empty, then written in one call)."""
+    try:
+        return lock.stat().st_size > 0
+    except FileNotFoundError:
+        return False
 
 
 def feature_dir(cache) -> Path:
