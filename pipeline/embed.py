@@ -83,7 +83,9 @@ def in_worker_embedding(cfg: Config, device: torch.device, workers: int) -> bool
         raise ConfigError(f"embed.in_workers=true needs backbone.device=cpu, embed.num_workers >= 1 and "
                           f"backbone.compile=false (have {device.type}, {workers}, {cfg.backbone.compile}); "
                           "leave it unset to choose by device")
-    return device.type == "cpu" and workers > 0 and not cfg.backbone.compile if wanted is None else wanted
+    if wanted is None:
+        return device.type == "cpu" and workers > 0 and not cfg.backbone.compile
+    return wanted
 
 
 def fill(writer: ShardWriter, todo: list, bb, cfg: Config, frames: int, size: int,
