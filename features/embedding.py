@@ -26,10 +26,6 @@ class Embedder:
         self.bb, self.device, self.dtype, self.batch_size = bb, device, dtype, batch_size
         self.store = np.float16 if storage_dtype == "float16" else np.float32
 
-    def in_workers(self) -> "WorkerEmbedder":
-        """A DataLoader `collate_fn` with which the workers embed what they decode (see WorkerEmbedder)."""
-        return WorkerEmbedder(self)
-
     def warm_up(self, frames: int, size: int) -> None:
         """One forward on a blank batch: kernel selection and allocation happen before real data arrives."""
         if self.device.type != "cuda":

@@ -1,7 +1,8 @@
 """`vidprobe embed`: decode each manifest sample once, embed it with a frozen backbone, store it.
 
 DataLoader workers decode (each opens its own decoder: `sampling.decoder`) while the main process embeds the
-previous batch, so decoding overlaps the forward pass. Each writer (rank) owns one shard; ids are
+previous batch on the GPU, so decoding overlaps the forward pass; on a CPU each worker embeds what it decodes
+(`embed.in_workers`, see `features.embedding.WorkerEmbedder`). Each writer (rank) owns one shard; ids are
 assigned to shards by a stable hash, so a manifest that gains samples keeps earlier assignments.
 """
 
@@ -19,7 +20,7 @@ from tqdm import tqdm
 from features.backbones import build_backbone
 from features.clips import ClipDataset, clip_shape, collate, worker_init
 from features.devices import autocast_dtype, resolve_device
-from features.embedding import Embedder, feature_attrs
+from features.embedding import Embedder, WorkerEmbedder, feature_attrs
 from features.files import write_json
 from features.rows import sample_rows, source_of
 from features.store import ShardWriter, shard_of, write_index
@@ -103,7 +104,7 @@ def fill(writer: ShardWriter, todo: list, bb, cfg: Config, frames: int, size: in
     loader = DataLoader(
         ClipDataset(todo, cfg.sampling, frames, size),
         batch_size=max(1, cfg.embed.batch_size // (cfg.sampling.views * cfg.sampling.crops)), num_workers=workers,
-        collate_fn=embedder.in_workers() if in_workers else collate, pin_memory=device.type == "cuda",
+        collate_fn=WorkerEmbedder(embedder) if in_workers else collate, pin_memory=device.type == "cuda",
         worker_init_fn=partial(worker_init, threads=threads) if workers else None,
         prefetch_factor=cfg.embed.prefetch if workers else None, persistent_workers=False,
     )
@@ -112,7 +113,8 @@ def fill(writer: ShardWriter, todo: list, bb, cfg: Config, frames: int, size: in
     batches = iter(loader)  # workers start decoding now, while the backbone warms up
     embedder.warm_up(frames, size)
     if in_workers:
-        print(f"embed: {workers} workers each decode and embed ({threads} thread{'s' * (threads > 1)} each; embed.in_workers)")
+        print(f"embed: {workers} workers each decode and embed "
+              f"({threads} thread{'s' * (threads > 1)} each; embed.in_workers)")
     bar = tqdm(total=len(todo), desc=desc, unit="sample", dynamic_ncols=True)
     for batch in batches:
         failures += batch["failed"]
