@@ -13,7 +13,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 DVC_NO_ANALYTICS=1
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps demo test lock clean
+.PHONY: setup system-deps demo test dist lock clean
 
 setup: system-deps $(STAMP)
 	@$(BIN)/python scripts/install_torch.py $(TORCH)
@@ -52,10 +52,14 @@ demo: setup
 test: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(OFFLINE) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The sdist and the wheel (one import package, vidprobe, with its configs and data) into dist/, checked by twine.
+dist: setup
+	rm -rf dist && $(BIN)/python -m build --no-isolation --outdir dist . && $(BIN)/twine check --strict dist/*
+
 # Re-resolve constraints.txt from what is installed (after changing dependencies); the torch line keeps
 # no build label (+cpu), so the same file serves CPU and CUDA set-ups.
 lock:
 	$(BIN)/pip freeze --exclude-editable | grep -v '^-e' | sed -E 's/^(torch==[^+]+)\+.*/\1/' > constraints.txt
 
 clean:
-	rm -rf cache dvc.lock dvc_plots data/demo
+	rm -rf cache dvc.lock dvc_plots data/demo dist build

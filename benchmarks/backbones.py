@@ -57,7 +57,7 @@ def save_native(family: str, root: Path) -> str | None:
     import torch
     import transformers
 
-    from features.backbones.base import quiet_transformers, save_processor_config
+    from vidprobe.features.backbones.base import quiet_transformers, save_processor_config
 
     _, model_cls, config_cls, overrides, _, size, mean = NATIVE[family]
     if model_cls is None:
@@ -74,10 +74,10 @@ def measure(family: str, device: str, dtype: str, batch: int, seconds: float, ti
     """One family, in this process: build, warm up, time; peak memory of this process (loading included)."""
     import torch
 
-    from features.backbones import build_backbone
-    from features.backbones.tiny import save_tiny
-    from features.config import BackboneConfig
-    from features.devices import autocast, autocast_dtype, resolve_device
+    from vidprobe.features.backbones import build_backbone
+    from vidprobe.features.backbones.tiny import save_tiny
+    from vidprobe.features.config import BackboneConfig
+    from vidprobe.features.devices import autocast, autocast_dtype, resolve_device
 
     dev = resolve_device(device)
     with tempfile.TemporaryDirectory() as tmp:

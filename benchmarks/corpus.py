@@ -27,7 +27,7 @@ import av
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from features.tools import ffmpeg_exe  # noqa: E402
+from vidprobe.features.tools import ffmpeg_exe  # noqa: E402
 
 SOURCES = {"bigbuckbunny": "bigbuckbunny.mp4", "bikes": "bikes.mp4", "carphone": "carphone_pristine.mp4"}
 SHORT_SIDES = (240, 360, 720)

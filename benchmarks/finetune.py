@@ -34,8 +34,8 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from extract import PRESETS, make_dataset, prepare_manifest, save_preset  # noqa: E402
 
-from pipeline import layout  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
+from vidprobe import layout  # noqa: E402
+from vidprobe.config import load_config  # noqa: E402
 
 
 def overrides(data: Path, cache: Path, model: Path, args, batch_size: int, unfreeze: int) -> list[str]:
@@ -49,7 +49,7 @@ def overrides(data: Path, cache: Path, model: Path, args, batch_size: int, unfre
 
 def measure(args, data: Path, cache: Path, model: Path, batch_size: int, unfreeze: int) -> dict:
     """One configuration through `vidprobe finetune` in a fresh process; its bench.json as a row."""
-    cmd = [sys.executable, "-m", "pipeline.cli", "finetune", *overrides(data, cache, model, args, batch_size, unfreeze)]
+    cmd = [sys.executable, "-m", "vidprobe", "finetune", *overrides(data, cache, model, args, batch_size, unfreeze)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     row = {"batch_size": batch_size, "unfreeze": unfreeze}
     if proc.returncode != 0:

@@ -1,6 +1,6 @@
 """Head training speed, in one run, against its baselines.
 
-  speedup_vs_sklearn       our linear head (pipeline.train's trainer) against scikit-learn's
+  speedup_vs_sklearn       our linear head (vidprobe.stages.train's trainer) against scikit-learn's
                            LogisticRegression on the same 20 000 x 1024 long-tailed features
                            (100 classes), with metric_delta_vs_sklearn = our val acc - theirs
   sweep_parallel_speedup   16 configs (4 lr x 4 weight decay) through `vidprobe sweep` on the same features:
@@ -42,14 +42,15 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from features.identity import feature_hash  # noqa: E402
-from features.store import ShardWriter  # noqa: E402
-from heads.config import HeadConfig  # noqa: E402
-from heads.metrics import accuracy  # noqa: E402
-from heads.models import build_head  # noqa: E402
-from heads.trainer import Standardizer, fit, seed_everything  # noqa: E402
-from pipeline import layout, sweep, train  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
+from vidprobe.features.identity import feature_hash  # noqa: E402
+from vidprobe.features.store import ShardWriter  # noqa: E402
+from vidprobe.heads.config import HeadConfig  # noqa: E402
+from vidprobe.heads.metrics import accuracy  # noqa: E402
+from vidprobe.heads.models import build_head  # noqa: E402
+from vidprobe.heads.trainer import Standardizer, fit, seed_everything  # noqa: E402
+from vidprobe import layout  # noqa: E402
+from vidprobe.stages import sweep, train  # noqa: E402
+from vidprobe.config import load_config  # noqa: E402
 
 HEAD = dict(lr=3e-3, weight_decay=1e-4, epochs=10, batch_size=2048, patience=5)  # one recipe for every run here
 TRAITS = [f"t{j}" for j in range(5)]
@@ -179,7 +180,7 @@ def stream(tmp: Path, rows: int, check_rows: int, dim: int, classes: int, memory
     """Peak RSS and seconds of `vidprobe train` over `rows` streamed rows; metrics streamed vs in memory."""
     big = [f"paths.cache={tmp / 'stream'}", "dataset.name=big", *STREAM_HEAD, f"head.memory_mb={memory_mb}"]
     teacher_features(load_config(None, big), rows, dim, classes)
-    probe = ("import resource, sys; from pipeline.cli import main; code = main(sys.argv[1:]); "
+    probe = ("import resource, sys; from vidprobe.cli import main; code = main(sys.argv[1:]); "
              "print('peak_rss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)")
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", probe, "train", *big], capture_output=True, text=True, check=True,

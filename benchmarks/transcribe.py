@@ -7,7 +7,7 @@
   rtf_faster_whisper_int8   faster-whisper with int8 weights, for reference (not in `speedup`)
 
 Many short clips (MELD-like utterances, 24 espeak-ng sentences of 2 to 5 s), on the default backend
-(pipeline.config.TranscribeConfig.backend), with transcribe.batch_size and transcribe.pack_gap:
+(vidprobe.config.TranscribeConfig.backend), with transcribe.batch_size and transcribe.pack_gap:
 
   short_clip_one_at_a_time_clips_per_s   clips per second, one ``Transcriber.transcribe`` call each
   short_clip_batched_clips_per_s         the same through ``Transcriber.transcribe_many(pack=True)``: several
@@ -46,8 +46,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from features.speech import SAMPLE_RATE, Transcriber  # noqa: E402
-from pipeline.config import TranscribeConfig  # noqa: E402
+from vidprobe.features.speech import SAMPLE_RATE, Transcriber  # noqa: E402
+from vidprobe.config import TranscribeConfig  # noqa: E402
 
 CLIPS = [  # each clip: sentences spoken one after the other, half a second apart
     ["please open the door and turn on the light"],

@@ -11,9 +11,9 @@ from pathlib import Path
 import ffmpeg
 import numpy as np
 
-from features.errors import DiskFull
-from features.files import atomic_path
-from features.tools import ffmpeg_exe
+from vidprobe.features.errors import DiskFull
+from vidprobe.features.files import atomic_path
+from vidprobe.features.tools import ffmpeg_exe
 
 SAMPLE_RATE = 16000
 

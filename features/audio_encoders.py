@@ -39,10 +39,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from features.audio import SAMPLE_RATE
-from features.backbones.base import load_failure, load_pretrained, model_config, quiet_transformers
-from features.backbones.text import text_features
-from features.errors import FeatureConfigError
+from vidprobe.features.audio import SAMPLE_RATE
+from vidprobe.features.backbones.base import load_failure, load_pretrained, model_config, quiet_transformers
+from vidprobe.features.backbones.text import text_features
+from vidprobe.features.errors import FeatureConfigError
 
 GRID_SECONDS = 0.1  # AST / CLAP: the time step a window's embedding is repeated at
 
@@ -370,7 +370,7 @@ def tiny_roberta_tokenizer():
     (<s> 0, <pad> 1, </s> 2, <unk> 3), as CLAP's text tower expects."""
     import transformers
 
-    from features.backbones import byte_level_vocab
+    from vidprobe.features.backbones import byte_level_vocab
 
     chars = [c for c in byte_level_vocab() if len(c) == 1]
     vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, **{c: 4 + i for i, c in enumerate(chars)}}

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from features.video import crops, resize_short_side
+from vidprobe.features.video import crops, resize_short_side
 
 
 @dataclass

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from features.backbones.base import load_failure, load_pretrained, quiet_transformers
-from features.errors import FeatureConfigError
+from vidprobe.features.backbones.base import load_failure, load_pretrained, quiet_transformers
+from vidprobe.features.errors import FeatureConfigError
 
 TASKS = ("<CAPTION>", "<DETAILED_CAPTION>", "<MORE_DETAILED_CAPTION>")
 KEY = "caption.model"  # the config key a load failure names
@@ -108,7 +108,7 @@ def save_tiny_florence2(directory: Path, seed: int = 0, size: int = 64) -> Path:
     parsers, saved with `save_pretrained` so the real loading path reads it."""
     import transformers
 
-    from features.backbones import byte_level_vocab
+    from vidprobe.features.backbones import byte_level_vocab
 
     quiet_transformers()
     torch.manual_seed(seed)

@@ -16,17 +16,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from features.augment import Augment, jitter_segment, random_resized_crop
-from features.config import SamplingConfig
-from features.errors import FeatureConfigError
-from features.sampling import ClipPlan, Item, plan
-from features.video import VideoError, crops, open_video, resize_short_side
+from vidprobe.features.augment import Augment, jitter_segment, random_resized_crop
+from vidprobe.features.config import SamplingConfig
+from vidprobe.features.errors import FeatureConfigError
+from vidprobe.features.sampling import ClipPlan, Item, plan
+from vidprobe.features.video import VideoError, crops, open_video, resize_short_side
 
 AUTO_DECODERS = ("decord", "pyav")  # what `auto` picks from (ffmpeg, a process per video, is never faster)
 AUTO_TRIALS = 3  # samples each decoder decodes, in turn, before a process picks one (its first one untimed)
 
 if TYPE_CHECKING:
-    from features.backbones import Backbone
+    from vidprobe.features.backbones import Backbone
 
 
 def clip_shape(sampling: SamplingConfig, bb: Backbone) -> tuple[int, int]:

@@ -9,12 +9,12 @@ from importlib.metadata import version
 import numpy as np
 import torch
 
-from features.backbones import Backbone
-from features.clips import collate
-from features.config import BackboneConfig, SamplingConfig
-from features.devices import autocast
-from features.identity import feature_hash
-from features.video import normalize
+from vidprobe.features.backbones import Backbone
+from vidprobe.features.clips import collate
+from vidprobe.features.config import BackboneConfig, SamplingConfig
+from vidprobe.features.devices import autocast
+from vidprobe.features.identity import feature_hash
+from vidprobe.features.video import normalize
 
 
 class Embedder:

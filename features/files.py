@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import pandas as pd
 import yaml
 
-from features.errors import DiskFull
+from vidprobe.features.errors import DiskFull
 
 
 @contextlib.contextmanager

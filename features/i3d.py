@@ -299,7 +299,7 @@ def build_i3d(weights: dict[str, np.ndarray] | None = None) -> InceptionI3d:
 
 
 def _load_labels() -> tuple[str, ...]:
-    text = importlib.resources.files("features").joinpath("data", "kinetics400_labels.txt").read_text("utf-8")
+    text = importlib.resources.files("vidprobe.features").joinpath("data", "kinetics400_labels.txt").read_text("utf-8")
     labels = tuple(line.strip() for line in text.splitlines() if line.strip())
     if len(labels) != NUM_CLASSES:
         raise ValueError(f"kinetics400_labels.txt: {len(labels)} labels, expected {NUM_CLASSES}")
@@ -319,8 +319,8 @@ def _default_model() -> InceptionI3d:
 def kinetics_top5(path: str, k: int = 5, num_frames: int = 64, size: int = 224) -> list[tuple[str, float]]:
     """Top-k Kinetics-400 (label, softmax probability) of a video: `num_frames` uniformly spread frames,
     short side resized to `size`, centre crop, RGB scaled to [-1, 1]."""
-    from features.sampling import plan
-    from features.video import crops, open_video, resize_short_side
+    from vidprobe.features.sampling import plan
+    from vidprobe.features.video import crops, open_video, resize_short_side
 
     reader = open_video(path)
     indices = plan(reader.timestamps(), num_frames, mode="uniform").indices[0]

@@ -11,7 +11,7 @@ import hashlib
 
 import yaml
 
-from features.config import BackboneConfig, SamplingConfig
+from vidprobe.features.config import BackboneConfig, SamplingConfig
 
 # The keys that decide what one clip's `video/pooled` is: two configs that agree on them compute the same
 # features for a clip (views, crops, decoder and storage aside). Fine-tuning from a head checks them.

@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from features.errors import LockHeld
+from vidprobe.features.errors import LockHeld
 
 try:
     import fcntl

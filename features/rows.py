@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from features.sampling import ClipPlan
-from features.store import FeatureSet
+from vidprobe.features.sampling import ClipPlan
+from vidprobe.features.store import FeatureSet
 
 WINDOW_ID = re.compile(r"#w\d+$")
 

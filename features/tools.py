@@ -13,7 +13,7 @@ from fractions import Fraction
 
 import ffmpeg
 
-from features.errors import FeatureConfigError
+from vidprobe.features.errors import FeatureConfigError
 
 
 class ProbeError(Exception):

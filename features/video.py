@@ -24,8 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from features.tools import ProbeError, ffmpeg_exe
-from features.tools import probe as probe_streams
+from vidprobe.features.tools import ProbeError, ffmpeg_exe
+from vidprobe.features.tools import probe as probe_streams
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -15,14 +15,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from features.files import save_torch
-from heads.config import HeadConfig
-from heads.data import LabeledFeatures, multi_hot
-from heads.errors import HeadConfigError
-from heads.metrics import classification_metrics, multilabel_metrics, per_class_ap, regression_metrics
-from heads.models import build_head
-from heads.stream import forward_chunks
-from heads.trainer import Standardizer
+from vidprobe.features.files import save_torch
+from vidprobe.heads.config import HeadConfig
+from vidprobe.heads.data import LabeledFeatures, multi_hot
+from vidprobe.heads.errors import HeadConfigError
+from vidprobe.heads.metrics import classification_metrics, multilabel_metrics, per_class_ap, regression_metrics
+from vidprobe.heads.models import build_head
+from vidprobe.heads.stream import forward_chunks
+from vidprobe.heads.trainer import Standardizer
 
 # Each head's entries, in the order they are saved; a head that was not trained has none of them.
 HEAD_KEYS = {"label_head": ("classes", "label_head", "one_vs_rest"),
@@ -178,7 +178,7 @@ class HeadBundle:
     def _head(self, head: HeadConfig, state: dict, in_dim: int, out_dim: int, one_vs_rest: bool = False,
               classes: list[str] | None = None, coop_clip: tuple | None = None) -> torch.nn.Module:
         if head.name == "coop":
-            from heads.coop import build_coop
+            from vidprobe.heads.coop import build_coop
 
             net = build_coop(coop_clip, classes, head)
         else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from features.config import choice
+from vidprobe.features.config import choice
 
 
 def parse_spec(spec: str, own_set: str) -> tuple[str, str]:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from features.backbones import clip_source, load_pretrained
-from features.config import BackboneConfig
-from features.text import readable, text_model
-from heads.config import HeadConfig
-from heads.models import AttentionPool
+from vidprobe.features.backbones import clip_source, load_pretrained
+from vidprobe.features.config import BackboneConfig
+from vidprobe.features.text import readable, text_model
+from vidprobe.heads.config import HeadConfig
+from vidprobe.heads.models import AttentionPool
 
 
 def build_coop(clip: tuple[str | None, BackboneConfig], classes: list[str], head: HeadConfig) -> "CoOp":

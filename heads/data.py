@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from features.store import FeatureSet
-from heads.config import HeadConfig, TaskConfig
-from heads.errors import HeadConfigError
-from heads.models import SEQUENCE_HEADS
-from heads.stream import DiskRows, chunk_rows, copy_rows, nbytes
+from vidprobe.features.store import FeatureSet
+from vidprobe.heads.config import HeadConfig, TaskConfig
+from vidprobe.heads.errors import HeadConfigError
+from vidprobe.heads.models import SEQUENCE_HEADS
+from vidprobe.heads.stream import DiskRows, chunk_rows, copy_rows, nbytes
 
 
 @dataclass

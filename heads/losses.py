@@ -10,8 +10,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from heads.config import HeadConfig
-from heads.errors import HeadConfigError
+from vidprobe.heads.config import HeadConfig
+from vidprobe.heads.errors import HeadConfigError
 
 LOSSES: dict[tuple[str, str], Callable] = {}  # (task, name) -> builder; task: class | multilabel | regression
 

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from heads.config import HeadConfig
-from heads.errors import HeadConfigError
+from vidprobe.heads.config import HeadConfig
+from vidprobe.heads.errors import HeadConfigError
 
 HEADS: dict[str, Callable[[int, int, HeadConfig], nn.Module]] = {}
 SEQUENCE_HEADS: set[str] = set()  # heads that take (N, T, D) features instead of (N, D)

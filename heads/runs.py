@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.files import remove_partials, write_json, write_table, write_yaml
-from heads.bundle import HeadBundle
-from heads.config import HeadConfig
-from heads.data import LabeledFeatures
-from heads.tasks import Trained
+from vidprobe.features.files import remove_partials, write_json, write_table, write_yaml
+from vidprobe.heads.bundle import HeadBundle
+from vidprobe.heads.config import HeadConfig
+from vidprobe.heads.data import LabeledFeatures
+from vidprobe.heads.tasks import Trained
 
 HEADS_FILE = "heads.pt"
 

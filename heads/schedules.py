@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from heads.config import HeadConfig
+from vidprobe.heads.config import HeadConfig
 
 
 def warmup_then_decay(base: float, step: int, warmup: int, total: int, decay: str = "cosine",

@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from features.store import FeatureSet
+from vidprobe.features.store import FeatureSet
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 

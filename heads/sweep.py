@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from heads.data import LabeledFeatures
-from heads.metrics import classification_metrics, regression_metrics
-from heads.stream import DiskRows
-from heads.trainer import Standardizer
+from vidprobe.heads.data import LabeledFeatures
+from vidprobe.heads.metrics import classification_metrics, regression_metrics
+from vidprobe.heads.stream import DiskRows
+from vidprobe.heads.trainer import Standardizer
 
 RANKED = ("acc", "macro_f1", "mAP", "mAP_head", "mAP_middle", "mAP_tail", "spearman/mean")
 

@@ -11,16 +11,16 @@ import numpy as np
 import torch
 from joblib import Parallel, delayed
 
-from features.store import FeatureSet
-from heads.bundle import HeadBundle
-from heads.config import HeadConfig, TaskConfig
-from heads.data import LabeledFeatures, few_shot, multi_hot
-from heads.errors import HeadConfigError
-from heads.losses import balanced_multilabel_bce, build_loss
-from heads.metrics import classification_metrics, f1_thresholds, multilabel_metrics, regression_metrics
-from heads.models import build_head, prompt_linear
-from heads.stream import forward_chunks
-from heads.trainer import Fitted, Standardizer, fit, fit_many, retrain_classifier, seed_everything
+from vidprobe.features.store import FeatureSet
+from vidprobe.heads.bundle import HeadBundle
+from vidprobe.heads.config import HeadConfig, TaskConfig
+from vidprobe.heads.data import LabeledFeatures, few_shot, multi_hot
+from vidprobe.heads.errors import HeadConfigError
+from vidprobe.heads.losses import balanced_multilabel_bce, build_loss
+from vidprobe.heads.metrics import classification_metrics, f1_thresholds, multilabel_metrics, regression_metrics
+from vidprobe.heads.models import build_head, prompt_linear
+from vidprobe.heads.stream import forward_chunks
+from vidprobe.heads.trainer import Fitted, Standardizer, fit, fit_many, retrain_classifier, seed_everything
 
 
 @dataclass
@@ -173,7 +173,7 @@ def train_classifiers(heads: list[HeadConfig], task: TaskConfig, tr: LabeledFeat
     elif head.name == "coop":
         if task.mode == "per_target":
             raise HeadConfigError("head.name=coop learns one context for all classes: use task.mode=joint")
-        from heads.coop import build_coop
+        from vidprobe.heads.coop import build_coop
 
         models = [build_coop(coop_clip, classes, head)]
     elif task.mode == "per_target":

@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from heads.config import HeadConfig
-from heads.errors import HeadConfigError
-from heads.schedules import lr_at
-from heads.stream import DiskRows, forward_chunks
+from vidprobe.heads.config import HeadConfig
+from vidprobe.heads.errors import HeadConfigError
+from vidprobe.heads.schedules import lr_at
+from vidprobe.heads.stream import DiskRows, forward_chunks
 
 
 @dataclass

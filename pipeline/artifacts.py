@@ -15,13 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.errors import StoreError
-from features.identity import feature_hash
-from features.locks import WriteLock
-from features.sampling import Item
-from features.store import FeatureSet
-from pipeline import layout
-from pipeline.config import Config, ConfigError, RunFailed
+from vidprobe.features.errors import StoreError
+from vidprobe.features.identity import feature_hash
+from vidprobe.features.locks import WriteLock
+from vidprobe.features.sampling import Item
+from vidprobe.features.store import FeatureSet
+from vidprobe import layout
+from vidprobe.config import Config, ConfigError, RunFailed
 
 
 def read_manifest(cfg: Config) -> pd.DataFrame:

@@ -1,7 +1,7 @@
 """The `vidprobe` command: one subcommand per stage, each a thin parser around `run(cfg)`.
 
 Exit status: 0 on success, 2 for a usage or config error, 1 for a failed run. The libraries raise their
-own exceptions; `USAGE_ERRORS` and `RUN_FAILURES` map them. Each command's module (`pipeline.<command>`,
+own exceptions; `USAGE_ERRORS` and `RUN_FAILURES` map them. Each command's module (`vidprobe.stages.<command>`,
 see `COMMANDS`) is imported only when that command runs, so a stage loads nothing of the others.
 """
 
@@ -18,9 +18,11 @@ import traceback
 # torch loads, so it is set here, before any stage imports torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from features.errors import CorruptStoreError, DiskFull, FeatureConfigError, LockHeld, StoreError
-from heads.errors import HeadConfigError, TrainingFailed
-from pipeline.config import ConfigError, RunFailed, load_config
+from vidprobe.features.errors import CorruptStoreError, DiskFull, FeatureConfigError, LockHeld, StoreError
+from vidprobe.heads.errors import HeadConfigError, TrainingFailed
+from vidprobe import __version__
+from vidprobe.code import command_module
+from vidprobe.config import ConfigError, RunFailed, load_config
 
 USAGE_ERRORS = (ConfigError, FeatureConfigError, HeadConfigError, StoreError)  # exit 2
 RUN_FAILURES = (RunFailed, CorruptStoreError, LockHeld, DiskFull, TrainingFailed)  # exit 1
@@ -42,11 +44,20 @@ STAGES = {
     "doctor": "what the installed tool finds: versions, devices, decoders, ffmpeg, default weights, free disk",
 }
 
-COMMANDS = ["demo-data", *STAGES, "kinetics", "cache"]  # each runs pipeline/<command>.py
+PROJECT = {  # commands that take no config of their own, or make one
+    "init": "a DVC project for your own videos: params.yaml (what differs from a built-in config), dvc.yaml",
+    "configs": "the built-in configs (-c NAME), one line each; with -c CONFIG, that config resolved",
+    "stamp": "for dvc.yaml: write down what each stage reads (version, code, config keys), for DVC to compare",
+}
+
+COMMANDS = ["demo-data", *STAGES, "kinetics", "cache", *PROJECT]  # each runs pipeline/stages/<command>.py
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vidprobe", description="Decode videos once, embed them, train heads in seconds.")
+    parser = argparse.ArgumentParser(prog="vidprobe", description="Decode videos once, embed them, train heads in seconds.",
+                                     epilog="Start with `vidprobe init DIR --root VIDEOS` (a DVC project for your videos), "
+                                            "or `vidprobe <command> -c folder dataset.root=VIDEOS`.")
+    parser.add_argument("--version", action="version", version=f"vidprobe {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = sub.add_parser("demo-data", help="write the built-in demo dataset", description="Write the built-in demo dataset.")
     demo.add_argument("out_dir", metavar="OUT_DIR")
@@ -73,6 +84,20 @@ def build_parser() -> argparse.ArgumentParser:
     kin.add_argument("-k", type=int, default=5, help="classes to show (default 5)")
     kin.add_argument("--frames", type=int, default=64, help="frames spread over the video (default 64)")
     kin.add_argument("--size", type=int, default=224, help="short side and centre crop in px (default 224)")
+    init = sub.add_parser("init", help=PROJECT["init"], description=PROJECT["init"] + "; then `dvc repro` in DIR.")
+    init.add_argument("dir", metavar="DIR", help="the project folder (made if missing)")
+    init.add_argument("--dataset", default="folder", help="the layout: an adapter (folder, traits, multilabel, "
+                      "utterances, ucf101, hmdb51, kinetics400, meld), or any built-in config's name or a YAML path "
+                      "(default folder)")
+    init.add_argument("--root", help="the folder that holds the videos (dataset.root)")
+    init.add_argument("--force", action="store_true", help="write over an existing params.yaml / dvc.yaml")
+    init.add_argument("overrides", nargs="*", metavar="key=value", help="more settings for params.yaml, e.g. "
+                      "backbone.name=videomae backbone.model=MCG-NJU/videomae-base")
+    configs = sub.add_parser("configs", help=PROJECT["configs"], description=PROJECT["configs"] + ".")
+    add_config_args(configs)
+    stamp = sub.add_parser("stamp", help=PROJECT["stamp"], description=PROJECT["stamp"] + ".")
+    stamp.add_argument("-c", "--config", help="the project's config (params.yaml)")
+    stamp.add_argument("stages", nargs="+", metavar="STAGE", help="the stages to stamp, e.g. index embed train evaluate")
     cache = sub.add_parser("cache", help="what a feature set holds (info), and whether it is whole (verify)")
     cache.add_argument("action", choices=["info", "verify"])
     cache.add_argument("path", metavar="PATH", help="a feature set folder, e.g. cache/demo/videomae-tiny-random")
@@ -82,13 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-c", "--config", help="YAML config file (e.g. configs/datasets/folder.yaml)")
+    p.add_argument("-c", "--config", help="a built-in config by name (`vidprobe configs` lists them: folder, ucf101, "
+                   "experiments/trait-experts, ...) or a YAML file (params.yaml)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. dataset.root=DIR head.lr=3e-4")
 
 
 def command(name: str):
-    """The module of a command: `pipeline.<name>` (demo-data: pipeline.demo_data)."""
-    return importlib.import_module(f"pipeline.{name.replace('-', '_')}")
+    """The module of a command: `vidprobe.stages.<name>` (demo-data: vidprobe.stages.demo_data)."""
+    return importlib.import_module(command_module(name))
 
 
 def dispatch(args: argparse.Namespace):
@@ -96,6 +122,12 @@ def dispatch(args: argparse.Namespace):
         return command("kinetics").run(args.videos, args.k, args.frames, args.size)
     if args.command == "cache":
         return command("cache").run(args.action, args.path, args.repair)
+    if args.command == "init":
+        return command("init").run(args.dir, args.dataset, args.root, args.overrides, args.force)
+    if args.command == "configs" and not args.config and not args.overrides:
+        return command("configs").run(None)
+    if args.command == "stamp":
+        return command("stamp").run(load_config(args.config), args.stages)
     flags = {"embed.num_shards": getattr(args, "num_shards", None), "embed.shard_index": getattr(args, "shard_index", None),
              "embed.force": getattr(args, "force", None) or None,
              "index.describe": getattr(args, "describe", None) or None,
@@ -108,8 +140,19 @@ def dispatch(args: argparse.Namespace):
     return command(args.command).run(cfg)
 
 
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    """The arguments; `key=value` overrides may also come after options (`init DIR --root V head.lr=0.1`)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and (not hasattr(args, "overrides") or any("=" not in e or e.startswith("-") for e in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     try:
         dispatch(args)
     except USAGE_ERRORS as err:
@@ -118,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     except RUN_FAILURES as err:
         print(f"vidprobe {args.command}: failed: {err}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the output's reader stopped early (`vidprobe configs | head`)
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except KeyboardInterrupt:
         print(f"vidprobe {args.command}: interrupted", file=sys.stderr)
         return 1

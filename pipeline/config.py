@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from features.config import BackboneConfig, SamplingConfig, choice
-from features.files import write_yaml
-from heads.config import FinetuneConfig, HeadConfig, TaskConfig
-from pipeline.yamlconfig import (COMMAND_LINE, ConfigError, build, deep_merge, dotted_keys, nest, parse_overrides,
+from vidprobe.features.config import BackboneConfig, SamplingConfig, choice
+from vidprobe.features.files import write_yaml
+from vidprobe.heads.config import FinetuneConfig, HeadConfig, TaskConfig
+from vidprobe.yamlconfig import (COMMAND_LINE, ConfigError, build, deep_merge, dotted_keys, nest, parse_overrides,
                                  read_yaml)
 
 __all__ = ["Config", "ConfigError", "RunFailed", "deep_merge", "dump_config", "load_config", "parse_overrides",
@@ -195,6 +195,9 @@ class DemoConfig:
 
 @dataclass
 class Config:
+    """The whole config, one section per part: what `vidprobe <stage> -c CONFIG key=value ...` and
+    `vidprobe.load_config` build, and what every run, shard and checkpoint records (resolved)."""
+
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
@@ -220,13 +223,15 @@ class Config:
         return dataclasses.asdict(self)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> Config:
-    """Defaults <- YAML file (with includes) <- key=value overrides, validated."""
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (), values: dict | None = None) -> Config:
+    """Defaults <- a YAML file or built-in config (with includes) <- `key=value` overrides <- `values` (nested
+    sections, from Python), validated."""
     data, origins = read_yaml(path) if path else ({}, {})
     extra = parse_overrides(list(overrides))
     origins.update({key: COMMAND_LINE for key in dotted_keys(extra)})
+    origins.update({key: "Python" for key in dotted_keys(values or {})})
     where = f" in {path}" if path else ""
-    return build(Config, deep_merge(data, extra), origins, f"invalid config{where}")
+    return build(Config, deep_merge(deep_merge(data, extra), values or {}), origins, f"invalid config{where}")
 
 
 def with_overrides(cfg: Config, values: dict[str, Any]) -> Config:

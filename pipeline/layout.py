@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from pipeline.config import Config
+from vidprobe.config import Config
 
 
 def dataset_dir(cfg: Config) -> Path:

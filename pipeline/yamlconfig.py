@@ -1,17 +1,23 @@
 """YAML files plus `key=value` overrides, deep-merged, validated against dataclasses.
 
-A config file may list other files under `include:` (paths relative to itself); they are merged
-first, in order, and the file's own keys win. Every key remembers the file it came from (or the
-command line), so that unknown keys and wrong types, all reported at once, each name that file
-and the closest valid key.
+A config is a YAML file or the name of a built-in config (the package's configs/: `folder`,
+`datasets/folder`, `experiments/trait-experts`). It may list other configs under `include:` (paths
+relative to itself, or built-in names); they are merged first, in order, and the file's own keys win.
+Every key remembers the file it came from (or the command line), so that unknown keys and wrong types,
+all reported at once, each name that file and the closest valid key.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.resources
+import inspect
+import re
 import types
 import typing
+from collections import Counter
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +51,56 @@ def dotted_keys(data: dict, prefix: str = "") -> list[str]:
     return out
 
 
+@cache
+def builtin_configs() -> dict[str, Path]:
+    """The configs shipped in the package by name: each as `<folder>/<stem>` and, where no other file has the
+    same stem, as `<stem>` too (`datasets/folder`, `folder`)."""
+    root = Path(str(importlib.resources.files("vidprobe.configs")))
+    files = sorted(root.glob("*/*.yaml"))
+    stems = Counter(p.stem for p in files)
+    return {**{p.relative_to(root).with_suffix("").as_posix(): p for p in files},
+            **{p.stem: p for p in files if stems[p.stem] == 1}}
+
+
+def key_comments(cls: type) -> dict[str, str]:
+    """The comment beside each field of a config dataclass in its source (`lr: float = 0.01  # ...`)."""
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):  # no source to read (a frozen build): no comments
+        return {}
+    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+):[^#\n]*#\s*(.*)$", source, re.M)}
+
+
+def describe_file(path: Path) -> str:
+    """The first line of a config file's opening comment: what it is for."""
+    for line in path.read_text().splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+        if line.strip():
+            break
+    return ""
+
+
+def find_config(ref: str | Path, base: Path | None = None) -> Path:
+    """The file a config reference names: a path (relative to `base`, the including file's folder), else the
+    built-in config of that name; an unknown name is a ConfigError naming the closest ones."""
+    path = Path(base or ".", ref)
+    if path.is_file():
+        return path
+    name = str(ref).removesuffix(".yaml")
+    known = builtin_configs()
+    if name in known:
+        return known[name]
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+    hint = f"; closest built-in configs: {', '.join(close)}" if close else ""
+    raise ConfigError(f"config file not found: {path}, and no built-in config is named {name!r}{hint} "
+                      "(`vidprobe configs` lists them)")
+
+
 def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> tuple[dict, dict[str, str]]:
-    """A YAML config with its `include:` list resolved, and the file each dotted key came from."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+    """A YAML config (a file or a built-in config's name) with its `include:` list resolved, and the file each
+    dotted key came from."""
+    path = find_config(path)
     if path.resolve() in _seen:
         raise ConfigError(f"{path}: include cycle through {' -> '.join(map(str, _seen))}")
     try:
@@ -64,7 +115,7 @@ def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> tuple[dict, dic
     merged: dict = {}
     origins: dict[str, str] = {}
     for inc in includes:
-        more, where = read_yaml(path.parent / inc, _seen + (path.resolve(),))
+        more, where = read_yaml(find_config(inc, path.parent), _seen + (path.resolve(),))
         merged = deep_merge(merged, more)
         origins.update(where)
     origins.update({key: str(path) for key in dotted_keys(data)})

@@ -110,7 +110,7 @@ def torch_half() -> int:
     import torch
 
     sys.path.insert(0, str(ROOT))
-    from features.i3d import build_i3d
+    from vidprobe.features.i3d import build_i3d
 
     with tempfile.TemporaryDirectory() as tmp:
         ref_path = Path(tmp) / "jax.npz"

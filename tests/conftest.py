@@ -13,8 +13,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
-from pipeline import demo_data  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
+from vidprobe.stages import demo_data  # noqa: E402
+from vidprobe.config import load_config  # noqa: E402
 
 SMALL_DEMO = ["demo.train=3", "demo.val=2", "demo.test=2", "demo.seconds=1.2", "demo.fps=10"]
 

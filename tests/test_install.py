@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from features.tools import probe, probe_with_pyav
-from pipeline import doctor
-from pipeline.config import RunFailed, load_config
+from vidprobe.features.tools import probe, probe_with_pyav
+from vidprobe.stages import doctor
+from vidprobe.config import RunFailed, load_config
 from tests.conftest import make_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +76,7 @@ def test_index_and_audio_run_with_no_ffmpeg_on_path(demo_root, tmp_path):
     env = {**os.environ, "PATH": str(bare)}
     args = [f"dataset.root={demo_root}", f"paths.cache={tmp_path / 'cache'}", "dataset.name=demo"]
     for stage in ("index", "audio"):
-        done = subprocess.run([sys.executable, "-m", "pipeline.cli", stage, *args], env=env, capture_output=True,
+        done = subprocess.run([sys.executable, "-m", "vidprobe", stage, *args], env=env, capture_output=True,
                               text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
     manifest = (tmp_path / "cache" / "demo" / "manifest.csv").read_text()
@@ -92,12 +92,12 @@ def test_doctor_says_what_is_there_and_what_is_missing(capsys, monkeypatch, tmp_
     for part in ("torch build:", "devices:", "decoders:", "ffmpeg:", "weights: i3d-kinetics400", "GiB free", "ok:"):
         assert part in out
 
-    import features.text
+    import vidprobe.features.text
 
     def gone():
         raise FileNotFoundError("not installed")
 
-    monkeypatch.setattr(features.text, "minilm_dir", gone)
+    monkeypatch.setattr(vidprobe.features.text, "minilm_dir", gone)
     assert doctor.run(cfg) == {"problems": []}  # class prompts through CLIP: MiniLM is not needed
     with pytest.raises(RunFailed, match="all-MiniLM-L6-v2 weights: vidprobe doctor --install"):
         doctor.run(load_config(ROOT / "params.yaml", [f"paths.cache={tmp_path}"]))  # transcripts through MiniLM
@@ -122,7 +122,7 @@ def test_pip_install_into_a_fresh_environment_runs_the_defaults(tmp_path):
     source.mkdir()
     for name in ("pyproject.toml", "README.md", "LICENSE", "constraints.txt"):
         shutil.copy(ROOT / name, source / name)
-    for package in ("pipeline", "features", "heads"):
+    for package in ("pipeline", "features", "heads", "configs"):
         shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     run(str(python), str(ROOT / "scripts" / "install_torch.py"), "cpu")
     run(str(python), "-m", "pip", "install", "-q", "--progress-bar", "off", "-c", str(source / "constraints.txt"),

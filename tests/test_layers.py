@@ -1,98 +1,66 @@
-"""The layers the layout promises, read from the code's imports (every import, module-level or not):
+"""The layers the layout promises, read from the code's imports (every import, module-level or not;
+`vidprobe.code` reads them):
 
-- features/ and heads/ are libraries: they never import pipeline/, and features/ never imports heads/;
-- a stage (a command's module, pipeline/<command>.py) never imports another stage;
+- features/ and heads/ (`vidprobe.features`, `vidprobe.heads`) are libraries: they never import the pipeline
+  (the rest of `vidprobe`), and features/ never imports heads/; `import vidprobe` itself imports nothing;
+- a stage (a command's module, pipeline/stages/<command>.py) never imports another stage;
 - each dvc.yaml stage lists in `deps` every project file its commands run (their import closure, from
-  pipeline/cli.py and pipeline/<command>.py), so a code change can never leave `dvc repro` "up to date".
+  pipeline/cli.py and pipeline/stages/<command>.py), so a code change can never leave `dvc repro` "up to date".
 """
 
 from __future__ import annotations
 
-import ast
 import inspect
 import re
-from functools import cache
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from heads.config import HeadConfig
-from pipeline.cli import COMMANDS
+from vidprobe.cli import COMMANDS
+from vidprobe.code import closure, command_closure, command_module, imported_modules, module_file
+from vidprobe.heads.config import HeadConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("features", "heads", "pipeline")
+LIBRARIES = {"features": "vidprobe.features", "heads": "vidprobe.heads"}
 
 
-def module_file(name: str) -> Path | None:
-    """The file of a project module (`heads.finetune` -> heads/finetune/__init__.py), or None."""
-    base = ROOT.joinpath(*name.split("."))
-    for path in (base.with_suffix(".py"), base / "__init__.py"):
-        if path.is_file():
-            return path
-    return None
-
-
-def import_nodes(tree: ast.AST):
-    """Every import statement, at any depth, except under `if TYPE_CHECKING:` (which never runs)."""
-    for node in ast.iter_child_nodes(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            yield from (n for child in node.orelse for n in import_nodes(ast.Module([child], [])))
-            continue
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            yield node
-        yield from import_nodes(node)
-
-
-def imported_modules(path: Path) -> set[str]:
-    """Project modules `path` imports anywhere in it (a lazy import inside a function counts: it runs)."""
-    out = set()
-    for node in import_nodes(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]  # `from pkg import module`
-        else:
-            continue
-        for name in names:
-            if name.split(".")[0] in PACKAGES and module_file(name):
-                parts = name.split(".")
-                out.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))  # packages' __init__ run too
-    return out
-
-
-@cache
-def closure(module: str) -> frozenset[Path]:
-    """Every project file that importing `module` runs."""
-    seen: set[str] = set()
-    todo = [module] + [module.rsplit(".", i)[0] for i in range(1, module.count(".") + 1)]
-    while todo:
-        name = todo.pop()
-        if name in seen or module_file(name) is None:
-            continue
-        seen.add(name)
-        todo += imported_modules(module_file(name))
-    return frozenset(module_file(n).relative_to(ROOT) for n in seen)
-
-
-def command_module(command: str) -> str:
-    return f"pipeline.{command.replace('-', '_')}"
+def layer(module: str) -> str:
+    """features, heads or pipeline: the folder a vidprobe module lives in."""
+    return next((folder for folder, name in LIBRARIES.items() if module == name or module.startswith(name + ".")),
+                "pipeline")
 
 
 def library_files(package: str) -> list[Path]:
     return sorted((ROOT / package).rglob("*.py"))
 
 
+def test_modules_are_read_from_the_checkout():
+    assert module_file("vidprobe.features.store") == ROOT / "features" / "store.py"
+    assert module_file("vidprobe.stages.embed") == ROOT / "pipeline" / "stages" / "embed.py"
+    assert module_file("vidprobe.config.Config") is None  # an attribute, not a module
+
+
+def test_importing_vidprobe_or_a_library_loads_nothing_of_the_pipeline():
+    assert closure("vidprobe") == {"vidprobe"}
+    code = ("import sys, vidprobe.features.store, vidprobe.heads.trainer; "
+            "print(sorted(m for m in sys.modules if m.startswith('vidprobe')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert [m for m in eval(loaded) if layer(m) == "pipeline" and m != "vidprobe"] == []
+
+
 @pytest.mark.parametrize("package", ["features", "heads"])
 def test_libraries_never_import_the_pipeline(package):
     bad = [f"{f.relative_to(ROOT)} imports {m}" for f in library_files(package) for m in sorted(imported_modules(f))
-           if m.split(".")[0] == "pipeline"]
+           if layer(m) == "pipeline" and m != "vidprobe"]
     assert not bad, "the libraries must stand alone; move what they need into them:\n" + "\n".join(bad)
 
 
 def test_features_never_imports_heads():
     bad = [f"{f.relative_to(ROOT)} imports {m}" for f in library_files("features") for m in sorted(imported_modules(f))
-           if m.split(".")[0] == "heads"]
+           if layer(m) == "heads"]
     assert not bad, "features/ is the bottom layer (heads/ builds on it):\n" + "\n".join(bad)
 
 
@@ -101,7 +69,7 @@ def test_no_stage_imports_another_stage():
     assert all(module_file(s) for s in stages), f"a command without its module: {sorted(stages)}"
     bad = [f"{s} imports {m}" for s in sorted(stages) for m in sorted(imported_modules(module_file(s)))
            if m in stages and m != s]
-    assert not bad, ("a stage composes config, pipeline.layout / pipeline.artifacts and the libraries; what two "
+    assert not bad, ("a stage composes config, vidprobe.layout / vidprobe.artifacts and the libraries; what two "
                      "stages share belongs in one of those:\n" + "\n".join(bad))
 
 
@@ -118,7 +86,7 @@ def covered(path: Path, deps: list[str]) -> bool:
 def stage_files(stage: dict) -> set[Path]:
     commands = re.findall(r"\bvidprobe\s+([a-z][a-z-]*)", stage["cmd"])
     assert commands, f"no vidprobe command in {stage['cmd']!r}"
-    return set(closure("pipeline.cli")).union(*(closure(command_module(c)) for c in commands))
+    return {module_file(m).relative_to(ROOT) for c in commands for m in command_closure(c)}
 
 
 @pytest.mark.parametrize("name", sorted(dvc_stages()))

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline import cache, embed, evaluate, index, layout, train
-from pipeline.cli import main
+from vidprobe import layout
+from vidprobe.stages import cache, embed, evaluate, index, train
+from vidprobe.cli import main
 from tests.conftest import SMALL_DEMO
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,13 +15,13 @@ says the details:
 - tiny.py: tiny randomly initialised models of every family, saved like real checkpoints (tests, benchmarks)
 """
 
-from features.backbones import auto, clip, frames, i3d_kinetics, video, videomae  # they register their families
-from features.backbones.auto import detect_family
-from features.backbones.base import (BACKBONES, Backbone, Blocks, build_backbone, files_digest, load_pretrained,
+from vidprobe.features.backbones import auto, clip, frames, i3d_kinetics, video, videomae  # they register their families
+from vidprobe.features.backbones.auto import detect_family
+from vidprobe.features.backbones.base import (BACKBONES, Backbone, Blocks, build_backbone, files_digest, load_pretrained,
                                      quiet_transformers, register_backbone)
-from features.backbones.clip import (CLIP_MEAN, CLIP_STD, byte_level_vocab, clip_source, clip_text_features,
+from vidprobe.features.backbones.clip import (CLIP_MEAN, CLIP_STD, byte_level_vocab, clip_source, clip_text_features,
                                      save_tiny_clip)
-from features.backbones.videomae import save_tiny_videomae
+from vidprobe.features.backbones.videomae import save_tiny_videomae
 
 __all__ = ["BACKBONES", "Backbone", "Blocks", "CLIP_MEAN", "CLIP_STD", "auto", "build_backbone", "byte_level_vocab",
            "clip", "clip_source", "clip_text_features", "detect_family", "files_digest", "frames", "i3d_kinetics",

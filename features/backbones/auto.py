@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from features.backbones.base import BACKBONES, Backbone, model_config, register_backbone, require_model
-from features.config import BackboneConfig
-from features.errors import FeatureConfigError
+from vidprobe.features.backbones.base import BACKBONES, Backbone, model_config, register_backbone, require_model
+from vidprobe.features.config import BackboneConfig
+from vidprobe.features.errors import FeatureConfigError
 
 FAMILIES = {"videomae": "videomae", "vjepa2": "vjepa2", "timesformer": "timesformer", "vivit": "vivit",
             "xclip": "xclip", "clip": "clip", "siglip": "siglip", "siglip2": "siglip2", "dinov2": "dinov2",

@@ -12,9 +12,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from features.config import BackboneConfig
-from features.errors import FeatureConfigError
-from features.video import IMAGENET_MEAN, IMAGENET_STD
+from vidprobe.features.config import BackboneConfig
+from vidprobe.features.errors import FeatureConfigError
+from vidprobe.features.video import IMAGENET_MEAN, IMAGENET_STD
 
 BACKBONES: dict[str, Callable[[BackboneConfig], "Backbone"]] = {}
 

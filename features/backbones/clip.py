@@ -11,10 +11,10 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from features.backbones.base import (Backbone, Blocks, load_pretrained, preprocessing, quiet_transformers,
+from vidprobe.features.backbones.base import (Backbone, Blocks, load_pretrained, preprocessing, quiet_transformers,
                                      register_backbone, require_model, save_processor_config)
-from features.backbones.frames import FrameEncoder
-from features.config import BackboneConfig
+from vidprobe.features.backbones.frames import FrameEncoder
+from vidprobe.features.config import BackboneConfig
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -53,7 +53,7 @@ def clip(cfg: BackboneConfig) -> Backbone:
 
 def clip_text_features(model: str, texts: list[str], batch_size: int = 256) -> tuple[torch.Tensor, str]:
     """(len(texts), D) projected CLIP text embeddings, and the weights' identity."""
-    from features.backbones.text import tower_text_features
+    from vidprobe.features.backbones.text import tower_text_features
 
     return tower_text_features("clip", model, texts, batch_size)
 

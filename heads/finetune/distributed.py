@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from features.devices import resolve_device
+from vidprobe.features.devices import resolve_device
 
 
 @dataclass

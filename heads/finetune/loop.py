@@ -35,23 +35,23 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from features.augment import Augment, videomix
-from features.backbones import build_backbone
-from features.clips import AugmentedClips, ClipDataset, Item, clip_shape, collate, worker_init
-from features.config import BackboneConfig, SamplingConfig
-from features.devices import autocast, autocast_dtype
-from features.files import remove_partials, write_json, write_table, write_yaml
-from features.video import normalize
-from heads.bundle import HeadBundle
-from heads.config import FinetuneConfig
-from heads.errors import HeadConfigError, TrainingFailed
-from heads.finetune import checkpoint
-from heads.finetune.checkpoint import load_checkpoint, rng_state, set_rng_state
-from heads.finetune.distributed import Distributed
-from heads.finetune.model import FineTuneModel, classifier_from_head, param_groups, unfreeze
-from heads.metrics import classification_metrics
-from heads.schedules import warmup_then_decay
-from heads.trainer import seed_everything
+from vidprobe.features.augment import Augment, videomix
+from vidprobe.features.backbones import build_backbone
+from vidprobe.features.clips import AugmentedClips, ClipDataset, Item, clip_shape, collate, worker_init
+from vidprobe.features.config import BackboneConfig, SamplingConfig
+from vidprobe.features.devices import autocast, autocast_dtype
+from vidprobe.features.files import remove_partials, write_json, write_table, write_yaml
+from vidprobe.features.video import normalize
+from vidprobe.heads.bundle import HeadBundle
+from vidprobe.heads.config import FinetuneConfig
+from vidprobe.heads.errors import HeadConfigError, TrainingFailed
+from vidprobe.heads.finetune import checkpoint
+from vidprobe.heads.finetune.checkpoint import load_checkpoint, rng_state, set_rng_state
+from vidprobe.heads.finetune.distributed import Distributed
+from vidprobe.heads.finetune.model import FineTuneModel, classifier_from_head, param_groups, unfreeze
+from vidprobe.heads.metrics import classification_metrics
+from vidprobe.heads.schedules import warmup_then_decay
+from vidprobe.heads.trainer import seed_everything
 
 
 @dataclass

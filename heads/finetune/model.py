@@ -6,11 +6,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from features.backbones import Backbone, Blocks
-from features.i3d import FrozenBatchNorm3d
-from heads.bundle import HeadBundle
-from heads.config import FinetuneConfig
-from heads.errors import HeadConfigError
+from vidprobe.features.backbones import Backbone, Blocks
+from vidprobe.features.i3d import FrozenBatchNorm3d
+from vidprobe.heads.bundle import HeadBundle
+from vidprobe.heads.config import FinetuneConfig
+from vidprobe.heads.errors import HeadConfigError
 
 
 class FineTuneModel(nn.Module):

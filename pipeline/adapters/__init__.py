@@ -6,8 +6,8 @@ targets; `validate` then reports every problem at once. Adapters register by nam
 without labels in `unlabelled`.
 """
 
-from pipeline.adapters import folders, tables, unlabelled  # noqa: F401 - registers the adapters
-from pipeline.adapters.base import ADAPTERS, list_samples, register_adapter
-from pipeline.adapters.tables import class_segments
+from vidprobe.adapters import folders, tables, unlabelled  # noqa: F401 - registers the adapters
+from vidprobe.adapters.base import ADAPTERS, list_samples, register_adapter
+from vidprobe.adapters.tables import class_segments
 
 __all__ = ["ADAPTERS", "class_segments", "list_samples", "register_adapter"]

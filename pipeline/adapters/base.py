@@ -9,7 +9,7 @@ from typing import Callable
 
 import pandas as pd
 
-from pipeline.config import ConfigError, DatasetConfig
+from vidprobe.config import ConfigError, DatasetConfig
 
 ADAPTERS: dict[str, Callable[[DatasetConfig], pd.DataFrame]] = {}
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validate": "val",

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.adapters.base import (SPLIT_NAMES, annotations_dir, hash_split, read_table, read_text, register_adapter,
+from vidprobe.adapters.base import (SPLIT_NAMES, annotations_dir, hash_split, read_table, read_text, register_adapter,
                                     require_columns, stem_id)
-from pipeline.config import ConfigError, DatasetConfig
+from vidprobe.config import ConfigError, DatasetConfig
 
 
 @register_adapter("folder")

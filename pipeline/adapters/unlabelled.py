@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.adapters.base import read_table, read_text, register_adapter, require_columns, stem_id
-from pipeline.adapters.tables import seconds, table_path
-from pipeline.config import ConfigError, DatasetConfig
+from vidprobe.adapters.base import read_table, read_text, register_adapter, require_columns, stem_id
+from vidprobe.adapters.tables import seconds, table_path
+from vidprobe.config import ConfigError, DatasetConfig
 
 SPLIT = "predict"
 

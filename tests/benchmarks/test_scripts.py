@@ -32,7 +32,7 @@ def test_extract_benchmark_prints_its_figures(tmp_path):
 
 @pytest.mark.slow
 def test_backbones_benchmark_measures_every_family_of_the_registry():
-    from features.backbones import BACKBONES
+    from vidprobe.features.backbones import BACKBONES
 
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "backbones.py"), "--tiny", "--seconds", "0"],
                          capture_output=True, text=True, check=True, cwd=ROOT)

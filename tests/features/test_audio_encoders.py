@@ -10,11 +10,11 @@ import torch
 import transformers
 from scipy.signal import resample_poly
 
-from features.audio_encoders import (AUDIO_ENCODERS, clap_text_features, load_audio_encoder, save_tiny_ast,
+from vidprobe.features.audio_encoders import (AUDIO_ENCODERS, clap_text_features, load_audio_encoder, save_tiny_ast,
                                      save_tiny_audio, save_tiny_clap, save_tiny_hubert, save_tiny_wav2vec2,
                                      save_tiny_wavlm)
-from features.errors import FeatureConfigError
-from features.rows import StoredRows, align_frames
+from vidprobe.features.errors import FeatureConfigError
+from vidprobe.features.rows import StoredRows, align_frames
 
 FRAME_LEVEL = ["wav2vec2", "hubert", "wavlm"]
 CLASSES = {"wav2vec2": transformers.Wav2Vec2Model, "hubert": transformers.HubertModel,

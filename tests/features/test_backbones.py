@@ -6,12 +6,13 @@ import torch
 from decord import VideoReader
 from transformers import CLIPModel, VideoMAEConfig, VideoMAEForVideoClassification, VideoMAEModel
 
-from features.backbones import CLIP_MEAN, CLIP_STD, build_backbone, save_tiny_clip, save_tiny_videomae
-from features.config import BackboneConfig
-from features.errors import FeatureConfigError
-from features.store import FeatureSet
-from features.video import IMAGENET_MEAN, IMAGENET_STD, crops, normalize, resize_short_side
-from pipeline import embed, index, layout
+from vidprobe.features.backbones import CLIP_MEAN, CLIP_STD, build_backbone, save_tiny_clip, save_tiny_videomae
+from vidprobe.features.config import BackboneConfig
+from vidprobe.features.errors import FeatureConfigError
+from vidprobe.features.store import FeatureSet
+from vidprobe.features.video import IMAGENET_MEAN, IMAGENET_STD, crops, normalize, resize_short_side
+from vidprobe import layout
+from vidprobe.stages import embed, index
 
 
 def test_videomae_from_local_path_matches_direct_forward(tmp_path):
@@ -118,7 +119,7 @@ def test_fixed_input_backbones_refuse_other_sampling(demo_cfg):
 
 
 def test_stored_i3d_equals_its_direct_forward(demo_cfg, demo_root):
-    from features.i3d import build_i3d
+    from vidprobe.features.i3d import build_i3d
 
     cfg = demo_cfg("backbone.name=i3d-kinetics400", "sampling.num_frames=16", "sampling.size=64",
                    "embed.feature_set=i3d")

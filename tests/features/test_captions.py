@@ -9,9 +9,9 @@ import transformers
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from features.backbones import save_tiny_videomae
-from features.captions import TASKS, Captioner, save_tiny_florence2
-from features.errors import FeatureConfigError
+from vidprobe.features.backbones import save_tiny_videomae
+from vidprobe.features.captions import TASKS, Captioner, save_tiny_florence2
+from vidprobe.features.errors import FeatureConfigError
 
 
 @pytest.fixture(scope="module")

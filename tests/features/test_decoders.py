@@ -6,10 +6,10 @@ import subprocess
 import numpy as np
 import pytest
 
-from features.clips import ClipDataset
-from features.config import SamplingConfig
-from features.sampling import Item, plan
-from features.video import PyAVReader, open_video
+from vidprobe.features.clips import ClipDataset
+from vidprobe.features.config import SamplingConfig
+from vidprobe.features.sampling import Item, plan
+from vidprobe.features.video import PyAVReader, open_video
 from tests.conftest import make_video, real_clips
 
 
@@ -88,7 +88,7 @@ def test_auto_decodes_its_first_samples_with_each_decoder_in_turn_then_keeps_the
     items = [Item(f"{p.stem}-{k}", str(p)) for k in range(3) for p in clips]  # 12 samples
     auto = ClipDataset(items, SamplingConfig(), 8, 64)
     opened = []
-    monkeypatch.setattr("features.clips.open_video",
+    monkeypatch.setattr("vidprobe.features.clips.open_video",
                         lambda path, rot, dec: (opened.append(dec), open_video(path, rot, dec))[1])
     got = [auto[i] for i in range(len(items))]
     assert opened[:6] == ["decord", "pyav"] * 3  # nothing decoded twice
@@ -113,8 +113,8 @@ def test_planned_uniform_frames_are_the_same_through_every_decoder(clips):
 
 
 def test_augmented_training_clips_decode_every_sample_under_auto_as_under_decord(clips):
-    from features.augment import Augment
-    from features.clips import AugmentedClips
+    from vidprobe.features.augment import Augment
+    from vidprobe.features.clips import AugmentedClips
 
     items = [Item(f"{p.stem}-{k}", str(p)) for k in range(2) for p in clips]  # 8: past the 6 timed in turn
     augment = Augment(seed=3, crop_scale=(0.5, 1.0), flip=True, jitter=0.1)

@@ -4,9 +4,9 @@ import dataclasses
 
 import pytest
 
-from features.config import BackboneConfig, SamplingConfig
-from features.files import atomic_path, write_json
-from features.identity import CLIP_KEYS, clip_identity, config_diff, differing, feature_config, feature_hash
+from vidprobe.features.config import BackboneConfig, SamplingConfig
+from vidprobe.features.files import atomic_path, write_json
+from vidprobe.features.identity import CLIP_KEYS, clip_identity, config_diff, differing, feature_config, feature_hash
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_partial(tmp_path):

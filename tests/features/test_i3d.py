@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from features.i3d import (KINETICS400_LABELS, MaxPoolSame, RestrictedUnpickler, build_i3d, load_weights,
+from vidprobe.features.i3d import (KINETICS400_LABELS, MaxPoolSame, RestrictedUnpickler, build_i3d, load_weights,
                           package_weights_path, same_padding)
 
 DATA = Path(__file__).parent / "data"

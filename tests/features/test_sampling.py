@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from features.sampling import plan
+from vidprobe.features.sampling import plan
 
 TS = np.arange(100) / 10.0  # 10 s at 10 fps
 

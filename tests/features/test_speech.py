@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from features import speech
-from features.speech import BACKENDS, SAMPLE_RATE, Transcriber, write_srt, write_vtt
+from vidprobe.features import speech
+from vidprobe.features.speech import BACKENDS, SAMPLE_RATE, Transcriber, write_srt, write_vtt
 
 pytest.importorskip("faster_whisper")
 pytest.importorskip("whisper")

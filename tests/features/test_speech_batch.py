@@ -15,8 +15,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from features import speech
-from features.speech import BACKENDS, SAMPLE_RATE, Transcriber, _packs, _unpack
+from vidprobe.features import speech
+from vidprobe.features.speech import BACKENDS, SAMPLE_RATE, Transcriber, _packs, _unpack
 
 pytest.importorskip("faster_whisper")
 pytest.importorskip("whisper")

@@ -2,7 +2,7 @@ import h5py
 import numpy as np
 import pytest
 
-from features.store import FeatureSet, ShardWriter, StoreError, write_index
+from vidprobe.features.store import FeatureSet, ShardWriter, StoreError, write_index
 
 ATTRS = {"config_hash": "abc", "config": "sampling: {views: 1}\n", "provenance": {"backbone": "x"}}
 

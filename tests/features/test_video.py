@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from features.sampling import plan
-from features.video import crops, normalize, open_video, probe, resize_short_side
+from vidprobe.features.sampling import plan
+from vidprobe.features.video import crops, normalize, open_video, probe, resize_short_side
 
 
 def test_planned_frames_match_decord_directly(demo_root):

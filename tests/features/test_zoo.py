@@ -13,14 +13,15 @@ import transformers
 from decord import VideoReader
 from transformers.models.siglip2.image_processing_pil_siglip2 import convert_image_to_patches
 
-from features.backbones import build_backbone
-from features.backbones.tiny import TINY, save_tiny
-from features.config import BackboneConfig
-from features.errors import FeatureConfigError
-from features.store import FeatureSet, verify
-from features.video import crops, resize_short_side
-from pipeline import embed, index, layout
-from pipeline.cli import main
+from vidprobe.features.backbones import build_backbone
+from vidprobe.features.backbones.tiny import TINY, save_tiny
+from vidprobe.features.config import BackboneConfig
+from vidprobe.features.errors import FeatureConfigError
+from vidprobe.features.store import FeatureSet, verify
+from vidprobe.features.video import crops, resize_short_side
+from vidprobe import layout
+from vidprobe.stages import embed, index
+from vidprobe.cli import main
 
 pytestmark = pytest.mark.slow  # eleven families, each embedded three times
 
@@ -165,8 +166,8 @@ def test_a_model_that_cannot_run_says_why(demo_cfg, tmp_path, capsys):
 
 @pytest.mark.parametrize("family", ["xclip", "siglip", "siglip2"])
 def test_zero_shot_through_the_backbones_own_text_tower(family, demo_cfg, tmp_path):
-    from heads.runs import load_run
-    from pipeline import text, train
+    from vidprobe.heads.runs import load_run
+    from vidprobe.stages import text, train
 
     model_dir = save_tiny(family, tmp_path / family, seed=2)
     cfg = demo_cfg(f"backbone.name={family}", f"backbone.model={model_dir}", "embed.feature_set=zs", "task.traits=[]",

@@ -3,10 +3,10 @@
 import numpy as np
 import torch
 
-from heads.bundle import HeadBundle
-from heads.config import HeadConfig
-from heads.data import LabeledFeatures
-from heads.models import build_head
+from vidprobe.heads.bundle import HeadBundle
+from vidprobe.heads.config import HeadConfig
+from vidprobe.heads.data import LabeledFeatures
+from vidprobe.heads.models import build_head
 
 
 def saved_the_old_way(path):

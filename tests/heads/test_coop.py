@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoTokenizer, CLIPModel
 
-from features.backbones import save_tiny_clip
-from heads.config import HeadConfig
-from heads.coop import CoOp
-from heads.trainer import fit
+from vidprobe.features.backbones import save_tiny_clip
+from vidprobe.heads.config import HeadConfig
+from vidprobe.heads.coop import CoOp
+from vidprobe.heads.trainer import fit
 
 NAMES = ["dog", "cat", "bird", "fish"]
 

@@ -5,13 +5,13 @@ import torch.nn.functional as F
 from sklearn.metrics import top_k_accuracy_score
 from sklearn.utils.class_weight import compute_class_weight
 
-from heads.config import HeadConfig
-from heads.errors import HeadConfigError
-from heads.losses import build_loss, ccc_loss, class_weights
-from heads.metrics import ccc, top_k
-from heads.models import build_head
-from heads.schedules import lr_at
-from heads.trainer import fit
+from vidprobe.heads.config import HeadConfig
+from vidprobe.heads.errors import HeadConfigError
+from vidprobe.heads.losses import build_loss, ccc_loss, class_weights
+from vidprobe.heads.metrics import ccc, top_k
+from vidprobe.heads.models import build_head
+from vidprobe.heads.schedules import lr_at
+from vidprobe.heads.trainer import fit
 
 
 def data(seed=0, n=64, c=4):
@@ -136,7 +136,7 @@ def test_attention_head_finds_the_informative_time_step():
 def test_one_schedule_for_heads_and_fine_tuning():
     """Per step: warm-up to the peak on its last step (fine-tuning), or on the step after it (heads), then
     cosine to zero at the end; constant keeps the peak."""
-    from heads.schedules import warmup_then_decay
+    from vidprobe.heads.schedules import warmup_then_decay
 
     steps = [warmup_then_decay(1.0, s, 4, 20) for s in range(20)]
     assert steps[:4] == [0.25, 0.5, 0.75, 1.0] and steps[4] == 1.0 and steps[-1] < 0.01

@@ -3,7 +3,7 @@ import pytest
 from scipy import stats
 from sklearn import metrics as skm
 
-from heads.metrics import accuracy, confusion, macro_f1, pearson, regression_metrics, spearman
+from vidprobe.heads.metrics import accuracy, confusion, macro_f1, pearson, regression_metrics, spearman
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -32,7 +32,7 @@ def test_regression_metrics_names():
 
 @pytest.mark.parametrize("seed", range(5))
 def test_average_precision_matches_sklearn_with_ties(seed):
-    from heads.metrics import average_precision
+    from vidprobe.heads.metrics import average_precision
 
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 2, 50)
@@ -42,7 +42,7 @@ def test_average_precision_matches_sklearn_with_ties(seed):
 
 
 def test_multilabel_metrics_segments_and_empty_classes():
-    from heads.metrics import multilabel_metrics
+    from vidprobe.heads.metrics import multilabel_metrics
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, (40, 4))
@@ -58,7 +58,7 @@ def test_multilabel_metrics_segments_and_empty_classes():
 def test_f1_thresholds_reach_the_best_f1_sklearn_measures():
     from sklearn.metrics import f1_score
 
-    from heads.metrics import f1_thresholds
+    from vidprobe.heads.metrics import f1_thresholds
 
     rng = np.random.default_rng(0)
     y = (rng.random((60, 4)) < 0.3).astype(int)
@@ -72,7 +72,7 @@ def test_f1_thresholds_reach_the_best_f1_sklearn_measures():
 
 
 def test_ranks_average_ties_as_scipy_does():
-    from heads.metrics import _ranks
+    from vidprobe.heads.metrics import _ranks
 
     rng = np.random.default_rng(0)
     for x in (rng.integers(0, 5, 50).astype(float), rng.normal(size=30), np.array([2.0]), np.array([]),

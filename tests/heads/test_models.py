@@ -5,8 +5,8 @@ import copy
 import torch
 from torch import nn
 
-from heads.config import HeadConfig
-from heads.models import MLP, build_head
+from vidprobe.heads.config import HeadConfig
+from vidprobe.heads.models import MLP, build_head
 
 
 def plain(model: MLP) -> nn.Sequential:
@@ -67,7 +67,7 @@ def test_mlp_state_dict_is_the_plain_sequences():
 
 def test_mlp_trains_as_plain_autograd_does():
     """A whole fit, fused vs plain: the same weights up to float32 rounding."""
-    from heads.trainer import fit
+    from vidprobe.heads.trainer import fit
 
     torch.manual_seed(2)
     x, xv = torch.randn(256, 32), torch.randn(64, 32)

@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 import torch
 
-from features.store import FeatureSet, ShardWriter
-from heads.config import HeadConfig, TaskConfig
-from heads.data import load_split
-from heads.errors import HeadConfigError
-from heads.stream import DiskRows, copy_rows, forward_chunks
+from vidprobe.features.store import FeatureSet, ShardWriter
+from vidprobe.heads.config import HeadConfig, TaskConfig
+from vidprobe.heads.data import load_split
+from vidprobe.heads.errors import HeadConfigError
+from vidprobe.heads.stream import DiskRows, copy_rows, forward_chunks
 
 IDS = [f"s{i:04d}" for i in range(300)]
 

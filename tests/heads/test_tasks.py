@@ -3,10 +3,10 @@ import math
 import numpy as np
 import torch
 
-from heads.config import HeadConfig, TaskConfig
-from heads.data import LabeledFeatures
-from heads.tasks import batch_key, can_batch, regressor_job, train_heads, train_regressors
-from heads.trainer import Standardizer, fit
+from vidprobe.heads.config import HeadConfig, TaskConfig
+from vidprobe.heads.data import LabeledFeatures
+from vidprobe.heads.tasks import batch_key, can_batch, regressor_job, train_heads, train_regressors
+from vidprobe.heads.trainer import Standardizer, fit
 
 
 def traits_split(n, seed):

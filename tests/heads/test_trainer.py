@@ -1,9 +1,9 @@
 import torch
 import torch.nn.functional as F
 
-from heads.config import HeadConfig
-from heads.models import build_head
-from heads.trainer import Standardizer, fit, fit_many, seed_everything
+from vidprobe.heads.config import HeadConfig
+from vidprobe.heads.models import build_head
+from vidprobe.heads.trainer import Standardizer, fit, fit_many, seed_everything
 
 
 def blobs(n, seed):
@@ -79,7 +79,7 @@ def test_max_norm_holds_after_every_step():
 def test_second_stage_trains_the_classifier_layer_alone():
     import copy
 
-    from heads.trainer import classifier_layers, retrain_classifier
+    from vidprobe.heads.trainer import classifier_layers, retrain_classifier
 
     cfg = HeadConfig(name="mlp", hidden=16, dropout=0.0, lr=0.05, epochs=10, batch_size=16, max_norm=0.5,
                      stage2_epochs=5, patience=10)

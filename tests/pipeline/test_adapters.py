@@ -5,8 +5,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline import embed, index, layout, train
-from pipeline.config import ConfigError, load_config, with_overrides
+from vidprobe import layout
+from vidprobe.stages import embed, index, train
+from vidprobe.config import ConfigError, load_config, with_overrides
 from tests.conftest import make_video
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -183,7 +184,7 @@ def test_meld_official_csvs(tmp_path, capsys):
 
 
 def test_utterances_cut_by_the_sampler(tmp_path):
-    from features.store import FeatureSet
+    from vidprobe.features.store import FeatureSet
 
     root = tmp_path / "show"
     for ep in ("ep1", "ep2", "ep3"):

@@ -13,15 +13,16 @@ import torch
 import transformers
 from scipy.signal import resample_poly
 
-from features.audio import load_audio
-from features.audio_encoders import AUDIO_ENCODERS, save_tiny_audio
-from features.errors import LockHeld
-from features.store import FeatureSet
-from heads.runs import load_run
-from pipeline import audio, audio_embed, embed, index, layout, text, train
-from pipeline.artifacts import read_audio_index, writing
-from pipeline.cli import STAGES, main
-from pipeline.config import AudioEmbedConfig, load_config
+from vidprobe.features.audio import load_audio
+from vidprobe.features.audio_encoders import AUDIO_ENCODERS, save_tiny_audio
+from vidprobe.features.errors import LockHeld
+from vidprobe.features.store import FeatureSet
+from vidprobe.heads.runs import load_run
+from vidprobe import layout
+from vidprobe.stages import audio, audio_embed, embed, index, text, train
+from vidprobe.artifacts import read_audio_index, writing
+from vidprobe.cli import STAGES, main
+from vidprobe.config import AudioEmbedConfig, load_config
 
 
 @pytest.fixture(scope="module")

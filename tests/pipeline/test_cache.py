@@ -1,8 +1,8 @@
 import h5py
 import numpy as np
 
-from features.store import ShardWriter, write_index
-from pipeline.cli import main
+from vidprobe.features.store import ShardWriter, write_index
+from vidprobe.cli import main
 
 ATTRS = {"config_hash": "abc", "config": "x: 1\n", "provenance": {"backbone": "tiny"}}
 

@@ -8,12 +8,13 @@ import shutil
 import numpy as np
 import pytest
 
-from features.captions import save_tiny_florence2
-from features.store import FeatureSet
-from heads.runs import load_run
-from pipeline import caption, embed, index, layout, text, train
-from pipeline.cli import main
-from pipeline.config import load_config
+from vidprobe.features.captions import save_tiny_florence2
+from vidprobe.features.store import FeatureSet
+from vidprobe.heads.runs import load_run
+from vidprobe import layout
+from vidprobe.stages import caption, embed, index, text, train
+from vidprobe.cli import main
+from vidprobe.config import load_config
 
 pytestmark = pytest.mark.slow  # generation over every demo clip
 

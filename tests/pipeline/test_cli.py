@@ -3,13 +3,13 @@ import sys
 
 import pytest
 
-from pipeline.cli import main
+from vidprobe.cli import main
 
 STAGES = ["demo-data", "index", "embed", "train", "evaluate", "cache"]
 
 
 def test_console_script_lists_stages():
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "vidprobe", "--help"], capture_output=True, text=True, check=True)
     for stage in STAGES:
         assert stage in out.stdout
 
@@ -61,3 +61,34 @@ def test_unknown_subcommand_exits_2():
     with pytest.raises(SystemExit) as exc:
         main(["transmogrify"])
     assert exc.value.code == 2
+
+
+def test_version_and_configs(capsys):
+    import vidprobe
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"vidprobe {vidprobe.__version__}"
+    assert main(["configs"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    for name in ("datasets/ucf101", "datasets/folder", "experiments/trait-experts", "backbones/videomae-base"):
+        (line,) = [row for row in listed if row.split()[:1] == [name]]
+        assert len(line.split()) > 3  # the name, its short name, a description
+    assert main(["configs", "-c", "folder", "head.lr=0.25"]) == 0
+    assert "lr: 0.25" in capsys.readouterr().out
+
+
+def test_unknown_config_name_exits_2_naming_the_closest(capsys):
+    code, err = run_cli(capsys, "index", "-c", "fodler", "dataset.root=x")
+    assert code == 2 and "closest built-in configs: folder" in err and "Traceback" not in err
+
+
+def test_overrides_may_follow_options(capsys, tmp_path):
+    code, err = run_cli(capsys, "index", "-c", "folder", f"dataset.root={tmp_path / 'nope'}", "--describe",
+                        "index.num_workers=1")
+    assert code == 2 and "nope" in err
+    assert main(["index", "--describe", "not-a-key-value"]) == 2
+    assert "'not-a-key-value' is not key=value" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as done:  # after DIR and an option, only key=value may follow
+        main(["init", str(tmp_path), "--root", str(tmp_path), "not-a-key-value"])
+    assert done.value.code == 2 and "unrecognized arguments: not-a-key-value" in capsys.readouterr().err

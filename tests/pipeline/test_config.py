@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import Config, ConfigError, deep_merge, load_config, parse_overrides
+from vidprobe.config import Config, ConfigError, deep_merge, load_config, parse_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,3 +66,31 @@ def test_malformed_yaml_names_file(tmp_path):
                          ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_shipped_yaml_loads(path):
     assert isinstance(load_config(path), Config)
+
+
+def test_built_in_configs_load_by_name_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no configs/ here
+    assert load_config("ucf101").dataset.adapter == "ucf101"
+    assert load_config("datasets/folder.yaml").dataset.adapter == "folder"
+    experts = load_config("experiments/trait-experts", ["head.lr=0.1"])
+    assert (experts.sweep.name, experts.dataset.name, experts.head.lr) == ("trait-experts", "demo", 0.1)
+    (tmp_path / "mine.yaml").write_text("include: [folder, videomae-tiny-random]\ndataset: {name: mine}\n")
+    mine = load_config("mine.yaml")
+    assert (mine.dataset.adapter, mine.backbone.name, mine.dataset.name) == ("folder", "videomae-tiny-random", "mine")
+    (tmp_path / "folder").write_text("dataset: {name: a-local-file-wins}\n")
+    assert load_config("folder").dataset.name == "a-local-file-wins"
+
+
+def test_an_unknown_config_name_names_the_closest_ones(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"no built-in config is named 'ucf110'; closest built-in configs: ucf101"):
+        load_config("ucf110")
+    (tmp_path / "exp.yaml").write_text("include: fodler\n")
+    with pytest.raises(ConfigError, match="closest built-in configs: folder"):
+        load_config("exp.yaml")
+
+
+def test_the_demo_config_is_params_yaml():
+    """params.yaml spells the demo out key by key for dvc.yaml's params; `-c demo` (and the experiments that
+    include it) must be the same config."""
+    assert load_config("demo").to_dict() == load_config(ROOT / "params.yaml").to_dict()

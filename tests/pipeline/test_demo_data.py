@@ -5,9 +5,9 @@ import ffmpeg
 import numpy as np
 import pandas as pd
 
-from pipeline import demo_data
-from pipeline.config import load_config
-from pipeline.demo_data import CLASSES, plan_clips, render_frames, write_metadata
+from vidprobe.stages import demo_data
+from vidprobe.config import load_config
+from vidprobe.stages.demo_data import CLASSES, plan_clips, render_frames, write_metadata
 
 
 def demo_cfg(*overrides):
@@ -81,7 +81,7 @@ def test_without_espeak_the_demo_is_made_without_speech_and_says_so(tmp_path, mo
 def test_multilabel_table_names_only_listed_classes(tmp_path):
     import csv
 
-    from pipeline import demo_data
+    from vidprobe.stages import demo_data
 
     cfg = load_config(None, ["demo.train=2", "demo.val=1", "demo.test=1", "demo.seconds=0.5", "demo.audio=false"])
     root = demo_data.run(cfg, tmp_path / "d")

@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from features.clips import ClipDataset, Item
-from features.store import FeatureSet
-from features.video import crops, resize_short_side
-from pipeline import embed, index, layout
-from pipeline.cli import main
-from pipeline.config import load_config
-from pipeline.embed import resolve_shard
+from vidprobe.features.clips import ClipDataset, Item
+from vidprobe.features.store import FeatureSet
+from vidprobe.features.video import crops, resize_short_side
+from vidprobe import layout
+from vidprobe.stages import embed, index
+from vidprobe.cli import main
+from vidprobe.config import load_config
+from vidprobe.stages.embed import resolve_shard
 from tests.conftest import make_video
 
 BAD = {  # file -> manifest status
@@ -181,7 +182,7 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(demo_root, tmp_
         assert main(["index", *common, f"paths.cache={cache}"]) == 0
     assert main(["embed", *common, f"paths.cache={clean}"]) == 0
 
-    cmd = [sys.executable, "-m", "pipeline.cli", "embed", *common, f"paths.cache={killed}"]
+    cmd = [sys.executable, "-m", "vidprobe", "embed", *common, f"paths.cache={killed}"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     parts = killed / "demo" / "videomae-tiny-random" / ".parts" / "shard-0-of-1"
     deadline = time.time() + 120
@@ -238,8 +239,8 @@ def test_workers_that_embed_store_what_the_main_process_would(messy_manifest, me
 
 
 def test_in_workers_is_refused_where_it_cannot_run(demo_cfg):
-    from pipeline.config import ConfigError
-    from pipeline.embed import in_worker_embedding
+    from vidprobe.config import ConfigError
+    from vidprobe.stages.embed import in_worker_embedding
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert in_worker_embedding(demo_cfg(), cpu, 2) and not in_worker_embedding(demo_cfg(), cpu, 0)

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline import api, demo_data, embed, export, index, train
-from pipeline.config import ConfigError, load_config
+import vidprobe
+from vidprobe.stages import demo_data, embed, export, index, train
+from vidprobe.config import ConfigError, load_config
 from tests.conftest import SMALL_DEMO
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,7 +49,7 @@ def test_export_round_trips_bit_for_bit(demo_dir, fmt, monkeypatch):
     monkeypatch.chdir(demo_dir)
     cfg = load_config("params.yaml", [f"export.format={fmt}"])
     target = export.run(cfg)
-    fs = api.feature_set(cfg)
+    fs = vidprobe.feature_set(cfg)
     keys = sorted(k for k in fs.keys if k != "source_id")
     if fmt == "npy":
         for sid in fs.ids:
@@ -58,7 +59,7 @@ def test_export_round_trips_bit_for_bit(demo_dir, fmt, monkeypatch):
                 assert back.dtype == stored.dtype and np.array_equal(back, stored)
         return
     if fmt == "parquet":
-        frame, values = api.read_parquet(target)
+        frame, values = vidprobe.read_parquet(target)
         ids = list(frame.row)
         assert {"label", "split", "path", "speed"} <= set(frame.columns)
     else:
@@ -80,23 +81,25 @@ def test_export_one_split_and_key_and_refuse_unknown_keys(demo_dir, monkeypatch)
     monkeypatch.chdir(demo_dir)
     target = export.run(load_config("params.yaml", ["export.format=parquet", "export.split=test",
                                                     "export.keys=[video/pooled]", "export.out=only-test"]))
-    frame, values = api.read_parquet(target)
+    frame, values = vidprobe.read_parquet(target)
     assert set(frame.split) == {"test"} and list(values) == ["video/pooled"] and target.parent.name == "only-test"
     with pytest.raises(ConfigError, match="audio/pooled"):
         export.run(load_config("params.yaml", ["export.keys=[audio/pooled]"]))
 
 
-def readme_example() -> str:
+def readme_example(which: int) -> str:
+    """The README's `which`-th Python example under "From Python" (0: from a folder of videos, 1: the demo's cache;
+    tests/test_package.py runs the first one in a fresh environment with the wheel installed)."""
     text = (ROOT / "README.md").read_text()
     section = text[text.index("## From Python"):]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    return re.findall(r"```python\n(.*?)```", section, re.S)[which]
 
 
 @pytest.mark.slow
 def test_the_readme_python_example_runs(demo_dir, monkeypatch):
     monkeypatch.chdir(demo_dir)
     scope: dict = {}
-    exec(compile(readme_example(), "README.md (From Python)", "exec"), scope)
+    exec(compile(readme_example(1), "README.md (From Python)", "exec"), scope)
     assert scope["x"].shape == (len(scope["table"]), 64)
     probs = scope["pred"].filter(like="prob/")
     assert probs.shape[1] == 4 and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
@@ -109,13 +112,13 @@ def test_features_read_by_id_and_in_chunks(demo_dir, monkeypatch):
     monkeypatch.chdir(demo_dir)
     cfg = load_config("params.yaml")
     ids = ["test/up/up_001", "train/left/left_000"]
-    table = api.table(cfg, ids=ids)
+    table = vidprobe.table(cfg, ids=ids)
     assert list(table.sample_id) == ids and list(table.label) == ["up", "left"]
-    np.testing.assert_array_equal(np.stack(table["video/pooled"]), api.features(cfg, ids=ids))
-    parts = list(api.chunks(cfg, rows=5, split="train"))
+    np.testing.assert_array_equal(np.stack(table["video/pooled"]), vidprobe.load_features(cfg, ids=ids))
+    parts = list(vidprobe.chunks(cfg, rows=5, split="train"))
     assert [len(p) for p in parts] == [5, 5, 2] and set(np.concatenate([p.split for p in parts])) == {"train"}
     with pytest.raises(ConfigError, match="have no features"):
-        api.features(cfg, ids=["nope"])
+        vidprobe.load_features(cfg, ids=["nope"])
 
 
 def test_class_folders_without_split_folders_or_without_test(demo_root, tmp_path, capsys):

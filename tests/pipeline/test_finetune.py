@@ -12,15 +12,16 @@ import pandas as pd
 import pytest
 import torch
 
-from features.augment import videomix
-from features.backbones import build_backbone
-from features.i3d import export_i3d
-from features.store import FeatureSet
-from heads.errors import HeadConfigError
-from heads.finetune import checkpoint
-from heads.finetune.model import FineTuneModel, param_groups, unfreeze
-from pipeline import embed, finetune, index, layout, train
-from pipeline.config import ConfigError, dump_config, load_config, with_overrides
+from vidprobe.features.augment import videomix
+from vidprobe.features.backbones import build_backbone
+from vidprobe.features.i3d import export_i3d
+from vidprobe.features.store import FeatureSet
+from vidprobe.heads.errors import HeadConfigError
+from vidprobe.heads.finetune import checkpoint
+from vidprobe.heads.finetune.model import FineTuneModel, param_groups, unfreeze
+from vidprobe import layout
+from vidprobe.stages import embed, finetune, index, train
+from vidprobe.config import ConfigError, dump_config, load_config, with_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 STEADY = ["finetune.augment_flip=false", "finetune.augment_crop_scale=[1.0, 1.0]", "finetune.augment_jitter=0.0"]
@@ -112,7 +113,7 @@ def test_torchrun_matches_one_process_with_the_same_global_batch(ready, tmp_path
     dump_config(ready("finetune.name=ddp", "finetune.batch_size=3", *common), tmp_path / "ddp.yaml")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           "-m", "pipeline.cli", "finetune", "-c", str(tmp_path / "ddp.yaml")],
+                           "-m", "vidprobe", "finetune", "-c", str(tmp_path / "ddp.yaml")],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     ddp_dir = single["dir"].parent / "ddp"
@@ -191,7 +192,7 @@ def test_layer_decay_from_the_top_block_down(name, top):
 
 
 def test_i3d_trains_only_its_last_mixed_blocks_and_exports_in_its_own_format(tmp_path):
-    from features.i3d import build_i3d, load_weights, package_weights_path
+    from vidprobe.features.i3d import build_i3d, load_weights, package_weights_path
 
     try:
         package_weights_path()

@@ -12,9 +12,9 @@ import h5py
 import numpy as np
 import pytest
 
-from features.store import STR, FeatureSet, ShardWriter, shard_paths, write_index
-from heads.runs import load_run
-from pipeline.cli import main
+from vidprobe.features.store import STR, FeatureSet, ShardWriter, shard_paths, write_index
+from vidprobe.heads.runs import load_run
+from vidprobe.cli import main
 
 pytestmark = pytest.mark.slow  # real processes started, killed and raced
 
@@ -29,7 +29,7 @@ def args(demo_root, cache, *more):
 
 
 def spawn(stage, *overrides):
-    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", stage, *overrides], cwd=ROOT,
+    return subprocess.Popen([sys.executable, "-m", "vidprobe", stage, *overrides], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import audio, embed, evaluate, index, layout, predict, text, train, transcribe
-from pipeline.config import ConfigError
+from vidprobe import layout
+from vidprobe.stages import audio, embed, evaluate, index, predict, text, train, transcribe
+from vidprobe.config import ConfigError
 from tests.conftest import real_clips
 
 pytestmark = pytest.mark.slow  # a demo with speech, three runs, and predict spawning the stages
@@ -19,7 +20,7 @@ def runs(demo_root, tmp_path_factory):
     """The small demo embedded with the tiny VideoMAE and three runs: `linear` (class + traits), `trait` (one
     head for speed alone) and `fused` (video + Whisper audio + transcript text). `make(*overrides)` gives
     configs over the same cache."""
-    from pipeline.config import load_config
+    from vidprobe.config import load_config
 
     cache = tmp_path_factory.mktemp("predict") / "cache"
     base = [f"dataset.root={demo_root}", f"paths.cache={cache}", "dataset.name=demo", "dataset.metadata=metadata.csv",

@@ -6,8 +6,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline import audio, embed, finetune, index, sweep, text, train, transcribe
-from pipeline.config import load_config
+from vidprobe.stages import audio, embed, finetune, index, sweep, text, train, transcribe
+from vidprobe.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 

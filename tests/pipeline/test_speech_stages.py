@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
-from features.audio import load_audio
-from features.speech import encoder_frames
-from features.store import FeatureSet
-from pipeline import audio, embed, index, layout, text, transcribe
-from pipeline.config import ConfigError, load_config
+from vidprobe.features.audio import load_audio
+from vidprobe.features.speech import encoder_frames
+from vidprobe.features.store import FeatureSet
+from vidprobe import layout
+from vidprobe.stages import audio, embed, index, text, transcribe
+from vidprobe.config import ConfigError, load_config
 
 SENTENCE = "please open the door and turn on the light"
 
@@ -83,7 +84,7 @@ def test_audio_transcribe_text_stages(speech_root, tmp_path):
     # audio/pooled against a direct openai-whisper encoder pass on the same mel input, trimmed the same way
     import whisper
 
-    from features.speech import load_openai_whisper, tiny_en_ct2
+    from vidprobe.features.speech import load_openai_whisper, tiny_en_ct2
 
     model = load_openai_whisper(str(tiny_en_ct2()), cache_dir=layout.model_cache(cfg))
     wave = load_audio(tmp_path / "talk" / "audio" / table.loc["train/talk/speech", "file"])
@@ -157,7 +158,7 @@ def test_encoder_frames_of_a_random_tiny_whisper_trim_each_30s_window(tmp_path):
     import whisper
     from whisper.model import ModelDimensions, Whisper
 
-    from features.speech import load_openai_whisper
+    from vidprobe.features.speech import load_openai_whisper
 
     dims = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=32, n_audio_head=2, n_audio_layer=1,
                            n_vocab=51864, n_text_ctx=64, n_text_state=32, n_text_head=2, n_text_layer=1)

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline import embed, index, sweep
-from pipeline.cli import main
-from pipeline.config import ConfigError, with_overrides
+from vidprobe.stages import embed, index, sweep
+from vidprobe.cli import main
+from vidprobe.config import ConfigError, with_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -108,7 +108,7 @@ def test_lr_follows_the_batch_size_by_the_configured_rule(demo_cfg):
 def test_long_tail_recipe_on_the_demos_multilabel_table(demo_root, tmp_path):
     from pathlib import Path
 
-    from pipeline.config import load_config
+    from vidprobe.config import load_config
 
     root = Path(__file__).resolve().parents[2]
     cfg = load_config(root / "configs/experiments/long-tail.yaml",
@@ -133,7 +133,7 @@ def test_a_killed_sweep_trains_only_the_unfinished_trials_again(demo_root, tmp_p
               "sweep.grid={head.lr: [0.1, 0.03, 0.01, 0.003]}", "sweep.seeds=[0]", "sweep.n_jobs=1", "sweep.batch=false",
               "sweep.baselines=false", "head.epochs=300", "head.patience=300"]
     assert main(["index", *common]) == 0 and main(["embed", *common]) == 0
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "sweep", *common], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "vidprobe", "sweep", *common], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     runs = tmp_path / "runs" / "sweep"
     deadline = time.time() + 300
@@ -156,7 +156,7 @@ def test_a_killed_sweep_trains_only_the_unfinished_trials_again(demo_root, tmp_p
 
 
 def test_the_leaderboard_says_which_configs_diverged():
-    from heads.sweep import leaderboard, to_markdown
+    from vidprobe.heads.sweep import leaderboard, to_markdown
 
     rows = [{"config": "lr=0.1", "seed": 0, "run_dir": "a", "acc": float("nan")},
             {"config": "lr=0.1", "seed": 1, "run_dir": "b", "acc": 0.9},

@@ -6,12 +6,13 @@ import pytest
 import torch
 from transformers import AutoTokenizer, CLIPModel
 
-from features.backbones import save_tiny_clip
-from features.errors import FeatureConfigError
-from features.store import FeatureSet
-from features.text import readable
-from heads.runs import load_run
-from pipeline import embed, index, layout, text, train
+from vidprobe.features.backbones import save_tiny_clip
+from vidprobe.features.errors import FeatureConfigError
+from vidprobe.features.store import FeatureSet
+from vidprobe.features.text import readable
+from vidprobe.heads.runs import load_run
+from vidprobe import layout
+from vidprobe.stages import embed, index, text, train
 
 
 def test_readable_class_names():
@@ -87,6 +88,6 @@ def test_coop_head_on_cached_clip_frames(demo_cfg):
     assert 0 <= metrics["acc"] <= 1
     bundle = load_run(layout.run_dir(cfg))
     assert set(bundle.label_head) == {"ctx"} and bundle.feat_l2
-    from pipeline import evaluate
+    from vidprobe.stages import evaluate
 
     assert set(evaluate.run(cfg)) >= {"acc", "macro_f1"}

@@ -6,12 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.identity import feature_hash
-from features.store import FeatureSet, ShardWriter
-from heads.errors import HeadConfigError
-from heads.runs import load_run
-from pipeline import evaluate, layout, train
-from pipeline.config import ConfigError, load_config, with_overrides
+from vidprobe.features.identity import feature_hash
+from vidprobe.features.store import FeatureSet, ShardWriter
+from vidprobe.heads.errors import HeadConfigError
+from vidprobe.heads.runs import load_run
+from vidprobe import layout
+from vidprobe.stages import evaluate, train
+from vidprobe.config import ConfigError, load_config, with_overrides
 
 
 def make(tmp_path, labels_by_split, *overrides, nan_id=None):
@@ -239,7 +240,7 @@ def test_features_bigger_than_the_memory_setting_stream_from_disk_with_the_same_
 
 
 def test_a_sweep_over_streamed_features_skips_only_the_baselines(tmp_path, capsys):
-    from pipeline import sweep
+    from vidprobe.stages import sweep
 
     cfg = with_overrides(make(tmp_path, SPLITS, "task.traits=[]"), {
         "head.memory_mb": 0, "sweep.grid": {"head.lr": [0.05, 0.01]}, "sweep.seeds": [0], "sweep.metric": "acc"})

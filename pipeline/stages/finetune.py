@@ -13,16 +13,16 @@ import contextlib
 import dataclasses
 from pathlib import Path
 
-from features.identity import clip_identity
-from heads.bundle import HeadBundle
-from heads.errors import HeadConfigError
-from heads.finetune.distributed import Distributed
-from heads.finetune.loop import FineTuner, LabeledClips
-from heads.finetune.model import check_head
-from heads.runs import load_run
-from pipeline import layout
-from pipeline.artifacts import clip_items, read_manifest, writing
-from pipeline.config import Config, ConfigError, load_config
+from vidprobe.features.identity import clip_identity
+from vidprobe.heads.bundle import HeadBundle
+from vidprobe.heads.errors import HeadConfigError
+from vidprobe.heads.finetune.distributed import Distributed
+from vidprobe.heads.finetune.loop import FineTuner, LabeledClips
+from vidprobe.heads.finetune.model import check_head
+from vidprobe.heads.runs import load_run
+from vidprobe import layout
+from vidprobe.artifacts import clip_items, read_manifest, writing
+from vidprobe.config import Config, ConfigError, load_config
 
 # Keys that may change between a run and its resumption: they do not change the steps it takes.
 RESUMABLE = {"finetune": ("name", "resume", "export", "num_workers", "bench_steps", "patience"),

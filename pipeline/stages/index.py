@@ -9,12 +9,12 @@ import pandas as pd
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from features.files import write_json, write_table
-from features.video import VideoError, probe
-from pipeline import layout
-from pipeline.adapters import class_segments, list_samples
-from pipeline.artifacts import check_failures, failure_summary
-from pipeline.config import Config
+from vidprobe.features.files import write_json, write_table
+from vidprobe.features.video import VideoError, probe
+from vidprobe import layout
+from vidprobe.adapters import class_segments, list_samples
+from vidprobe.artifacts import check_failures, failure_summary
+from vidprobe.config import Config
 
 PROBE_COLUMNS = ["duration", "fps", "num_frames", "width", "height", "rotation", "has_audio", "status", "error"]
 

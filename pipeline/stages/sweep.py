@@ -21,14 +21,14 @@ import torch
 import yaml
 from joblib import Parallel, delayed
 
-from features.files import write_json, write_table, write_text
-from heads.data import load_split
-from heads.runs import save_run
-from heads.sweep import leaderboard, sklearn_baselines, to_markdown
-from heads.tasks import batch_key, check_task, train_heads
-from pipeline import layout
-from pipeline.artifacts import head_inputs, read_classes, writing
-from pipeline.config import Config, ConfigError, with_overrides
+from vidprobe.features.files import write_json, write_table, write_text
+from vidprobe.heads.data import load_split
+from vidprobe.heads.runs import save_run
+from vidprobe.heads.sweep import leaderboard, sklearn_baselines, to_markdown
+from vidprobe.heads.tasks import batch_key, check_task, train_heads
+from vidprobe import layout
+from vidprobe.artifacts import head_inputs, read_classes, writing
+from vidprobe.config import Config, ConfigError, with_overrides
 
 
 def grid_points(cfg: Config) -> list[dict]:

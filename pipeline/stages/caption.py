@@ -16,14 +16,14 @@ from collections import Counter
 import numpy as np
 from tqdm import tqdm
 
-from features.captions import Captioner
-from features.devices import resolve_device
-from features.files import write_text
-from features.sampling import ClipPlan, Item, plan
-from features.video import VideoError, open_video
-from pipeline import layout
-from pipeline.artifacts import check_failures, clip_items, failure_summary, writing
-from pipeline.config import Config, ConfigError
+from vidprobe.features.captions import Captioner
+from vidprobe.features.devices import resolve_device
+from vidprobe.features.files import write_text
+from vidprobe.features.sampling import ClipPlan, Item, plan
+from vidprobe.features.video import VideoError, open_video
+from vidprobe import layout
+from vidprobe.artifacts import check_failures, clip_items, failure_summary, writing
+from vidprobe.config import Config, ConfigError
 
 
 def run(cfg: Config) -> dict:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from features.errors import StoreError
-from features.store import FeatureSet
-from features.store import repair as repair_set
-from features.store import verify
+from vidprobe.features.errors import StoreError
+from vidprobe.features.store import FeatureSet
+from vidprobe.features.store import repair as repair_set
+from vidprobe.features.store import verify
 
 
 def info(path: Path) -> dict:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import contextlib
 
-from heads.data import load_split
-from heads.runs import save_run
-from heads.tasks import can_batch, check_task, train_heads
-from pipeline import layout
-from pipeline.artifacts import head_inputs, read_classes, writing
-from pipeline.config import Config, with_overrides
+from vidprobe.heads.data import load_split
+from vidprobe.heads.runs import save_run
+from vidprobe.heads.tasks import can_batch, check_task, train_heads
+from vidprobe import layout
+from vidprobe.artifacts import head_inputs, read_classes, writing
+from vidprobe.config import Config, with_overrides
 
 
 def run(cfg: Config) -> dict:

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from features.audio import SAMPLE_RATE, load_audio
-from features.audio_encoders import AudioEncoder, load_audio_encoder
-from features.rows import StoredRows, align_frames, stored_rows
-from features.store import stage_attrs, write_whole
-from pipeline import layout
-from pipeline.artifacts import read_audio_index, video_set, writing
-from pipeline.config import Config
+from vidprobe.features.audio import SAMPLE_RATE, load_audio
+from vidprobe.features.audio_encoders import AudioEncoder, load_audio_encoder
+from vidprobe.features.rows import StoredRows, align_frames, stored_rows
+from vidprobe.features.store import stage_attrs, write_whole
+from vidprobe import layout
+from vidprobe.artifacts import read_audio_index, video_set, writing
+from vidprobe.config import Config
 
 
 class Waves(Mapping):

@@ -23,15 +23,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from features.audio import load_audio
-from features.files import write_text
-from features.rows import StoredRows, align_frames, stored_rows
-from features.speech import (FRAME_SECONDS, SAMPLE_RATE, Transcriber, encoder_frames, load_openai_whisper, tiny_en_ct2,
+from vidprobe.features.audio import load_audio
+from vidprobe.features.files import write_text
+from vidprobe.features.rows import StoredRows, align_frames, stored_rows
+from vidprobe.features.speech import (FRAME_SECONDS, SAMPLE_RATE, Transcriber, encoder_frames, load_openai_whisper, tiny_en_ct2,
                              write_srt, write_vtt)
-from features.store import stage_attrs, write_whole
-from pipeline import layout
-from pipeline.artifacts import read_audio_index, video_set, writing
-from pipeline.config import Config, ConfigError
+from vidprobe.features.store import stage_attrs, write_whole
+from vidprobe import layout
+from vidprobe.artifacts import read_audio_index, video_set, writing
+from vidprobe.config import Config, ConfigError
 
 SUBTITLES = {"srt": write_srt, "vtt": write_vtt}
 

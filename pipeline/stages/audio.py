@@ -14,11 +14,11 @@ import pandas as pd
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from features.audio import SAMPLE_RATE, AudioError, load_audio, write_flac
-from features.files import require_space, write_table
-from pipeline import layout
-from pipeline.artifacts import check_failures, failure_summary, read_manifest, writing
-from pipeline.config import Config
+from vidprobe.features.audio import SAMPLE_RATE, AudioError, load_audio, write_flac
+from vidprobe.features.files import require_space, write_table
+from vidprobe import layout
+from vidprobe.artifacts import check_failures, failure_summary, read_manifest, writing
+from vidprobe.config import Config
 
 COLUMNS = ["sample_id", "file", "has_audio", "seconds", "peak", "status", "error"]
 

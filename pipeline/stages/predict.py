@@ -20,15 +20,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.files import write_table
-from features.identity import feature_config, feature_hash, flatten
-from features.rows import stored_rows
-from heads.data import LabeledFeatures, features_of, missing_inputs
-from heads.runs import load_run
-from pipeline import layout
-from pipeline.adapters.base import read_table, read_text, require_columns
-from pipeline.artifacts import open_set, read_embed_failures, read_manifest, writing
-from pipeline.config import Config, ConfigError, RunFailed, dump_config, load_config, with_overrides
+from vidprobe.features.files import write_table
+from vidprobe.features.identity import feature_config, feature_hash, flatten
+from vidprobe.features.rows import stored_rows
+from vidprobe.heads.data import LabeledFeatures, features_of, missing_inputs
+from vidprobe.heads.runs import load_run
+from vidprobe import layout
+from vidprobe.adapters.base import read_table, read_text, require_columns
+from vidprobe.artifacts import open_set, read_embed_failures, read_manifest, writing
+from vidprobe.config import Config, ConfigError, RunFailed, dump_config, load_config, with_overrides
 
 TIMELINE = {"sampling.mode", "sampling.window", "sampling.stride"}  # windows over a video: allowed to differ
 TABLES = (".txt", ".csv", ".jsonl", ".json")
@@ -55,7 +55,7 @@ def predict_into(out: Path, cfg: Config, trained: Config, bundle, name: str) -> 
     new = videos_config(cfg, trained, name, out)
     dump_config(new, out / "config.yaml")
     for stage in stages_for(new):
-        command = [sys.executable, "-m", "pipeline.cli", stage, "-c", str(out / "config.yaml")]
+        command = [sys.executable, "-m", "vidprobe", stage, "-c", str(out / "config.yaml")]
         if subprocess.run(command).returncode != 0:
             raise RunFailed(f"predict: `vidprobe {stage} -c {out / 'config.yaml'}` failed (see above)")
     table = score(new, bundle)

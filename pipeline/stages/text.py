@@ -23,14 +23,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from features.files import write_table, write_text
-from features.rows import row_texts, stored_rows
-from features.store import stage_attrs, write_whole
-from features.text import (encode_texts, heatmap_svg, pairs_markdown, prompt_embeddings, prompt_encoder,
+from vidprobe.features.files import write_table, write_text
+from vidprobe.features.rows import row_texts, stored_rows
+from vidprobe.features.store import stage_attrs, write_whole
+from vidprobe.features.text import (encode_texts, heatmap_svg, pairs_markdown, prompt_embeddings, prompt_encoder,
                            prompt_similarity, text_model)
-from pipeline import layout
-from pipeline.artifacts import read_captions, read_classes, read_manifest, read_transcripts, video_set
-from pipeline.config import Config, ConfigError
+from vidprobe import layout
+from vidprobe.artifacts import read_captions, read_classes, read_manifest, read_transcripts, video_set
+from vidprobe.config import Config, ConfigError
 
 VERSIONS = ("torch", "transformers", "h5py")
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from heads.data import load_split
-from heads.runs import load_run, save_evaluation
-from pipeline import layout
-from pipeline.artifacts import head_inputs, writing
-from pipeline.config import Config
+from vidprobe.heads.data import load_split
+from vidprobe.heads.runs import load_run, save_evaluation
+from vidprobe import layout
+from vidprobe.artifacts import head_inputs, writing
+from vidprobe.config import Config
 
 
 def run(cfg: Config) -> dict:
