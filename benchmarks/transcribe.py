@@ -36,7 +36,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -44,7 +43,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vidprobe.features.speech import SAMPLE_RATE, Transcriber  # noqa: E402
 from vidprobe.config import TranscribeConfig  # noqa: E402

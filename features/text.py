@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from vidprobe.features.backbones import clip_source, files_digest, quiet_transformers
-from vidprobe.features.backbones.text import TOWERS, tower_text_features
+from vidprobe.features.backbones.text import tower_text_features, towers
 from vidprobe.features.config import BackboneConfig
 from vidprobe.features.errors import FeatureConfigError
 
@@ -69,7 +69,9 @@ def readable(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name.replace("_", " ")).strip().lower()
 
 
-ENCODERS = ("minilm", *TOWERS, "clap")
+def encoders() -> tuple[str, ...]:
+    """Every `text.encoder`: MiniLM, the text tower of each backbone family that has one, and CLAP's."""
+    return ("minilm", *towers(), "clap")
 
 
 def backbone_family(backbone: BackboneConfig) -> str:
@@ -84,7 +86,7 @@ def backbone_family(backbone: BackboneConfig) -> str:
 def prompt_encoder(backbone: BackboneConfig) -> str:
     """The text tower that matches the video backbone (X-CLIP, SigLIP, SigLIP 2), else CLIP's."""
     family = backbone_family(backbone) if backbone.model else backbone.name
-    return family if family in TOWERS else "clip"
+    return family if family in towers() else "clip"
 
 
 def text_model(model: str | None, encoder: str, backbone: BackboneConfig) -> tuple[str, str]:
@@ -99,14 +101,14 @@ def text_model(model: str | None, encoder: str, backbone: BackboneConfig) -> tup
         return backbone.model, backbone.model
     if encoder == "clip" and backbone.name == "clip-tiny-random":
         return "", f"clip-tiny-random(seed={backbone.seed})"
-    what = TOWERS[encoder][1] if encoder in TOWERS else encoder.upper()
+    what = towers()[encoder][1] if encoder in towers() else encoder.upper()
     raise FeatureConfigError(f"text.model: the {what} text encoder needs a {what} model: set text.model (hub id or "
                              f"path), or use the {encoder} backbone (backbone.name={encoder} backbone.model=...) so "
                              "the same model embeds both sides")
 
 
 def encode_texts(encoder: str, model: str, texts: list[str], seed: int = 0) -> tuple[torch.Tensor, str]:
-    """(len(texts), D) embeddings from `encoder` (one of `ENCODERS`) with `model` (see `text_model`; empty:
+    """(len(texts), D) embeddings from `encoder` (one of `encoders()`) with `model` (see `text_model`; empty:
     the tiny random CLIP of `seed`), and the weights' identity."""
     if encoder == "minilm":
         return sentence_embeddings(model, texts)

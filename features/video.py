@@ -29,6 +29,8 @@ from vidprobe.features.tools import probe as probe_streams
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIP's (and X-CLIP's) processors
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 class VideoError(Exception):

@@ -48,6 +48,7 @@ PROJECT = {  # commands that take no config of their own, or make one
     "init": "a DVC project for your own videos: params.yaml (what differs from a built-in config), dvc.yaml",
     "configs": "the built-in configs (-c NAME), one line each; with -c CONFIG, that config resolved",
     "stamp": "for dvc.yaml: write down what each stage reads (version, code, config keys), for DVC to compare",
+    "backbones": "the backbone families (backbone.name): example checkpoint, input, pooling, keys",
 }
 
 COMMANDS = ["demo-data", *STAGES, "kinetics", "cache", *PROJECT]  # each runs pipeline/stages/<command>.py
@@ -98,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     stamp = sub.add_parser("stamp", help=PROJECT["stamp"], description=PROJECT["stamp"] + ".")
     stamp.add_argument("-c", "--config", help="the project's config (params.yaml)")
     stamp.add_argument("stages", nargs="+", metavar="STAGE", help="the stages to stamp, e.g. index embed train evaluate")
+    sub.add_parser("backbones", help=PROJECT["backbones"], description=PROJECT["backbones"] + " (markdown).")
     cache = sub.add_parser("cache", help="what a feature set holds (info), and whether it is whole (verify)")
     cache.add_argument("action", choices=["info", "verify"])
     cache.add_argument("path", metavar="PATH", help="a feature set folder, e.g. cache/demo/videomae-tiny-random")
@@ -126,6 +128,8 @@ def dispatch(args: argparse.Namespace):
         return command("init").run(args.dir, args.dataset, args.root, args.overrides, args.force)
     if args.command == "configs" and not args.config and not args.overrides:
         return command("configs").run(None)
+    if args.command == "backbones":
+        return command("backbones").run()
     if args.command == "stamp":
         return command("stamp").run(load_config(args.config), args.stages)
     flags = {"embed.num_shards": getattr(args, "num_shards", None), "embed.shard_index": getattr(args, "shard_index", None),

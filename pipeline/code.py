@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.machinery
+import pkgutil
 import sys
 from functools import cache
 from pathlib import Path
@@ -54,11 +55,19 @@ def import_nodes(tree: ast.AST):
         yield from import_nodes(node)
 
 
-def imported_modules(path: Path) -> set[str]:
+IMPORTS_ITS_MODULES = "pkgutil.iter_modules(__path__)"  # a package that imports every module of its folder
+
+
+def imported_modules(path: Path, name: str | None = None) -> set[str]:
     """The vidprobe modules `path` imports anywhere in it (a lazy import inside a function counts: it runs),
-    with the packages whose `__init__.py` that runs."""
+    with the packages whose `__init__.py` that runs. A package `name` whose `__init__.py` imports every module
+    of its folder (`for m in pkgutil.iter_modules(__path__): import_module(...)`, where one new module is a new
+    backbone family or dataset layout) imports each of them."""
+    source = path.read_text()
     out = set()
-    for node in import_nodes(ast.parse(path.read_text())):
+    if name and path.name == "__init__.py" and IMPORTS_ITS_MODULES in source:
+        out.update(f"{name}.{m.name}" for m in pkgutil.iter_modules([str(path.parent)]))
+    for node in import_nodes(ast.parse(source)):
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
@@ -82,7 +91,7 @@ def closure(module: str) -> frozenset[str]:
         if name in seen or module_file(name) is None:
             continue
         seen.add(name)
-        todo += imported_modules(module_file(name))
+        todo += imported_modules(module_file(name), name)
     return frozenset(seen)
 
 

@@ -6,9 +6,6 @@ from vidprobe.features.backbones.base import BACKBONES, Backbone, model_config, 
 from vidprobe.features.config import BackboneConfig
 from vidprobe.features.errors import FeatureConfigError
 
-FAMILIES = {"videomae": "videomae", "vjepa2": "vjepa2", "timesformer": "timesformer", "vivit": "vivit",
-            "xclip": "xclip", "clip": "clip", "siglip": "siglip", "siglip2": "siglip2", "dinov2": "dinov2",
-            "dinov3_vit": "dinov3"}
 AUDIO = {"wav2vec2", "hubert", "wavlm", "audio-spectrogram-transformer", "clap", "whisper"}
 NOT_VISION = {"bert", "roberta", "gpt2", "t5", "bart", "llama", "mpnet", "distilbert"}
 
@@ -16,8 +13,9 @@ NOT_VISION = {"bert", "roberta", "gpt2", "t5", "bart", "llama", "mpnet", "distil
 def detect_family(model: str) -> str:
     """The registry family that loads `model` (a hub id or local folder)."""
     kind = model_config(model, "model").model_type
-    if kind in FAMILIES:
-        return FAMILIES[kind]
+    families = {t: f.name for f in BACKBONES.values() for t in f.model_types}  # each family names its model_types
+    if kind in families:
+        return families[kind]
     if kind in AUDIO:
         raise FeatureConfigError(f"backbone.model: {model!r} is an audio model ({kind}); embed audio with "
                                  "`vidprobe audio-embed` (or `vidprobe transcribe` for Whisper)")

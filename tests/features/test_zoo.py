@@ -11,10 +11,8 @@ import pytest
 import torch
 import transformers
 from decord import VideoReader
-from transformers.models.siglip2.image_processing_pil_siglip2 import convert_image_to_patches
 
-from vidprobe.features.backbones import build_backbone
-from vidprobe.features.backbones.tiny import TINY, save_tiny
+from vidprobe.features.backbones import BACKBONES, build_backbone, save_tiny, tiny_families
 from vidprobe.features.config import BackboneConfig
 from vidprobe.features.errors import FeatureConfigError
 from vidprobe.features.store import FeatureSet, verify
@@ -23,7 +21,7 @@ from vidprobe import layout
 from vidprobe.stages import embed, index
 from vidprobe.cli import main
 
-pytestmark = pytest.mark.slow  # eleven families, each embedded three times
+pytestmark = pytest.mark.slow  # every family with a tiny model, each embedded three times
 
 
 def processor_pixels(model_dir, frames: np.ndarray) -> torch.Tensor:
@@ -41,30 +39,15 @@ def decoded(path, indices, size) -> np.ndarray:
 
 
 def direct(family: str, model_dir, x: torch.Tensor) -> np.ndarray:
-    """`video/pooled` of one clip from the transformers model itself, pooled as the README's table says."""
+    """`video/pooled` of one clip from the transformers model itself (loaded by its config's architecture), as the
+    family's registered reference forward computes it from the model's own outputs."""
     config = json.loads((model_dir / "config.json").read_text())
     net = getattr(transformers, config["architectures"][0]).from_pretrained(model_dir).eval()
     with torch.no_grad():
-        if family == "videomae":
-            return net(pixel_values=x).last_hidden_state.mean(1)[0].numpy()
-        if family == "vjepa2":
-            return net(pixel_values_videos=x, skip_predictor=True).last_hidden_state.mean(1)[0].numpy()
-        if family in ("timesformer", "vivit"):
-            return net(pixel_values=x).last_hidden_state[0, 0].numpy()
-        if family == "xclip":
-            return net.get_video_features(pixel_values=x).pooler_output[0].numpy()
-        if family in ("clip", "siglip"):
-            return net.get_image_features(pixel_values=x[0]).pooler_output.mean(0).numpy()
-        if family == "siglip2":
-            patches = torch.from_numpy(np.stack([convert_image_to_patches(f.numpy(), 16) for f in x[0]]))
-            grid = x.shape[-1] // 16
-            out = net.get_image_features(pixel_values=patches, pixel_attention_mask=torch.ones(patches.shape[:2]),
-                                         spatial_shapes=torch.tensor([[grid, grid]] * len(patches)))
-            return out.pooler_output.mean(0).numpy()
-        return net(pixel_values=x[0]).pooler_output.mean(0).numpy()  # dinov2, dinov3, image (ViT)
+        return BACKBONES[family].reference(net, x)[0].numpy()
 
 
-@pytest.mark.parametrize("family", TINY)
+@pytest.mark.parametrize("family", tiny_families())
 def test_each_family_stores_what_transformers_computes_sharded_and_resumed(family, demo_cfg, demo_root, tmp_path):
     model_dir = save_tiny(family, tmp_path / family, seed=1)
     common = [f"backbone.name={family}", f"backbone.model={model_dir}", "embed.commit_every=3"]
@@ -91,7 +74,7 @@ def test_each_family_stores_what_transformers_computes_sharded_and_resumed(famil
     assert provenance["mean_std_from"] == "preprocessor_config.json" and provenance["pooling"]
 
 
-@pytest.mark.parametrize("family", TINY)
+@pytest.mark.parametrize("family", tiny_families())
 def test_preprocessing_follows_the_checkpoints_processor_config(family, tmp_path):
     model_dir = save_tiny(family, tmp_path / family)
     bb = build_backbone(BackboneConfig(name=family, model=str(model_dir)))
@@ -159,7 +142,7 @@ def test_a_model_that_cannot_run_says_why(demo_cfg, tmp_path, capsys):
         build_backbone(BackboneConfig(name="vjepa2", model=str(model_dir), layers=[7]))
     with pytest.raises(FeatureConfigError, match="(?s)'nobody-here/no-such-model'.*local directory"):
         build_backbone(BackboneConfig(name="auto", model="nobody-here/no-such-model"))  # offline: not cached
-    for family in TINY:
+    for family in tiny_families():
         with pytest.raises(FeatureConfigError, match="local directory"):
             build_backbone(BackboneConfig(name=family, model=str(tmp_path / "missing")))
 
