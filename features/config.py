@@ -1,18 +1,44 @@
 """The features library's config sections: which frames to sample from each video, which backbone embeds them.
 
 Each field's comment is its documentation; `pipeline/config.py` composes these sections with the
-others and validates YAML against them (`choice` fields accept only the values they list).
+others and validates YAML against them (`choice` fields accept only the values they list). `compose` builds a
+section from the settings each component declares beside its code (the heads' losses, the dataset adapters).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 
 def choice(default: Any, *options: Any) -> Any:
     """A field that accepts only `default` and `options`."""
     return field(default=default, metadata={"choices": (default, *options)})
+
+
+def compose(name: str, core: type, parts: Iterable[type], module: str) -> type:
+    """One flat config section: `core`'s fields and methods, then the fields of each part (a component's own
+    settings dataclass, declared beside its code), so every key stays `<section>.<key>` with its default and its
+    comment. Parts may share a field when they agree on its default. `__parts__` lists where each field lives."""
+    fields: list[tuple[str, Any, Any]] = []
+    seen = {f.name: (core, f) for f in dataclasses.fields(core)}
+    for part in parts:
+        hints = typing.get_type_hints(part)
+        for f in dataclasses.fields(part):
+            if f.name in seen:
+                other, earlier = seen[f.name]
+                if (earlier.default, earlier.default_factory) != (f.default, f.default_factory):
+                    raise TypeError(f"{name}.{f.name}: {part.__name__} and {other.__name__} declare it with different defaults")
+                continue
+            seen[f.name] = (part, f)
+            fields.append((f.name, hints[f.name], field(default=f.default, default_factory=f.default_factory,
+                                                        metadata=f.metadata)))
+    cls = dataclasses.make_dataclass(name, fields, bases=(core,))
+    cls.__module__, cls.__qualname__, cls.__doc__ = module, name, core.__doc__
+    cls.__parts__ = tuple(dict.fromkeys(part for part, _ in seen.values()))
+    return cls
 
 
 @dataclass

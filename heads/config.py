@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vidprobe.features.config import choice
+from vidprobe.features.config import choice, compose
 
 
 def parse_spec(spec: str, own_set: str) -> tuple[str, str]:
@@ -28,39 +28,28 @@ class TaskConfig:
 
 
 @dataclass
-class HeadConfig:
+class HeadCore:
+    """The `head` section: what every head trained on cached features reads. Each head's and each loss's own
+    settings (`head.hidden`, `head.focal_gamma`, `head.coop_init`, ...) are declared beside it (heads/models.py,
+    heads/losses.py, heads/coop.py) and join this section in `HeadConfig`, still as `head.<key>`."""
+
     name: str = "linear"  # linear | mlp | attention (over (N, T, D)) | zero-shot (head.prompts) | coop (prompt learning)
-    features: str = "video/pooled"
+    features: str = "video/pooled"  # "<key>" of the video features, or "<feature_set>:<key>" of another set
     fuse: list[str] = field(default_factory=list)  # more inputs, "<feature_set>:<key>" (e.g. whisper:audio/pooled)
     fusion: str = choice("concat", "late", "gated")  # how head.features and head.fuse combine; missing ones are masked
-    prompts: str | None = None  # "<feature_set>[:<key>]" of class-prompt embeddings, one row per class name
-    init: str = choice("random", "prompts")  # prompts: linear head initialised from the class-prompt embeddings
     normalize: str = choice("standardize", "l2")  # features: train mean/std per column, or unit length per row
-    logit_scale: float = 100.0  # zero-shot / prompt-initialised heads: cosine similarity times this
-    coop_init: str = "a video of a"  # coop: the words the learnable context starts as (their count = context length)
-    coop_pooling: str = choice("mean", "attention")  # coop: over the frames of (N, T, D) features
-    lr: float = 1e-2
-    weight_decay: float = 1e-4
-    epochs: int = 200
-    batch_size: int = 256
+    lr: float = 1e-2  # AdamW's learning rate
+    weight_decay: float = 1e-4  # AdamW's (decoupled) weight decay
+    epochs: int = 200  # at most; early stopping (patience) usually ends sooner
+    batch_size: int = 256  # samples per step
     schedule: str = choice("cosine", "constant")  # learning rate per epoch, after warmup_epochs of linear warm-up
-    warmup_epochs: int = 0
+    warmup_epochs: int = 0  # epochs of linear learning-rate warm-up from 0
     monitor: str = "val_loss"  # early stopping and the kept weights: val_loss or a validation metric (acc, mAP, ...)
     patience: int = 30  # epochs without improvement on `monitor` before stopping
-    seed: int = 0
-    hidden: int = 256  # mlp: hidden width
-    dropout: float = 0.1  # mlp: dropout after the hidden layer
+    seed: int = 0  # weight init, shuffling, dropout, few-shot draws
     loss: str = "ce"  # class label: ce | focal | ldam (heads/losses.py registers them)
     multilabel_loss: str = "bce"  # multi-label: bce | focal | eql | ldam
     regression_loss: str = "mse"  # traits: mse | l1 | huber | ccc
-    label_smoothing: float = 0.0  # ce
-    class_weights: str = choice("none", "balanced", "effective")  # ce/focal: inverse frequency, or effective numbers
-    cb_beta: float = 0.999  # effective-number class weights (Cui et al. 2019)
-    focal_gamma: float = 2.0
-    eql_tail_count: int = 100  # eql: classes with fewer train positives get no loss from their negatives
-    ldam_max_margin: float = 0.5  # ldam: margin of the rarest class (margins fall as n^-1/4)
-    ldam_scale: float = 30.0
-    drw_epoch: int | None = None  # ldam (deferred re-weighting): effective-number class weights from this epoch
     max_norm: float | None = None  # weight balancing: cap each class's classifier weight norm after every step
     stage2_epochs: int = 0  # weight balancing's second stage: the classifier layer alone, class-balanced, this long
     sampler: str = choice("shuffle", "balanced")  # balanced: each class drawn equally often (with replacement)
@@ -94,28 +83,33 @@ class HeadConfig:
         return self.uses_prompts or self.name == "coop"
 
 
+from vidprobe.heads import coop, losses, models  # noqa: E402, F401  # config schema
+
+HeadConfig = compose("HeadConfig", HeadCore, [*models.head_settings(), *losses.loss_settings()], __name__)
+
+
 @dataclass
 class FinetuneConfig:
     name: str = "finetune"  # the run folder: <paths.cache>/runs/<name>/
     init_head: str | None = None  # a train run (name or path) whose class head starts the classifier; None: random
     unfreeze_blocks: int = 2  # last N transformer blocks (VideoMAE, CLIP) / of I3D's 9 Mixed blocks; -1: all
     layer_decay: float = 1.0  # < 1: layer-wise learning-rate decay from the top block down
-    lr: float = 1e-4
+    lr: float = 1e-4  # AdamW on the unfrozen blocks
     head_lr: float | None = None  # None: lr
     weight_decay: float = 0.05  # on weights, not biases or norms
-    epochs: int = 10
-    warmup_epochs: int = 1
+    epochs: int = 10  # at most; early stopping (patience) may end sooner
+    warmup_epochs: int = 1  # epochs of linear learning-rate warm-up
     freeze_epochs: int = 0  # gradual schedule: the classifier alone for this many epochs, then the unfrozen blocks too
     batch_size: int = 8  # clips per process per micro-batch (a step: x accumulate x world size)
     accumulate: int = 1  # gradient accumulation steps per optimiser step
     amp: str = choice("none", "bf16", "fp16")  # autocast on CUDA (fp16 with a GradScaler); CPU: float32
-    grad_checkpointing: bool = False
+    grad_checkpointing: bool = False  # recompute block activations in the backward pass (less memory, slower)
     monitor: str = "acc"  # early stopping on a validation metric (or val_loss)
-    patience: int = 5
-    seed: int = 0
-    num_workers: int = 2
+    patience: int = 5  # epochs without improvement on `monitor` before stopping
+    seed: int = 0  # init, shuffling, augmentation
+    num_workers: int = 2  # DataLoader workers decoding training clips
     augment_crop_scale: list[float] = field(default_factory=lambda: [0.6, 1.0])  # crop's area share, aspect 3/4-4/3; [1, 1]: off
-    augment_flip: bool = True
+    augment_flip: bool = True  # random horizontal flips (off when left and right matter)
     videomix: str = choice("none", "spatial", "temporal")  # VideoMix: a box through all frames, or a run of frames
     videomix_alpha: float = 1.0  # the share kept ~ Beta(alpha, alpha); the labels weighed by it
     augment_jitter: float = 0.1  # each end of the segment moves by up to this share of its length (< 0.5)

@@ -6,14 +6,33 @@ with attention pooling, the pooling weights) trains; the video backbone never ru
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from vidprobe.features.backbones import clip_source, load_pretrained
-from vidprobe.features.config import BackboneConfig
+from vidprobe.features.config import BackboneConfig, choice
 from vidprobe.features.text import readable, text_model
-from vidprobe.heads.config import HeadConfig
-from vidprobe.heads.models import AttentionPool
+from vidprobe.heads.errors import HeadConfigError
+from vidprobe.heads.models import AttentionPool, PromptSettings, register_head
+
+if TYPE_CHECKING:
+    from vidprobe.heads.config import HeadConfig
+
+
+@dataclass
+class CoOpSettings:
+    coop_init: str = "a video of a"  # coop: the words the learnable context starts as (their count = context length)
+    coop_pooling: str = choice("mean", "attention")  # coop: over the frames of (N, T, D) features
+
+
+@register_head("coop", sequence=True, settings=(CoOpSettings, PromptSettings))
+def coop(in_dim: int, out_dim: int, cfg: HeadConfig) -> nn.Module:
+    """Prompt learning needs the CLIP text tower and the class names, which `build_coop` brings; it cannot be
+    built from sizes alone."""
+    raise HeadConfigError("head.name=coop is built by heads.coop.build_coop (it needs CLIP and the class names)")
 
 
 def build_coop(clip: tuple[str | None, BackboneConfig], classes: list[str], head: HeadConfig) -> "CoOp":

@@ -1,34 +1,86 @@
-"""Losses behind a registry: `@register_loss(name)` builders taking (cfg, train targets) -> loss(outputs, targets).
+"""Losses behind a registry: `@register_loss(name, task, settings=...)` builders taking (head config, train
+targets) -> loss(outputs, targets). A loss's own settings are a dataclass declared beside it; they join the
+`head` section as `head.<key>` (heads/config.py composes it), so a new loss is one function and its settings.
 
 Builders see the training targets, so class weights come from the training split only.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
 
-from vidprobe.heads.config import HeadConfig
+from vidprobe.features.config import choice
 from vidprobe.heads.errors import HeadConfigError
 
+if TYPE_CHECKING:
+    from vidprobe.heads.config import HeadConfig
+
 LOSSES: dict[tuple[str, str], Callable] = {}  # (task, name) -> builder; task: class | multilabel | regression
+SETTINGS: dict[tuple[str, str], tuple[type, ...]] = {}  # (task, name) -> the settings dataclasses it reads
+TASK_KEYS = {"class": "head.loss", "multilabel": "head.multilabel_loss", "regression": "head.regression_loss"}
 
 
-def register_loss(name: str, task: str):
+def register_loss(name: str, task: str, settings: tuple[type, ...] = ()):
     def deco(fn):
         LOSSES[(task, name)] = fn
+        SETTINGS[(task, name)] = settings
         return fn
 
     return deco
 
 
-def build_loss(name: str, task: str, cfg: HeadConfig, y_train: torch.Tensor) -> Callable:
+def loss_names(task: str) -> list[str]:
+    """The registered losses of a task (class, multilabel, regression)."""
+    return sorted(n for t, n in LOSSES if t == task)
+
+
+def loss_settings() -> list[type]:
+    """Every registered loss's settings, once each, in registration order (they join HeadConfig)."""
+    return list(dict.fromkeys(s for group in SETTINGS.values() for s in group))
+
+
+@dataclass
+class ClassWeights:
+    class_weights: str = choice("none", "balanced", "effective")  # ce/focal: inverse frequency, or effective numbers
+    cb_beta: float = 0.999  # effective-number class weights (Cui et al. 2019); ldam's deferred re-weighting too
+
+
+@dataclass
+class CrossEntropySettings:
+    label_smoothing: float = 0.0  # ce
+
+
+@dataclass
+class FocalSettings:
+    focal_gamma: float = 2.0  # focal: (1 - p_true)^gamma; 0 is cross-entropy
+
+
+@dataclass
+class EQLSettings:
+    eql_tail_count: int = 100  # eql: classes with fewer train positives get no loss from their negatives
+
+
+@dataclass
+class LDAMSettings:
+    ldam_max_margin: float = 0.5  # ldam: margin of the rarest class (margins fall as n^-1/4)
+    ldam_scale: float = 30.0  # ldam: the logits' scale
+    drw_epoch: int | None = None  # ldam (deferred re-weighting): effective-number class weights from this epoch
+
+
+def check_loss(name: str, task: str) -> str | None:
+    """Why `name` is no `task` loss (a config problem line), or None."""
     if (task, name) not in LOSSES:
-        key = {"class": "head.loss", "multilabel": "head.multilabel_loss", "regression": "head.regression_loss"}[task]
-        valid = sorted(n for t, n in LOSSES if t == task)
-        raise HeadConfigError(f"{key}: unknown {task} loss {name!r}; valid: {', '.join(valid)}")
+        return f"{TASK_KEYS[task]}: unknown {task} loss {name!r}; valid: {', '.join(loss_names(task))}"
+    return None
+
+
+def build_loss(name: str, task: str, cfg: HeadConfig, y_train: torch.Tensor) -> Callable:
+    if problem := check_loss(name, task):
+        raise HeadConfigError(problem)
     return LOSSES[(task, name)](cfg, y_train)
 
 
@@ -39,7 +91,12 @@ def class_weights(cfg: HeadConfig, counts: torch.Tensor) -> torch.Tensor | None:
         return None
     if cfg.class_weights == "balanced":
         return counts.sum() / (len(counts) * counts.clamp_min(1))
-    w = (1 - cfg.cb_beta) / (1 - cfg.cb_beta ** counts.clamp_min(1))
+    return effective_weights(counts, cfg.cb_beta)
+
+
+def effective_weights(counts: torch.Tensor, beta: float) -> torch.Tensor:
+    """Class-balanced weights by effective numbers (Cui et al. 2019): (1-b)/(1-b^n), scaled to mean 1."""
+    w = (1 - beta) / (1 - beta ** counts.float().clamp_min(1))
     return w * len(w) / w.sum()
 
 
@@ -70,12 +127,12 @@ class Focal:
         return loss.mean()
 
 
-@register_loss("ce", "class")
+@register_loss("ce", "class", (ClassWeights, CrossEntropySettings))
 def ce(cfg: HeadConfig, y: torch.Tensor):
     return CrossEntropy(class_weights(cfg, torch.bincount(y)), cfg.label_smoothing)
 
 
-@register_loss("focal", "class")
+@register_loss("focal", "class", (ClassWeights, FocalSettings))
 def focal(cfg: HeadConfig, y: torch.Tensor):
     return Focal(class_weights(cfg, torch.bincount(y)), cfg.focal_gamma, multilabel=False)
 
@@ -87,7 +144,7 @@ def bce(cfg: HeadConfig, y: torch.Tensor):
 
 def balanced_multilabel_bce(cfg: HeadConfig, y: torch.Tensor) -> Callable:
     """BCE whose positives weigh by effective numbers (Cui et al. 2019): the rarer a class, the more."""
-    weight = class_weights(HeadConfig(class_weights="effective", cb_beta=cfg.cb_beta), y.sum(0))
+    weight = effective_weights(y.sum(0), cfg.cb_beta)
 
     def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(logits, target, pos_weight=weight)
@@ -95,7 +152,7 @@ def balanced_multilabel_bce(cfg: HeadConfig, y: torch.Tensor) -> Callable:
     return loss
 
 
-@register_loss("focal", "multilabel")
+@register_loss("focal", "multilabel", (FocalSettings,))
 def focal_multilabel(cfg: HeadConfig, y: torch.Tensor):
     return Focal(None, cfg.focal_gamma, multilabel=True)
 
@@ -143,7 +200,7 @@ class EQL:
         return F.binary_cross_entropy_with_logits(logits, y, weight=weight)
 
 
-@register_loss("eql", "multilabel")
+@register_loss("eql", "multilabel", (EQLSettings,))
 def eql(cfg: HeadConfig, y: torch.Tensor):
     return EQL(y.sum(0) < cfg.eql_tail_count)
 
@@ -156,7 +213,7 @@ class LDAM:
         m = 1.0 / counts.float().clamp_min(1) ** 0.25
         self.margins = m * (cfg.ldam_max_margin / m.max())
         self.scale, self.multilabel, self.drw_epoch = cfg.ldam_scale, multilabel, cfg.drw_epoch
-        self.drw_weights = class_weights(HeadConfig(class_weights="effective", cb_beta=cfg.cb_beta), counts)
+        self.drw_weights = effective_weights(counts, cfg.cb_beta)
         self.epoch = 0  # set by the trainer
 
     def __call__(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -168,11 +225,11 @@ class LDAM:
         return F.cross_entropy(z, y, weight=weight)
 
 
-@register_loss("ldam", "class")
+@register_loss("ldam", "class", (ClassWeights, LDAMSettings))
 def ldam(cfg: HeadConfig, y: torch.Tensor):
     return LDAM(torch.bincount(y), cfg, multilabel=False)
 
 
-@register_loss("ldam", "multilabel")
+@register_loss("ldam", "multilabel", (ClassWeights, LDAMSettings))
 def ldam_multilabel(cfg: HeadConfig, y: torch.Tensor):
     return LDAM(y.sum(0), cfg, multilabel=True)

@@ -1,8 +1,27 @@
-"""Metrics named as DESIGN.md names them: acc, macro_f1, spearman/<trait>, pearson/<trait>, mae/<trait>."""
+"""Metrics named as DESIGN.md names them: acc, macro_f1, spearman/<trait>, pearson/<trait>, mae/<trait>; which a
+run of given targets reports (`metric_names`), and which are better lower (`lower_is_better`)."""
 
 from __future__ import annotations
 
 import numpy as np
+
+
+REGRESSION = ("spearman", "pearson", "mae", "ccc")
+
+
+def metric_names(label: bool, multilabel: bool, traits: list[str]) -> set[str]:
+    """The validation (and test) metrics a run reports for its targets: what `head.monitor` and `sweep.metric`
+    may name. A class head reports top5 only above 5 classes."""
+    names = {"acc", "macro_f1", "top5"} if label else set()
+    if multilabel:
+        names |= {"mAP", "mAP_head", "mAP_middle", "mAP_tail", "classes_without_positives"}
+    names |= {f"{m}/{t}" for m in REGRESSION for t in ([*traits, "mean"] if traits else [])}
+    return names
+
+
+def lower_is_better(metric: str) -> bool:
+    """Losses, errors (mae) and counts of classes without positives are better lower; every other metric higher."""
+    return metric.endswith("loss") or metric.startswith(("mae", "loss")) or metric == "classes_without_positives"
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -86,7 +105,7 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, traits: list[str]
         out[f"pearson/{t}"] = pearson(a, b)
         out[f"mae/{t}"] = float(np.mean(np.abs(a - b)))
         out[f"ccc/{t}"] = ccc(a, b)
-    for name in ("spearman", "pearson", "mae", "ccc"):
+    for name in REGRESSION:
         out[f"{name}/mean"] = float(np.mean([out[f"{name}/{t}"] for t in traits]))
     return out
 

@@ -1,28 +1,54 @@
-"""Head models behind a registry: `@register_head("name")` builders taking (in_dim, out_dim, cfg)."""
+"""Head models behind a registry: `@register_head("name", settings=...)` builders taking (in_dim, out_dim, cfg).
+A head's own settings are a dataclass declared beside it; they join the `head` section as `head.<key>`
+(heads/config.py composes it), so a new head is one builder and its settings."""
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from vidprobe.heads.config import HeadConfig
+from vidprobe.features.config import choice
 from vidprobe.heads.errors import HeadConfigError
+
+if TYPE_CHECKING:
+    from vidprobe.heads.config import HeadConfig
 
 HEADS: dict[str, Callable[[int, int, HeadConfig], nn.Module]] = {}
 SEQUENCE_HEADS: set[str] = set()  # heads that take (N, T, D) features instead of (N, D)
+SETTINGS: dict[str, tuple[type, ...]] = {}  # head name -> the settings dataclasses it reads
 
 
-def register_head(name: str, sequence: bool = False):
+def register_head(name: str, sequence: bool = False, settings: tuple[type, ...] = ()):
     def deco(fn):
         HEADS[name] = fn
+        SETTINGS[name] = settings
         if sequence:
             SEQUENCE_HEADS.add(name)
         return fn
 
     return deco
+
+
+def head_settings() -> list[type]:
+    """Every registered head's settings, once each, in registration order (they join HeadConfig)."""
+    return list(dict.fromkeys(s for group in SETTINGS.values() for s in group))
+
+
+@dataclass
+class MLPSettings:
+    hidden: int = 256  # mlp (and gated fusion): hidden width
+    dropout: float = 0.1  # mlp (and gated fusion): dropout after the hidden layer
+
+
+@dataclass
+class PromptSettings:
+    prompts: str | None = None  # "<feature_set>[:<key>]" of class-prompt embeddings, one row per class name
+    init: str = choice("random", "prompts")  # prompts: linear head initialised from the class-prompt embeddings
+    logit_scale: float = 100.0  # zero-shot / prompt-initialised heads: cosine similarity times this
 
 
 def build_head(cfg: HeadConfig, in_dim: int, out_dim: int, dims: list[int] | None = None,
@@ -38,13 +64,13 @@ def build_head(cfg: HeadConfig, in_dim: int, out_dim: int, dims: list[int] | Non
     return HEADS[cfg.name](in_dim, out_dim, cfg)
 
 
-@register_head("linear")
+@register_head("linear", settings=(PromptSettings,))
 def linear(in_dim: int, out_dim: int, cfg: HeadConfig) -> nn.Module:
     """A linear probe on (N, D) features."""
     return nn.Linear(in_dim, out_dim)
 
 
-@register_head("mlp")
+@register_head("mlp", settings=(MLPSettings,))
 def mlp(in_dim: int, out_dim: int, cfg: HeadConfig) -> nn.Module:
     """One hidden layer: LayerNorm, Linear, GELU, Dropout, Linear."""
     return MLP(nn.LayerNorm(in_dim), nn.Linear(in_dim, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout),
@@ -91,17 +117,10 @@ class NormLinear(torch.autograd.Function):
         return None, (weight * G).sum(0), s @ weight, G * gamma + torch.outer(s, beta), s, None
 
 
-@register_head("zero-shot")
+@register_head("zero-shot", settings=(PromptSettings,))
 def zero_shot(in_dim: int, out_dim: int, cfg: HeadConfig) -> nn.Module:
     """The class-prompt embeddings of head.prompts as a fixed linear classifier (see `prompt_linear`); never trained."""
     return nn.Linear(in_dim, out_dim)
-
-
-@register_head("coop", sequence=True)
-def coop(in_dim: int, out_dim: int, cfg: HeadConfig) -> nn.Module:
-    """Prompt learning (heads/coop.py): needs the CLIP text tower and the class names, which
-    `heads.coop.build_coop` brings; it cannot be built from sizes alone."""
-    raise HeadConfigError("head.name=coop is built by heads.coop.build_coop (it needs CLIP and the class names)")
 
 
 class AttentionPool(nn.Module):

@@ -1,14 +1,56 @@
-"""What a sweep adds to single runs: baselines from scikit-learn on the same data, and the leaderboard."""
+"""What a sweep adds to single runs: its grid's points, baselines from scikit-learn on the same data, and the
+leaderboard."""
 
 from __future__ import annotations
+
+import itertools
+import random
 
 import numpy as np
 import pandas as pd
 
 from vidprobe.heads.data import LabeledFeatures
-from vidprobe.heads.metrics import classification_metrics, regression_metrics
+from vidprobe.heads.errors import HeadConfigError
+from vidprobe.heads.metrics import classification_metrics, lower_is_better, regression_metrics
 from vidprobe.heads.stream import DiskRows
 from vidprobe.heads.trainer import Standardizer
+
+def grid_points(grid: dict, samples: int = 0) -> list[dict]:
+    """The grid's points (all of them, or `samples` drawn at random, the same every time).
+
+    A grid key is a dotted config key with a list of values, or a name of your choice with a list of
+    alternatives, each a mapping of overrides tried together (an optional `name` labels it):
+    `{modality: [{name: video}, {name: audio, head.features: "whisper:audio/pooled"}]}`.
+    """
+    bad = [k for k, v in grid.items() if not isinstance(v, list) or not v]
+    if bad:
+        raise HeadConfigError(f"sweep.grid: {bad} must each list at least one value")
+    combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    if 0 < samples < len(combos):
+        combos = random.Random(0).sample(combos, samples)
+    return combos
+
+
+def overrides(combo: dict) -> dict:
+    """The config overrides of one grid point (alternatives unpacked)."""
+    out = {}
+    for key, value in combo.items():
+        if isinstance(value, dict):
+            out.update({k: v for k, v in value.items() if k != "name"})
+        else:
+            out[key] = value
+    return out
+
+
+def label(value) -> str:
+    if isinstance(value, dict):
+        return str(value.get("name") or ",".join(f"{k.split('.')[-1]}={v}" for k, v in value.items()) or "base")
+    return str(value)
+
+
+def trial_name(combo: dict) -> str:
+    return ",".join(f"{k.split('.')[-1]}={label(v)}" for k, v in combo.items())
+
 
 RANKED = ("acc", "macro_f1", "mAP", "mAP_head", "mAP_middle", "mAP_tail", "spearman/mean")
 
@@ -39,7 +81,7 @@ def sklearn_baselines(tr: LabeledFeatures, va: LabeledFeatures, traits: list[str
 
 
 def leaderboard(rows: list[dict], metric: str) -> pd.DataFrame:
-    """Mean ± std over seeds per configuration, best first by `metric` (mae*/loss*: lower is better).
+    """Mean ± std over seeds per configuration, best first by `metric` (`lower_is_better` decides the order).
     `diverged` counts the seeds whose `metric` is NaN (training blew up); the means are over the others,
     and a configuration where every seed diverged ranks last."""
     df = pd.DataFrame(rows)
@@ -50,8 +92,7 @@ def leaderboard(rows: list[dict], metric: str) -> pd.DataFrame:
     table["seeds"] = grouped.size()
     table["diverged"] = grouped.diverged.sum().astype(int)
     table["runs"] = grouped.run_dir.apply(lambda d: "; ".join(x for x in d if x))
-    lower_is_better = metric.startswith(("mae", "loss"))
-    return table.sort_values(f"{metric} mean", ascending=lower_is_better, na_position="last").reset_index()
+    return table.sort_values(f"{metric} mean", ascending=lower_is_better(metric), na_position="last").reset_index()
 
 
 def to_markdown(table: pd.DataFrame, metric: str) -> str:

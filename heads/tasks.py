@@ -16,9 +16,10 @@ from vidprobe.heads.bundle import HeadBundle
 from vidprobe.heads.config import HeadConfig, TaskConfig
 from vidprobe.heads.data import LabeledFeatures, few_shot, multi_hot
 from vidprobe.heads.errors import HeadConfigError
-from vidprobe.heads.losses import balanced_multilabel_bce, build_loss
-from vidprobe.heads.metrics import classification_metrics, f1_thresholds, multilabel_metrics, regression_metrics
-from vidprobe.heads.models import build_head, prompt_linear
+from vidprobe.heads.losses import balanced_multilabel_bce, build_loss, check_loss
+from vidprobe.heads.metrics import (classification_metrics, f1_thresholds, metric_names, multilabel_metrics,
+                                    regression_metrics)
+from vidprobe.heads.models import HEADS, build_head, prompt_linear
 from vidprobe.heads.stream import forward_chunks
 from vidprobe.heads.trainer import Fitted, Standardizer, fit, fit_many, retrain_classifier, seed_everything
 
@@ -33,14 +34,37 @@ class Trained:
     n_train: int = 0
 
 
-def check_task(head: HeadConfig, task: TaskConfig) -> None:
-    """Something to train, and a head that can train it."""
-    if not (task.label or task.multilabel or task.traits):
-        raise HeadConfigError("task: nothing to train: set task.label (a class column), task.multilabel (a '|'-joined "
-                              "class column) and/or task.traits (numeric columns)")
+def head_problems(head: HeadConfig, task: TaskConfig, need_targets: bool = True) -> list[str]:
+    """Every reason this head cannot train this task, found from the settings alone (nothing is read): something to
+    train (unless not `need_targets`: a config may only index and embed), a registered head and losses, a head
+    that can train the targets, a `monitor` every target reports."""
+    problems = []
+    if need_targets and not (task.label or task.multilabel or task.traits):
+        problems.append("task: nothing to train: set task.label (a class column), task.multilabel (a '|'-joined "
+                        "class column) and/or task.traits (numeric columns)")
+    if head.name not in HEADS:
+        problems.append(f"head.name: unknown head {head.name!r}; valid: {', '.join(sorted(HEADS))}")
+    problems += [p for p in (check_loss(head.loss, "class"), check_loss(head.multilabel_loss, "multilabel"),
+                             check_loss(head.regression_loss, "regression")) if p]
     if head.name in ("zero-shot", "coop") and (task.traits or task.multilabel or not task.label):
-        raise HeadConfigError(f"head.name={head.name} classifies task.label from class prompts; set task.traits=[] "
-                              "and task.multilabel=null, or train those with another head")
+        problems.append(f"head.name={head.name} classifies task.label from class prompts; set task.traits=[] "
+                        "and task.multilabel=null, or train those with another head")
+    targets = {"task.label": metric_names(True, False, []), "task.multilabel": metric_names(False, True, []),
+               "task.traits": metric_names(False, False, task.traits)}
+    present = {k: v for k, v in targets.items() if {"task.label": task.label, "task.multilabel": task.multilabel,
+                                                      "task.traits": task.traits}[k]}
+    missing = [k for k, names in present.items() if head.monitor != "val_loss" and head.monitor not in names]
+    if missing:
+        shared = set.intersection(*present.values()) if present else set()
+        problems.append(f"head.monitor: {head.monitor!r} is not measured for {' and '.join(missing)}; use val_loss"
+                        + (f" or one of {', '.join(sorted(shared))}" if shared else " (each head of the run monitors it)"))
+    return problems
+
+
+def check_task(head: HeadConfig, task: TaskConfig) -> None:
+    """Something to train, and a head that can train it (`head_problems`, raised at once)."""
+    if problems := head_problems(head, task):
+        raise HeadConfigError("\n  ".join(problems))
 
 
 TRAIT_FREE = {"lr", "weight_decay", "name", "regression_loss", "hidden", "dropout", "epochs", "patience", "schedule",

@@ -12,6 +12,7 @@ from torch import nn
 
 from vidprobe.heads.config import HeadConfig
 from vidprobe.heads.errors import HeadConfigError
+from vidprobe.heads.metrics import lower_is_better
 from vidprobe.heads.schedules import lr_at
 from vidprobe.heads.stream import DiskRows, forward_chunks
 
@@ -102,7 +103,7 @@ def fit_many(
     gen = torch.Generator().manual_seed(cfg0.seed)
     opt = torch.optim.AdamW([{"params": m.parameters(), "lr": c.lr, "weight_decay": c.weight_decay}
                              for m, c in zip(models, cfgs)], foreach=True)  # CPU too: one kernel per op, same values
-    sign = 1.0 if cfg0.monitor == "val_loss" or cfg0.monitor.startswith(("mae", "loss")) else -1.0  # lower is better?
+    sign = 1.0 if lower_is_better(cfg0.monitor) else -1.0
     best = [(float("inf"), 0, copy.deepcopy(m.state_dict())) for m in models]
     histories: list[list[dict]] = [[] for _ in models]
     active = list(range(len(models)))

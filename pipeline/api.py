@@ -70,7 +70,7 @@ def load_config(config: ConfigLike = None, *overrides: str, root: str | Path | N
     if cache is not None:
         values = deep_merge(values, {"paths": {"cache": str(cache)}})
     if isinstance(config, Config):
-        return build(Config, deep_merge(config.to_dict(), values), {}, "invalid config")
+        return configs.checked(build(Config, deep_merge(config.to_dict(), values), {}, "invalid config"))
     return configs.load_config(config, values=values)
 
 

@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "backbone.name=videomae backbone.model=MCG-NJU/videomae-base")
     configs = sub.add_parser("configs", help=PROJECT["configs"], description=PROJECT["configs"] + ".")
     add_config_args(configs)
+    configs.add_argument("--keys", nargs="?", const="", metavar="SECTION", help="every key (of SECTION) with its "
+                         "default, what it does and the module that declares it")
     stamp = sub.add_parser("stamp", help=PROJECT["stamp"], description=PROJECT["stamp"] + ".")
     stamp.add_argument("-c", "--config", help="the project's config (params.yaml)")
     stamp.add_argument("stages", nargs="+", metavar="STAGE", help="the stages to stamp, e.g. index embed train evaluate")
@@ -126,8 +128,8 @@ def dispatch(args: argparse.Namespace):
         return command("cache").run(args.action, args.path, args.repair)
     if args.command == "init":
         return command("init").run(args.dir, args.dataset, args.root, args.overrides, args.force)
-    if args.command == "configs" and not args.config and not args.overrides:
-        return command("configs").run(None)
+    if args.command == "configs" and (args.keys is not None or not (args.config or args.overrides)):
+        return command("configs").run(None, args.keys)
     if args.command == "backbones":
         return command("backbones").run()
     if args.command == "stamp":

@@ -56,18 +56,27 @@ def import_nodes(tree: ast.AST):
 
 
 IMPORTS_ITS_MODULES = "pkgutil.iter_modules(__path__)"  # a package that imports every module of its folder
+SCHEMA = "# config schema"  # an import that only gathers the settings a component declares, for a config section
 
 
 def imported_modules(path: Path, name: str | None = None) -> set[str]:
     """The vidprobe modules `path` imports anywhere in it (a lazy import inside a function counts: it runs),
     with the packages whose `__init__.py` that runs. A package `name` whose `__init__.py` imports every module
     of its folder (`for m in pkgutil.iter_modules(__path__): import_module(...)`, where one new module is a new
-    backbone family or dataset layout) imports each of them."""
+    backbone family or dataset layout) imports each of them.
+
+    An import marked `# config schema` is not followed: it gathers the settings that components declare beside
+    their code (a loss's, an adapter's) into a config section. Their values reach a stage through the resolved
+    config (DVC params, `vidprobe stamp`), and a stage that runs a component imports it itself; following the
+    mark would make every stage depend on every loss, head and adapter (editing a loss would re-embed)."""
     source = path.read_text()
+    lines = source.splitlines()
     out = set()
     if name and path.name == "__init__.py" and IMPORTS_ITS_MODULES in source:
         out.update(f"{name}.{m.name}" for m in pkgutil.iter_modules([str(path.parent)]))
     for node in import_nodes(ast.parse(source)):
+        if lines[node.end_lineno - 1].rstrip().endswith(SCHEMA):
+            continue
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:

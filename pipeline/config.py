@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vidprobe.features.config import BackboneConfig, SamplingConfig, choice
+from vidprobe.adapters import adapter_settings  # config schema
+from vidprobe.features.config import BackboneConfig, SamplingConfig, choice, compose
 from vidprobe.features.files import write_yaml
 from vidprobe.heads.config import FinetuneConfig, HeadConfig, TaskConfig
-from vidprobe.yamlconfig import (COMMAND_LINE, ConfigError, build, deep_merge, dotted_keys, nest, parse_overrides,
-                                 read_yaml)
+from vidprobe.yamlconfig import (COMMAND_LINE, ConfigError, build, deep_merge, dotted_keys, nest, origin_of,
+                                 parse_overrides, read_yaml)
 
 __all__ = ["Config", "ConfigError", "RunFailed", "deep_merge", "dump_config", "load_config", "parse_overrides",
            "with_overrides"]
@@ -28,27 +29,24 @@ class RunFailed(Exception):
 
 
 @dataclass
-class DatasetConfig:
+class DatasetCore:
+    """The `dataset` section: what every layout reads. Each adapter's own settings (`dataset.table`,
+    `dataset.classes`, `dataset.annotations`, ...) are declared beside it (pipeline/adapters/) and join this section
+    in `DatasetConfig`, still as `dataset.<key>`."""
+
     name: str = "dataset"  # names the cache folder: <paths.cache>/<name>/
-    adapter: str = "folder"
+    adapter: str = "folder"  # the layout: folder, traits, multilabel, utterances, ucf101, hmdb51, kinetics400, meld
     root: str | None = None  # where the videos are
-    splits: list[str] = field(default_factory=lambda: ["train", "val", "test"])
-    extensions: list[str] = field(default_factory=lambda: [".mp4", ".avi", ".mkv", ".mov", ".webm"])
+    splits: list[str] = field(default_factory=lambda: ["train", "val", "test"])  # the split names, in order
+    extensions: list[str] = field(default_factory=lambda: [".mp4", ".avi", ".mkv", ".mov", ".webm"])  # files that count as videos
     metadata: str | None = None  # optional CSV/JSONL (relative to root) with a `path` column and traits
     traits: list[str] = field(default_factory=list)  # numeric metadata columns copied into the manifest
     columns: list[str] = field(default_factory=list)  # more metadata columns copied as they are (e.g. another label)
-    annotations: str | None = None  # official split files / CSVs: relative to the root, or beside it
-    split: int = 1  # which official split (UCF-101, HMDB-51)
     val_fraction: float = 0.0  # hold out this share of train as val when the release has no val split
-    table: str | None = None  # traits / utterances adapters: the CSV or JSONL listing the samples
-    path_template: str = "{path}"  # how a table row names its video, e.g. "videos/{id}.mp4"
-    split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # tables with no split column
-    missing_traits: str = choice("mask", "drop")  # rows lacking a trait: kept with NaN (skipped per head), or dropped
-    video_dirs: list[str] = field(default_factory=list)  # MELD: the clip folder of each split, in dataset.splits order
-    classes: str | None = None  # multilabel: the class list, one name per line
-    label_column: str = "labels"  # multilabel: the column holding each video's classes
-    label_separator: str = ","  # multilabel: how those classes are joined
-    segment_cutoffs: list[int] = field(default_factory=lambda: [500, 100])  # head > 500 >= middle >= 100 > tail (train counts)
+    split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # layouts with no split: train/val/test
+
+
+DatasetConfig = compose("DatasetConfig", DatasetCore, adapter_settings(), __name__)
 
 
 @dataclass
@@ -95,7 +93,7 @@ class TranscribeConfig:
     backend: str = choice("faster-whisper", "openai-whisper")  # the same deterministic decoding on both
     model: str | None = None  # CTranslate2 folder, openai-whisper .pt, or a cached model name; None: bundled tiny.en
     language: str | None = None  # None: detected (English-only models: en)
-    word_timestamps: bool = False
+    word_timestamps: bool = False  # a start and end time for every word (segments[].words)
     beam_size: int = 1  # 1: greedy
     compute_type: str = "float32"  # faster-whisper's CTranslate2 compute type (int8: faster, slightly different)
     batch_size: int = 16  # faster-whisper: clips under 30 s decoded together (same words); 1: one at a time
@@ -119,8 +117,8 @@ class CaptionConfig:
     model: str | None = None  # Florence-2 hub id or local folder (required), e.g. florence-community/Florence-2-base
     task: str = choice("<CAPTION>", "<DETAILED_CAPTION>", "<MORE_DETAILED_CAPTION>")  # the processor's task prompt
     frames: int = 1  # frames captioned per sample (per window in windows mode), spread uniformly; 1: the middle one
-    max_new_tokens: int = 40
-    min_new_tokens: int = 0
+    max_new_tokens: int = 40  # the longest caption, in tokens
+    min_new_tokens: int = 0  # the shortest caption, in tokens
     num_beams: int = 1  # 1: greedy
     batch_size: int = 8  # frames per generate call
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -145,14 +143,12 @@ class RunConfig:
 
 @dataclass
 class EvaluateConfig:
-    split: str = "test"
+    split: str = "test"  # the split a run is evaluated on
 
 
 @dataclass
 class PredictConfig:
-    # new videos: a folder (searched recursively), a glob, a .txt of paths, or a CSV/JSONL with a path column
-    # (and optional start, end)
-    input: str | None = None
+    input: str | None = None  # new videos: a folder (recursive), a glob, a .txt of paths, or a CSV/JSONL with a path column (and start, end)
     name: str | None = None  # the new videos' cache folder, <paths.cache>/<name>/ (None: from the input's name and path)
     top_k: int = 5  # the k most probable classes, in one column
 
@@ -182,14 +178,14 @@ class SweepConfig:
 
 @dataclass
 class DemoConfig:
-    seed: int = 0
+    seed: int = 0  # what the clips show (colours, speeds, textures)
     train: int = 8  # clips per class
-    val: int = 3
-    test: int = 3
-    seconds: float = 3.0
-    fps: int = 15
-    width: int = 128
-    height: int = 96
+    val: int = 3  # clips per class
+    test: int = 3  # clips per class
+    seconds: float = 3.0  # clip length
+    fps: int = 15  # frames per second
+    width: int = 128  # frame width in px
+    height: int = 96  # frame height in px
     audio: bool = True  # a spoken sentence per clip (needs espeak-ng)
 
 
@@ -225,13 +221,62 @@ class Config:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (), values: dict | None = None) -> Config:
     """Defaults <- a YAML file or built-in config (with includes) <- `key=value` overrides <- `values` (nested
-    sections, from Python), validated."""
+    sections, from Python), validated: keys and types, then everything `problems` checks, every problem at once."""
     data, origins = read_yaml(path) if path else ({}, {})
     extra = parse_overrides(list(overrides))
     origins.update({key: COMMAND_LINE for key in dotted_keys(extra)})
     origins.update({key: "Python" for key in dotted_keys(values or {})})
     where = f" in {path}" if path else ""
-    return build(Config, deep_merge(deep_merge(data, extra), values or {}), origins, f"invalid config{where}")
+    cfg = build(Config, deep_merge(deep_merge(data, extra), values or {}), origins, f"invalid config{where}")
+    return checked(cfg, origins, where)
+
+
+def checked(cfg: Config, origins: dict[str, str] | None = None, where: str = "") -> Config:
+    """`cfg`, or a ConfigError listing every `problems` line, each with the file its key came from."""
+    found = problems(cfg)
+    if found:
+        lines = [f"{origin}: {line}" if (origin := origin_of(line.split(":")[0].split("=")[0], origins or {})) else line
+                 for line in found]
+        raise ConfigError(f"invalid config{where}:\n  " + "\n  ".join(lines))
+    return cfg
+
+
+def problems(cfg: Config, grid: bool = True) -> list[str]:
+    """Everything a config can be checked for before any video is decoded or head trained: the names registries
+    know (backbone, head, losses, adapter, text encoder), a `head.monitor` and `sweep.metric` the task reports,
+    fine-tune settings that can work, and each sweep grid point (a valid config with no such problem)."""
+    from vidprobe.adapters import ADAPTERS  # config schema
+    from vidprobe.features.backbones import BACKBONES  # config schema
+    from vidprobe.features.text import encoders  # config schema
+    from vidprobe.heads.metrics import metric_names  # config schema
+    from vidprobe.heads.tasks import head_problems  # config schema
+
+    found = []
+    if cfg.backbone.name not in BACKBONES:
+        found.append(f"backbone.name: unknown backbone {cfg.backbone.name!r}; valid: {', '.join(sorted(BACKBONES))}")
+    if cfg.dataset.adapter not in ADAPTERS:
+        found.append(f"dataset.adapter: unknown adapter {cfg.dataset.adapter!r}; valid: {', '.join(sorted(ADAPTERS))}")
+    if cfg.text.encoder is not None and cfg.text.encoder not in encoders():
+        found.append(f"text.encoder: unknown text encoder {cfg.text.encoder!r}; valid: {', '.join(encoders())}")
+    found += head_problems(cfg.head, cfg.task, need_targets=not grid) + cfg.finetune.problems()
+    if not grid or not cfg.sweep.grid:  # a grid point must train something; a config may only index and embed
+        return found
+    from vidprobe.heads.errors import HeadConfigError  # config schema
+    from vidprobe.heads.sweep import grid_points, overrides  # config schema
+
+    try:
+        points = [with_overrides(cfg, overrides(c)) for c in grid_points(cfg.sweep.grid, cfg.sweep.samples)]
+    except (ConfigError, HeadConfigError) as err:
+        return found + [f"sweep.grid: {err}".replace("sweep.grid: sweep.grid:", "sweep.grid:")]
+    for i, point in enumerate(points):
+        found += [f"sweep.grid point {i + 1}: {line}" for line in problems(point, grid=False)
+                  if line not in found]
+        reported = metric_names(bool(point.task.label), bool(point.task.multilabel), point.task.traits)
+        if cfg.sweep.metric not in reported:
+            found.append(f"sweep.metric: {cfg.sweep.metric!r} is not measured (grid point {i + 1}); its metrics: "
+                         f"{', '.join(sorted(reported))}")
+            break
+    return list(dict.fromkeys(found))
 
 
 def with_overrides(cfg: Config, values: dict[str, Any]) -> Config:

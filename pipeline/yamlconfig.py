@@ -63,12 +63,17 @@ def builtin_configs() -> dict[str, Path]:
 
 
 def key_comments(cls: type) -> dict[str, str]:
-    """The comment beside each field of a config dataclass in its source (`lr: float = 0.01  # ...`)."""
-    try:
-        source = inspect.getsource(cls)
-    except (OSError, TypeError):  # no source to read (a frozen build): no comments
-        return {}
-    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+):[^#\n]*#\s*(.*)$", source, re.M)}
+    """The comment beside each field of a config dataclass in its source (`lr: float = 0.01  # ...`); a composed
+    section's fields are read where each was declared (`__parts__`)."""
+    out: dict[str, str] = {}
+    for part in getattr(cls, "__parts__", (cls,)):
+        try:
+            source = inspect.getsource(part)
+        except (OSError, TypeError):  # no source to read (a frozen build): no comments
+            continue
+        out.update({m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+):[^#\n]*#\s*(.*)$", source, re.M)
+                    if m.group(1) not in out})
+    return out
 
 
 def describe_file(path: Path) -> str:

@@ -21,6 +21,7 @@ import yaml
 
 from vidprobe.cli import COMMANDS
 from vidprobe.code import closure, command_closure, command_module, imported_modules, module_file
+from vidprobe.config import DatasetConfig
 from vidprobe.heads.config import HeadConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,10 +102,20 @@ def test_dvc_deps_cover_every_file_the_stage_runs(name):
 
 
 def test_a_head_default_reruns_train():
-    """The head config's defaults live in heads/config.py; every stage that trains heads depends on that file."""
-    schema = Path(inspect.getsourcefile(HeadConfig)).relative_to(ROOT)
+    """The head section's defaults live in heads/config.py and beside each head and loss (HeadConfig's parts); every
+    stage that trains heads depends on each of those files."""
+    schemas = {Path(inspect.getsourcefile(part)).relative_to(ROOT) for part in HeadConfig.__parts__}
+    assert {"heads/config.py", "heads/losses.py", "heads/models.py", "heads/coop.py"} <= {str(s) for s in schemas}
     trainers = [n for n, s in dvc_stages().items() if re.search(r"\bvidprobe (train|evaluate|finetune)\b", s["cmd"])]
-    assert trainers and all(covered(schema, dvc_stages()[n]["deps"]) for n in trainers)
+    assert trainers and all(covered(schema, dvc_stages()[n]["deps"]) for n in trainers for schema in schemas)
+
+
+def test_a_dataset_default_reruns_index():
+    """Each layout's settings are declared beside its adapter; the stages that list samples depend on them."""
+    schemas = {Path(inspect.getsourcefile(part)).relative_to(ROOT) for part in DatasetConfig.__parts__}
+    assert any(str(s).startswith("pipeline/adapters/") for s in schemas)
+    listing = [n for n, s in dvc_stages().items() if re.search(r"\bvidprobe index\b", s["cmd"])]
+    assert listing and all(covered(schema, dvc_stages()[n]["deps"]) for n in listing for schema in schemas)
 
 
 def test_pipeline_modules_stay_short():

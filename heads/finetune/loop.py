@@ -49,7 +49,7 @@ from vidprobe.heads.finetune import checkpoint
 from vidprobe.heads.finetune.checkpoint import load_checkpoint, rng_state, set_rng_state
 from vidprobe.heads.finetune.distributed import Distributed
 from vidprobe.heads.finetune.model import FineTuneModel, classifier_from_head, param_groups, unfreeze
-from vidprobe.heads.metrics import classification_metrics
+from vidprobe.heads.metrics import classification_metrics, lower_is_better
 from vidprobe.heads.schedules import warmup_then_decay
 from vidprobe.heads.trainer import seed_everything
 
@@ -93,7 +93,7 @@ class FineTuner:
         self.ft, self.dist, self.dir, self.config, self.identity = ft, dist, run_dir, config, identity
         self.train_split, self.val_split, self.classes = train, val, classes
         check_monitor(ft, classes)
-        self.sign = 1.0 if ft.monitor == "val_loss" else -1.0  # sign * value: lower is better
+        self.sign = 1.0 if lower_is_better(ft.monitor) else -1.0  # sign * value: lower is better
         self.bb = bb = build_backbone(backbone)
         dist.connect()  # after loading: transformers' save_pretrained (random-weight backbones) writes on rank 0 only
         self.frames, self.size = clip_shape(sampling, bb)

@@ -2,12 +2,19 @@
 
 Each adapter returns rows with `sample_id`, `path` (relative to `dataset.root`), `split` and its
 targets; `validate` then reports every problem at once. Adapters register by name
-(`dataset.adapter`): class folders and official releases in `folders`, tables in `tables`, new videos
-without labels in `unlabelled`.
+(`dataset.adapter`), with their own settings: class folders and official releases in `folders`, tables in
+`tables`, new videos without labels in `unlabelled`. Every module of this folder is imported here, so a new
+layout is one new module.
 """
 
-from vidprobe.adapters import folders, tables, unlabelled  # noqa: F401 - registers the adapters
-from vidprobe.adapters.base import ADAPTERS, list_samples, register_adapter
-from vidprobe.adapters.tables import class_segments
+import importlib
+import pkgutil
 
-__all__ = ["ADAPTERS", "class_segments", "list_samples", "register_adapter"]
+from vidprobe.adapters.base import ADAPTERS, adapter_settings, list_samples, register_adapter
+
+for _module in pkgutil.iter_modules(__path__):  # each registers its adapters (vidprobe.code follows this too)
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+from vidprobe.adapters.tables import class_segments  # noqa: E402
+
+__all__ = ["ADAPTERS", "adapter_settings", "class_segments", "list_samples", "register_adapter"]

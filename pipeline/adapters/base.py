@@ -1,27 +1,48 @@
 """What every dataset adapter shares: the registry, `list_samples` (adapter, metadata join, held-out val,
-validation), and readers of the files datasets ship."""
+validation), and readers of the files datasets ship.
+
+`@register_adapter(name, settings=...)`: an adapter's own settings are a dataclass declared beside it; they join
+the `dataset` section as `dataset.<key>` (pipeline/config.py composes it). Every module of this folder is
+imported with the package, so a new layout is one new module.
+"""
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import pandas as pd
 
-from vidprobe.config import ConfigError, DatasetConfig
+from vidprobe.yamlconfig import ConfigError
+
+if TYPE_CHECKING:
+    from vidprobe.config import DatasetConfig
 
 ADAPTERS: dict[str, Callable[[DatasetConfig], pd.DataFrame]] = {}
+SETTINGS: dict[str, tuple[type, ...]] = {}  # adapter -> the settings dataclasses it reads
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validate": "val",
                "validation": "val", "dev": "val", "test": "test", "testing": "test"}
 
 
-def register_adapter(name: str):
+def register_adapter(name: str, settings: tuple[type, ...] = ()):
     def deco(fn):
         ADAPTERS[name] = fn
+        SETTINGS[name] = settings
         return fn
 
     return deco
+
+
+def adapter_settings() -> list[type]:
+    """Every registered adapter's settings, once each, in registration order (they join DatasetConfig)."""
+    return list(dict.fromkeys(s for group in SETTINGS.values() for s in group))
+
+
+@dataclass
+class Annotations:
+    annotations: str | None = None  # official split files / CSVs: relative to the root, or beside it
 
 
 def list_samples(cfg: DatasetConfig) -> pd.DataFrame:

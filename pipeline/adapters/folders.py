@@ -4,13 +4,23 @@ releases (their split files)."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from vidprobe.adapters.base import (SPLIT_NAMES, annotations_dir, hash_split, read_table, read_text, register_adapter,
+from vidprobe.adapters.base import (SPLIT_NAMES, Annotations, annotations_dir, hash_split, read_table, read_text, register_adapter,
                                     require_columns, stem_id)
-from vidprobe.config import ConfigError, DatasetConfig
+from vidprobe.yamlconfig import ConfigError
+
+if TYPE_CHECKING:
+    from vidprobe.config import DatasetConfig
+
+
+@dataclass
+class OfficialSplit:
+    split: int = 1  # which official split (UCF-101, HMDB-51)
 
 
 @register_adapter("folder")
@@ -46,7 +56,7 @@ def class_videos(root: Path, folder: Path, exts: set[str]) -> list[tuple[str, st
             for video in sorted(class_dir.rglob("*")) if video.is_file() and video.suffix.lower() in exts]
 
 
-@register_adapter("ucf101")
+@register_adapter("ucf101", settings=(Annotations, OfficialSplit))
 def ucf101(cfg: DatasetConfig) -> pd.DataFrame:
     """UCF-101: `<root>/<Class>/v_<Class>_gNN_cNN.avi` and the official `ucfTrainTestlist/`."""
     lists = annotations_dir(cfg, "ucfTrainTestlist")
@@ -79,7 +89,7 @@ def ucf101(cfg: DatasetConfig) -> pd.DataFrame:
     return df
 
 
-@register_adapter("hmdb51")
+@register_adapter("hmdb51", settings=(Annotations, OfficialSplit))
 def hmdb51(cfg: DatasetConfig) -> pd.DataFrame:
     """HMDB-51: `<root>/<class>/<video>.avi` and `testTrainMulti_7030_splits/<class>_test_splitN.txt` (1 train, 2 test)."""
     splits_dir = annotations_dir(cfg, "testTrainMulti_7030_splits")
@@ -104,7 +114,7 @@ def hmdb51(cfg: DatasetConfig) -> pd.DataFrame:
     return df
 
 
-@register_adapter("kinetics400")
+@register_adapter("kinetics400", settings=(Annotations,))
 def kinetics(cfg: DatasetConfig) -> pd.DataFrame:
     """Kinetics: `{train,validate,test}.csv` (label,youtube_id,time_start,time_end,split) and clips
     `{youtube_id}_{time_start:06d}_{time_end:06d}.mp4` under per-split folders, class sub-folders optional."""

@@ -3,13 +3,43 @@ end times (MELD), several classes per video (multi-label, long tail)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from vidprobe.adapters.base import (SPLIT_NAMES, annotations_dir, hash_split, read_table, read_text, register_adapter,
+from vidprobe.adapters.base import (SPLIT_NAMES, Annotations, annotations_dir, hash_split, read_table, read_text, register_adapter,
                                     require_columns, stem_id)
-from vidprobe.config import ConfigError, DatasetConfig
+from vidprobe.features.config import choice
+from vidprobe.yamlconfig import ConfigError
+
+if TYPE_CHECKING:
+    from vidprobe.config import DatasetConfig
+
+
+@dataclass
+class Table:
+    table: str | None = None  # the CSV or JSONL listing the samples (relative to the root, or a path)
+    path_template: str = "{path}"  # how a table row names its video, e.g. "videos/{id}.mp4"
+
+
+@dataclass
+class MissingTraits:
+    missing_traits: str = choice("mask", "drop")  # rows lacking a trait: kept with NaN (skipped per head), or dropped
+
+
+@dataclass
+class MultiLabel:
+    classes: str | None = None  # the class list, one name per line
+    label_column: str = "labels"  # the column holding each video's classes
+    label_separator: str = ","  # how those classes are joined
+    segment_cutoffs: list[int] = field(default_factory=lambda: [500, 100])  # head > 500 >= middle >= 100 > tail (train counts)
+
+
+@dataclass
+class Meld:
+    video_dirs: list[str] = field(default_factory=list)  # the clip folder of each split, in dataset.splits order
 
 
 def table_path(cfg: DatasetConfig) -> Path:
@@ -34,7 +64,7 @@ def template_paths(table: pd.DataFrame, cfg: DatasetConfig, path: Path) -> pd.Se
                           f"it has {list(table.columns)}") from None
 
 
-@register_adapter("traits")
+@register_adapter("traits", settings=(Table, MissingTraits))
 def traits(cfg: DatasetConfig) -> pd.DataFrame:
     """A table with one row per video and one numeric column per trait (JSONL or CSV)."""
     path = table_path(cfg)
@@ -67,7 +97,7 @@ def seconds(value, where: str = "") -> float | None:
         raise ConfigError(f"{where}cannot read {value!r} as a time (seconds or hh:mm:ss,ms; quote times that hold a comma)") from None
 
 
-@register_adapter("utterances")
+@register_adapter("utterances", settings=(Table,))
 def utterances(cfg: DatasetConfig) -> pd.DataFrame:
     """Segments of longer videos: a table with the video path, `start`, `end` (seconds or hh:mm:ss,ms),
     the label and optional `text`; the sampler cuts them, nothing is re-encoded."""
@@ -84,7 +114,7 @@ def utterances(cfg: DatasetConfig) -> pd.DataFrame:
     return df
 
 
-@register_adapter("multilabel")
+@register_adapter("multilabel", settings=(Table, MultiLabel))
 def multilabel(cfg: DatasetConfig) -> pd.DataFrame:
     """A table with a video column and several classes per video, plus the class list (long tails welcome)."""
     path = table_path(cfg)
@@ -125,7 +155,7 @@ def class_segments(df: pd.DataFrame, classes: list[str], cutoffs: list[int]) -> 
 MELD_FILES = {"train": "train_sent_emo.csv", "val": "dev_sent_emo.csv", "test": "test_sent_emo.csv"}
 
 
-@register_adapter("meld")
+@register_adapter("meld", settings=(Annotations, Meld))
 def meld(cfg: DatasetConfig) -> pd.DataFrame:
     """MELD: `{train,dev,test}_sent_emo.csv` and clips `dia{Dialogue_ID}_utt{Utterance_ID}.mp4` in one folder per split."""
     ann = annotations_dir(cfg, ".")

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from vidprobe.adapters.base import read_table, read_text, register_adapter, require_columns, stem_id
-from vidprobe.adapters.tables import seconds, table_path
-from vidprobe.config import ConfigError, DatasetConfig
+from vidprobe.adapters.tables import Table, seconds, table_path
+from vidprobe.yamlconfig import ConfigError
+
+if TYPE_CHECKING:
+    from vidprobe.config import DatasetConfig
 
 SPLIT = "predict"
 
 
-@register_adapter("unlabelled")
+@register_adapter("unlabelled", settings=(Table,))
 def unlabelled(cfg: DatasetConfig) -> pd.DataFrame:
     """Every video under dataset.root (searched recursively), or the videos dataset.table lists: a .txt with one
     path per line, or a CSV / JSONL with a `path` column and optional `start` / `end` (seconds or hh:mm:ss,ms).

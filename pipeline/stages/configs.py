@@ -1,14 +1,18 @@
 """`vidprobe configs`: the built-in configs, one line each; `vidprobe configs -c CONFIG [key=value ...]`: that
-config resolved (includes, defaults and overrides), as YAML."""
+config resolved (includes, defaults and overrides), as YAML; `vidprobe configs --keys [SECTION]`: every key with
+its default, what it does, and the module that declares it."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import typing
 from collections import defaultdict
 
 import yaml
 
-from vidprobe.config import Config
-from vidprobe.yamlconfig import builtin_configs, describe_file
+from vidprobe.config import Config, ConfigError
+from vidprobe.yamlconfig import builtin_configs, describe_file, key_comments
 
 
 def listing() -> str:
@@ -25,7 +29,27 @@ def listing() -> str:
             + "\n".join(rows))
 
 
-def run(cfg: Config | None) -> str:
-    text = listing() if cfg is None else yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+def run(cfg: Config | None, section: str | None = None) -> str:
+    if section is not None:
+        text = keys(section or None)
+    else:
+        text = listing() if cfg is None else yaml.safe_dump(cfg.to_dict(), sort_keys=False)
     print(text.rstrip())
     return text
+
+
+def keys(section: str | None = None) -> str:
+    sections = typing.get_type_hints(Config)
+    if section and section not in sections:
+        raise ConfigError(f"--keys {section}: no such section; sections: {', '.join(sections)}")
+    rows = []
+    for name in [section] if section else list(sections):
+        cls = sections[name]
+        docs = key_comments(cls)
+        where = {f.name: part for part in getattr(cls, "__parts__", (cls,)) for f in dataclasses.fields(part)}
+        for f in dataclasses.fields(cls):
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            module = inspect.getmodule(where.get(f.name, cls)).__name__
+            rows.append(f"{name}.{f.name} = {yaml.safe_dump(default, default_flow_style=True).strip().removesuffix('...').strip()}"
+                        f"  # {docs.get(f.name, '')} [{module}]")
+    return "\n".join(rows)

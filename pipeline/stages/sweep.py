@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-import itertools
 import json
 import os
-import random
 from pathlib import Path
 
 import pandas as pd
@@ -22,55 +20,20 @@ import yaml
 from joblib import Parallel, delayed
 
 from vidprobe.features.files import write_json, write_table, write_text
+from vidprobe.heads.sweep import grid_points, label, leaderboard, overrides, sklearn_baselines, to_markdown, trial_name
 from vidprobe.heads.data import load_split
-from vidprobe.heads.runs import save_run
-from vidprobe.heads.sweep import leaderboard, sklearn_baselines, to_markdown
-from vidprobe.heads.tasks import batch_key, check_task, train_heads
+from vidprobe.heads.tasks import batch_key
 from vidprobe import layout
-from vidprobe.artifacts import head_inputs, read_classes, writing
+from vidprobe.artifacts import head_inputs, writing
+from vidprobe.training import train_runs
 from vidprobe.config import Config, ConfigError, with_overrides
 
 
-def grid_points(cfg: Config) -> list[dict]:
-    """The grid's configurations (all of them, or `sweep.samples` drawn at random), validated up front.
-
-    A grid key is a dotted config key with a list of values, or a name of your choice with a list of
-    alternatives, each a mapping of overrides tried together (an optional `name` labels it):
-    `{modality: [{name: video}, {name: audio, head.features: "whisper:audio/pooled"}]}`.
-    """
-    grid = cfg.sweep.grid
-    if not grid:
+def combos_of(cfg: Config) -> list[dict]:
+    """The grid's configurations (all, or `sweep.samples` drawn at random); load_config checked each already."""
+    if not cfg.sweep.grid:
         raise ConfigError("sweep.grid: nothing to sweep; e.g. sweep.grid='{head.lr: [0.1, 0.01], head.weight_decay: [0, 1e-4]}'")
-    bad = [k for k, v in grid.items() if not isinstance(v, list) or not v]
-    if bad:
-        raise ConfigError(f"sweep.grid: {bad} must each list at least one value")
-    combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
-    if 0 < cfg.sweep.samples < len(combos):
-        combos = random.Random(0).sample(combos, cfg.sweep.samples)
-    for combo in combos:
-        with_overrides(cfg, overrides(combo))  # an unknown key or a wrong type fails before anything runs
-    return combos
-
-
-def overrides(combo: dict) -> dict:
-    """The config overrides of one grid point (alternatives unpacked)."""
-    out = {}
-    for key, value in combo.items():
-        if isinstance(value, dict):
-            out.update({k: v for k, v in value.items() if k != "name"})
-        else:
-            out[key] = value
-    return out
-
-
-def label(value) -> str:
-    if isinstance(value, dict):
-        return str(value.get("name") or ",".join(f"{k.split('.')[-1]}={v}" for k, v in value.items()) or "base")
-    return str(value)
-
-
-def trial_name(combo: dict) -> str:
-    return ",".join(f"{k.split('.')[-1]}={label(v)}" for k, v in combo.items())
+    return grid_points(cfg.sweep.grid, cfg.sweep.samples)
 
 
 def trial_config(cfg: Config, combo: dict, seed: int, sweep_dir: str) -> Config:
@@ -101,19 +64,9 @@ def run_trials(cfg: Config, combos: list[dict], seed: int, sweep_dir: str, threa
     Several combos come only when they can train as one batch (`batches`)."""
     torch.set_num_threads(threads)
     cfgs = [trial_config(cfg, combo, seed, sweep_dir) for combo in combos]
-    first = cfgs[0]
     log = io.StringIO()
-    with contextlib.redirect_stdout(log), contextlib.ExitStack() as locks:  # each run as `vidprobe train` makes it
-        for c in cfgs:
-            locks.enter_context(writing(c, layout.run_dir(c), f"run {c.run.name}"))
-        check_task(first.head, first.task)
-        inputs = head_inputs(first, with_prompts=True)
-        tr, va = (load_split(first.head, first.task, inputs.manifest, inputs.features, split, inputs.fused)
-                  for split in ("train", "val"))
-        trained = train_heads([c.head for c in cfgs], first.task, tr, va, classes=read_classes(first),
-                              prompts=inputs.prompts, coop_clip=(first.text.model, first.backbone), inputs=inputs.hashes)
-        metrics = [save_run(layout.run_dir(c), t, c.head, c.to_dict(), (c.text.model, c.backbone))
-                   for c, t in zip(cfgs, trained)]
+    with contextlib.redirect_stdout(log):  # each run as `vidprobe train` makes it
+        metrics = train_runs(cfgs)
     for c in cfgs:
         write_text(layout.run_dir(c) / "train.log", log.getvalue())
     return [trial_row(combo, seed, c, m) for combo, c, m in zip(combos, cfgs, metrics)]
@@ -177,7 +130,7 @@ def baselines(cfg: Config) -> list[dict]:
 
 
 def run(cfg: Config) -> pd.DataFrame:
-    combos = grid_points(cfg)
+    combos = combos_of(cfg)
     head_inputs(cfg)  # the features exist and match this config, before any worker starts
     out = layout.sweep_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
@@ -204,7 +157,7 @@ def run_grid(cfg: Config, combos: list[dict], out: Path) -> pd.DataFrame:
     if cfg.sweep.baselines:
         rows += baselines(cfg)
     measured = {k for row in rows for k in row}
-    if cfg.sweep.metric not in measured:
+    if cfg.sweep.metric not in measured:  # load_config checked the task reports it; top5 needs > 5 classes
         raise ConfigError(f"sweep.metric: {cfg.sweep.metric!r} is not among the metrics: "
                           f"{sorted(c for c in measured if '/' in c or c in ('acc', 'macro_f1', 'mAP'))}")
     table = leaderboard(rows, cfg.sweep.metric)

@@ -92,3 +92,15 @@ def test_overrides_may_follow_options(capsys, tmp_path):
     with pytest.raises(SystemExit) as done:  # after DIR and an option, only key=value may follow
         main(["init", str(tmp_path), "--root", str(tmp_path), "not-a-key-value"])
     assert done.value.code == 2 and "unrecognized arguments: not-a-key-value" in capsys.readouterr().err
+
+
+def test_every_key_is_documented_with_its_default_where_it_is_declared(capsys):
+    assert main(["configs", "--keys"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    undocumented = [row for row in rows if "#  [" in row]
+    assert len(rows) > 150 and not undocumented, undocumented
+    by_key = {row.split(" = ")[0]: row for row in rows}
+    assert by_key["head.focal_gamma"].endswith("[vidprobe.heads.losses]") and " = 2.0 " in by_key["head.focal_gamma"]
+    assert by_key["head.coop_init"].endswith("[vidprobe.heads.coop]")
+    assert by_key["dataset.video_dirs"].endswith("[vidprobe.adapters.tables]")
+    assert main(["configs", "--keys", "nope"]) == 2

@@ -161,9 +161,11 @@ def test_bench_then_export_and_re_embed(ready):
 
 
 def test_bad_values_are_config_errors(ready):
-    with pytest.raises(ConfigError) as err:
-        finetune.run(ready("finetune.unfreeze_blocks=-2", "finetune.augment_crop_scale=[0.5]", "sampling.mode=windows"))
-    assert all(k in str(err.value) for k in ("unfreeze_blocks", "augment_crop_scale", "sampling.mode"))
+    with pytest.raises(ConfigError) as err:  # when the config loads, before anything runs
+        ready("finetune.unfreeze_blocks=-2", "finetune.augment_crop_scale=[0.5]")
+    assert all(k in str(err.value) for k in ("unfreeze_blocks", "augment_crop_scale"))
+    with pytest.raises(ConfigError, match="sampling.mode"):  # fine for embed, not for a fine-tune
+        finetune.run(ready("sampling.mode=windows"))
     with pytest.raises(HeadConfigError, match="has 2 blocks"):
         finetune.run(ready("finetune.unfreeze_blocks=3"))
     with pytest.raises(HeadConfigError, match="finetune.monitor"):

@@ -37,11 +37,17 @@ def test_sweep_runs_every_config_and_seed_into_a_leaderboard(demo_cfg):
 
 
 def test_sweep_grid_is_validated_before_anything_runs(demo_cfg, capsys):
-    with pytest.raises(ConfigError, match="did you mean head.lr"):
-        sweep.grid_points(demo_cfg("sweep.grid={head.lrr: [0.1]}"))
+    with pytest.raises(ConfigError, match="did you mean head.lr"):  # every point, when the config loads
+        demo_cfg("sweep.grid={head.lrr: [0.1]}")
+    with pytest.raises(ConfigError, match=r"sweep.grid point 2: head.loss: unknown class loss 'nope'"):
+        demo_cfg("sweep.grid={head.loss: [ce, nope]}")
+    with pytest.raises(ConfigError, match=r"sweep.metric: 'mAP' is not measured"):
+        demo_cfg("sweep.grid={head.lr: [0.1]}", "sweep.metric=mAP")
+    with pytest.raises(ConfigError, match=r"sweep.grid point 1: task: nothing to train"):
+        demo_cfg("sweep.grid={task.traits: [[]]}", "task.label=null")
     with pytest.raises(ConfigError, match="nothing to sweep"):
-        sweep.grid_points(demo_cfg())
-    assert len(sweep.grid_points(demo_cfg("sweep.grid={head.lr: [1, 2, 3], head.epochs: [1, 2]}", "sweep.samples=4"))) == 4
+        sweep.combos_of(demo_cfg())
+    assert len(sweep.combos_of(demo_cfg("sweep.grid={head.lr: [1, 2, 3], head.epochs: [1, 2]}", "sweep.samples=4"))) == 4
     assert main(["sweep", "sweep.grid={head.lr: [0.1]}", "paths.cache=/nonexistent"]) == 2
     assert "vidprobe index" in capsys.readouterr().err
 
@@ -52,10 +58,10 @@ def test_batched_heads_give_the_runs_one_at_a_time_would(demo_cfg):
     cfg = demo_cfg(*base, "sweep.name=batched", "sweep.n_jobs=2")
     index.run(cfg)
     embed.run(cfg)
-    assert len(sweep.batches(cfg, sweep.grid_points(cfg), 2)) == 2  # 6 configs x 2 seeds in 2 jobs
+    assert len(sweep.batches(cfg, sweep.combos_of(cfg), 2)) == 2  # 6 configs x 2 seeds in 2 jobs
     batched = sweep.run(cfg).set_index("config")
     single = sweep.run(demo_cfg(*base, "sweep.name=single", "sweep.n_jobs=1", "sweep.batch=false")).set_index("config")
-    assert len(sweep.batches(demo_cfg(*base, "sweep.batch=false"), sweep.grid_points(cfg), 2)) == 12
+    assert len(sweep.batches(demo_cfg(*base, "sweep.batch=false"), sweep.combos_of(cfg), 2)) == 12
     for col in ("acc mean", "acc std", "macro_f1 mean"):
         pd.testing.assert_series_equal(batched[col].sort_index(), single[col].sort_index(), atol=1e-6)
     for run in batched.runs.str.split("; ").sum():
@@ -69,7 +75,7 @@ def test_trait_heads_of_every_kind_train_as_one_batch_each_in_its_own_run(demo_c
     cfg = demo_cfg(*base, "sweep.name=batched", "sweep.n_jobs=1")
     index.run(cfg)
     embed.run(cfg)
-    combos = sweep.grid_points(cfg)
+    combos = sweep.combos_of(cfg)
     assert len(sweep.batches(cfg, combos, 1)) == 1  # 4 configs: linear and MLP, MSE and CCC, in one pass
     assert len(sweep.batches(demo_cfg(*base, "task.label=label"), combos, 1)) == 4  # class heads: lr / wd only
     batched = sweep.run(cfg).set_index("config")
@@ -90,12 +96,12 @@ def test_trait_heads_of_every_kind_train_as_one_batch_each_in_its_own_run(demo_c
 def test_grid_alternatives_are_named_sets_of_overrides(demo_cfg):
     cfg = demo_cfg("sweep.grid={modality: [{name: video}, {name: audio, head.features: 'w:audio/pooled', head.lr: 0.1}],"
                    " head.weight_decay: [0, 0.01]}")
-    combos = sweep.grid_points(cfg)
+    combos = sweep.combos_of(cfg)
     assert [sweep.trial_name(c) for c in combos] == ["modality=video,weight_decay=0", "modality=video,weight_decay=0.01",
                                                      "modality=audio,weight_decay=0", "modality=audio,weight_decay=0.01"]
     assert sweep.overrides(combos[3]) == {"head.features": "w:audio/pooled", "head.lr": 0.1, "head.weight_decay": 0.01}
     with pytest.raises(ConfigError, match="head.lrr"):
-        sweep.grid_points(demo_cfg("sweep.grid={modality: [{head.lrr: 1}]}"))
+        demo_cfg("sweep.grid={modality: [{head.lrr: 1}]}")
 
 
 def test_lr_follows_the_batch_size_by_the_configured_rule(demo_cfg):
