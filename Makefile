@@ -1,5 +1,5 @@
 # make demo: set up, then `dvc repro` the built-in demo end to end and print its metrics.
-# make test: set up, then run the test suite.
+# make test: set up, lint (ruff), then run the test suite.
 # Set-up is idempotent: a second run only checks what is installed.
 # TORCH=auto (default): the CUDA build of torch where an NVIDIA GPU answers, the CPU build otherwise;
 # TORCH=cuda or TORCH=cpu forces one (scripts/install_torch.py says why it refuses).
@@ -13,7 +13,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 DVC_NO_ANALYTICS=1
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps demo test dist lock clean
+.PHONY: setup system-deps demo test lint dist lock clean
 
 setup: system-deps $(STAMP)
 	@$(BIN)/python scripts/install_torch.py $(TORCH)
@@ -49,8 +49,13 @@ demo: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(OFFLINE) $(BIN)/dvc repro
 	@$(OFFLINE) $(BIN)/dvc metrics show
 
-test: setup
+test: setup lint
 	PATH="$(abspath $(BIN)):$$PATH" $(OFFLINE) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# ruff: the linter (pyproject's [tool.ruff.lint]) and the formatter's check; `$(BIN)/ruff format .` formats.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # The sdist and the wheel (one import package, vidprobe, with its configs and data) into dist/, checked by twine.
 dist: setup

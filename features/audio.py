@@ -10,7 +10,6 @@ from pathlib import Path
 
 import ffmpeg
 import numpy as np
-
 from vidprobe.features.errors import DiskFull
 from vidprobe.features.files import atomic_path
 from vidprobe.features.tools import ffmpeg_exe
@@ -37,10 +36,14 @@ def _run(stream, path: str | Path) -> bytes:
     except ffmpeg.Error as err:
         tail = (err.stderr or b"").decode(errors="replace").strip().splitlines()[-3:]
         if any("No space left on device" in line for line in tail):  # not the file's fault: the run stops
-            raise DiskFull(f"disk full writing the audio of {path}: free space and re-run (cut files are kept)") from None
+            raise DiskFull(
+                f"disk full writing the audio of {path}: free space and re-run (cut files are kept)"
+            ) from None
         raise AudioError(f"{path}: ffmpeg could not read its audio: {' | '.join(tail) or err}") from None
     except FileNotFoundError:
-        raise AudioError(f"ffmpeg could not be run ({ffmpeg_exe()}): pip install imageio-ffmpeg, or apt-get install ffmpeg") from None
+        raise AudioError(
+            f"ffmpeg could not be run ({ffmpeg_exe()}): pip install imageio-ffmpeg, or apt-get install ffmpeg"
+        ) from None
     return out
 
 
@@ -48,7 +51,8 @@ def load_audio(path: str | Path, start: float | None = None, end: float | None =
     """(samples,) float32 in [-1, 1] at 16 kHz mono, of `[start, end]` seconds (the whole file when unset),
     streamed through a pipe. A video or FLAC file both work."""
     stream = ffmpeg.input(str(path), **_segment(start, end)).output(
-        "pipe:", format="f32le", acodec="pcm_f32le", ac=1, ar=SAMPLE_RATE)
+        "pipe:", format="f32le", acodec="pcm_f32le", ac=1, ar=SAMPLE_RATE
+    )
     return np.frombuffer(_run(stream, path), dtype=np.float32).copy()
 
 
@@ -58,6 +62,7 @@ def write_flac(video: str | Path, out: str | Path, start: float | None = None, e
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         stream = ffmpeg.input(str(video), **_segment(start, end)).output(
-            str(tmp), format="flac", acodec="flac", ac=1, ar=SAMPLE_RATE, sample_fmt="s16")
+            str(tmp), format="flac", acodec="flac", ac=1, ar=SAMPLE_RATE, sample_fmt="s16"
+        )
         _run(stream.overwrite_output(), video)
     return out

@@ -32,13 +32,12 @@ architectures with their feature extractors (and CLAP's tokenizer), for tests an
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
-
 from vidprobe.features.audio import SAMPLE_RATE
 from vidprobe.features.backbones.base import load_failure, load_pretrained, model_config, quiet_transformers
 from vidprobe.features.backbones.text import text_features
@@ -102,7 +101,8 @@ class AudioEncoder:
         if self.takes not in got:
             raise FeatureConfigError(
                 f"{key}: the feature extractor of {model!r} ({type(self.extractor).__name__}) gives "
-                f"{', '.join(got)}, not the {self.takes} {type(self.net).__name__} takes: is it a {self.family} checkpoint?")
+                f"{', '.join(got)}, not the {self.takes} {type(self.net).__name__} takes: is it a {self.family} checkpoint?"
+            )
 
 
 class FrameEncoder(AudioEncoder):
@@ -185,8 +185,10 @@ class WindowEncoder(AudioEncoder):
 
 
 class ASTEncoder(WindowEncoder):
-    pooling = ("mean over the row's span of a 0.1 s grid, each step the pooler_output (mean of CLS and "
-               "distillation tokens) of the AST window holding it: the row's windows weighted by overlap")
+    pooling = (
+        "mean over the row's span of a 0.1 s grid, each step the pooler_output (mean of CLS and "
+        "distillation tokens) of the AST window holding it: the row's windows weighted by overlap"
+    )
     takes = "input_values"
 
     @property
@@ -206,8 +208,10 @@ class ASTEncoder(WindowEncoder):
 
 
 class CLAPEncoder(WindowEncoder):
-    pooling = ("mean over the row's span of a 0.1 s grid, each step CLAP's projected audio embedding of the "
-               "window holding it: the row's windows weighted by overlap")
+    pooling = (
+        "mean over the row's span of a 0.1 s grid, each step CLAP's projected audio embedding of the "
+        "window holding it: the row's windows weighted by overlap"
+    )
     takes = "input_features"
 
     @property
@@ -224,6 +228,7 @@ class CLAPEncoder(WindowEncoder):
 
 
 # --- the registry: a family is its transformers class, its encoder, and its tiny model
+
 
 @dataclass(frozen=True)
 class AudioFamily:
@@ -265,8 +270,10 @@ def load_checked(cls, model: str, what: str, key: str):
         if found != cls.config_class.model_type:
             other = [n for n, f in AUDIO_ENCODERS.items() if f.what != what and _model_type(f) == found]
             hint = f" (audio_embed.encoder={other[0]} reads it)" if other else ""
-            raise FeatureConfigError(f"{key}: {model!r} is a {found!r} checkpoint, not {what} "
-                                     f"({cls.config_class.model_type!r}){hint}; loading it would leave weights random")
+            raise FeatureConfigError(
+                f"{key}: {model!r} is a {found!r} checkpoint, not {what} "
+                f"({cls.config_class.model_type!r}){hint}; loading it would leave weights random"
+            )
         return load_pretrained(cls, model, what)
     except FeatureConfigError as err:
         raise rekeyed(err, key) from None
@@ -278,8 +285,9 @@ def _model_type(f: AudioFamily) -> str:
     return getattr(transformers, f.model_class).config_class.model_type
 
 
-def load_audio_encoder(family: str, model: str | None, chunk_seconds: float = 30.0,
-                       key: str = "audio_embed.model") -> AudioEncoder:
+def load_audio_encoder(
+    family: str, model: str | None, chunk_seconds: float = 30.0, key: str = "audio_embed.model"
+) -> AudioEncoder:
     """The audio encoder `family` with the weights and feature extractor of `model` (hub id or local folder)."""
     import transformers
     from transformers import AutoFeatureExtractor
@@ -298,8 +306,9 @@ def load_audio_encoder(family: str, model: str | None, chunk_seconds: float = 30
     return encoder
 
 
-def clap_text_features(model: str, texts: list[str], batch_size: int = 256,
-                       key: str = "text.model") -> tuple[torch.Tensor, str]:
+def clap_text_features(
+    model: str, texts: list[str], batch_size: int = 256, key: str = "text.model"
+) -> tuple[torch.Tensor, str]:
     """(len(texts), projection_dim) CLAP text embeddings (projected, not normalised), and the weights' identity."""
     from transformers import AutoTokenizer, ClapModel
 
@@ -313,9 +322,17 @@ def clap_text_features(model: str, texts: list[str], batch_size: int = 256,
 
 # --- tiny random models of each family, saved like real checkpoints (tests, benchmarks)
 
-TINY_SPEECH = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                   conv_dim=(16,) * 7, conv_kernel=(10, 3, 3, 3, 3, 2, 2), conv_stride=(5, 2, 2, 2, 2, 2, 2),
-                   num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)  # the real conv geometry: 20 ms hops
+TINY_SPEECH = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    conv_dim=(16,) * 7,
+    conv_kernel=(10, 3, 3, 3, 3, 2, 2),
+    conv_stride=(5, 2, 2, 2, 2, 2, 2),
+    num_conv_pos_embeddings=16,
+    num_conv_pos_embedding_groups=2,
+)  # the real conv geometry: 20 ms hops
 
 
 def _save_tiny_frame_level(model_class: str, directory, seed: int) -> Path:
@@ -326,8 +343,9 @@ def _save_tiny_frame_level(model_class: str, directory, seed: int) -> Path:
     directory = Path(directory)
     config = getattr(transformers, model_class).config_class(**TINY_SPEECH)
     getattr(transformers, model_class)(config).save_pretrained(directory)
-    transformers.Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0,
-                                          do_normalize=True, return_attention_mask=False).save_pretrained(directory)
+    transformers.Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True, return_attention_mask=False
+    ).save_pretrained(directory)
     return directory
 
 
@@ -358,8 +376,14 @@ def save_tiny_ast(directory, seed: int = 0) -> Path:
     quiet_transformers()
     torch.manual_seed(seed)
     directory = Path(directory)
-    config = transformers.ASTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                                    num_mel_bins=32, max_length=128)
+    config = transformers.ASTConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_mel_bins=32,
+        max_length=128,
+    )
     transformers.ASTModel(config).save_pretrained(directory)
     transformers.ASTFeatureExtractor(num_mel_bins=32, max_length=128).save_pretrained(directory)
     return directory
@@ -369,19 +393,35 @@ def tiny_roberta_tokenizer():
     """A character-level RoBERTa tokenizer (GPT-2 byte alphabet, no merges) with RoBERTa's special ids
     (<s> 0, <pad> 1, </s> 2, <unk> 3), as CLAP's text tower expects."""
     import transformers
-
     from vidprobe.features.backbones import byte_level_vocab
 
     chars = [c for c in byte_level_vocab() if len(c) == 1]
     vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, **{c: 4 + i for i, c in enumerate(chars)}}
     vocab["<mask>"] = len(vocab)
-    return transformers.RobertaTokenizer(vocab=vocab, merges=[], model_max_length=TINY_CLAP_TEXT["max_position_embeddings"] - 2)
+    return transformers.RobertaTokenizer(
+        vocab=vocab, merges=[], model_max_length=TINY_CLAP_TEXT["max_position_embeddings"] - 2
+    )
 
 
-TINY_CLAP_TEXT = dict(vocab_size=261, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                      max_position_embeddings=130, projection_dim=16)
-TINY_CLAP_AUDIO = dict(spec_size=256, num_mel_bins=64, window_size=4, depths=[1, 1], num_attention_heads=[2, 2],
-                       hidden_size=32, patch_embeds_hidden_size=16, projection_dim=16)
+TINY_CLAP_TEXT = dict(
+    vocab_size=261,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    max_position_embeddings=130,
+    projection_dim=16,
+)
+TINY_CLAP_AUDIO = dict(
+    spec_size=256,
+    num_mel_bins=64,
+    window_size=4,
+    depths=[1, 1],
+    num_attention_heads=[2, 2],
+    hidden_size=32,
+    patch_embeds_hidden_size=16,
+    projection_dim=16,
+)
 
 
 @register_audio_encoder("clap", "ClapModel", "CLAP", "laion/clap-htsat-unfused", CLAPEncoder)
@@ -395,8 +435,9 @@ def save_tiny_clap(directory, seed: int = 0) -> Path:
     directory = Path(directory)
     config = transformers.ClapConfig(text_config=TINY_CLAP_TEXT, audio_config=TINY_CLAP_AUDIO, projection_dim=16)
     transformers.ClapModel(config).save_pretrained(directory)
-    transformers.ClapFeatureExtractor(feature_size=64, sampling_rate=48000, max_length_s=2,
-                                      truncation="rand_trunc").save_pretrained(directory)
+    transformers.ClapFeatureExtractor(
+        feature_size=64, sampling_rate=48000, max_length_s=2, truncation="rand_trunc"
+    ).save_pretrained(directory)
     tiny_roberta_tokenizer().save_pretrained(directory)
     return directory
 

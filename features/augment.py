@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from vidprobe.features.video import crops, resize_short_side
 
 
@@ -30,8 +29,9 @@ class Augment:
         return np.random.default_rng([self.seed, epoch, index])
 
 
-def jitter_segment(ts: np.ndarray, start: float | None, end: float | None, jitter: float,
-                   rng: np.random.Generator) -> tuple[float | None, float | None]:
+def jitter_segment(
+    ts: np.ndarray, start: float | None, end: float | None, jitter: float, rng: np.random.Generator
+) -> tuple[float | None, float | None]:
     """The sample's [start, end] with each end moved by up to +-jitter of its length, kept inside the video."""
     if jitter <= 0:
         return start, end
@@ -65,8 +65,9 @@ def random_resized_crop(frames: np.ndarray, size: int, scale: list[float], rng: 
     return F.interpolate(region, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
-def videomix(x: torch.Tensor, y: torch.Tensor, mode: str, alpha: float,
-             gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:
+def videomix(
+    x: torch.Tensor, y: torch.Tensor, mode: str, alpha: float, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, float]:
     """VideoMix (Yun et al. 2020) on a normalised batch (B, T, 3, H, W): each clip takes a part of another
     clip of the batch, `spatial` a box through all frames (CutMix in space), `temporal` a run of frames;
     the share kept, lam ~ Beta(alpha, alpha), weighs the two labels. Returns (mixed x, other labels, lam);

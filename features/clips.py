@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-
 from vidprobe.features.augment import Augment, jitter_segment, random_resized_crop
 from vidprobe.features.config import SamplingConfig
 from vidprobe.features.errors import FeatureConfigError
@@ -33,12 +32,19 @@ def clip_shape(sampling: SamplingConfig, bb: Backbone) -> tuple[int, int]:
     """(frames, size) per clip: the backbone's own unless the config sets them and the backbone allows it."""
     frames = sampling.num_frames or bb.num_frames
     size = sampling.size or bb.image_size
-    fixed = [f"{what} {want} (config asks for {got})" for what, want, got, strict in
-             (("frames", bb.num_frames, frames, bb.fixed_frames), ("px", bb.image_size, size, bb.fixed_size))
-             if strict and want != got]
+    fixed = [
+        f"{what} {want} (config asks for {got})"
+        for what, want, got, strict in (
+            ("frames", bb.num_frames, frames, bb.fixed_frames),
+            ("px", bb.image_size, size, bb.fixed_size),
+        )
+        if strict and want != got
+    ]
     if fixed:
-        raise FeatureConfigError(f"sampling: {bb.name} takes exactly {' and '.join(fixed)}: its position embeddings "
-                                 "are made for that; leave sampling.num_frames/size unset to use the backbone's")
+        raise FeatureConfigError(
+            f"sampling: {bb.name} takes exactly {' and '.join(fixed)}: its position embeddings "
+            "are made for that; leave sampling.num_frames/size unset to use the backbone's"
+        )
     bb.check_input(frames, size)
     if sampling.mode == "fps" and not sampling.fps:
         raise FeatureConfigError("sampling.fps: mode 'fps' needs a frame rate, e.g. sampling.fps=8")
@@ -49,8 +55,9 @@ class ClipDataset(Dataset):
     """One sample per item: every view and crop the sampling asks for, as (V, C, T, 3, S, S) uint8.
     With `labels`, each item also carries its label and its index in the dataset."""
 
-    def __init__(self, items: list[Item], sampling: SamplingConfig, num_frames: int, size: int,
-                 labels: list[int] | None = None):
+    def __init__(
+        self, items: list[Item], sampling: SamplingConfig, num_frames: int, size: int, labels: list[int] | None = None
+    ):
         self.items, self.s, self.t, self.size, self.labels = items, sampling, num_frames, size, labels
         self.picked: dict | None = None  # sampling.decoder=auto: this process's choice, once timed on its first samples
         self.trials: list[tuple[str, float]] = []
@@ -100,18 +107,28 @@ class ClipDataset(Dataset):
     def decode(self, i: int, decoder: str | None = None) -> tuple[torch.Tensor, ClipPlan]:
         it = self.items[i]
         reader = open_video(it.path, it.rotation, decoder or self.decoder())
-        p = plan(reader.timestamps(), self.t, mode=self.s.mode, views=self.s.views, fps=self.s.fps,
-                 window=self.s.window, stride=self.s.stride, start=it.start, end=it.end)
+        p = plan(
+            reader.timestamps(),
+            self.t,
+            mode=self.s.mode,
+            views=self.s.views,
+            fps=self.s.fps,
+            window=self.s.window,
+            stride=self.s.stride,
+            start=it.start,
+            end=it.end,
+        )
         uniq, inverse = np.unique(p.indices, return_inverse=True)
         frames = reader.get(list(uniq))  # each distinct frame decoded once for all views
         x = resize_short_side(frames, self.size)
         x = crops(x, self.size, self.s.crops)[:, inverse.reshape(p.indices.shape)]  # (C, V, T, 3, S, S)
         return x.transpose(0, 1).contiguous(), p  # (V, C, T, 3, S, S)
 
-    def with_views(self, views: int, crops: int) -> "ClipDataset":
+    def with_views(self, views: int, crops: int) -> ClipDataset:
         """The same items decoded with another number of temporal views and spatial crops."""
-        return ClipDataset(self.items, dataclasses.replace(self.s, views=views, crops=crops), self.t, self.size,
-                           self.labels)
+        return ClipDataset(
+            self.items, dataclasses.replace(self.s, views=views, crops=crops), self.t, self.size, self.labels
+        )
 
 
 class AugmentedClips(ClipDataset):
@@ -119,8 +136,15 @@ class AugmentedClips(ClipDataset):
     randomness comes from (augment.seed, epoch, i), whichever worker or rank decodes it; set `epoch`
     before each epoch."""
 
-    def __init__(self, items: list[Item], sampling: SamplingConfig, num_frames: int, size: int, labels: list[int],
-                 augment: Augment):
+    def __init__(
+        self,
+        items: list[Item],
+        sampling: SamplingConfig,
+        num_frames: int,
+        size: int,
+        labels: list[int],
+        augment: Augment,
+    ):
         super().__init__(items, sampling, num_frames, size, labels)
         self.augment, self.epoch = augment, 0
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 
 def choice(default: Any, *options: Any) -> Any:
@@ -30,11 +31,18 @@ def compose(name: str, core: type, parts: Iterable[type], module: str) -> type:
             if f.name in seen:
                 other, earlier = seen[f.name]
                 if (earlier.default, earlier.default_factory) != (f.default, f.default_factory):
-                    raise TypeError(f"{name}.{f.name}: {part.__name__} and {other.__name__} declare it with different defaults")
+                    raise TypeError(
+                        f"{name}.{f.name}: {part.__name__} and {other.__name__} declare it with different defaults"
+                    )
                 continue
             seen[f.name] = (part, f)
-            fields.append((f.name, hints[f.name], field(default=f.default, default_factory=f.default_factory,
-                                                        metadata=f.metadata)))
+            fields.append(
+                (
+                    f.name,
+                    hints[f.name],
+                    field(default=f.default, default_factory=f.default_factory, metadata=f.metadata),
+                )
+            )
     cls = dataclasses.make_dataclass(name, fields, bases=(core,))
     cls.__module__, cls.__qualname__, cls.__doc__ = module, name, core.__doc__
     cls.__parts__ = tuple(dict.fromkeys(part for part, _ in seen.values()))
@@ -43,7 +51,7 @@ def compose(name: str, core: type, parts: Iterable[type], module: str) -> type:
 
 @dataclass
 class SamplingConfig:
-    mode: str = choice("uniform", "fps", "windows")  # uniform: T frames over the segment | fps: T frames at `fps` | windows: sliding
+    mode: str = choice("uniform", "fps", "windows")  # T frames over the segment | T at `fps` | sliding windows
     num_frames: int | None = None  # None: the backbone's own clip length
     size: int | None = None  # None: the backbone's own input size
     fps: float | None = None  # frame rate for mode fps (required) and windows (None: uniform in each window)
@@ -56,7 +64,7 @@ class SamplingConfig:
 
 @dataclass
 class BackboneConfig:
-    name: str = "i3d-kinetics400"  # a family of the registry (README, "Backbones"), or auto: the family of backbone.model
+    name: str = "i3d-kinetics400"  # a family of the registry (`vidprobe backbones`), or auto: backbone.model's
     model: str | None = None  # hub id or local directory (transformers families); a weights file (i3d-kinetics400)
     seed: int = 0  # weight init of randomly initialised backbones
     device: str = "auto"  # auto | cpu | cuda | cuda:N

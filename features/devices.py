@@ -8,12 +8,18 @@ import os
 
 import torch
 
-DTYPES = {"float32": None, "none": None, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-          "float16": torch.float16, "fp16": torch.float16}
+DTYPES = {
+    "float32": None,
+    "none": None,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
 
 
 def resolve_device(name: str) -> torch.device:
-    """"auto": this process's GPU (LOCAL_RANK under torchrun) when CUDA is there, else the CPU."""
+    """ "auto": this process's GPU (LOCAL_RANK under torchrun) when CUDA is there, else the CPU."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))

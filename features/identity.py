@@ -10,13 +10,21 @@ import dataclasses
 import hashlib
 
 import yaml
-
 from vidprobe.features.config import BackboneConfig, SamplingConfig
 
 # The keys that decide what one clip's `video/pooled` is: two configs that agree on them compute the same
 # features for a clip (views, crops, decoder and storage aside). Fine-tuning from a head checks them.
-CLIP_KEYS = ("backbone.name", "backbone.model", "backbone.seed", "sampling.mode", "sampling.num_frames",
-             "sampling.size", "sampling.fps", "backbone.layers", "backbone.layers_as")
+CLIP_KEYS = (
+    "backbone.name",
+    "backbone.model",
+    "backbone.seed",
+    "sampling.mode",
+    "sampling.num_frames",
+    "sampling.size",
+    "sampling.fps",
+    "backbone.layers",
+    "backbone.layers_as",
+)
 
 
 def identity(config: dict) -> tuple[str, str]:

@@ -10,6 +10,7 @@ heartbeat is older than `timeout` seconds. Readers never lock: they only ever op
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -35,7 +36,7 @@ class WriteLock:
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
 
-    def __enter__(self) -> "WriteLock":
+    def __enter__(self) -> WriteLock:
         self.acquire()
         return self
 
@@ -51,12 +52,11 @@ class WriteLock:
                 self._take_over_if_abandoned()
                 continue
             if fcntl is not None:  # before the holder is written: whoever can read it finds it locked
-                try:
+                with contextlib.suppress(OSError):  # no fcntl locks on this filesystem: the pid and the heartbeat serve
                     fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError:
-                    pass  # no fcntl locks on this filesystem: the pid and the heartbeat serve
-            os.write(self.fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
-                                          "started": time.time()}).encode())
+            os.write(
+                self.fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}).encode()
+            )
             os.fsync(self.fd)
             interval = max(1.0, min(30.0, self.timeout / 4))
             self._beat = threading.Thread(target=self._heartbeat, args=(interval,), daemon=True)
@@ -76,10 +76,8 @@ class WriteLock:
 
     def _heartbeat(self, interval: float) -> None:
         while not self._stop.wait(interval):
-            try:
+            with contextlib.suppress(OSError):
                 os.utime(self.path)
-            except OSError:
-                pass
 
     def holder(self) -> dict:
         try:
@@ -96,10 +94,12 @@ class WriteLock:
         gone = age > self.timeout or (holder.get("host") == socket.gethostname() and self._dead(holder))
         if not gone and holder:
             held = time.time() - holder.get("started", time.time())
-            raise LockHeld(f"{self.what} is being written by {holder.get('host')} pid {holder.get('pid')} "
-                           f"(for {held:.0f} s, heartbeat {age:.0f} s ago): wait for it to finish; if that process "
-                           f"is gone, the lock is taken over after {self.timeout:.0f} s without a heartbeat, or "
-                           f"remove {self.path}")
+            raise LockHeld(
+                f"{self.what} is being written by {holder.get('host')} pid {holder.get('pid')} "
+                f"(for {held:.0f} s, heartbeat {age:.0f} s ago): wait for it to finish; if that process "
+                f"is gone, the lock is taken over after {self.timeout:.0f} s without a heartbeat, or "
+                f"remove {self.path}"
+            )
         if not holder and age < 5.0:
             raise LockHeld(f"{self.what}: another writer is taking {self.path} right now; try again")
         print(f"warning: taking over {self.path}: its writer ({holder.get('host')} pid {holder.get('pid')}) is gone")

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from tqdm import tqdm
-
 from vidprobe.features.sampling import ClipPlan
 from vidprobe.features.store import FeatureSet
 
@@ -26,12 +25,17 @@ def source_of(row_id: str) -> str:
     return WINDOW_ID.sub("", row_id)
 
 
-def sample_rows(sample_id: str, p: ClipPlan, feats: dict[str, np.ndarray],
-                windows: bool) -> tuple[list[str], dict[str, np.ndarray]]:
+def sample_rows(
+    sample_id: str, p: ClipPlan, feats: dict[str, np.ndarray], windows: bool
+) -> tuple[list[str], dict[str, np.ndarray]]:
     """The stored rows of one embedded sample: `feats` are (V, C, ...) per key; one row, or one per window."""
     v, c = feats[next(iter(feats))].shape[:2]
-    meta = {"frame_indices": p.indices.astype(np.int32), "frame_times": p.times.astype(np.float32),
-            "num_padded": p.padded, "span": p.spans.astype(np.float32)}
+    meta = {
+        "frame_indices": p.indices.astype(np.int32),
+        "frame_times": p.times.astype(np.float32),
+        "num_padded": p.padded,
+        "span": p.spans.astype(np.float32),
+    }
     if windows:
         ids = [f"{sample_id}#w{j:04d}" for j in range(v)]
         out = {k: (a[:, 0] if c == 1 else a) for k, a in feats.items()}
@@ -94,8 +98,15 @@ def row_texts(rows: StoredRows, records: dict[str, dict]) -> list[str]:
     return texts
 
 
-def align_frames(frames_of, rows: StoredRows, waves: dict[str, tuple[np.ndarray, float]], sample_rate: int,
-                 frame_seconds: float, dim: int, desc: str = "align") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def align_frames(
+    frames_of,
+    rows: StoredRows,
+    waves: dict[str, tuple[np.ndarray, float]],
+    sample_rate: int,
+    frame_seconds: float,
+    dim: int,
+    desc: str = "align",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Frame features of each row's source audio, pooled over the row's span: (pooled (N, D), temporal
     (N, steps, D) over the same time windows as the row's `video/temporal`, present (N,)).
 

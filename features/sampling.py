@@ -69,8 +69,18 @@ def at_rate(frames: np.ndarray, ts: np.ndarray, t: int, rate: float, t0: float) 
     return pad_last(frames[np.clip(pos, 0, len(frames) - 1)], t)
 
 
-def plan(ts: np.ndarray, t: int, *, mode: str = "uniform", views: int = 1, fps: float | None = None,
-         window: float = 2.0, stride: float = 1.0, start: float | None = None, end: float | None = None) -> ClipPlan:
+def plan(
+    ts: np.ndarray,
+    t: int,
+    *,
+    mode: str = "uniform",
+    views: int = 1,
+    fps: float | None = None,
+    window: float = 2.0,
+    stride: float = 1.0,
+    start: float | None = None,
+    end: float | None = None,
+) -> ClipPlan:
     """Frames to read for one sample with frame timestamps `ts`, over its [start, end] segment."""
     frames = segment_frames(ts, start, end)
     step = float(np.median(np.diff(ts))) if len(ts) > 1 else 0.0
@@ -96,5 +106,9 @@ def plan(ts: np.ndarray, t: int, *, mode: str = "uniform", views: int = 1, fps: 
     else:
         raise ValueError(f"unknown sampling mode {mode!r}")
     indices = np.stack([p[0] for p in picks]).astype(np.int64)
-    return ClipPlan(indices=indices, times=ts[indices], padded=np.array([p[1] for p in picks], dtype=np.int32),
-                    spans=np.array(spans, dtype=np.float64))
+    return ClipPlan(
+        indices=indices,
+        times=ts[indices],
+        padded=np.array([p[1] for p in picks], dtype=np.int32),
+        spans=np.array(spans, dtype=np.float64),
+    )

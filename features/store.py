@@ -20,12 +20,11 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import h5py
 import numpy as np
-
 from vidprobe.features.errors import CorruptStoreError, DiskFull, StoreError
 from vidprobe.features.files import atomic_path, disk_error, require_space, write_json
 from vidprobe.features.identity import config_diff, identity
@@ -48,8 +47,10 @@ def shard_of(sample_id: str, count: int) -> int:
 
 
 def shard_paths(directory: Path) -> list[Path]:
-    return sorted((p for p in Path(directory).glob("shard-*-of-*.h5") if SHARD_RE.search(p.name)),
-                  key=lambda p: tuple(int(g) for g in SHARD_RE.search(p.name).groups()))
+    return sorted(
+        (p for p in Path(directory).glob("shard-*-of-*.h5") if SHARD_RE.search(p.name)),
+        key=lambda p: tuple(int(g) for g in SHARD_RE.search(p.name).groups()),
+    )
 
 
 def feature_keys(h5: h5py.File) -> dict[str, tuple]:
@@ -76,8 +77,10 @@ def open_h5(path: Path) -> h5py.File:
     except OSError as err:
         sizes = re.search(r"\beof = (\d+),.*stored_eof = (\d+)", str(err))
         size = f": {sizes.group(1)} bytes of {sizes.group(2)}" if sizes else f" ({err})"
-        raise CorruptStoreError(f"{path} is broken{size}; re-run `vidprobe embed` with the same config: it moves the "
-                                "broken shard aside and embeds its rows again (or restore the file from its copy)") from None
+        raise CorruptStoreError(
+            f"{path} is broken{size}; re-run `vidprobe embed` with the same config: it moves the "
+            "broken shard aside and embeds its rows again (or restore the file from its copy)"
+        ) from None
 
 
 class ShardWriter:
@@ -87,9 +90,18 @@ class ShardWriter:
     A shard found broken (an interrupted copy) is moved aside with a warning and its rows embedded again.
     """
 
-    def __init__(self, directory: str | Path, index: int, count: int, attrs: dict, *,
-                 compression: str | None = None, commit_every: int = 256, force: bool = False,
-                 lock_timeout: float = 600.0):
+    def __init__(
+        self,
+        directory: str | Path,
+        index: int,
+        count: int,
+        attrs: dict,
+        *,
+        compression: str | None = None,
+        commit_every: int = 256,
+        force: bool = False,
+        lock_timeout: float = 600.0,
+    ):
         self.dir = Path(directory)
         self.final = self.dir / shard_name(index, count)
         self.parts_dir = self.dir / ".parts" / self.final.stem
@@ -110,7 +122,7 @@ class ShardWriter:
         self.buffer: list[tuple[list[str], dict[str, np.ndarray]]] = []
         self.n_new = 0
 
-    def __enter__(self) -> "ShardWriter":
+    def __enter__(self) -> ShardWriter:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -138,7 +150,9 @@ class ShardWriter:
             m = SHARD_RE.search(path.name) or SHARD_RE.search(path.parent.name + ".h5")
             other_count = m is not None and int(m.group(2)) != self.count
             if old_hash != self.attrs["config_hash"]:
-                diff = config_diff(old_cfg, self.attrs["config"]) or [f"config hash {old_hash} -> {self.attrs['config_hash']}"]
+                diff = config_diff(old_cfg, self.attrs["config"]) or [
+                    f"config hash {old_hash} -> {self.attrs['config_hash']}"
+                ]
                 problems.append((path, "made with another config: " + "; ".join(diff)))
             elif other_count:
                 problems.append((path, f"split into {m.group(2)} shards, this run asks for {self.count}"))
@@ -146,8 +160,10 @@ class ShardWriter:
             return
         if not force:
             lines = "\n  ".join(f"{p.relative_to(self.dir)}: {why}" for p, why in problems)
-            raise StoreError(f"{self.dir} holds shards this run must not mix with:\n  {lines}\n"
-                             "Use another embed.feature_set, the same settings, or --force to rebuild.")
+            raise StoreError(
+                f"{self.dir} holds shards this run must not mix with:\n  {lines}\n"
+                "Use another embed.feature_set, the same settings, or --force to rebuild."
+            )
         for path, _ in problems:
             if path.parent.name.startswith("shard-"):
                 shutil.rmtree(path.parent, ignore_errors=True)
@@ -206,13 +222,15 @@ class ShardWriter:
         try:
             yield
         except DiskFull as err:
-            raise DiskFull(f"disk full at {self.dir}: {self.stored()} rows committed; {err}: the run resumes "
-                           "where it stopped") from None
+            raise DiskFull(
+                f"disk full at {self.dir}: {self.stored()} rows committed; {err}: the run resumes where it stopped"
+            ) from None
         except (OSError, RuntimeError) as err:
             if not disk_error(err):
                 raise
-            raise DiskFull(f"disk full at {self.dir}: {self.stored()} rows committed; free space and re-run to "
-                           "resume") from None
+            raise DiskFull(
+                f"disk full at {self.dir}: {self.stored()} rows committed; free space and re-run to resume"
+            ) from None
 
     def stored(self) -> int:
         return len(self.done)
@@ -222,9 +240,11 @@ class ShardWriter:
         less room than they need (twice: the parts, then the merged shard beside the old one, uncompressed)."""
         old = self.final.stat().st_size if self.final.exists() else 0
         rows_total = rows + len(self.done)
-        require_space(self.dir, int(2 * rows * bytes_per_row + old + rows_total * 64 + PART_OVERHEAD),
-                      f"{rows} rows of {bytes_per_row / 1024:.1f} KiB for {self.final.name} (an upper bound: "
-                      "compression aside)")
+        require_space(
+            self.dir,
+            int(2 * rows * bytes_per_row + old + rows_total * 64 + PART_OVERHEAD),
+            f"{rows} rows of {bytes_per_row / 1024:.1f} KiB for {self.final.name} (an upper bound: compression aside)",
+        )
 
     def finish(self) -> Path:
         """Merge the shard and its committed parts into a new shard (each id once), then drop the parts."""
@@ -235,10 +255,8 @@ class ShardWriter:
                 with self._disk_full_says_how_to_resume():
                     self._merge(([self.final] if self.final.exists() else []) + parts)
             shutil.rmtree(self.parts_dir, ignore_errors=True)
-            try:
+            with contextlib.suppress(OSError):  # other ranks still have parts there
                 self.parts_dir.parent.rmdir()
-            except OSError:
-                pass  # other ranks still have parts there
         finally:
             self.lock.release()
         return self.final
@@ -274,8 +292,7 @@ def merge(final: Path, sources: list[Path], attrs: dict, compression: str | None
         for key, (shape, dtype) in layout.items():
             row_bytes = max(1, int(np.prod(shape)) * dtype.itemsize)
             chunk = (max(1, min(total, 256, (1 << 20) // row_bytes)), *shape)
-            out.create_dataset(key, shape=(total, *shape), dtype=dtype, chunks=chunk,
-                               compression=compression)
+            out.create_dataset(key, shape=(total, *shape), dtype=dtype, chunks=chunk, compression=compression)
         row = 0
         for src, mask in zip(sources, keep):
             with h5py.File(src, "r") as h5:
@@ -313,8 +330,13 @@ def stage_attrs(config: dict, provenance: dict) -> dict:
     return {"config_hash": config_hash, "config": text, "provenance": provenance}
 
 
-def write_whole(directory: str | Path, attrs: dict, ids: list[str], make_features: Callable[[], dict[str, np.ndarray]],
-                lock_timeout: float = 600.0) -> bool:
+def write_whole(
+    directory: str | Path,
+    attrs: dict,
+    ids: list[str],
+    make_features: Callable[[], dict[str, np.ndarray]],
+    lock_timeout: float = 600.0,
+) -> bool:
     """A small feature set (class prompts, one row per sample) written in one piece: rebuilt when its config
     changed, left as it is when it already holds `ids` (then `make_features` is not called). True if written."""
     with ShardWriter(directory, 0, 1, attrs, force=True, lock_timeout=lock_timeout) as writer:
@@ -336,7 +358,9 @@ class FeatureSet:
             raise StoreError(f"no feature shards in {self.dir}: run `vidprobe embed` with the same config first")
         counts = {SHARD_RE.search(p.name).group(2) for p in self.paths}
         if len(counts) > 1:
-            raise StoreError(f"{self.dir} mixes shards split {' and '.join(sorted(counts))} ways; re-run embed with --force")
+            raise StoreError(
+                f"{self.dir} mixes shards split {' and '.join(sorted(counts))} ways; re-run embed with --force"
+            )
         self.rows: dict[str, tuple[int, int]] = {}
         self.attrs: dict = {}
         self.keys: dict[str, tuple] = {}
@@ -390,8 +414,9 @@ class FeatureSet:
                 out[dest] = read_rows(ds, src)
         return out if out is not None else np.empty((0, *self.keys[key]))
 
-    def chunks(self, key: str, ids: Iterable[str] | None = None,
-               rows: int = 4096) -> Iterator[tuple[list[str], np.ndarray]]:
+    def chunks(
+        self, key: str, ids: Iterable[str] | None = None, rows: int = 4096
+    ) -> Iterator[tuple[list[str], np.ndarray]]:
         """(ids, values of `key`) `rows` at a time, for sets bigger than memory: every row in stored order, or
         the given `ids` in their order."""
         if ids is not None:
@@ -421,8 +446,10 @@ def verify(directory: str | Path) -> FeatureSet:
     """Every shard opens, ids are unique across shards, no NaN or inf, index.json lists what the shards hold,
     no rows left in unfinished parts; raises CorruptStoreError listing every problem."""
     directory = Path(directory)
-    problems = [f"{p.relative_to(directory)}: committed rows of an unfinished run; re-run embed to finish it"
-                for p in sorted(directory.glob(".parts/*/part-*.h5"))]
+    problems = [
+        f"{p.relative_to(directory)}: committed rows of an unfinished run; re-run embed to finish it"
+        for p in sorted(directory.glob(".parts/*/part-*.h5"))
+    ]
     if not shard_paths(directory):
         return FeatureSet(directory)  # raises StoreError: no feature set here (a usage error, not a broken one)
     broken = []

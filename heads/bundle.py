@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-
 from vidprobe.features.files import save_torch
 from vidprobe.heads.config import HeadConfig
 from vidprobe.heads.data import LabeledFeatures, multi_hot
@@ -25,9 +24,11 @@ from vidprobe.heads.stream import forward_chunks
 from vidprobe.heads.trainer import Standardizer
 
 # Each head's entries, in the order they are saved; a head that was not trained has none of them.
-HEAD_KEYS = {"label_head": ("classes", "label_head", "one_vs_rest"),
-             "multilabel_head": ("ml_classes", "multilabel_head", "ml_segment_classes", "ml_segments", "ml_thresholds"),
-             "traits_heads": ("traits", "trait_groups", "traits_heads", "trait_mean", "trait_std")}
+HEAD_KEYS = {
+    "label_head": ("classes", "label_head", "one_vs_rest"),
+    "multilabel_head": ("ml_classes", "multilabel_head", "ml_segment_classes", "ml_segments", "ml_thresholds"),
+    "traits_heads": ("traits", "trait_groups", "traits_heads", "trait_mean", "trait_std"),
+}
 COMMON_KEYS = ("feat_mean", "feat_std", "feat_l2", "dims", "inputs")
 
 
@@ -57,14 +58,16 @@ class HeadBundle:
     def set_label_head(self, classes: list[str], state: dict, one_vs_rest: bool) -> None:
         self.classes, self.label_head, self.one_vs_rest = classes, state, one_vs_rest
 
-    def set_multilabel_head(self, classes: list[str], state: dict, segment: dict[str, str],
-                            thresholds: list[float]) -> None:
+    def set_multilabel_head(
+        self, classes: list[str], state: dict, segment: dict[str, str], thresholds: list[float]
+    ) -> None:
         self.ml_classes, self.multilabel_head = classes, state
         self.ml_segment_classes, self.ml_segments = list(segment), list(segment.values())
         self.ml_thresholds = thresholds
 
-    def set_trait_heads(self, traits: list[str], groups: list[list[int]], states: list[dict],
-                        scaler: Standardizer) -> None:
+    def set_trait_heads(
+        self, traits: list[str], groups: list[list[int]], states: list[dict], scaler: Standardizer
+    ) -> None:
         self.traits, self.trait_groups, self.traits_heads = traits, groups, states
         self.trait_mean, self.trait_std = scaler.mean, scaler.std
 
@@ -82,7 +85,7 @@ class HeadBundle:
         return save_torch(self.to_dict(), path)
 
     @classmethod
-    def load(cls, path: str | Path) -> "HeadBundle":
+    def load(cls, path: str | Path) -> HeadBundle:
         path = Path(path)
         if not path.is_file():
             raise HeadConfigError(f"no trained heads at {path}: run `vidprobe train` with the same config first")
@@ -99,11 +102,14 @@ class HeadBundle:
         """The other feature sets read now are the ones the heads were trained on (same config hash)."""
         for spec, trained in self.inputs.items():
             if now.get(spec) != trained:
-                raise HeadConfigError(f"{spec!r} now has config hash {now.get(spec)}, the heads were trained on "
-                                      f"{trained}; re-run `vidprobe train`")
+                raise HeadConfigError(
+                    f"{spec!r} now has config hash {now.get(spec)}, the heads were trained on "
+                    f"{trained}; re-run `vidprobe train`"
+                )
 
-    def predict(self, data: LabeledFeatures, head: HeadConfig, coop_clip: tuple | None = None,
-                top_k: int = 0) -> tuple[pd.DataFrame, dict, dict[str, pd.DataFrame]]:
+    def predict(
+        self, data: LabeledFeatures, head: HeadConfig, coop_clip: tuple | None = None, top_k: int = 0
+    ) -> tuple[pd.DataFrame, dict, dict[str, pd.DataFrame]]:
         """(predictions per sample, metrics, per-class AP tables by head) on one split. The heads are rebuilt
         from `head` (a CoOp head through the CLIP of `coop_clip`). Every class gets a column (`prob/<class>`,
         multi-label `score/<class>`); `top_k` adds the k most probable classes. Data without targets (new
@@ -114,8 +120,9 @@ class HeadBundle:
         tables: dict[str, pd.DataFrame] = {}
         with torch.no_grad():
             if self.label_head is not None:
-                net = self._head(head, self.label_head, x.shape[-1], len(self.classes), self.one_vs_rest, self.classes,
-                                 coop_clip)
+                net = self._head(
+                    head, self.label_head, x.shape[-1], len(self.classes), self.one_vs_rest, self.classes, coop_clip
+                )
                 probs = forward_chunks(net, x).softmax(1).numpy()
                 parts.append(self._classes(probs, data.labels, top_k, metrics, tables))
             if self.multilabel_head is not None:
@@ -137,8 +144,9 @@ class HeadBundle:
                     metrics.update(regression_metrics(data.traits, y_hat, self.traits))
         return pd.concat(parts, axis=1), metrics, tables
 
-    def _classes(self, probs: np.ndarray, labels: list[str] | None, top_k: int, metrics: dict,
-                 tables: dict) -> pd.DataFrame:
+    def _classes(
+        self, probs: np.ndarray, labels: list[str] | None, top_k: int, metrics: dict, tables: dict
+    ) -> pd.DataFrame:
         classes = self.classes
         y_pred = probs.argmax(1)
         cols: dict = {}
@@ -158,8 +166,9 @@ class HeadBundle:
             tables["label"] = ap_table(classes, (y_true[:, None] == np.arange(len(classes))).astype(float), probs)
         return pd.DataFrame(cols)
 
-    def _multilabel(self, scores: np.ndarray, multi: list[list[str]] | None, metrics: dict,
-                    tables: dict) -> pd.DataFrame:
+    def _multilabel(
+        self, scores: np.ndarray, multi: list[list[str]] | None, metrics: dict, tables: dict
+    ) -> pd.DataFrame:
         classes = self.ml_classes
         thresholds = np.asarray(self.ml_thresholds if self.ml_thresholds is not None else [0.5] * len(classes))
         cols: dict = {}
@@ -175,8 +184,16 @@ class HeadBundle:
             tables["multilabel"] = ap_table(classes, y_true, scores, segment)
         return pd.DataFrame(cols)
 
-    def _head(self, head: HeadConfig, state: dict, in_dim: int, out_dim: int, one_vs_rest: bool = False,
-              classes: list[str] | None = None, coop_clip: tuple | None = None) -> torch.nn.Module:
+    def _head(
+        self,
+        head: HeadConfig,
+        state: dict,
+        in_dim: int,
+        out_dim: int,
+        one_vs_rest: bool = False,
+        classes: list[str] | None = None,
+        coop_clip: tuple | None = None,
+    ) -> torch.nn.Module:
         if head.name == "coop":
             from vidprobe.heads.coop import build_coop
 
@@ -194,9 +211,11 @@ class HeadBundle:
             raise HeadConfigError(f"{what} has no class head (it was trained without task.label)")
         fused = len(self.dims or []) > 1
         if self.one_vs_rest or self.feat_l2 or fused or set(state) != {"weight", "bias"}:
-            raise HeadConfigError(f"{what} is not a plain linear class head on standardised features (one-vs-rest, "
-                                  "L2-normalised, fused or not linear); fine-tuning starts from head.name=linear, "
-                                  "task.mode=joint, no head.fuse")
+            raise HeadConfigError(
+                f"{what} is not a plain linear class head on standardised features (one-vs-rest, "
+                "L2-normalised, fused or not linear); fine-tuning starts from head.name=linear, "
+                "task.mode=joint, no head.fuse"
+            )
         folded = state["weight"].double() / self.feat_std.double()
         return folded, state["bias"].double() - folded @ self.feat_mean.double()
 
@@ -204,6 +223,11 @@ class HeadBundle:
 def ap_table(classes: list[str], y_true: np.ndarray, scores: np.ndarray, segment: dict | None = None) -> pd.DataFrame:
     """One row per class: positives in this split, AP (empty when it has none), long-tail segment."""
     ap = per_class_ap(y_true, scores, classes)
-    return pd.DataFrame({"class": classes, "positives": y_true.sum(0).astype(int),
-                         "ap": [ap.get(c, np.nan) for c in classes],
-                         "segment": [(segment or {}).get(c, "") for c in classes]})
+    return pd.DataFrame(
+        {
+            "class": classes,
+            "positives": y_true.sum(0).astype(int),
+            "ap": [ap.get(c, np.nan) for c in classes],
+            "segment": [(segment or {}).get(c, "") for c in classes],
+        }
+    )

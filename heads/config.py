@@ -13,7 +13,7 @@ from vidprobe.features.config import choice, compose
 
 
 def parse_spec(spec: str, own_set: str) -> tuple[str, str]:
-    """"<feature_set>:<key>" -> (feature set, key); a bare key is in `own_set`."""
+    """ "<feature_set>:<key>" -> (feature set, key); a bare key is in `own_set`."""
     name, _, key = spec.rpartition(":")
     return name or own_set, key
 
@@ -23,7 +23,7 @@ class TaskConfig:
     label: str | None = "label"  # manifest column with the class name; null for none
     multilabel: str | None = None  # manifest column with '|'-joined class names (multilabel adapter: labels)
     traits: list[str] = field(default_factory=list)  # numeric manifest columns to regress
-    mode: str = choice("joint", "per_target")  # one multi-output head, or an independent head per trait / per class (one-vs-rest)
+    mode: str = choice("joint", "per_target")  # one multi-output head, or a head per trait / class (one-vs-rest)
     n_jobs: int = -1  # per_target: heads trained at once (threads)
 
 
@@ -33,7 +33,7 @@ class HeadCore:
     settings (`head.hidden`, `head.focal_gamma`, `head.coop_init`, ...) are declared beside it (heads/models.py,
     heads/losses.py, heads/coop.py) and join this section in `HeadConfig`, still as `head.<key>`."""
 
-    name: str = "linear"  # linear | mlp | attention (over (N, T, D)) | zero-shot (head.prompts) | coop (prompt learning)
+    name: str = "linear"  # linear | mlp | attention (N, T, D) | zero-shot (head.prompts) | coop (prompt learning)
     features: str = "video/pooled"  # "<key>" of the video features, or "<feature_set>:<key>" of another set
     fuse: list[str] = field(default_factory=list)  # more inputs, "<feature_set>:<key>" (e.g. whisper:audio/pooled)
     fusion: str = choice("concat", "late", "gated")  # how head.features and head.fuse combine; missing ones are masked
@@ -108,7 +108,7 @@ class FinetuneConfig:
     patience: int = 5  # epochs without improvement on `monitor` before stopping
     seed: int = 0  # init, shuffling, augmentation
     num_workers: int = 2  # DataLoader workers decoding training clips
-    augment_crop_scale: list[float] = field(default_factory=lambda: [0.6, 1.0])  # crop's area share, aspect 3/4-4/3; [1, 1]: off
+    augment_crop_scale: list[float] = field(default_factory=lambda: [0.6, 1.0])  # crop area share; [1, 1]: off
     augment_flip: bool = True  # random horizontal flips (off when left and right matter)
     videomix: str = choice("none", "spatial", "temporal")  # VideoMix: a box through all frames, or a run of frames
     videomix_alpha: float = 1.0  # the share kept ~ Beta(alpha, alpha); the labels weighed by it
@@ -127,14 +127,22 @@ class FinetuneConfig:
             (self.lr > 0 and (self.head_lr is None or self.head_lr > 0), "lr / head_lr: must be > 0"),
             (self.epochs >= 0 and self.warmup_epochs >= 0, "epochs / warmup_epochs: must be >= 0"),
             (self.videomix_alpha > 0, f"videomix_alpha: {self.videomix_alpha}; must be > 0"),
-            (0 <= self.freeze_epochs < max(self.epochs, 1), f"freeze_epochs: {self.freeze_epochs}; use 0 <= k < epochs"),
+            (
+                0 <= self.freeze_epochs < max(self.epochs, 1),
+                f"freeze_epochs: {self.freeze_epochs}; use 0 <= k < epochs",
+            ),
             (self.batch_size >= 1 and self.accumulate >= 1, "batch_size / accumulate: must be >= 1"),
             (self.patience >= 1, f"patience: {self.patience}; must be >= 1"),
             (self.eval_views >= 1, f"eval_views: {self.eval_views}; must be >= 1"),
             (self.num_workers >= 0 and self.bench_steps >= 0, "num_workers / bench_steps: must be >= 0"),
-            (len(self.augment_crop_scale) == 2 and 0 < self.augment_crop_scale[0] <= self.augment_crop_scale[1] <= 1,
-             f"augment_crop_scale: {self.augment_crop_scale}; give [min, max] area shares, 0 < min <= max <= 1 "
-             "([1, 1]: off)"),
-            (0 <= self.augment_jitter < 0.5, f"augment_jitter: {self.augment_jitter}; use a share of the segment in [0, 0.5)"),
+            (
+                len(self.augment_crop_scale) == 2 and 0 < self.augment_crop_scale[0] <= self.augment_crop_scale[1] <= 1,
+                f"augment_crop_scale: {self.augment_crop_scale}; give [min, max] area shares, 0 < min <= max <= 1 "
+                "([1, 1]: off)",
+            ),
+            (
+                0 <= self.augment_jitter < 0.5,
+                f"augment_jitter: {self.augment_jitter}; use a share of the segment in [0, 0.5)",
+            ),
         ]
         return [f"finetune.{text}" for ok, text in checks if not ok]

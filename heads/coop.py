@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-
 from vidprobe.features.backbones import clip_source, load_pretrained
 from vidprobe.features.config import BackboneConfig, choice
 from vidprobe.features.text import readable, text_model
@@ -35,7 +34,7 @@ def coop(in_dim: int, out_dim: int, cfg: HeadConfig) -> nn.Module:
     raise HeadConfigError("head.name=coop is built by heads.coop.build_coop (it needs CLIP and the class names)")
 
 
-def build_coop(clip: tuple[str | None, BackboneConfig], classes: list[str], head: HeadConfig) -> "CoOp":
+def build_coop(clip: tuple[str | None, BackboneConfig], classes: list[str], head: HeadConfig) -> CoOp:
     """CoOp over `classes` through a CLIP text tower, context and pooling as `head` says. `clip` is
     (text.model, the backbone config): text.model when set, else the CLIP backbone's own weights."""
     from transformers import AutoTokenizer, CLIPModel
@@ -80,8 +79,9 @@ class CoOp(nn.Module):
         text = self.clip.text_model
         ctx = self.ctx.unsqueeze(0).expand(len(self.prefix), -1, -1)
         hidden = text.embeddings(inputs_embeds=torch.cat([self.prefix, ctx, self.suffix], dim=1))
-        mask = create_causal_mask(config=text.config, inputs_embeds=hidden, attention_mask=self.attention_mask,
-                                  past_key_values=None)
+        mask = create_causal_mask(
+            config=text.config, inputs_embeds=hidden, attention_mask=self.attention_mask, past_key_values=None
+        )
         out = text.encoder(inputs_embeds=hidden, attention_mask=mask, is_causal=True).last_hidden_state
         pooled = text.final_layer_norm(out)[torch.arange(len(out)), self.eos]
         return self.clip.text_projection(pooled)

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-
 from vidprobe.features.store import FeatureSet
 from vidprobe.heads.config import HeadConfig, TaskConfig
 from vidprobe.heads.errors import HeadConfigError
@@ -47,9 +46,11 @@ def pooled(x: np.ndarray, key: str) -> torch.Tensor:
 def check_finite(x: torch.Tensor, ids: list[str], split: str, key: str) -> None:
     bad = ~torch.isfinite(x.flatten(1)).all(1)
     if bad.any():
-        raise HeadConfigError(f"{int(bad.sum())} samples of {split} have NaN or inf in {key}, e.g. "
-                              f"{[ids[i] for i in torch.nonzero(bad).flatten()[:3].tolist()]}; re-embed them "
-                              f"(`vidprobe cache verify` lists the shards)")
+        raise HeadConfigError(
+            f"{int(bad.sum())} samples of {split} have NaN or inf in {key}, e.g. "
+            f"{[ids[i] for i in torch.nonzero(bad).flatten()[:3].tolist()]}; re-embed them "
+            f"(`vidprobe cache verify` lists the shards)"
+        )
 
 
 def modality(fs: FeatureSet, key: str, ids: list[str], split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,14 +76,21 @@ def modality(fs: FeatureSet, key: str, ids: list[str], split: str) -> tuple[torc
     return out, mask
 
 
-def load_split(head: HeadConfig, task: TaskConfig, manifest: pd.DataFrame, fs: FeatureSet, split: str,
-               fused: list[tuple[str, FeatureSet, str]] = ()) -> LabeledFeatures:
+def load_split(
+    head: HeadConfig,
+    task: TaskConfig,
+    manifest: pd.DataFrame,
+    fs: FeatureSet,
+    split: str,
+    fused: list[tuple[str, FeatureSet, str]] = (),
+) -> LabeledFeatures:
     """The manifest rows of `split` (those with features): `head.features` from `fs`, packed with each fused
     (spec, feature set, key) input, and the targets `task` names."""
     rows = manifest[manifest.split == split]
     if rows.empty:
-        raise HeadConfigError(f"no samples with features in split {split!r}; splits present: "
-                              f"{sorted(manifest.split.unique())}")
+        raise HeadConfigError(
+            f"no samples with features in split {split!r}; splits present: {sorted(manifest.split.unique())}"
+        )
     ids = list(rows.sample_id)
     x, dims = features_of(head, fs, ids, split, fused)
     labels = list(rows[task.label].astype(str)) if task.label else None
@@ -93,8 +101,9 @@ def load_split(head: HeadConfig, task: TaskConfig, manifest: pd.DataFrame, fs: F
     return LabeledFeatures(ids, x, labels, multi, traits, dims)
 
 
-def features_of(head: HeadConfig, fs: FeatureSet, ids: list[str], split: str,
-                fused: list[tuple[str, FeatureSet, str]] = ()) -> tuple[torch.Tensor, list[int] | None]:
+def features_of(
+    head: HeadConfig, fs: FeatureSet, ids: list[str], split: str, fused: list[tuple[str, FeatureSet, str]] = ()
+) -> tuple[torch.Tensor, list[int] | None]:
     """(x, dims): what the head reads for the rows `ids` of `fs` (a sample, or a window); fused inputs packed
     as [x_1 | ... | x_M | presence masks] with each modality's width in `dims`."""
     _, key = head.feature_spec(fs.dir.name)
@@ -110,8 +119,10 @@ def features_of(head: HeadConfig, fs: FeatureSet, ids: list[str], split: str,
     if not head.fuse:
         return x, None
     if head.name in SEQUENCE_HEADS or head.name in ("zero-shot", "coop") or head.init == "prompts":
-        raise HeadConfigError(f"head.fuse: fusion combines pooled features with linear or mlp heads, not "
-                              f"{head.name!r} (head.init={head.init})")
+        raise HeadConfigError(
+            f"head.fuse: fusion combines pooled features with linear or mlp heads, not "
+            f"{head.name!r} (head.init={head.init})"
+        )
     parts = [modality(other, k, ids, split) for _, other, k in fused]
     flat = [spec for (spec, _, _), (values, _) in zip(fused, parts) if values.ndim != 2]
     if x.ndim != 2 or flat:
@@ -130,9 +141,11 @@ def row_shape(fs: FeatureSet, key: str) -> tuple:
 def streamed(head: HeadConfig, fs: FeatureSet, key: str, ids: list[str], split: str, row: tuple) -> DiskRows:
     """`key` for `ids` on disk (see heads.stream), for features bigger than `head.memory_mb`."""
     if head.fuse or f"{key.split('/')[0]}/present" in fs.keys:
-        raise HeadConfigError(f"{split}: {len(ids)} rows of {key} take {nbytes(len(ids), row) / 2**20:.0f} MB, more "
-                              f"than head.memory_mb={head.memory_mb}; fused or partly missing inputs are read whole: "
-                              "raise head.memory_mb, or train on one input")
+        raise HeadConfigError(
+            f"{split}: {len(ids)} rows of {key} take {nbytes(len(ids), row) / 2**20:.0f} MB, more "
+            f"than head.memory_mb={head.memory_mb}; fused or partly missing inputs are read whole: "
+            "raise head.memory_mb, or train on one input"
+        )
     rows = max(chunk_rows(head.memory_mb, row), head.batch_size)  # a minibatch is read as one tensor
 
     def prepare(chunk_ids: list[str], values: np.ndarray) -> torch.Tensor:
@@ -140,8 +153,10 @@ def streamed(head: HeadConfig, fs: FeatureSet, key: str, ids: list[str], split: 
         check_finite(x, chunk_ids, split, head.features)
         return x
 
-    print(f"{split}: {len(ids)} rows of {key} ({nbytes(len(ids), row) / 2**30:.1f} GB as float32) are more than "
-          f"head.memory_mb={head.memory_mb}: streamed from disk, {rows} rows at a time")
+    print(
+        f"{split}: {len(ids)} rows of {key} ({nbytes(len(ids), row) / 2**30:.1f} GB as float32) are more than "
+        f"head.memory_mb={head.memory_mb}: streamed from disk, {rows} rows at a time"
+    )
     x = DiskRows(copy_rows(fs, key, ids, rows, prepare), rows)
     check_shape(head, x)
     return x
@@ -152,7 +167,7 @@ def missing_inputs(head: HeadConfig, data: LabeledFeatures) -> list[str]:
     if not data.dims:
         return [""] * len(data.ids)
     names = [head.features] + list(head.fuse)
-    masks = data.x[:, -len(data.dims):]
+    masks = data.x[:, -len(data.dims) :]
     return [",".join(n for n, m in zip(names, row) if m == 0) for row in masks.tolist()]
 
 
@@ -160,15 +175,21 @@ def check_shape(head: HeadConfig, x: torch.Tensor) -> None:
     """The head takes features of this shape: (N, D), or (N, T, D) for sequence heads (CoOp: either)."""
     if head.name == "coop":
         if x.ndim not in (2, 3):
-            raise HeadConfigError(f"head.features: coop takes CLIP frames (N, T, D) or pooled (N, D) features; "
-                                  f"{head.features!r} has shape {tuple(x.shape[1:])} per sample")
+            raise HeadConfigError(
+                f"head.features: coop takes CLIP frames (N, T, D) or pooled (N, D) features; "
+                f"{head.features!r} has shape {tuple(x.shape[1:])} per sample"
+            )
     elif head.name in SEQUENCE_HEADS:
         if x.ndim != 3:
-            raise HeadConfigError(f"head.features: the {head.name} head pools over time and needs (N, T, D) features "
-                                  f"such as video/temporal; {head.features!r} has shape {tuple(x.shape[1:])} per sample")
+            raise HeadConfigError(
+                f"head.features: the {head.name} head pools over time and needs (N, T, D) features "
+                f"such as video/temporal; {head.features!r} has shape {tuple(x.shape[1:])} per sample"
+            )
     elif x.ndim != 2:
-        raise HeadConfigError(f"head.features: {head.features!r} has shape {tuple(x.shape[1:])} per sample; "
-                              f"the {head.name} head needs pooled (N, D) features such as video/pooled")
+        raise HeadConfigError(
+            f"head.features: {head.features!r} has shape {tuple(x.shape[1:])} per sample; "
+            f"the {head.name} head needs pooled (N, D) features such as video/pooled"
+        )
 
 
 def few_shot(data: LabeledFeatures, k: int | None, seed: int) -> LabeledFeatures:
@@ -181,9 +202,14 @@ def few_shot(data: LabeledFeatures, k: int | None, seed: int) -> LabeledFeatures
     labels = np.array(data.labels)
     keep = np.sort(np.concatenate([rng.permutation(np.nonzero(labels == c)[0])[:k] for c in np.unique(labels)]))
     pick = torch.from_numpy(keep)
-    return LabeledFeatures([data.ids[i] for i in keep], data.x[pick], list(labels[keep]),
-                           None if data.multi is None else [data.multi[i] for i in keep],
-                           None if data.traits is None else data.traits[keep], data.dims)
+    return LabeledFeatures(
+        [data.ids[i] for i in keep],
+        data.x[pick],
+        list(labels[keep]),
+        None if data.multi is None else [data.multi[i] for i in keep],
+        None if data.traits is None else data.traits[keep],
+        data.dims,
+    )
 
 
 def multi_hot(multi: list[list[str]], classes: list[str]) -> torch.Tensor:

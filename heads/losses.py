@@ -7,12 +7,12 @@ Builders see the training targets, so class weights come from the training split
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-
 from vidprobe.features.config import choice
 from vidprobe.heads.errors import HeadConfigError
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 REGRESSION = ("spearman", "pearson", "mae", "ccc")
 
 
@@ -77,8 +76,9 @@ def top_k(y_true: np.ndarray, scores: np.ndarray, k: int = 5) -> float:
     return float(np.mean([t in row for t, row in zip(np.asarray(y_true), top)]))
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int,
-                           scores: np.ndarray | None = None) -> dict[str, float]:
+def classification_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, num_classes: int, scores: np.ndarray | None = None
+) -> dict[str, float]:
     out = {"acc": accuracy(y_true, y_pred), "macro_f1": macro_f1(y_true, y_pred, num_classes)}
     if scores is not None and num_classes > 5:
         out["top5"] = top_k(y_true, scores, 5)
@@ -126,13 +126,16 @@ def per_class_ap(y_true: np.ndarray, scores: np.ndarray, classes: list[str]) -> 
     return {c: average_precision(y_true[:, j], scores[:, j]) for j, c in enumerate(classes) if y_true[:, j].any()}
 
 
-def multilabel_metrics(y_true: np.ndarray, scores: np.ndarray, classes: list[str],
-                       segment: dict[str, str] | None = None) -> dict[str, float]:
+def multilabel_metrics(
+    y_true: np.ndarray, scores: np.ndarray, classes: list[str], segment: dict[str, str] | None = None
+) -> dict[str, float]:
     """mAP over the classes that have positives, and per head/middle/tail segment; says how many had none."""
     has_pos = y_true.sum(0) > 0
     ap = per_class_ap(y_true, scores, classes)
-    out = {"mAP": float(np.mean(list(ap.values()))) if ap else 0.0,
-           "classes_without_positives": float((~has_pos).sum())}
+    out = {
+        "mAP": float(np.mean(list(ap.values()))) if ap else 0.0,
+        "classes_without_positives": float((~has_pos).sum()),
+    }
     for name in ("head", "middle", "tail"):
         values = [v for c, v in ap.items() if (segment or {}).get(c) == name]
         if values:

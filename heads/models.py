@@ -4,13 +4,13 @@ A head's own settings are a dataclass declared beside it; they join the `head` s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-
 from vidprobe.features.config import choice
 from vidprobe.heads.errors import HeadConfigError
 
@@ -51,8 +51,9 @@ class PromptSettings:
     logit_scale: float = 100.0  # zero-shot / prompt-initialised heads: cosine similarity times this
 
 
-def build_head(cfg: HeadConfig, in_dim: int, out_dim: int, dims: list[int] | None = None,
-               one_vs_rest: bool = False) -> nn.Module:
+def build_head(
+    cfg: HeadConfig, in_dim: int, out_dim: int, dims: list[int] | None = None, one_vs_rest: bool = False
+) -> nn.Module:
     """The configured head; `dims` (one width per modality) makes it a fusion head over packed rows,
     `one_vs_rest` one independent binary head per output."""
     if cfg.name not in HEADS:
@@ -73,8 +74,13 @@ def linear(in_dim: int, out_dim: int, cfg: HeadConfig) -> nn.Module:
 @register_head("mlp", settings=(MLPSettings,))
 def mlp(in_dim: int, out_dim: int, cfg: HeadConfig) -> nn.Module:
     """One hidden layer: LayerNorm, Linear, GELU, Dropout, Linear."""
-    return MLP(nn.LayerNorm(in_dim), nn.Linear(in_dim, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout),
-               nn.Linear(cfg.hidden, out_dim))
+    return MLP(
+        nn.LayerNorm(in_dim),
+        nn.Linear(in_dim, cfg.hidden),
+        nn.GELU(),
+        nn.Dropout(cfg.dropout),
+        nn.Linear(cfg.hidden, out_dim),
+    )
 
 
 class MLP(nn.Sequential):

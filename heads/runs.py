@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-
 from vidprobe.features.files import remove_partials, write_json, write_table, write_yaml
 from vidprobe.heads.bundle import HeadBundle
 from vidprobe.heads.config import HeadConfig
@@ -21,8 +20,7 @@ from vidprobe.heads.tasks import Trained
 HEADS_FILE = "heads.pt"
 
 
-def save_run(out: Path, trained: Trained, head: HeadConfig, config: dict,
-             coop_clip: tuple | None = None) -> dict:
+def save_run(out: Path, trained: Trained, head: HeadConfig, config: dict, coop_clip: tuple | None = None) -> dict:
     """A trained head config's run folder; returns its validation metrics."""
     out.mkdir(parents=True, exist_ok=True)
     remove_partials(out)
@@ -41,8 +39,9 @@ def load_run(run_dir: Path) -> HeadBundle:
     return HeadBundle.load(run_dir / HEADS_FILE)
 
 
-def save_evaluation(out: Path, bundle: HeadBundle, data: LabeledFeatures, split: str, head: HeadConfig,
-                    coop_clip: tuple | None = None) -> dict:
+def save_evaluation(
+    out: Path, bundle: HeadBundle, data: LabeledFeatures, split: str, head: HeadConfig, coop_clip: tuple | None = None
+) -> dict:
     """A trained bundle's predictions and metrics on one split, into `out`; returns the metrics."""
     pred, metrics, tables = bundle.predict(data, head, coop_clip)
     out.mkdir(parents=True, exist_ok=True)
@@ -56,8 +55,9 @@ def save_evaluation(out: Path, bundle: HeadBundle, data: LabeledFeatures, split:
 def write_results(out: Path, pred: pd.DataFrame, metrics: dict, tables: dict[str, pd.DataFrame]) -> None:
     write_table(out / "predictions.csv", pred)
     for name, table in tables.items():  # per class: what `dvc plots` draws as a bar chart
-        write_table(out / ("per_class_ap.csv" if name == "label" else f"per_class_ap-{name}.csv"), table,
-                    float_format="%.6g")
+        write_table(
+            out / ("per_class_ap.csv" if name == "label" else f"per_class_ap-{name}.csv"), table, float_format="%.6g"
+        )
     write_json(out / "metrics.json", metrics)
 
 

@@ -12,8 +12,9 @@ import math
 from vidprobe.heads.config import HeadConfig
 
 
-def warmup_then_decay(base: float, step: int, warmup: int, total: int, decay: str = "cosine",
-                      peak_after_warmup: bool = False) -> float:
+def warmup_then_decay(
+    base: float, step: int, warmup: int, total: int, decay: str = "cosine", peak_after_warmup: bool = False
+) -> float:
     """`base` at 0-based `step` of `total`: linear warm-up over the first `warmup` steps, then `decay`
     ("cosine" to zero at `total`, or "constant")."""
     if step < warmup:

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
-
 from vidprobe.features.store import FeatureSet
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -29,8 +28,13 @@ FLOAT16_MAX = float(np.finfo(np.float16).max)
 class DiskRows:
     """Rows `index` (all when None) of a (N, ...) .npy file, as float32 tensors, `transform` applied."""
 
-    def __init__(self, path: Path, chunk_rows: int, index: np.ndarray | None = None,
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None):
+    def __init__(
+        self,
+        path: Path,
+        chunk_rows: int,
+        index: np.ndarray | None = None,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ):
         self.path, self.chunk_rows, self.index, self.transform = Path(path), max(1, chunk_rows), index, transform
         with open(self.path, "rb") as f:
             version = np.lib.format.read_magic(f)
@@ -117,13 +121,19 @@ def chunk_rows(memory_mb: int, row_shape: tuple) -> int:
     return max(256, memory_mb * 2**20 // 8 // max(1, nbytes(1, row_shape)))
 
 
-def copy_rows(fs: FeatureSet, key: str, ids: list[str], rows_per_chunk: int,
-              prepare: Callable[[list[str], np.ndarray], torch.Tensor]) -> Path:
+def copy_rows(
+    fs: FeatureSet,
+    key: str,
+    ids: list[str],
+    rows_per_chunk: int,
+    prepare: Callable[[list[str], np.ndarray], torch.Tensor],
+) -> Path:
     """The file of `key` for `ids` (in that order) under `<feature set>/.rows/`, made now if not there: chunk by
     chunk, each through `prepare` (pooling, checks), stored as float16 (float32 if a value is beyond float16's
     range). Its name hashes the shards (path, size, mtime), the key and the ids, so a changed set makes a new one."""
-    digest = hashlib.sha256("\n".join([key, *(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in fs.paths),
-                                       *ids]).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(
+        "\n".join([key, *(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in fs.paths), *ids]).encode()
+    ).hexdigest()[:16]
     path = fs.dir / ".rows" / f"{key.replace('/', '-')}-{digest}.npy"
     if not path.is_file():
         path.parent.mkdir(exist_ok=True)
@@ -136,8 +146,15 @@ def copy_rows(fs: FeatureSet, key: str, ids: list[str], rows_per_chunk: int,
     return path
 
 
-def write_rows(path: Path, fs: FeatureSet, key: str, ids: list[str], rows_per_chunk: int,
-               prepare: Callable[[list[str], np.ndarray], torch.Tensor], dtype) -> None:
+def write_rows(
+    path: Path,
+    fs: FeatureSet,
+    key: str,
+    ids: list[str],
+    rows_per_chunk: int,
+    prepare: Callable[[list[str], np.ndarray], torch.Tensor],
+    dtype,
+) -> None:
     """A .npy file of `key` for `ids`, written front to back a chunk at a time (the header once the first
     chunk gives the row shape)."""
     with open(path, "wb") as f:
@@ -147,8 +164,11 @@ def write_rows(path: Path, fs: FeatureSet, key: str, ids: list[str], rows_per_ch
             if dtype == np.float16 and np.nanmax(np.abs(x), initial=0.0) > FLOAT16_MAX:
                 raise OverflowError(f"{key}: values beyond float16's range")
             if a == 0:
-                header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
-                          "shape": (len(ids), *x.shape[1:])}
+                header = {
+                    "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                    "fortran_order": False,
+                    "shape": (len(ids), *x.shape[1:]),
+                }
                 np.lib.format.write_array_header_2_0(f, header)
             f.write(np.ascontiguousarray(x, dtype=dtype).tobytes())
     if not ids:

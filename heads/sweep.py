@@ -8,12 +8,12 @@ import random
 
 import numpy as np
 import pandas as pd
-
 from vidprobe.heads.data import LabeledFeatures
 from vidprobe.heads.errors import HeadConfigError
 from vidprobe.heads.metrics import classification_metrics, lower_is_better, regression_metrics
 from vidprobe.heads.stream import DiskRows
 from vidprobe.heads.trainer import Standardizer
+
 
 def grid_points(grid: dict, samples: int = 0) -> list[dict]:
     """The grid's points (all of them, or `samples` drawn at random, the same every time).
@@ -61,8 +61,10 @@ def sklearn_baselines(tr: LabeledFeatures, va: LabeledFeatures, traits: list[str
     from sklearn.linear_model import LogisticRegression, Ridge
 
     if isinstance(tr.x, DiskRows) or isinstance(va.x, DiskRows):
-        print("baselines: skipped, the features are streamed from disk (bigger than head.memory_mb) and "
-              "scikit-learn needs them in memory")
+        print(
+            "baselines: skipped, the features are streamed from disk (bigger than head.memory_mb) and "
+            "scikit-learn needs them in memory"
+        )
         return {}
     scale = Standardizer.fit(tr.x)
     x, xv = scale(tr.x).flatten(1).numpy(), scale(va.x).flatten(1).numpy()
@@ -85,7 +87,9 @@ def leaderboard(rows: list[dict], metric: str) -> pd.DataFrame:
     `diverged` counts the seeds whose `metric` is NaN (training blew up); the means are over the others,
     and a configuration where every seed diverged ranks last."""
     df = pd.DataFrame(rows)
-    metric_cols = [c for c in df.columns if c not in ("config", "seed", "run_dir") and pd.api.types.is_float_dtype(df[c])]
+    metric_cols = [
+        c for c in df.columns if c not in ("config", "seed", "run_dir") and pd.api.types.is_float_dtype(df[c])
+    ]
     df["diverged"] = df[metric].isna() if metric in df else False
     grouped = df.groupby("config", sort=False)
     table = grouped[metric_cols].mean().add_suffix(" mean").join(grouped[metric_cols].std(ddof=0).add_suffix(" std"))
@@ -96,8 +100,13 @@ def leaderboard(rows: list[dict], metric: str) -> pd.DataFrame:
 
 
 def to_markdown(table: pd.DataFrame, metric: str) -> str:
-    ranked = RANKED + tuple(sorted(c[: -len(" mean")] for c in table.columns
-                                   if c.startswith("spearman/") and c.endswith(" mean") and "/mean" not in c))
+    ranked = RANKED + tuple(
+        sorted(
+            c[: -len(" mean")]
+            for c in table.columns
+            if c.startswith("spearman/") and c.endswith(" mean") and "/mean" not in c
+        )
+    )
     shown = [metric] + [m for m in ranked if m != metric and f"{m} mean" in table]
     lines = ["| config | " + " | ".join(shown) + " | seeds | diverged |", "|---|" + "---|" * (len(shown) + 2)]
     for _, row in table.iterrows():

@@ -10,15 +10,19 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 from joblib import Parallel, delayed
-
 from vidprobe.features.store import FeatureSet
 from vidprobe.heads.bundle import HeadBundle
 from vidprobe.heads.config import HeadConfig, TaskConfig
 from vidprobe.heads.data import LabeledFeatures, few_shot, multi_hot
 from vidprobe.heads.errors import HeadConfigError
 from vidprobe.heads.losses import balanced_multilabel_bce, build_loss, check_loss
-from vidprobe.heads.metrics import (classification_metrics, f1_thresholds, metric_names, multilabel_metrics,
-                                    regression_metrics)
+from vidprobe.heads.metrics import (
+    classification_metrics,
+    f1_thresholds,
+    metric_names,
+    multilabel_metrics,
+    regression_metrics,
+)
 from vidprobe.heads.models import HEADS, build_head, prompt_linear
 from vidprobe.heads.stream import forward_chunks
 from vidprobe.heads.trainer import Fitted, Standardizer, fit, fit_many, retrain_classifier, seed_everything
@@ -40,24 +44,43 @@ def head_problems(head: HeadConfig, task: TaskConfig, need_targets: bool = True)
     that can train the targets, a `monitor` every target reports."""
     problems = []
     if need_targets and not (task.label or task.multilabel or task.traits):
-        problems.append("task: nothing to train: set task.label (a class column), task.multilabel (a '|'-joined "
-                        "class column) and/or task.traits (numeric columns)")
+        problems.append(
+            "task: nothing to train: set task.label (a class column), task.multilabel (a '|'-joined "
+            "class column) and/or task.traits (numeric columns)"
+        )
     if head.name not in HEADS:
         problems.append(f"head.name: unknown head {head.name!r}; valid: {', '.join(sorted(HEADS))}")
-    problems += [p for p in (check_loss(head.loss, "class"), check_loss(head.multilabel_loss, "multilabel"),
-                             check_loss(head.regression_loss, "regression")) if p]
+    problems += [
+        p
+        for p in (
+            check_loss(head.loss, "class"),
+            check_loss(head.multilabel_loss, "multilabel"),
+            check_loss(head.regression_loss, "regression"),
+        )
+        if p
+    ]
     if head.name in ("zero-shot", "coop") and (task.traits or task.multilabel or not task.label):
-        problems.append(f"head.name={head.name} classifies task.label from class prompts; set task.traits=[] "
-                        "and task.multilabel=null, or train those with another head")
-    targets = {"task.label": metric_names(True, False, []), "task.multilabel": metric_names(False, True, []),
-               "task.traits": metric_names(False, False, task.traits)}
-    present = {k: v for k, v in targets.items() if {"task.label": task.label, "task.multilabel": task.multilabel,
-                                                      "task.traits": task.traits}[k]}
+        problems.append(
+            f"head.name={head.name} classifies task.label from class prompts; set task.traits=[] "
+            "and task.multilabel=null, or train those with another head"
+        )
+    targets = {
+        "task.label": metric_names(True, False, []),
+        "task.multilabel": metric_names(False, True, []),
+        "task.traits": metric_names(False, False, task.traits),
+    }
+    present = {
+        k: v
+        for k, v in targets.items()
+        if {"task.label": task.label, "task.multilabel": task.multilabel, "task.traits": task.traits}[k]
+    }
     missing = [k for k, names in present.items() if head.monitor != "val_loss" and head.monitor not in names]
     if missing:
         shared = set.intersection(*present.values()) if present else set()
-        problems.append(f"head.monitor: {head.monitor!r} is not measured for {' and '.join(missing)}; use val_loss"
-                        + (f" or one of {', '.join(sorted(shared))}" if shared else " (each head of the run monitors it)"))
+        problems.append(
+            f"head.monitor: {head.monitor!r} is not measured for {' and '.join(missing)}; use val_loss"
+            + (f" or one of {', '.join(sorted(shared))}" if shared else " (each head of the run monitors it)")
+        )
     return problems
 
 
@@ -67,8 +90,18 @@ def check_task(head: HeadConfig, task: TaskConfig) -> None:
         raise HeadConfigError("\n  ".join(problems))
 
 
-TRAIT_FREE = {"lr", "weight_decay", "name", "regression_loss", "hidden", "dropout", "epochs", "patience", "schedule",
-              "warmup_epochs"}  # what joint trait heads trained in one pass may differ in
+TRAIT_FREE = {
+    "lr",
+    "weight_decay",
+    "name",
+    "regression_loss",
+    "hidden",
+    "dropout",
+    "epochs",
+    "patience",
+    "schedule",
+    "warmup_epochs",
+}  # what joint trait heads trained in one pass may differ in
 
 
 def can_batch(head: HeadConfig, task: TaskConfig) -> bool:
@@ -90,9 +123,17 @@ def batch_key(head: HeadConfig, task: TaskConfig) -> tuple | None:
     return tuple((k, repr(v)) for k, v in sorted(asdict(head).items()) if k not in free)
 
 
-def train_heads(heads: list[HeadConfig], task: TaskConfig, tr: LabeledFeatures, va: LabeledFeatures, *,
-                classes: dict | None = None, prompts: tuple[FeatureSet, str] | None = None,
-                coop_clip: tuple | None = None, inputs: dict | None = None) -> list[Trained]:
+def train_heads(
+    heads: list[HeadConfig],
+    task: TaskConfig,
+    tr: LabeledFeatures,
+    va: LabeledFeatures,
+    *,
+    classes: dict | None = None,
+    prompts: tuple[FeatureSet, str] | None = None,
+    coop_clip: tuple | None = None,
+    inputs: dict | None = None,
+) -> list[Trained]:
     """Train `heads` (one, or several that `can_batch`, in one pass) for `task`.
 
     `classes`: the class list and long-tail segments of a multi-label dataset (else the classes seen in
@@ -107,13 +148,17 @@ def train_heads(heads: list[HeadConfig], task: TaskConfig, tr: LabeledFeatures, 
         print("note: class-prompt heads compare directions: features are L2-normalised (head.normalize=l2)")
     feat = Standardizer.fit(tr.x, passthrough=len(tr.dims or []), l2=head.prompted or head.normalize == "l2")
     tr_s, va_s = replace(tr, x=feat(tr.x)), replace(va, x=feat(va.x))
-    out = [Trained(HeadBundle(feat.mean, feat.std, feat.l2, tr.dims, dict(inputs or {})), val=va, n_train=len(tr.ids))
-           for _ in heads]
+    out = [
+        Trained(HeadBundle(feat.mean, feat.std, feat.l2, tr.dims, dict(inputs or {})), val=va, n_train=len(tr.ids))
+        for _ in heads
+    ]
     if task.label:
         names = sorted(set(tr.labels))
         fitted_all = train_classifiers(heads, task, tr_s, va_s, names, prompts, coop_clip)
         for trained, fitted in zip(out, fitted_all):
-            trained.bundle.set_label_head(names, fitted.model.state_dict(), task.mode == "per_target" and not head.prompted)
+            trained.bundle.set_label_head(
+                names, fitted.model.state_dict(), task.mode == "per_target" and not head.prompted
+            )
             trained.histories["label"] = fitted.history
             print(f"label head: {len(names)} classes, best epoch {fitted.best_epoch}/{len(fitted.history)}")
     first = out[0]
@@ -123,13 +168,17 @@ def train_heads(heads: list[HeadConfig], task: TaskConfig, tr: LabeledFeatures, 
         with torch.no_grad():
             val_scores = forward_chunks(fitted.model, va_s.x).sigmoid().numpy()
         thresholds = f1_thresholds(multi_hot(va.multi, info["classes"]).numpy(), val_scores).tolist()
-        first.bundle.set_multilabel_head(info["classes"], fitted.model.state_dict(), info.get("segment", {}), thresholds)
+        first.bundle.set_multilabel_head(
+            info["classes"], fitted.model.state_dict(), info.get("segment", {}), thresholds
+        )
         first.histories["multilabel"] = fitted.history
         print(f"multilabel head: {len(info['classes'])} classes, best epoch {fitted.best_epoch}/{len(fitted.history)}")
     if task.traits:
         # per trait, over the samples that have it
-        scaler = Standardizer(torch.tensor(np.nanmean(tr.traits, 0)).float(),
-                              torch.tensor(np.nanstd(tr.traits, 0)).float().clamp_min(1e-6))
+        scaler = Standardizer(
+            torch.tensor(np.nanmean(tr.traits, 0)).float(),
+            torch.tensor(np.nanstd(tr.traits, 0)).float().clamp_min(1e-6),
+        )
         n = len(task.traits)
         groups = [[j] for j in range(n)] if task.mode == "per_target" else [list(range(n))]
         if len(heads) > 1:  # joint heads that `can_batch`: one pass, each head with its own bundle
@@ -141,7 +190,8 @@ def train_heads(heads: list[HeadConfig], task: TaskConfig, tr: LabeledFeatures, 
         else:
             jobs = [regressor_job(head, task.traits, tr_s, va_s, scaler, cols) for cols in groups]
             fitted = Parallel(n_jobs=task.n_jobs if len(groups) > 1 else 1, prefer="threads")(
-                delayed(fit)(*job) for job in jobs)
+                delayed(fit)(*job) for job in jobs
+            )
             first.bundle.set_trait_heads(list(task.traits), groups, [f.model.state_dict() for f in fitted], scaler)
             for cols, f in zip(groups, fitted):
                 name = "traits" if len(groups) == 1 else f"trait-{task.traits[cols[0]]}"
@@ -150,34 +200,48 @@ def train_heads(heads: list[HeadConfig], task: TaskConfig, tr: LabeledFeatures, 
     return out
 
 
-def class_prompts(head: HeadConfig, prompts: tuple[FeatureSet, str] | None, classes: list[str],
-                  dim: int) -> torch.Tensor:
+def class_prompts(
+    head: HeadConfig, prompts: tuple[FeatureSet, str] | None, classes: list[str], dim: int
+) -> torch.Tensor:
     """(classes, D) class-prompt embeddings (a feature set whose ids are the class names)."""
     if prompts is None:
-        raise HeadConfigError(f"head.prompts: the {head.name} head (head.init={head.init}) needs a feature set of "
-                              "class-prompt embeddings, e.g. head.prompts=clip-prompts:text/pooled")
+        raise HeadConfigError(
+            f"head.prompts: the {head.name} head (head.init={head.init}) needs a feature set of "
+            "class-prompt embeddings, e.g. head.prompts=clip-prompts:text/pooled"
+        )
     fs, key = prompts
     missing = [c for c in classes if c not in fs.rows]
     if missing:
-        raise HeadConfigError(f"head.prompts: {fs.dir} has no prompt for {len(missing)} classes, e.g. {missing[:3]}; "
-                              f"it has {fs.ids[:5]}")
+        raise HeadConfigError(
+            f"head.prompts: {fs.dir} has no prompt for {len(missing)} classes, e.g. {missing[:3]}; it has {fs.ids[:5]}"
+        )
     values = torch.from_numpy(fs.get(key, classes)).float()
     if values.shape[1] != dim:
-        raise HeadConfigError(f"head.prompts: prompt embeddings are {values.shape[1]}-d but {head.features} is "
-                              f"{dim}-d; use the text side of the same model that embedded the videos")
+        raise HeadConfigError(
+            f"head.prompts: prompt embeddings are {values.shape[1]}-d but {head.features} is "
+            f"{dim}-d; use the text side of the same model that embedded the videos"
+        )
     return values
 
 
-def train_classifiers(heads: list[HeadConfig], task: TaskConfig, tr: LabeledFeatures, va: LabeledFeatures,
-                      classes: list[str], prompts: tuple[FeatureSet, str] | None = None,
-                      coop_clip: tuple | None = None) -> list[Fitted]:
+def train_classifiers(
+    heads: list[HeadConfig],
+    task: TaskConfig,
+    tr: LabeledFeatures,
+    va: LabeledFeatures,
+    classes: list[str],
+    prompts: tuple[FeatureSet, str] | None = None,
+    coop_clip: tuple | None = None,
+) -> list[Fitted]:
     """The class head of each config; several (differing only in lr / weight decay) train in one pass."""
     head = heads[0]
     y = torch.tensor([classes.index(c) for c in tr.labels])
     seen = np.array([c in classes for c in va.labels])
     if not seen.all():
-        print(f"warning: {int((~seen).sum())} validation samples have classes absent from train "
-              f"({sorted(set(np.array(va.labels)[~seen]))}); early stopping ignores them, metrics count them wrong")
+        print(
+            f"warning: {int((~seen).sum())} validation samples have classes absent from train "
+            f"({sorted(set(np.array(va.labels)[~seen]))}); early stopping ignores them, metrics count them wrong"
+        )
     yv = torch.tensor([classes.index(c) for c in np.array(va.labels)[seen]], dtype=torch.long)
     xv = va.x[torch.from_numpy(seen)]
     seed_everything(head.seed)
@@ -187,8 +251,10 @@ def train_classifiers(heads: list[HeadConfig], task: TaskConfig, tr: LabeledFeat
 
     if head.uses_prompts:
         if head.name not in ("zero-shot", "linear") or task.mode == "per_target":
-            raise HeadConfigError(f"head.init=prompts: only a joint linear head starts from class prompts, not "
-                                  f"{head.name!r} in task.mode={task.mode}")
+            raise HeadConfigError(
+                f"head.init=prompts: only a joint linear head starts from class prompts, not "
+                f"{head.name!r} in task.mode={task.mode}"
+            )
         model = prompt_linear(class_prompts(head, prompts, classes, tr.x.shape[-1]), head.logit_scale)
         if head.name == "zero-shot":  # nothing to train: the prompts are the classifier
             with torch.no_grad():
@@ -229,8 +295,15 @@ def train_one_vs_rest(head: HeadConfig, task: TaskConfig, x, y, xv, yv, n_classe
     fitted = Parallel(n_jobs=task.n_jobs, prefer="threads")(delayed(fit)(*job) for job in jobs)
     with torch.no_grad():
         logits = forward_chunks(model.eval(), xv)
-    history = [{"class": k, "best_epoch": f.best_epoch, "epochs": len(f.history),
-                "val_loss": f.history[f.best_epoch - 1]["val_loss"]} for k, f in enumerate(fitted)]
+    history = [
+        {
+            "class": k,
+            "best_epoch": f.best_epoch,
+            "epochs": len(f.history),
+            "val_loss": f.history[f.best_epoch - 1]["val_loss"],
+        }
+        for k, f in enumerate(fitted)
+    ]
     best = max(f.best_epoch for f in fitted)
     metrics = classification_metrics(yv.numpy(), logits.argmax(1).numpy(), n_classes, logits.numpy())
     return Fitted(model, best, history + [{"class": "all", **metrics}])
@@ -251,8 +324,14 @@ def train_multilabel(head: HeadConfig, tr: LabeledFeatures, va: LabeledFeatures,
     return fitted
 
 
-def regressor_job(head: HeadConfig, traits: list[str], tr: LabeledFeatures, va: LabeledFeatures,
-                  scaler: Standardizer, columns: list[int]) -> tuple:
+def regressor_job(
+    head: HeadConfig,
+    traits: list[str],
+    tr: LabeledFeatures,
+    va: LabeledFeatures,
+    scaler: Standardizer,
+    columns: list[int],
+) -> tuple:
     """The arguments of `fit` for one head over the trait `columns`, on the samples that have all of them.
 
     Built in the calling thread, in order, so seeded initialisation does not depend on thread timing.
@@ -264,8 +343,9 @@ def regressor_job(head: HeadConfig, traits: list[str], tr: LabeledFeatures, va: 
     return model, train, val, loss, head, val_metrics
 
 
-def regression_data(traits: list[str], tr: LabeledFeatures, va: LabeledFeatures, scaler: Standardizer,
-                    columns: list[int]) -> tuple:
+def regression_data(
+    traits: list[str], tr: LabeledFeatures, va: LabeledFeatures, scaler: Standardizer, columns: list[int]
+) -> tuple:
     """(train, val, val_metrics) of a head over the trait `columns`: the samples that have all of them."""
     keep, keep_v = (~np.isnan(d.traits[:, columns]).any(1) for d in (tr, va))
     y, yv = (scaler(torch.from_numpy(d.traits).float())[k][:, columns] for d, k in ((tr, keep), (va, keep_v)))
@@ -277,8 +357,9 @@ def regression_data(traits: list[str], tr: LabeledFeatures, va: LabeledFeatures,
     return (tr.x[keep], y), (va.x[keep_v], yv), val_metrics
 
 
-def train_regressors(heads: list[HeadConfig], traits: list[str], tr: LabeledFeatures, va: LabeledFeatures,
-                     scaler: Standardizer) -> list[Fitted]:
+def train_regressors(
+    heads: list[HeadConfig], traits: list[str], tr: LabeledFeatures, va: LabeledFeatures, scaler: Standardizer
+) -> list[Fitted]:
     """Joint heads over all `traits` in one pass (`fit_many`), each initialised, drawing dropout and
     stopping as it would alone; they may differ in what `TRAIT_FREE` lists."""
     columns = list(range(len(traits)))

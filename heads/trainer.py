@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
-
 from vidprobe.heads.config import HeadConfig
 from vidprobe.heads.errors import HeadConfigError
 from vidprobe.heads.metrics import lower_is_better
@@ -31,7 +30,7 @@ class Standardizer:
     l2: bool = False
 
     @classmethod
-    def fit(cls, x: torch.Tensor | DiskRows, passthrough: int = 0, l2: bool = False) -> "Standardizer":
+    def fit(cls, x: torch.Tensor | DiskRows, passthrough: int = 0, l2: bool = False) -> Standardizer:
         if l2:
             return cls(torch.zeros(x.shape[-1]), torch.ones(x.shape[-1]), l2=True)
         if isinstance(x, DiskRows):  # streamed: sums in float64, a chunk at a time (no NaN: fused sets load whole)
@@ -101,8 +100,10 @@ def fit_many(
     cfg0 = cfgs[0]
     losses_fn = loss_fn if isinstance(loss_fn, list) else [loss_fn] * len(models)
     gen = torch.Generator().manual_seed(cfg0.seed)
-    opt = torch.optim.AdamW([{"params": m.parameters(), "lr": c.lr, "weight_decay": c.weight_decay}
-                             for m, c in zip(models, cfgs)], foreach=True)  # CPU too: one kernel per op, same values
+    opt = torch.optim.AdamW(
+        [{"params": m.parameters(), "lr": c.lr, "weight_decay": c.weight_decay} for m, c in zip(models, cfgs)],
+        foreach=True,
+    )  # CPU too: one kernel per op, same values
     sign = 1.0 if lower_is_better(cfg0.monitor) else -1.0
     best = [(float("inf"), 0, copy.deepcopy(m.state_dict())) for m in models]
     histories: list[list[dict]] = [[] for _ in models]
@@ -148,7 +149,9 @@ def fit_many(
             row.update(val_metrics(out) if val_metrics else {})
             histories[k].append(row)
             if cfg.monitor not in row:
-                raise HeadConfigError(f"head.monitor: {cfg.monitor!r} is not measured here; choose one of {sorted(row)[1:]}")
+                raise HeadConfigError(
+                    f"head.monitor: {cfg.monitor!r} is not measured here; choose one of {sorted(row)[1:]}"
+                )
             score = sign * row[cfg.monitor]
             if score < best[k][0]:
                 best[k] = (score, epoch, copy.deepcopy(model.state_dict()))
@@ -205,8 +208,6 @@ def max_norm_(model: nn.Module, limit: float) -> None:
     for layer in classifier_layers(model):
         norms = layer.weight.norm(dim=1, keepdim=True)
         layer.weight.mul_((limit / norms.clamp_min(1e-12)).clamp(max=1.0))
-
-
 
 
 def seed_everything(seed: int) -> None:

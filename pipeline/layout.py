@@ -153,7 +153,9 @@ def predict_dir(cfg: Config, dataset: str) -> Path:
 
 
 def export_dir(cfg: Config, feature_set: str) -> Path:
-    return Path(cfg.export.out) if cfg.export.out else dataset_dir(cfg) / "exports" / f"{feature_set}-{cfg.export.format}"
+    return (
+        Path(cfg.export.out) if cfg.export.out else dataset_dir(cfg) / "exports" / f"{feature_set}-{cfg.export.format}"
+    )
 
 
 def predict_dataset(cfg: Config) -> str:

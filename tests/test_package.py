@@ -18,8 +18,12 @@ import pytest
 from tests.pipeline.test_export_api import readme_example
 
 ROOT = Path(__file__).resolve().parents[1]
-FOLDERS = {"pipeline": "vidprobe", "features": "vidprobe/features", "heads": "vidprobe/heads",
-           "configs": "vidprobe/configs"}  # pyproject's package-dir: repository folder -> installed place
+FOLDERS = {
+    "pipeline": "vidprobe",
+    "features": "vidprobe/features",
+    "heads": "vidprobe/heads",
+    "configs": "vidprobe/configs",
+}  # pyproject's package-dir: repository folder -> installed place
 TINY = {"backbone": {"name": "videomae-tiny-random"}, "embed": {"num_workers": 0}, "index": {"num_workers": 1}}
 
 
@@ -64,9 +68,12 @@ def test_the_wheel_holds_one_import_package_with_its_configs_and_data(dist):
     names = set(zipfile.ZipFile(wheel_of(dist)).namelist())
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"vidprobe"}
-    expected = {f"{place}/{p.relative_to(ROOT / folder).as_posix()}" for folder, place in FOLDERS.items()
-                for p in (ROOT / folder).rglob("*") if p.suffix in (".py", ".yaml", ".txt") and "__pycache__" not in
-                p.parts}
+    expected = {
+        f"{place}/{p.relative_to(ROOT / folder).as_posix()}"
+        for folder, place in FOLDERS.items()
+        for p in (ROOT / folder).rglob("*")
+        if p.suffix in (".py", ".yaml", ".txt") and "__pycache__" not in p.parts
+    }
     assert expected - names == set(), "files of the checkout missing from the wheel (pyproject's packages)"
     assert len(list(dist.glob("vidprobe-*.tar.gz"))) == 1
     assert "PASSED" in run(sys.executable, "-m", "twine", "check", "--strict", *dist.iterdir(), cwd=dist)
@@ -83,8 +90,12 @@ def fresh(dist, tmp_path_factory) -> tuple[Path, dict]:
     paths = sysconfig.get_paths()
     (site / "zz-test-environment.pth").write_text(f"{paths['purelib']}\n{paths['platlib']}\n")
     run(python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", wheel_of(dist), cwd=where)
-    env = {**os.environ, "PATH": f"{python.parent}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1",
-           "DVC_NO_ANALYTICS": "1"}
+    env = {
+        **os.environ,
+        "PATH": f"{python.parent}:{os.environ['PATH']}",
+        "HF_HUB_OFFLINE": "1",
+        "DVC_NO_ANALYTICS": "1",
+    }
     env.pop("VIRTUAL_ENV", None)
     env.pop("PYTHONPATH", None)
     return python, env
@@ -97,8 +108,10 @@ def test_import_vidprobe_beside_a_users_own_features_and_pipeline_modules(fresh,
     assert not {"pipeline", "features", "heads"} & {p.name for p in site.iterdir()}
     for name in ("features", "pipeline"):  # common names in research code
         (tmp_path / f"{name}.py").write_text(f"WHOSE = 'mine: {name}'\n")
-    code = ("import vidprobe, features, pipeline, vidprobe.features.store, vidprobe.heads.trainer; "
-            "print(vidprobe.__file__); print(features.WHOSE, '|', pipeline.WHOSE); print(vidprobe.__version__)")
+    code = (
+        "import vidprobe, features, pipeline, vidprobe.features.store, vidprobe.heads.trainer; "
+        "print(vidprobe.__file__); print(features.WHOSE, '|', pipeline.WHOSE); print(vidprobe.__version__)"
+    )
     out = run(python, "-c", code, cwd=tmp_path, env=env).splitlines()
     assert out[0].startswith(str(site / "vidprobe")) and out[1] == "mine: features | mine: pipeline"
     assert run(python.parent / "vidprobe", "--version", cwd=tmp_path, env=env).strip() == f"vidprobe {out[2]}"
@@ -110,8 +123,18 @@ def test_import_vidprobe_beside_a_users_own_features_and_pipeline_modules(fresh,
 def test_init_then_dvc_repro_with_the_installed_vidprobe(fresh, demo_root, tmp_path):
     python, env = fresh
     overrides = ["backbone.name=videomae-tiny-random", "embed.num_workers=0", "index.num_workers=1", "head.epochs=30"]
-    run(python.parent / "vidprobe", "init", "proj", "--dataset", "folder", "--root", demo_root, *overrides,
-        cwd=tmp_path, env=env)
+    run(
+        python.parent / "vidprobe",
+        "init",
+        "proj",
+        "--dataset",
+        "folder",
+        "--root",
+        demo_root,
+        *overrides,
+        cwd=tmp_path,
+        env=env,
+    )
     proj = tmp_path / "proj"
     first = run(python, "-m", "dvc", "repro", cwd=proj, env=env)
     for stage in ("stamp", "index", "embed", "train", "evaluate"):
@@ -140,7 +163,8 @@ def test_the_readme_notebook_example_runs_in_the_fresh_environment(fresh, demo_r
         "\nassert len(manifest) == 28 and set(manifest.status) == {'ok'}\n"
         "assert len(fs.ids) == 28 and {'acc', 'macro_f1'} <= set(run.metrics)\n"
         "assert 0 <= test['acc'] <= 1 and list(pred.status) == ['ok']\n"
-        "print('example ok', type(fs).__module__, type(run).__module__)\n")
+        "print('example ok', type(fs).__module__, type(run).__module__)\n"
+    )
     (tmp_path / "example.py").write_text(script)
     out = run(python, "example.py", cwd=tmp_path, env=env)
-    assert "example ok vidprobe.features.store vidprobe.api" in out
+    assert "example ok vidprobe.features.store vidprobe.access" in out

@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from vidprobe import layout
-from vidprobe.stages import cache, embed, evaluate, index, train
 from vidprobe.cli import main
+from vidprobe.stages import cache, embed, evaluate, index, train
+
 from tests.conftest import SMALL_DEMO
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,8 +25,14 @@ def test_stages_index_embed_train_evaluate(demo_cfg, capsys):
     result = embed.run(cfg)
     assert result["rows"] == 28 and result["failed"] == []
     info = cache.run("info", str(layout.feature_set(cfg)))
-    assert info["keys"] == {"video/pooled": (64,), "video/temporal": (4, 64), "frame_indices": (8,),
-                            "frame_times": (8,), "num_padded": (), "span": (2,)}
+    assert info["keys"] == {
+        "video/pooled": (64,),
+        "video/temporal": (4, 64),
+        "frame_indices": (8,),
+        "frame_times": (8,),
+        "num_padded": (),
+        "span": (2,),
+    }
     assert info["provenance"]["backbone"] == "videomae-tiny-random"
     assert cache.run("verify", str(layout.feature_set(cfg)))["rows"] == 28
 
@@ -48,8 +54,16 @@ def test_stages_index_embed_train_evaluate(demo_cfg, capsys):
     assert set(att) >= {"acc", "spearman/speed"}
 
     # features made with another backbone seed are refused, with the fix named
-    code = main(["train", f"dataset.root={cfg.dataset.root}", f"paths.cache={cfg.paths.cache}",
-                 "dataset.name=demo", "backbone.name=videomae-tiny-random", "backbone.seed=7"])
+    code = main(
+        [
+            "train",
+            f"dataset.root={cfg.dataset.root}",
+            f"paths.cache={cfg.paths.cache}",
+            "dataset.name=demo",
+            "backbone.name=videomae-tiny-random",
+            "backbone.seed=7",
+        ]
+    )
     assert code == 2 and "Re-run `vidprobe embed`" in capsys.readouterr().err
 
 

@@ -24,8 +24,19 @@ import importlib
 import pkgutil
 
 from vidprobe.features.backbones.auto import detect_family
-from vidprobe.features.backbones.base import (BACKBONES, Backbone, Blocks, Family, Native, build_backbone, files_digest,
-                                              load_pretrained, markdown_table, quiet_transformers, register_backbone)
+from vidprobe.features.backbones.base import (
+    BACKBONES,
+    Backbone,
+    Blocks,
+    Family,
+    Native,
+    build_backbone,
+    files_digest,
+    load_pretrained,
+    markdown_table,
+    quiet_transformers,
+    register_backbone,
+)
 
 for _module in pkgutil.iter_modules(__path__):  # each registers its families (vidprobe.code follows this too)
     importlib.import_module(f"{__name__}.{_module.name}")
@@ -35,7 +46,26 @@ from vidprobe.features.backbones.tiny import byte_level_vocab, save_tiny, tiny_f
 from vidprobe.features.backbones.videomae import save_tiny_videomae  # noqa: E402
 from vidprobe.features.video import CLIP_MEAN, CLIP_STD  # noqa: E402
 
-__all__ = ["BACKBONES", "Backbone", "Blocks", "CLIP_MEAN", "CLIP_STD", "Family", "Native", "build_backbone",
-           "byte_level_vocab", "clip_source", "clip_text_features", "detect_family", "files_digest", "load_pretrained",
-           "markdown_table", "quiet_transformers", "register_backbone", "save_tiny", "save_tiny_clip",
-           "save_tiny_videomae", "tiny_families"]
+__all__ = [
+    "BACKBONES",
+    "Backbone",
+    "Blocks",
+    "CLIP_MEAN",
+    "CLIP_STD",
+    "Family",
+    "Native",
+    "build_backbone",
+    "byte_level_vocab",
+    "clip_source",
+    "clip_text_features",
+    "detect_family",
+    "files_digest",
+    "load_pretrained",
+    "markdown_table",
+    "quiet_transformers",
+    "register_backbone",
+    "save_tiny",
+    "save_tiny_clip",
+    "save_tiny_videomae",
+    "tiny_families",
+]

@@ -17,8 +17,10 @@ def detect_family(model: str) -> str:
     if kind in families:
         return families[kind]
     if kind in AUDIO:
-        raise FeatureConfigError(f"backbone.model: {model!r} is an audio model ({kind}); embed audio with "
-                                 "`vidprobe audio-embed` (or `vidprobe transcribe` for Whisper)")
+        raise FeatureConfigError(
+            f"backbone.model: {model!r} is an audio model ({kind}); embed audio with "
+            "`vidprobe audio-embed` (or `vidprobe transcribe` for Whisper)"
+        )
     if kind in NOT_VISION:
         raise FeatureConfigError(f"backbone.model: {model!r} is a text model ({kind}), not a video or image encoder")
     return "image"  # any other vision backbone AutoModel loads

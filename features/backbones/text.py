@@ -12,7 +12,6 @@ tower embeds into (zero-shot, prompt-initialised and CoOp heads).
 from __future__ import annotations
 
 import torch
-
 from vidprobe.features.backbones.base import BACKBONES, load_pretrained
 from vidprobe.features.errors import FeatureConfigError
 
@@ -34,8 +33,9 @@ def tower_text_features(encoder: str, model: str, texts: list[str], batch_size: 
     except (OSError, ValueError) as err:
         raise FeatureConfigError(f"text.model: no tokenizer with the {what} model {model!r}: {err}") from None
     length = getattr(net.config.text_config, "max_position_embeddings", None) if padding == "max_length" else None
-    return text_features(net, tokenizer, texts, batch_size, padding=padding if length else True,
-                         max_length=length), weights
+    return text_features(
+        net, tokenizer, texts, batch_size, padding=padding if length else True, max_length=length
+    ), weights
 
 
 def text_features(net, tokenizer, texts: list[str], batch_size: int = 256, **tokenize) -> torch.Tensor:

@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-
 from vidprobe.features.backbones.base import BACKBONES, quiet_transformers, save_processor_config
 from vidprobe.features.errors import FeatureConfigError
 
@@ -29,8 +28,16 @@ def save_tiny(family: str, directory: Path, seed: int = 0) -> Path:
     return BACKBONES[family].tiny(Path(directory), seed)
 
 
-def save_tiny_model(build, directory: Path, seed: int, processor: str, mean: tuple, std: tuple, size: int = SIZE,
-                    tokenizer: bool = False) -> Path:
+def save_tiny_model(
+    build,
+    directory: Path,
+    seed: int,
+    processor: str,
+    mean: tuple,
+    std: tuple,
+    size: int = SIZE,
+    tokenizer: bool = False,
+) -> Path:
     """`build()` (a transformers model) seeded with `seed`, saved with its processor config (and a
     character-level tokenizer for a text tower)."""
     quiet_transformers()

@@ -7,9 +7,18 @@ from pathlib import Path
 
 import torch
 from torch import nn
-
-from vidprobe.features.backbones.base import (Backbone, Blocks, load_pretrained, model_config, preprocessing, quiet_transformers,
-                                     register_backbone, require_model, save_processor_config, Native)
+from vidprobe.features.backbones.base import (
+    Backbone,
+    Blocks,
+    Native,
+    load_pretrained,
+    model_config,
+    preprocessing,
+    quiet_transformers,
+    register_backbone,
+    require_model,
+    save_processor_config,
+)
 from vidprobe.features.config import BackboneConfig
 from vidprobe.features.video import IMAGENET_MEAN, IMAGENET_STD
 
@@ -24,8 +33,11 @@ class VideoMAE(Backbone):
     def __init__(self, *args, tubelet_size: int, fc_norm: torch.nn.Module | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.tubelet_size, self.fc_norm = tubelet_size, fc_norm
-        self.pooling = ("fc_norm(mean over all patch tokens), the checkpoint's own" if fc_norm is not None else
-                        "mean over all patch tokens (VideoMAE has no CLS token)")
+        self.pooling = (
+            "fc_norm(mean over all patch tokens), the checkpoint's own"
+            if fc_norm is not None
+            else "mean over all patch tokens (VideoMAE has no CLS token)"
+        )
 
     def embed(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
         tokens = self.model(pixel_values=pixels).last_hidden_state  # (B, T/tubelet * h * w, D)
@@ -41,13 +53,19 @@ class VideoMAE(Backbone):
 
     def pool_layer(self, hidden: torch.Tensor, batch: int) -> dict[str, torch.Tensor]:
         d = hidden.shape[-1]
-        return {"video/pooled": hidden.mean(1),
-                "video/temporal": hidden.reshape(batch, self.num_frames // self.tubelet_size, -1, d).mean(2)}
+        return {
+            "video/pooled": hidden.mean(1),
+            "video/temporal": hidden.reshape(batch, self.num_frames // self.tubelet_size, -1, d).mean(2),
+        }
 
     def blocks(self) -> Blocks:
         m = self.model
-        return Blocks([m.embeddings], list(m.encoder.layer), [n for n in (m.layernorm, self.fc_norm) if n is not None],
-                      m.config.hidden_size)
+        return Blocks(
+            [m.embeddings],
+            list(m.encoder.layer),
+            [n for n in (m.layernorm, self.fc_norm) if n is not None],
+            m.config.hidden_size,
+        )
 
     def export(self, out: Path, stem: str, classifier: nn.Linear, classes: list[str]) -> tuple[str, Path]:
         if self.fc_norm is None:
@@ -78,12 +96,32 @@ def load_videomae(model: str, name: str = "videomae") -> VideoMAE:
     else:
         net, weights = load_pretrained(VideoMAEModel, model, "VideoMAE")
     c, pre = net.config, preprocessing(model, IMAGENET_MEAN, IMAGENET_STD)
-    return VideoMAE(name, net, c.num_frames, c.image_size, weights, pre.mean, pre.std, pre.source,
-                    tubelet_size=c.tubelet_size, fc_norm=fc_norm)
+    return VideoMAE(
+        name,
+        net,
+        c.num_frames,
+        c.image_size,
+        weights,
+        pre.mean,
+        pre.std,
+        pre.source,
+        tubelet_size=c.tubelet_size,
+        fc_norm=fc_norm,
+    )
 
 
-TINY_VIDEOMAE = dict(image_size=64, patch_size=16, num_channels=3, num_frames=8, tubelet_size=2, hidden_size=64,
-                     num_hidden_layers=2, num_attention_heads=2, intermediate_size=128, use_mean_pooling=False)
+TINY_VIDEOMAE = dict(
+    image_size=64,
+    patch_size=16,
+    num_channels=3,
+    num_frames=8,
+    tubelet_size=2,
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=128,
+    use_mean_pooling=False,
+)
 
 
 def save_tiny_videomae(directory: Path, seed: int = 0) -> Path:
@@ -103,18 +141,28 @@ def patch_token_mean(net, pixels: torch.Tensor) -> torch.Tensor:
     return net(pixel_values=pixels).last_hidden_state.mean(1)
 
 
-@register_backbone("videomae", example="`MCG-NJU/videomae-base`, fine-tuned ones too",
-                   input="exactly `num_frames` x `image_size`",
-                   pooling="mean of all patch tokens (no CLS), through the checkpoint's `fc_norm` when it has one",
-                   keys="`video/pooled`, `video/temporal` (T/tubelet)", model_types=("videomae",),
-                   tiny=save_tiny_videomae, native=Native("VideoMAEModel", "VideoMAEConfig", 16, 224),
-                   reference=patch_token_mean)
+@register_backbone(
+    "videomae",
+    example="`MCG-NJU/videomae-base`, fine-tuned ones too",
+    input="exactly `num_frames` x `image_size`",
+    pooling="mean of all patch tokens (no CLS), through the checkpoint's `fc_norm` when it has one",
+    keys="`video/pooled`, `video/temporal` (T/tubelet)",
+    model_types=("videomae",),
+    tiny=save_tiny_videomae,
+    native=Native("VideoMAEModel", "VideoMAEConfig", 16, 224),
+    reference=patch_token_mean,
+)
 def videomae(cfg: BackboneConfig) -> Backbone:
     return load_videomae(require_model(cfg, "MCG-NJU/videomae-base"))
 
 
-@register_backbone("videomae-tiny-random", example="seeded random weights (`backbone.seed`), saved and loaded back like a real checkpoint",
-                   input="8 x 64", pooling="as `videomae`", keys="as `videomae`: for smoke tests and the demo's variants")
+@register_backbone(
+    "videomae-tiny-random",
+    example="seeded random weights (`backbone.seed`), saved and loaded back like a real checkpoint",
+    input="8 x 64",
+    pooling="as `videomae`",
+    keys="as `videomae`: for smoke tests and the demo's variants",
+)
 def videomae_tiny_random(cfg: BackboneConfig) -> Backbone:
     """A 2-layer VideoMAE with seeded random weights: offline, fast, for smoke tests.
 
@@ -124,5 +172,3 @@ def videomae_tiny_random(cfg: BackboneConfig) -> Backbone:
         bb = load_videomae(str(save_tiny_videomae(Path(tmp), cfg.seed)), "videomae-tiny-random")
     bb.weights = f"videomae-tiny-random(seed={cfg.seed})@{bb.weights.rsplit('@', 1)[1]}"
     return bb
-
-

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from vidprobe.features.files import save_torch
 from vidprobe.features.identity import differing
 from vidprobe.heads.errors import HeadConfigError
@@ -19,10 +18,16 @@ def rng_state(device: torch.device) -> dict:
     """torch, CUDA, numpy and Python RNG states as tensors and plain values."""
     _, keys, pos, has_gauss, gauss = np.random.get_state()
     version, internal, py_gauss = random.getstate()
-    state = {"torch": torch.get_rng_state(),
-             "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
-                       "cached_gaussian": float(gauss)},
-             "python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64), "gauss": py_gauss}}
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(gauss),
+        },
+        "python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64), "gauss": py_gauss},
+    }
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
@@ -31,7 +36,9 @@ def rng_state(device: torch.device) -> dict:
 def set_rng_state(state: dict, device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    np.random.set_state(
+        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     p = state["python"]
     random.setstate((p["version"], tuple(p["internal"].tolist()), p["gauss"]))
     if device.type == "cuda" and "cuda" in state:
@@ -49,9 +56,13 @@ def load_checkpoint(path: Path, identity: dict, world: int) -> dict:
     ck = torch.load(path, map_location="cpu", weights_only=True)
     differ = differing(ck["fingerprint"], identity)
     if differ:
-        raise HeadConfigError(f"finetune.resume: {path} was made with other values of {', '.join(differ)}; "
-                              "restore them, or start afresh without finetune.resume")
+        raise HeadConfigError(
+            f"finetune.resume: {path} was made with other values of {', '.join(differ)}; "
+            "restore them, or start afresh without finetune.resume"
+        )
     if ck["world_size"] != world:
-        raise HeadConfigError(f"finetune.resume: {path} was made by {ck['world_size']} processes, this run has "
-                              f"{world}; the data split depends on it")
+        raise HeadConfigError(
+            f"finetune.resume: {path} was made by {ck['world_size']} processes, this run has "
+            f"{world}; the data split depends on it"
+        )
     return ck

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-
 from vidprobe.features.devices import resolve_device
 
 
@@ -21,7 +20,7 @@ class Distributed:
     owns_group: bool = False
 
     @classmethod
-    def from_env(cls, device: str) -> "Distributed":
+    def from_env(cls, device: str) -> Distributed:
         """From torchrun's RANK / WORLD_SIZE / LOCAL_RANK (one process without them)."""
         world = int(os.environ.get("WORLD_SIZE", 1))
         where = resolve_device(device)

@@ -23,9 +23,9 @@ import random
 import resource
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -34,7 +34,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
-
 from vidprobe.features.augment import Augment, videomix
 from vidprobe.features.backbones import build_backbone
 from vidprobe.features.clips import AugmentedClips, ClipDataset, Item, clip_shape, collate, worker_init
@@ -87,9 +86,21 @@ class FineTuner:
     classifier (`head_from` names where it came from).
     """
 
-    def __init__(self, ft: FinetuneConfig, sampling: SamplingConfig, backbone: BackboneConfig, train: LabeledClips,
-                 val: LabeledClips, classes: list[str], dist: Distributed, run_dir: Path, config: dict,
-                 identity: dict, head: HeadBundle | None = None, head_from: Path | None = None):
+    def __init__(
+        self,
+        ft: FinetuneConfig,
+        sampling: SamplingConfig,
+        backbone: BackboneConfig,
+        train: LabeledClips,
+        val: LabeledClips,
+        classes: list[str],
+        dist: Distributed,
+        run_dir: Path,
+        config: dict,
+        identity: dict,
+        head: HeadBundle | None = None,
+        head_from: Path | None = None,
+    ):
         self.ft, self.dist, self.dir, self.config, self.identity = ft, dist, run_dir, config, identity
         self.train_split, self.val_split, self.classes = train, val, classes
         check_monitor(ft, classes)
@@ -115,35 +126,40 @@ class FineTuner:
         self.net = self.model
         if dist.world > 1:
             self.net = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[dev.index] if dev.type == "cuda" else None, forward_sync_buffers=False)
+                self.model, device_ids=[dev.index] if dev.type == "cuda" else None, forward_sync_buffers=False
+            )
         self.opt = torch.optim.AdamW(param_groups(self.model, chosen, ft))
         augment = Augment(ft.seed, tuple(ft.augment_crop_scale), ft.augment_flip, ft.augment_jitter)
         self.train_data = AugmentedClips(train.items, sampling, self.frames, self.size, train.labels, augment)
         self.val_data = ClipDataset(val.items, sampling, self.frames, self.size, val.labels).with_views(
-            ft.eval_views, ft.eval_crops)
-        self.sampler = DistributedSampler(self.train_data, num_replicas=dist.world, rank=dist.rank, shuffle=True,
-                                          seed=ft.seed)
+            ft.eval_views, ft.eval_crops
+        )
+        self.sampler = DistributedSampler(
+            self.train_data, num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=ft.seed
+        )
         micro = math.ceil(len(self.sampler) / ft.batch_size)
         self.steps_per_epoch = math.ceil(micro / ft.accumulate)
         self.total_steps = self.steps_per_epoch * ft.epochs
         self.warmup_steps = self.steps_per_epoch * ft.warmup_epochs
         self.frozen_steps = self.steps_per_epoch * ft.freeze_epochs  # gradual: the classifier alone first
         self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, [self.backbone_lr_factor if g["backbone"] else self.lr_factor for g in self.opt.param_groups])
+            self.opt, [self.backbone_lr_factor if g["backbone"] else self.lr_factor for g in self.opt.param_groups]
+        )
         self.scaler = torch.amp.GradScaler(dev.type, enabled=self.amp == torch.float16)
         self.failures: dict[str, tuple[str, str, str]] = {}  # sample_id -> (split, kind, error)
         self.trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         self.params = sum(p.numel() for p in self.model.parameters())
         last = "all" if ft.unfreeze_blocks == -1 else f"last {ft.unfreeze_blocks}"
-        dist.say(f"finetune {ft.name}: {bb.name}, {last} of {len(blocks.blocks)} blocks + classifier trainable "
-                 f"({self.trainable / 1e6:.2f}M of {self.params / 1e6:.2f}M "
-                 f"parameters); {len(train.items)} train / {len(val.items)} val clips, "
-                 f"{len(classes)} classes; {self.steps_per_epoch} steps/epoch of "
-                 f"{ft.batch_size} x {ft.accumulate} x {dist.world} clips on {dev}"
-                 + (f"; classifier from {self.head_from}" if self.head_from else ""))
+        dist.say(
+            f"finetune {ft.name}: {bb.name}, {last} of {len(blocks.blocks)} blocks + classifier trainable "
+            f"({self.trainable / 1e6:.2f}M of {self.params / 1e6:.2f}M "
+            f"parameters); {len(train.items)} train / {len(val.items)} val clips, "
+            f"{len(classes)} classes; {self.steps_per_epoch} steps/epoch of "
+            f"{ft.batch_size} x {ft.accumulate} x {dist.world} clips on {dev}"
+            + (f"; classifier from {self.head_from}" if self.head_from else "")
+        )
 
     # -- set-up helpers
-
 
     def lr_factor(self, step: int) -> float:
         """Linear warm-up over warmup_epochs, then cosine decay to zero at the last step (per optimiser step)."""
@@ -158,9 +174,16 @@ class FineTuner:
 
     def loader(self, data, sampler=None, batch_size: int = 1) -> DataLoader:
         workers = self.ft.num_workers
-        return DataLoader(data, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate,
-                          pin_memory=self.dist.device.type == "cuda", worker_init_fn=worker_init if workers else None,
-                          generator=torch.Generator().manual_seed(self.ft.seed))  # worker seeds not from the global RNG
+        return DataLoader(
+            data,
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=workers,
+            collate_fn=collate,
+            pin_memory=self.dist.device.type == "cuda",
+            worker_init_fn=worker_init if workers else None,
+            generator=torch.Generator().manual_seed(self.ft.seed),
+        )  # worker seeds not from the global RNG
 
     def clock(self, timed: bool) -> float:
         if timed and self.dist.device.type == "cuda":
@@ -209,8 +232,10 @@ class FineTuner:
             with no_sync:
                 with self.autocast():
                     logits = self.net(x)
-                part = (lam * F.cross_entropy(logits.float(), y, reduction="sum")
-                        + (1 - lam) * F.cross_entropy(logits.float(), y_mix, reduction="sum")) * float(here > 0)
+                part = (
+                    lam * F.cross_entropy(logits.float(), y, reduction="sum")
+                    + (1 - lam) * F.cross_entropy(logits.float(), y_mix, reduction="sum")
+                ) * float(here > 0)
                 self.scaler.scale(part * (dist.world / max(count, 1) / group)).backward()
             loss_sum += part.detach().double()
             clips += count
@@ -242,8 +267,14 @@ class FineTuner:
         share = Subset(self.val_data, range(dist.rank, len(self.val_data), dist.world))
         found: dict[int, np.ndarray] = {}
         failed: list = []
-        for batch in tqdm(self.loader(share, batch_size=max(1, self.ft.batch_size // per)), desc=desc, unit="batch",
-                          leave=False, disable=not dist.main, dynamic_ncols=True):
+        for batch in tqdm(
+            self.loader(share, batch_size=max(1, self.ft.batch_size // per)),
+            desc=desc,
+            unit="batch",
+            leave=False,
+            disable=not dist.main,
+            dynamic_ncols=True,
+        ):
             failed += batch["failed"]
             if batch["clips"] is None:
                 continue
@@ -272,9 +303,14 @@ class FineTuner:
         known = torch.from_numpy(y >= 0)
         val_loss = F.cross_entropy(logits[known], torch.from_numpy(y)[known]).item() if known.any() else float("nan")
         metrics = {"val_loss": val_loss, **classification_metrics(y, pred, len(self.classes), probs.numpy())}
-        predictions = pd.DataFrame({"sample_id": [self.val_split.items[i].sample_id for i in order],
-                                    "label": [self.val_split.names[i] for i in order],
-                                    "pred": [self.classes[j] for j in pred], "confidence": probs.max(1).values.numpy()})
+        predictions = pd.DataFrame(
+            {
+                "sample_id": [self.val_split.items[i].sample_id for i in order],
+                "label": [self.val_split.names[i] for i in order],
+                "pred": [self.classes[j] for j in pred],
+                "confidence": probs.max(1).values.numpy(),
+            }
+        )
         return metrics, predictions
 
     # -- checkpoints
@@ -284,12 +320,23 @@ class FineTuner:
         states = self.dist.gather(rng_state(self.dist.device))
         if not self.dist.main:
             return None
-        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-                "scaler": self.scaler.state_dict(), "rng": states,
-                "data_order": {"sampler": "DistributedSampler", "seed": self.ft.seed, "next_epoch": epoch + 1},
-                "epoch": epoch, "history": history, "steps": steps, "best": best, "stopped": stopped,
-                "classes": self.classes, "world_size": self.dist.world, "fingerprint": self.identity,
-                "failures": [[k, *v] for k, v in self.failures.items()]}
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": states,
+            "data_order": {"sampler": "DistributedSampler", "seed": self.ft.seed, "next_epoch": epoch + 1},
+            "epoch": epoch,
+            "history": history,
+            "steps": steps,
+            "best": best,
+            "stopped": stopped,
+            "classes": self.classes,
+            "world_size": self.dist.world,
+            "fingerprint": self.identity,
+            "failures": [[k, *v] for k, v in self.failures.items()],
+        }
 
     def restore(self, path: Path) -> dict:
         ck = load_checkpoint(path, self.identity, self.dist.world)
@@ -305,8 +352,12 @@ class FineTuner:
 
     def write_epoch(self, history: list, steps: list) -> None:
         write_table(self.dir / "history.tsv", pd.DataFrame(history), sep="\t", float_format="%.6g")
-        write_table(self.dir / "steps.tsv", pd.DataFrame(steps, columns=["step", "epoch", "loss", "lr", "clips"]),
-                    sep="\t", float_format="%.9g")
+        write_table(
+            self.dir / "steps.tsv",
+            pd.DataFrame(steps, columns=["step", "epoch", "loss", "lr", "clips"]),
+            sep="\t",
+            float_format="%.9g",
+        )
         failures = [{"sample_id": k, "split": s, "kind": kind, "error": e} for k, (s, kind, e) in self.failures.items()]
         write_json(self.dir / "failures.json", failures)
 
@@ -329,7 +380,13 @@ class FineTuner:
         last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
         if ft.resume and last_path.is_file():
             ck = self.restore(last_path)
-            history, steps, best, stopped, first = ck["history"], ck["steps"], ck["best"], ck["stopped"], ck["epoch"] + 1
+            history, steps, best, stopped, first = (
+                ck["history"],
+                ck["steps"],
+                ck["best"],
+                ck["stopped"],
+                ck["epoch"] + 1,
+            )
             dist.say(f"resumed {self.ft.name} from {last_path} after epoch {ck['epoch']}")
         else:
             if ft.resume:
@@ -349,12 +406,18 @@ class FineTuner:
             if stopped:
                 break
             t0 = time.perf_counter()
-            bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch}/{ft.epochs}", unit="step", disable=not dist.main,
-                       dynamic_ncols=True)
+            bar = tqdm(
+                total=self.steps_per_epoch,
+                desc=f"epoch {epoch}/{ft.epochs}",
+                unit="step",
+                disable=not dist.main,
+                dynamic_ncols=True,
+            )
             done = []
             for step in self.steps(epoch):
-                steps.append({"step": len(steps) + 1, "epoch": epoch, "loss": step.loss, "lr": step.lr,
-                              "clips": step.clips})
+                steps.append(
+                    {"step": len(steps) + 1, "epoch": epoch, "loss": step.loss, "lr": step.lr, "clips": step.clips}
+                )
                 done.append(step)
                 bar.update(1)
                 rate = sum(s.clips for s in done) / (time.perf_counter() - t0)
@@ -362,8 +425,15 @@ class FineTuner:
             bar.close()
             metrics, predictions = self.evaluate(f"epoch {epoch} validation")
             train_loss = sum(s.loss * s.clips for s in done) / max(1, sum(s.clips for s in done))
-            history.append({"epoch": epoch, "train_loss": train_loss, **metrics, "lr": done[-1].lr if done else 0.0,
-                            "skipped": len(self.failures)})
+            history.append(
+                {
+                    "epoch": epoch,
+                    "train_loss": train_loss,
+                    **metrics,
+                    "lr": done[-1].lr if done else 0.0,
+                    "skipped": len(self.failures),
+                }
+            )
             score = self.sign * metrics[ft.monitor]
             improved = score < best["score"]
             if improved:
@@ -382,8 +452,11 @@ class FineTuner:
         return self.finish(history, steps, best, time.perf_counter() - start_time)
 
     def epoch_line(self, row: dict) -> str:
-        shown = ", ".join(f"{k} {row[k]:.4f}" for k in ("train_loss", "val_loss", "acc", "macro_f1", "top5")
-                          if k in row and not (isinstance(row[k], float) and math.isnan(row[k])))
+        shown = ", ".join(
+            f"{k} {row[k]:.4f}"
+            for k in ("train_loss", "val_loss", "acc", "macro_f1", "top5")
+            if k in row and not (isinstance(row[k], float) and math.isnan(row[k]))
+        )
         return f"epoch {row['epoch']}: {shown}"
 
     def finish(self, history: list, steps: list, best: dict, seconds: float) -> dict:
@@ -395,16 +468,30 @@ class FineTuner:
             state = torch.load(self.dir / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)["model"]
             self.model.load_state_dict(state)
             name, exported = self.export()
-            command = (f"vidprobe embed -c {self.dir / 'config.yaml'} backbone.name={name} backbone.model={exported} "
-                       f"embed.feature_set={ft.name}")  # this run's resolved config: same dataset and sampling
-            print(f"exported the fine-tuned backbone (epoch {best['epoch']}) to {exported}; re-embed with it:\n  {command}")
+            command = (
+                f"vidprobe embed -c {self.dir / 'config.yaml'} backbone.name={name} backbone.model={exported} "
+                f"embed.feature_set={ft.name}"
+            )  # this run's resolved config: same dataset and sampling
+            print(
+                f"exported the fine-tuned backbone (epoch {best['epoch']}) to {exported}; re-embed with it:\n  {command}"
+            )
         start = history[0]
-        dist.say(f"finetune {ft.name}: best epoch {best['epoch']}/{history[-1]['epoch']} by {ft.monitor}: "
-                + ", ".join(f"{k} {v:.4f} (epoch 0: {start[k]:.4f})" for k, v in metrics.items())
-                + f"; {seconds:.0f} s; {len(self.failures)} videos skipped; {self.dir}")
-        return {"dir": self.dir, "metrics": metrics, "best_epoch": best["epoch"], "epochs": history[-1]["epoch"],
-                "history": history, "steps": steps, "skipped": len(self.failures), "seconds": seconds,
-                "export": exported}
+        dist.say(
+            f"finetune {ft.name}: best epoch {best['epoch']}/{history[-1]['epoch']} by {ft.monitor}: "
+            + ", ".join(f"{k} {v:.4f} (epoch 0: {start[k]:.4f})" for k, v in metrics.items())
+            + f"; {seconds:.0f} s; {len(self.failures)} videos skipped; {self.dir}"
+        )
+        return {
+            "dir": self.dir,
+            "metrics": metrics,
+            "best_epoch": best["epoch"],
+            "epochs": history[-1]["epoch"],
+            "history": history,
+            "steps": steps,
+            "skipped": len(self.failures),
+            "seconds": seconds,
+            "export": exported,
+        }
 
     def export(self) -> tuple[str, Path]:
         """The fine-tuned backbone in `<run>/model/`, where `vidprobe embed` loads it: (backbone name, path)."""
@@ -423,8 +510,10 @@ class FineTuner:
         while len(records) < ft.bench_steps:
             for step in self.steps(epoch, timed=True):
                 records.append(step)
-                dist.say(f"bench step {len(records)}/{ft.bench_steps}: {step.wait + step.h2d + step.compute:.3f} s "
-                        f"(data wait {step.wait:.3f}, to device {step.h2d:.3f}, compute {step.compute:.3f})")
+                dist.say(
+                    f"bench step {len(records)}/{ft.bench_steps}: {step.wait + step.h2d + step.compute:.3f} s "
+                    f"(data wait {step.wait:.3f}, to device {step.h2d:.3f}, compute {step.compute:.3f})"
+                )
                 if len(records) == ft.bench_steps:
                     break
             epoch += 1
@@ -433,28 +522,45 @@ class FineTuner:
         step_s = seconds / len(steady)
         peak, kind = peak_memory_mb(dev)
         peak = max(dist.gather(peak))
-        out = {"device": str(dev), "backbone": self.bb.name, "world_size": dist.world, "batch_size": ft.batch_size,
-               "accumulate": ft.accumulate, "unfreeze_blocks": ft.unfreeze_blocks,
-               "trainable_params": self.trainable, "params": self.params, "amp": ft.amp if self.amp else "none",
-               "grad_checkpointing": ft.grad_checkpointing, "num_workers": ft.num_workers,
-               "frames": self.frames, "size": self.size, "steps": len(records), "steps_timed": len(steady),
-               "data_wait_s": float(np.mean([s.wait for s in steady])), "h2d_s": float(np.mean([s.h2d for s in steady])),
-               "compute_s": float(np.mean([s.compute for s in steady])), "step_s": step_s,
-               "first_step_s": records[0].wait + records[0].h2d + records[0].compute,
-               "clips_per_s": sum(s.clips for s in steady) / seconds, "peak_mem_mb": peak, "peak_mem_kind": kind,
-               "steps_per_epoch": self.steps_per_epoch, "est_epoch_s": step_s * self.steps_per_epoch,
-               "est_total_s": step_s * self.steps_per_epoch * ft.epochs,
-               "note": "estimates cover training steps only, not validation",
-               "per_step": [dataclasses.asdict(s) for s in records]}
+        out = {
+            "device": str(dev),
+            "backbone": self.bb.name,
+            "world_size": dist.world,
+            "batch_size": ft.batch_size,
+            "accumulate": ft.accumulate,
+            "unfreeze_blocks": ft.unfreeze_blocks,
+            "trainable_params": self.trainable,
+            "params": self.params,
+            "amp": ft.amp if self.amp else "none",
+            "grad_checkpointing": ft.grad_checkpointing,
+            "num_workers": ft.num_workers,
+            "frames": self.frames,
+            "size": self.size,
+            "steps": len(records),
+            "steps_timed": len(steady),
+            "data_wait_s": float(np.mean([s.wait for s in steady])),
+            "h2d_s": float(np.mean([s.h2d for s in steady])),
+            "compute_s": float(np.mean([s.compute for s in steady])),
+            "step_s": step_s,
+            "first_step_s": records[0].wait + records[0].h2d + records[0].compute,
+            "clips_per_s": sum(s.clips for s in steady) / seconds,
+            "peak_mem_mb": peak,
+            "peak_mem_kind": kind,
+            "steps_per_epoch": self.steps_per_epoch,
+            "est_epoch_s": step_s * self.steps_per_epoch,
+            "est_total_s": step_s * self.steps_per_epoch * ft.epochs,
+            "note": "estimates cover training steps only, not validation",
+            "per_step": [dataclasses.asdict(s) for s in records],
+        }
         if dist.main:
             write_json(self.dir / "bench.json", out)
-            print(f"bench: {out['clips_per_s']:.2f} clips/s, {step_s:.3f} s/step (data wait {out['data_wait_s']:.3f}, "
-                  f"to device {out['h2d_s']:.3f}, compute {out['compute_s']:.3f}), peak {peak:.0f} MB ({kind}); "
-                  f"epoch ~{out['est_epoch_s']:.0f} s, {ft.epochs} epochs ~{out['est_total_s']:.0f} s "
-                  f"-> {self.dir / 'bench.json'}")
+            print(
+                f"bench: {out['clips_per_s']:.2f} clips/s, {step_s:.3f} s/step (data wait {out['data_wait_s']:.3f}, "
+                f"to device {out['h2d_s']:.3f}, compute {out['compute_s']:.3f}), peak {peak:.0f} MB ({kind}); "
+                f"epoch ~{out['est_epoch_s']:.0f} s, {ft.epochs} epochs ~{out['est_total_s']:.0f} s "
+                f"-> {self.dir / 'bench.json'}"
+            )
         return out
-
-
 
 
 def peak_memory_mb(device: torch.device) -> tuple[float, str]:

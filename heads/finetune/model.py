@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-
 from vidprobe.features.backbones import Backbone, Blocks
 from vidprobe.features.i3d import FrozenBatchNorm3d
 from vidprobe.heads.bundle import HeadBundle
@@ -31,7 +30,7 @@ class FineTuneModel(nn.Module):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.bb.embed(pixels)["video/pooled"])
 
-    def train(self, mode: bool = True) -> "FineTuneModel":
+    def train(self, mode: bool = True) -> FineTuneModel:
         super().train(False)  # the frozen part always runs as at inference (dropout off, norms as loaded)
         for m in self.trainable:
             m.train(mode)
@@ -44,8 +43,9 @@ def unfreeze(model: FineTuneModel, blocks: Blocks, n: int) -> list[tuple[int, nn
     (depth, module) pairs, depth 0 at the top (the final norms share the top block's)."""
     count = len(blocks.blocks)
     if n > count:
-        raise HeadConfigError(f"finetune.unfreeze_blocks: {model.bb.name} has {count} blocks; use 0..{count}, "
-                              "or -1 for all")
+        raise HeadConfigError(
+            f"finetune.unfreeze_blocks: {model.bb.name} has {count} blocks; use 0..{count}, or -1 for all"
+        )
     k = count if n == -1 else n
     chosen = [(0, m) for m in blocks.top] if k else []
     chosen += [(i, blocks.blocks[count - 1 - i]) for i in range(k)]
@@ -74,16 +74,18 @@ def param_groups(model: FineTuneModel, chosen: list[tuple[int, nn.Module]], cfg:
     for depth, m in chosen:
         add(m.parameters(), cfg.lr * cfg.layer_decay**depth, True)
     add(model.classifier.parameters(), cfg.lr if cfg.head_lr is None else cfg.head_lr, False)
-    return [{"params": ps, "lr": lr, "weight_decay": wd, "backbone": backbone}
-            for (backbone, lr, wd), ps in groups.items()]
+    return [
+        {"params": ps, "lr": lr, "weight_decay": wd, "backbone": backbone} for (backbone, lr, wd), ps in groups.items()
+    ]
 
 
 def check_head(bundle: HeadBundle, classes: list[str], what: str) -> None:
     """The head can start this fine-tune's classifier: a plain linear class head over the same classes."""
     bundle.linear_class_head(what)
     if list(bundle.classes) != classes:
-        raise HeadConfigError(f"{what} was trained on classes {list(bundle.classes)}; this dataset's train split has "
-                              f"{classes}")
+        raise HeadConfigError(
+            f"{what} was trained on classes {list(bundle.classes)}; this dataset's train split has {classes}"
+        )
 
 
 def classifier_from_head(model: FineTuneModel, bundle: HeadBundle, what: str) -> None:
@@ -91,8 +93,10 @@ def classifier_from_head(model: FineTuneModel, bundle: HeadBundle, what: str) ->
     the same clips the logits are the head's."""
     weight, bias = bundle.linear_class_head(what)
     if weight.shape[1] != model.classifier.in_features:
-        raise HeadConfigError(f"{what}: its head takes {weight.shape[1]}-d features, {model.bb.name} gives "
-                              f"{model.classifier.in_features}-d")
+        raise HeadConfigError(
+            f"{what}: its head takes {weight.shape[1]}-d features, {model.bb.name} gives "
+            f"{model.classifier.in_features}-d"
+        )
     with torch.no_grad():
         model.classifier.weight.copy_(weight)
         model.classifier.bias.copy_(bias)

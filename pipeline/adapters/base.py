@@ -9,12 +9,12 @@ imported with the package, so a new layout is one new module.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import pandas as pd
-
 from vidprobe.yamlconfig import ConfigError
 
 if TYPE_CHECKING:
@@ -22,8 +22,17 @@ if TYPE_CHECKING:
 
 ADAPTERS: dict[str, Callable[[DatasetConfig], pd.DataFrame]] = {}
 SETTINGS: dict[str, tuple[type, ...]] = {}  # adapter -> the settings dataclasses it reads
-SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validate": "val",
-               "validation": "val", "dev": "val", "test": "test", "testing": "test"}
+SPLIT_NAMES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validate": "val",
+    "validation": "val",
+    "dev": "val",
+    "test": "test",
+    "testing": "test",
+}
 
 
 def register_adapter(name: str, settings: tuple[type, ...] = ()):
@@ -67,6 +76,7 @@ def list_samples(cfg: DatasetConfig) -> pd.DataFrame:
 
 # --- validation ----------------------------------------------------------------------------------
 
+
 def validate(df: pd.DataFrame, cfg: DatasetConfig) -> None:
     """Every problem with the rows at once; files that are missing are only listed (index records them)."""
     problems = list(df.attrs.get("problems", []))
@@ -83,7 +93,9 @@ def validate(df: pd.DataFrame, cfg: DatasetConfig) -> None:
             if split == "test":
                 print(f"warning: split 'test' is empty: {empty}")
             else:
-                problems.append(f"split {split!r} is empty: {empty or 'no sample is in it; drop it from dataset.splits'}")
+                problems.append(
+                    f"split {split!r} is empty: {empty or 'no sample is in it; drop it from dataset.splits'}"
+                )
     root = Path(cfg.root).resolve()
     outside = [p for p in df.path.unique() if not (root / p).resolve().is_relative_to(root)]
     if outside:
@@ -96,16 +108,18 @@ def validate(df: pd.DataFrame, cfg: DatasetConfig) -> None:
         raise ConfigError(f"dataset {cfg.name!r} ({cfg.adapter} adapter, root {cfg.root}):\n  " + "\n  ".join(problems))
     missing = [p for p in df.path.unique() if not (root / p).is_file()]
     if missing:
-        print(f"warning: {len(missing)} listed videos are not on disk (recorded as status 'missing'), e.g. {missing[:3]}")
+        print(
+            f"warning: {len(missing)} listed videos are not on disk (recorded as status 'missing'), e.g. {missing[:3]}"
+        )
 
 
 EMPTY_SPLIT = {  # what an empty split means, and the fix
     "train": "heads need training samples; check dataset.root and the adapter's layout (class folders: "
-             "<root>/train/<class>/<video>, or <root>/<class>/<video> to split them by a stable hash)",
+    "<root>/train/<class>/<video>, or <root>/<class>/<video> to split them by a stable hash)",
     "val": "heads stop early and are chosen on val; hold out part of train with dataset.val_fraction=0.1, or add "
-           "a val split",
+    "a val split",
     "test": "`vidprobe evaluate` has no test split to score (training does not need it); add test videos, or set "
-            "dataset.splits=[train,val]",
+    "dataset.splits=[train,val]",
 }
 
 
@@ -135,6 +149,7 @@ def hold_out_val(df: pd.DataFrame, fraction: float) -> pd.DataFrame:
 
 # --- helpers -------------------------------------------------------------------------------------
 
+
 def annotations_dir(cfg: DatasetConfig, default: str) -> Path:
     """The annotation folder or file: relative to the root, else beside it (where releases unpack it)."""
     name = cfg.annotations or default
@@ -142,8 +157,10 @@ def annotations_dir(cfg: DatasetConfig, default: str) -> Path:
     for candidate in (root / name, root.parent / name):  # an absolute name stays itself
         if candidate.exists():
             return candidate
-    raise ConfigError(f"dataset.annotations: {name!r} not found in {root} or {root.parent}; "
-                      f"pass dataset.annotations=PATH to the official {default}")
+    raise ConfigError(
+        f"dataset.annotations: {name!r} not found in {root} or {root.parent}; "
+        f"pass dataset.annotations=PATH to the official {default}"
+    )
 
 
 def read_text(path: Path) -> str:

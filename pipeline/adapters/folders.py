@@ -9,9 +9,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
-
-from vidprobe.adapters.base import (SPLIT_NAMES, Annotations, annotations_dir, hash_split, read_table, read_text, register_adapter,
-                                    require_columns, stem_id)
+from vidprobe.adapters.base import (
+    SPLIT_NAMES,
+    Annotations,
+    annotations_dir,
+    hash_split,
+    read_table,
+    read_text,
+    register_adapter,
+    require_columns,
+    stem_id,
+)
 from vidprobe.yamlconfig import ConfigError
 
 if TYPE_CHECKING:
@@ -30,14 +38,21 @@ def class_folders(cfg: DatasetConfig) -> pd.DataFrame:
     root = Path(cfg.root)
     exts = {e.lower() for e in cfg.extensions}
     splits = [s for s in cfg.splits if (root / s).is_dir()]
-    rows = [{"sample_id": stem_id(rel), "path": rel, "split": split, "label": label}
-            for split in splits for label, rel in class_videos(root, root / split, exts)]
+    rows = [
+        {"sample_id": stem_id(rel), "path": rel, "split": split, "label": label}
+        for split in splits
+        for label, rel in class_videos(root, root / split, exts)
+    ]
     if not splits:
-        rows = [{"sample_id": stem_id(rel), "path": rel, "label": label} for label, rel in class_videos(root, root, exts)]
+        rows = [
+            {"sample_id": stem_id(rel), "path": rel, "label": label} for label, rel in class_videos(root, root, exts)
+        ]
         if rows:
-            print(f"note: no split folders ({', '.join(cfg.splits)}) under {root}: class folders split by a stable "
-                  f"hash of each path, train/val/test = {'/'.join(map(str, cfg.split_fractions))} "
-                  "(dataset.split_fractions)")
+            print(
+                f"note: no split folders ({', '.join(cfg.splits)}) under {root}: class folders split by a stable "
+                f"hash of each path, train/val/test = {'/'.join(map(str, cfg.split_fractions))} "
+                "(dataset.split_fractions)"
+            )
     if not rows:
         raise ConfigError(
             f"dataset.root: no videos found under {root} (expected {root}/{{{','.join(cfg.splits)}}}/<class>/<video> "
@@ -51,9 +66,12 @@ def class_folders(cfg: DatasetConfig) -> pd.DataFrame:
 
 def class_videos(root: Path, folder: Path, exts: set[str]) -> list[tuple[str, str]]:
     """(class, path relative to `root`) of every video in the class folders of `folder`."""
-    return [(class_dir.name, video.relative_to(root).as_posix())
-            for class_dir in sorted(p for p in folder.glob("*") if p.is_dir())
-            for video in sorted(class_dir.rglob("*")) if video.is_file() and video.suffix.lower() in exts]
+    return [
+        (class_dir.name, video.relative_to(root).as_posix())
+        for class_dir in sorted(p for p in folder.glob("*") if p.is_dir())
+        for video in sorted(class_dir.rglob("*"))
+        if video.is_file() and video.suffix.lower() in exts
+    ]
 
 
 @register_adapter("ucf101", settings=(Annotations, OfficialSplit))
@@ -79,11 +97,20 @@ def ucf101(cfg: DatasetConfig) -> pd.DataFrame:
             if label.lower() not in known:
                 problems.append(f"{fname}:{n}: class {label!r} is not in classInd.txt")
             elif label_id and classes.get(int(label_id[0]), "").lower() != label.lower():
-                problems.append(f"{fname}:{n}: label {label_id[0]} is {classes.get(int(label_id[0]))!r} in "
-                                f"classInd.txt, but the file is under {label!r}")
+                problems.append(
+                    f"{fname}:{n}: label {label_id[0]} is {classes.get(int(label_id[0]))!r} in "
+                    f"classInd.txt, but the file is under {label!r}"
+                )
             group = re.search(r"_g(\d+)_", rel)
-            rows.append({"sample_id": stem_id(rel), "path": rel, "split": split, "label": label,
-                         "group": f"{label}/g{group.group(1)}" if group else rel})
+            rows.append(
+                {
+                    "sample_id": stem_id(rel),
+                    "path": rel,
+                    "split": split,
+                    "label": label,
+                    "group": f"{label}/g{group.group(1)}" if group else rel,
+                }
+            )
     df = pd.DataFrame(rows)
     df.attrs["problems"] = problems
     return df
@@ -107,8 +134,14 @@ def hmdb51(cfg: DatasetConfig) -> pd.DataFrame:
                 problems.append(f"{f.name}:{n}: split code {code!r} is not 0, 1 or 2")
             elif code != "0":
                 rel = f"{label}/{name}"
-                rows.append({"sample_id": stem_id(rel), "path": rel, "split": "train" if code == "1" else "test",
-                             "label": label})
+                rows.append(
+                    {
+                        "sample_id": stem_id(rel),
+                        "path": rel,
+                        "split": "train" if code == "1" else "test",
+                        "label": label,
+                    }
+                )
     df = pd.DataFrame(rows)
     df.attrs["problems"] = problems
     return df
@@ -133,10 +166,13 @@ def kinetics(cfg: DatasetConfig) -> pd.DataFrame:
             name = f"{r.youtube_id}_{int(r.time_start):06d}_{int(r.time_end):06d}.mp4"
             label = "" if pd.isna(getattr(r, "label", None)) else str(r.label)
             guess = f"{split}/{label}/{name}" if label else f"{split}/{name}"  # where a missing clip would be
-            rows.append({"sample_id": name[:-4], "path": on_disk.get(name, guess), "split": split,
-                         "label": label or None})
+            rows.append(
+                {"sample_id": name[:-4], "path": on_disk.get(name, guess), "split": split, "label": label or None}
+            )
     if not rows:
-        raise ConfigError(f"dataset.annotations: no rows in the CSVs of {ann} (expected train.csv, validate.csv, test.csv)")
+        raise ConfigError(
+            f"dataset.annotations: no rows in the CSVs of {ann} (expected train.csv, validate.csv, test.csv)"
+        )
     df = pd.DataFrame(rows)
     df.attrs["problems"] = problems
     return df

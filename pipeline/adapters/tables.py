@@ -8,9 +8,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
-
-from vidprobe.adapters.base import (SPLIT_NAMES, Annotations, annotations_dir, hash_split, read_table, read_text, register_adapter,
-                                    require_columns, stem_id)
+from vidprobe.adapters.base import (
+    SPLIT_NAMES,
+    Annotations,
+    annotations_dir,
+    hash_split,
+    read_table,
+    read_text,
+    register_adapter,
+    require_columns,
+    stem_id,
+)
 from vidprobe.features.config import choice
 from vidprobe.yamlconfig import ConfigError
 
@@ -34,7 +42,7 @@ class MultiLabel:
     classes: str | None = None  # the class list, one name per line
     label_column: str = "labels"  # the column holding each video's classes
     label_separator: str = ","  # how those classes are joined
-    segment_cutoffs: list[int] = field(default_factory=lambda: [500, 100])  # head > 500 >= middle >= 100 > tail (train counts)
+    segment_cutoffs: list[int] = field(default_factory=lambda: [500, 100])  # head > 500 >= middle >= 100 > tail
 
 
 @dataclass
@@ -60,8 +68,10 @@ def template_paths(table: pd.DataFrame, cfg: DatasetConfig, path: Path) -> pd.Se
     try:
         return pd.Series([cfg.path_template.format(**row) for row in table.to_dict("records")], index=table.index)
     except KeyError as err:
-        raise ConfigError(f"dataset.path_template: {cfg.path_template!r} names column {err} that {path} lacks; "
-                          f"it has {list(table.columns)}") from None
+        raise ConfigError(
+            f"dataset.path_template: {cfg.path_template!r} names column {err} that {path} lacks; "
+            f"it has {list(table.columns)}"
+        ) from None
 
 
 @register_adapter("traits", settings=(Table, MissingTraits))
@@ -72,7 +82,9 @@ def traits(cfg: DatasetConfig) -> pd.DataFrame:
     if not cfg.traits:
         raise ConfigError("dataset.traits: name the numeric columns to use, e.g. dataset.traits=[openness, warmth]")
     require_columns(table, list(cfg.traits), path)
-    problems = [f"{path}: column {t!r} is not numeric" for t in cfg.traits if not pd.api.types.is_numeric_dtype(table[t])]
+    problems = [
+        f"{path}: column {t!r} is not numeric" for t in cfg.traits if not pd.api.types.is_numeric_dtype(table[t])
+    ]
     if cfg.missing_traits == "drop":
         table = table.dropna(subset=list(cfg.traits))
     rel = template_paths(table, cfg, path)
@@ -94,7 +106,9 @@ def seconds(value, where: str = "") -> float | None:
     try:
         return sum(float(p) * 60**i for i, p in enumerate(reversed(parts)))
     except ValueError:
-        raise ConfigError(f"{where}cannot read {value!r} as a time (seconds or hh:mm:ss,ms; quote times that hold a comma)") from None
+        raise ConfigError(
+            f"{where}cannot read {value!r} as a time (seconds or hh:mm:ss,ms; quote times that hold a comma)"
+        ) from None
 
 
 @register_adapter("utterances", settings=(Table,))
@@ -107,8 +121,15 @@ def utterances(cfg: DatasetConfig) -> pd.DataFrame:
     rel = template_paths(table, cfg, path)
     start = pd.Series([seconds(v, f"{path} row {i + 2}: ") for i, v in enumerate(table.start)])
     end = pd.Series([seconds(v, f"{path} row {i + 2}: ") for i, v in enumerate(table.end)])
-    df = pd.DataFrame({"sample_id": [f"{stem_id(r)}@{s:.3f}-{e:.3f}" for r, s, e in zip(rel, start, end)],
-                       "path": rel, "split": split_column(table, cfg, rel), "start": start, "end": end})
+    df = pd.DataFrame(
+        {
+            "sample_id": [f"{stem_id(r)}@{s:.3f}-{e:.3f}" for r, s, e in zip(rel, start, end)],
+            "path": rel,
+            "split": split_column(table, cfg, rel),
+            "start": start,
+            "end": end,
+        }
+    )
     for column in [c for c in ("label", "text", "speaker") if c in table.columns] + list(cfg.traits):
         df[column] = table[column].values
     return df
@@ -134,8 +155,9 @@ def multilabel(cfg: DatasetConfig) -> pd.DataFrame:
             problems.append(f"{path} row {i + 2}: {unknown} not in {classes_file.name}")
         labels.append("|".join(names))
     rel = template_paths(table, cfg, path)
-    df = pd.DataFrame({"sample_id": rel.map(stem_id), "path": rel, "split": split_column(table, cfg, rel),
-                       "labels": labels})
+    df = pd.DataFrame(
+        {"sample_id": rel.map(stem_id), "path": rel, "split": split_column(table, cfg, rel), "labels": labels}
+    )
     df.attrs["problems"] = problems
     df.attrs["classes"] = classes
     return df
@@ -144,7 +166,7 @@ def multilabel(cfg: DatasetConfig) -> pd.DataFrame:
 def class_segments(df: pd.DataFrame, classes: list[str], cutoffs: list[int]) -> dict:
     """Train-set count and head/middle/tail segment of every class (AnimalKingdom's >500 / 100-500 / <100)."""
     high, low = cutoffs
-    counts = {c: 0 for c in classes}
+    counts = dict.fromkeys(classes, 0)
     for labels in df.loc[df.split == "train", "labels"]:
         for name in filter(None, str(labels).split("|")):
             counts[name] = counts.get(name, 0) + 1
@@ -159,7 +181,9 @@ MELD_FILES = {"train": "train_sent_emo.csv", "val": "dev_sent_emo.csv", "test": 
 def meld(cfg: DatasetConfig) -> pd.DataFrame:
     """MELD: `{train,dev,test}_sent_emo.csv` and clips `dia{Dialogue_ID}_utt{Utterance_ID}.mp4` in one folder per split."""
     ann = annotations_dir(cfg, ".")
-    dirs = dict(zip(cfg.splits, cfg.video_dirs or ["train_splits", "dev_splits_complete", "output_repeated_splits_test"]))
+    dirs = dict(
+        zip(cfg.splits, cfg.video_dirs or ["train_splits", "dev_splits_complete", "output_repeated_splits_test"])
+    )
     rows = []
     for split, fname in MELD_FILES.items():
         path = ann / fname
@@ -171,6 +195,15 @@ def meld(cfg: DatasetConfig) -> pd.DataFrame:
         require_columns(table, ["Utterance", "Speaker", "Emotion", "Sentiment", "Dialogue_ID", "Utterance_ID"], path)
         for r in table.itertuples(index=False):
             name = f"dia{r.Dialogue_ID}_utt{r.Utterance_ID}"
-            rows.append({"sample_id": f"{split}/{name}", "path": f"{dirs[split]}/{name}.mp4", "split": split,
-                         "label": r.Emotion, "sentiment": r.Sentiment, "speaker": r.Speaker, "text": r.Utterance})
+            rows.append(
+                {
+                    "sample_id": f"{split}/{name}",
+                    "path": f"{dirs[split]}/{name}.mp4",
+                    "split": split,
+                    "label": r.Emotion,
+                    "sentiment": r.Sentiment,
+                    "speaker": r.Speaker,
+                    "text": r.Utterance,
+                }
+            )
     return pd.DataFrame(rows)

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
-
 from vidprobe.adapters.base import read_table, read_text, register_adapter, require_columns, stem_id
 from vidprobe.adapters.tables import Table, seconds, table_path
 from vidprobe.yamlconfig import ConfigError
@@ -25,7 +24,9 @@ def unlabelled(cfg: DatasetConfig) -> pd.DataFrame:
     root = Path(cfg.root)
     exts = {e.lower() for e in cfg.extensions}
     if not cfg.table:
-        rel = [p.relative_to(root).as_posix() for p in sorted(root.rglob("*")) if p.is_file() and p.suffix.lower() in exts]
+        rel = [
+            p.relative_to(root).as_posix() for p in sorted(root.rglob("*")) if p.is_file() and p.suffix.lower() in exts
+        ]
         if not rel:
             raise ConfigError(f"dataset.root: no videos ({', '.join(sorted(exts))}) under {root}")
         return pd.DataFrame({"sample_id": [stem_id(r) for r in rel], "path": rel, "split": SPLIT})
@@ -42,8 +43,10 @@ def unlabelled(cfg: DatasetConfig) -> pd.DataFrame:
         df["start"] = [seconds(v, f"{path} row {i + 2}: ") for i, v in enumerate(table.start)]
         df["end"] = [seconds(v, f"{path} row {i + 2}: ") for i, v in enumerate(table.end)]
         cut = df.start.notna() | df.end.notna()
-        df.loc[cut, "sample_id"] = [f"{sid}@{s or 0:.3f}-{e:.3f}" for sid, s, e in
-                                    zip(df.sample_id[cut], df.start[cut], df.end[cut].fillna(float("inf")))]
+        df.loc[cut, "sample_id"] = [
+            f"{sid}@{s or 0:.3f}-{e:.3f}"
+            for sid, s, e in zip(df.sample_id[cut], df.start[cut], df.end[cut].fillna(float("inf")))
+        ]
     return df
 
 

@@ -14,14 +14,13 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
-
+from vidprobe import layout
+from vidprobe.artifacts import read_audio_index, video_set, writing
+from vidprobe.config import Config
 from vidprobe.features.audio import SAMPLE_RATE, load_audio
 from vidprobe.features.audio_encoders import AudioEncoder, load_audio_encoder
 from vidprobe.features.rows import StoredRows, align_frames, stored_rows
 from vidprobe.features.store import stage_attrs, write_whole
-from vidprobe import layout
-from vidprobe.artifacts import read_audio_index, video_set, writing
-from vidprobe.config import Config
 
 
 class Waves(Mapping):
@@ -61,27 +60,58 @@ def embed_audio(cfg: Config, encoder: AudioEncoder, out: Path) -> dict:
     sample when there is none), written to `out` unless it already holds them."""
     a = cfg.audio_embed
     samples = read_audio_index(cfg)
-    waves = Waves({row.sample_id: (layout.audio_dir(cfg) / row.file, float(row.start))
-                   for row in samples.itertuples(index=False) if bool(row.has_audio) and row.status == "ok"})
+    waves = Waves(
+        {
+            row.sample_id: (layout.audio_dir(cfg) / row.file, float(row.start))
+            for row in samples.itertuples(index=False)
+            if bool(row.has_audio) and row.status == "ok"
+        }
+    )
     rows = stored_rows(video_set(cfg))
     if not rows:  # no video features yet: one row per sample
         rows = StoredRows(list(samples.sample_id), list(samples.sample_id), None, 0)
     video = layout.video_set_name(cfg)
 
     def features() -> dict:
-        pooled, temporal, present = align_frames(encoder.frames, rows, waves, SAMPLE_RATE, encoder.frame_seconds,
-                                                 encoder.dim, desc=f"audio-embed {a.encoder}")
-        return {"audio/pooled": pooled, "audio/present": present, **({"audio/temporal": temporal} if rows.steps else {})}
+        pooled, temporal, present = align_frames(
+            encoder.frames,
+            rows,
+            waves,
+            SAMPLE_RATE,
+            encoder.frame_seconds,
+            encoder.dim,
+            desc=f"audio-embed {a.encoder}",
+        )
+        return {
+            "audio/pooled": pooled,
+            "audio/present": present,
+            **({"audio/temporal": temporal} if rows.steps else {}),
+        }
 
-    config = {"audio_embed": {k: v for k, v in dataclasses.asdict(a).items() if k != "feature_set"},
-              "model": encoder.weights, "feature_extractor": encoder.extractor.to_dict(), "pooling": encoder.pooling,
-              "rows": rows.ids, "video_feature_set": video if rows.steps else None}  # any change: rebuilt
-    attrs = stage_attrs(config, {"encoder": a.encoder, "weights": encoder.weights, "pooling": encoder.pooling,
-                                 "sampling_rate": encoder.rate, "frame_seconds": encoder.frame_seconds,
-                                 "temporal": f"aligned with {video}/video/temporal" if rows.steps else None,
-                                 "versions": {p: version(p) for p in ("torch", "transformers", "h5py")}})
+    config = {
+        "audio_embed": {k: v for k, v in dataclasses.asdict(a).items() if k != "feature_set"},
+        "model": encoder.weights,
+        "feature_extractor": encoder.extractor.to_dict(),
+        "pooling": encoder.pooling,
+        "rows": rows.ids,
+        "video_feature_set": video if rows.steps else None,
+    }  # any change: rebuilt
+    attrs = stage_attrs(
+        config,
+        {
+            "encoder": a.encoder,
+            "weights": encoder.weights,
+            "pooling": encoder.pooling,
+            "sampling_rate": encoder.rate,
+            "frame_seconds": encoder.frame_seconds,
+            "temporal": f"aligned with {video}/video/temporal" if rows.steps else None,
+            "versions": {p: version(p) for p in ("torch", "transformers", "h5py")},
+        },
+    )
     written = write_whole(out, attrs, rows.ids, features, cfg.paths.lock_timeout)  # the encoder runs only when needed
     with_audio = sum(src in waves for src in rows.sources)
-    print(f"audio-embed {a.encoder}: {with_audio} of {len(rows.ids)} rows with audio, {encoder.dim}-d -> {out}"
-          + ("" if written else " (already there)"))
+    print(
+        f"audio-embed {a.encoder}: {with_audio} of {len(rows.ids)} rows with audio, {encoder.dim}-d -> {out}"
+        + ("" if written else " (already there)")
+    )
     return {"dir": Path(out), "rows": len(rows.ids), "with_audio": with_audio, "written": written}

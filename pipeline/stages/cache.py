@@ -11,9 +11,8 @@ import json
 from pathlib import Path
 
 from vidprobe.features.errors import StoreError
-from vidprobe.features.store import FeatureSet
+from vidprobe.features.store import FeatureSet, verify
 from vidprobe.features.store import repair as repair_set
-from vidprobe.features.store import verify
 
 
 def info(path: Path) -> dict:

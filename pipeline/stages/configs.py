@@ -10,7 +10,6 @@ import typing
 from collections import defaultdict
 
 import yaml
-
 from vidprobe.config import Config, ConfigError
 from vidprobe.yamlconfig import builtin_configs, describe_file, key_comments
 
@@ -24,9 +23,11 @@ def listing() -> str:
         full = max(names, key=len)
         short = f"({min(names, key=len)})" if len(names) > 1 else ""
         rows.append(f"  {full:<30} {short:<22} {describe_file(path)}")
-    return ("Built-in configs: pass one to -c by name (the short name where there is one) or list it under\n"
-            "`include:`; a path to a YAML file works alike. `vidprobe configs -c NAME` prints it resolved.\n"
-            + "\n".join(rows))
+    return (
+        "Built-in configs: pass one to -c by name (the short name where there is one) or list it under\n"
+        "`include:`; a path to a YAML file works alike. `vidprobe configs -c NAME` prints it resolved.\n"
+        + "\n".join(rows)
+    )
 
 
 def run(cfg: Config | None, section: str | None = None) -> str:
@@ -50,6 +51,8 @@ def keys(section: str | None = None) -> str:
         for f in dataclasses.fields(cls):
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
             module = inspect.getmodule(where.get(f.name, cls)).__name__
-            rows.append(f"{name}.{f.name} = {yaml.safe_dump(default, default_flow_style=True).strip().removesuffix('...').strip()}"
-                        f"  # {docs.get(f.name, '')} [{module}]")
+            rows.append(
+                f"{name}.{f.name} = {yaml.safe_dump(default, default_flow_style=True).strip().removesuffix('...').strip()}"
+                f"  # {docs.get(f.name, '')} [{module}]"
+            )
     return "\n".join(rows)

@@ -21,13 +21,12 @@ import ffmpeg
 import numpy as np
 from joblib import Parallel, delayed
 from tqdm import tqdm
-
-from vidprobe.features.tools import ffmpeg_exe
 from vidprobe.config import Config, ConfigError, DemoConfig
+from vidprobe.features.tools import ffmpeg_exe
 
 CLASSES = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (50, 80, 230), "yellow": (230, 210, 40)}
-NUMBERS = "zero one two three four five six seven eight nine ten eleven twelve".split()
+NUMBERS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"]
 SPLITS = ("train", "val", "test")
 OBJECT_SIZE = 20
 
@@ -124,9 +123,11 @@ def check_tools(cfg: DemoConfig) -> DemoConfig:
     """ffmpeg is needed (the system's or imageio-ffmpeg's); without espeak-ng the clips get no speech, said aloud."""
     ffmpeg_exe()
     if cfg.audio and not shutil.which("espeak-ng"):
-        print("warning: espeak-ng is not installed: the demo's clips get no spoken sentence, so the fused run has no "
-              "speech to transcribe; install it (apt-get install espeak-ng, as `make setup` does with root), or set "
-              "demo.audio=false to say you mean it")
+        print(
+            "warning: espeak-ng is not installed: the demo's clips get no spoken sentence, so the fused run has no "
+            "speech to transcribe; install it (apt-get install espeak-ng, as `make setup` does with root), or set "
+            "demo.audio=false to say you mean it"
+        )
         return dataclasses.replace(cfg, audio=False)
     return cfg
 
@@ -172,9 +173,7 @@ def run(cfg: Config, out_dir: str | Path, n_jobs: int = 2) -> Path:
         shutil.rmtree(root / split, ignore_errors=True)
     root.mkdir(parents=True, exist_ok=True)
     clips = plan_clips(demo)
-    Parallel(n_jobs=n_jobs)(
-        delayed(write_clip)(c, demo, root) for c in tqdm(clips, desc="demo clips", unit="clip")
-    )
+    Parallel(n_jobs=n_jobs)(delayed(write_clip)(c, demo, root) for c in tqdm(clips, desc="demo clips", unit="clip"))
     write_metadata(clips, root / "metadata.csv")
     write_multilabel(clips, root)
     print(f"wrote {len(clips)} clips ({len(CLASSES)} classes), metadata.csv and multilabel.csv to {out_dir}")

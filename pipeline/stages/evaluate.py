@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from vidprobe.heads.data import load_split
-from vidprobe.heads.runs import load_run, save_evaluation
 from vidprobe import layout
 from vidprobe.artifacts import head_inputs, writing
 from vidprobe.config import Config
+from vidprobe.heads.data import load_split
+from vidprobe.heads.runs import load_run, save_evaluation
 
 
 def run(cfg: Config) -> dict:
@@ -16,5 +16,6 @@ def run(cfg: Config) -> dict:
     bundle.check_inputs(inputs.hashes)
     data = load_split(cfg.head, cfg.task, inputs.manifest, inputs.features, split, inputs.fused)
     with writing(cfg, layout.eval_dir(cfg, split), f"evaluation of {cfg.run.name} on {split}"):
-        return save_evaluation(layout.eval_dir(cfg, split), bundle, data, split, cfg.head,
-                               (cfg.text.model, cfg.backbone))
+        return save_evaluation(
+            layout.eval_dir(cfg, split), bundle, data, split, cfg.head, (cfg.text.model, cfg.backbone)
+        )

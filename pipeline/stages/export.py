@@ -15,17 +15,16 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
-
-from vidprobe.features.rows import stored_rows
-from vidprobe.features.store import FeatureSet
 from vidprobe import layout
 from vidprobe.artifacts import open_set, read_manifest, writing
 from vidprobe.config import Config, ConfigError
+from vidprobe.features.rows import stored_rows
+from vidprobe.features.store import FeatureSet
 
 ROWS = 4096
 
@@ -107,8 +106,9 @@ def to_hf(fs: FeatureSet, keys: list[str], rows: pd.DataFrame, out: Path) -> Pat
     try:
         import datasets
     except ImportError:
-        raise ConfigError("export.format=hf needs the `datasets` package: pip install 'vidprobe[hf]' "
-                          "(or pip install datasets)") from None
+        raise ConfigError(
+            "export.format=hf needs the `datasets` package: pip install 'vidprobe[hf]' (or pip install datasets)"
+        ) from None
 
     def generate():
         for part, values in batches(fs, keys, rows):

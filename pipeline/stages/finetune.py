@@ -13,6 +13,9 @@ import contextlib
 import dataclasses
 from pathlib import Path
 
+from vidprobe import layout
+from vidprobe.artifacts import clip_items, read_manifest, writing
+from vidprobe.config import Config, ConfigError, load_config
 from vidprobe.features.identity import clip_identity
 from vidprobe.heads.bundle import HeadBundle
 from vidprobe.heads.errors import HeadConfigError
@@ -20,13 +23,12 @@ from vidprobe.heads.finetune.distributed import Distributed
 from vidprobe.heads.finetune.loop import FineTuner, LabeledClips
 from vidprobe.heads.finetune.model import check_head
 from vidprobe.heads.runs import load_run
-from vidprobe import layout
-from vidprobe.artifacts import clip_items, read_manifest, writing
-from vidprobe.config import Config, ConfigError, load_config
 
 # Keys that may change between a run and its resumption: they do not change the steps it takes.
-RESUMABLE = {"finetune": ("name", "resume", "export", "num_workers", "bench_steps", "patience"),
-             "backbone": ("device", "compile", "dtype")}
+RESUMABLE = {
+    "finetune": ("name", "resume", "export", "num_workers", "bench_steps", "patience"),
+    "backbone": ("device", "compile", "dtype"),
+}
 
 
 def run(cfg: Config) -> dict:
@@ -44,8 +46,20 @@ def run(cfg: Config) -> dict:
         with writing(cfg, run_dir, f"run {cfg.finetune.name}") if dist.main else contextlib.nullcontext():
             train, val, classes = labeled_clips(cfg)
             head, head_from = start_head(cfg, classes) if cfg.finetune.init_head else (None, None)
-            result = FineTuner(cfg.finetune, cfg.sampling, cfg.backbone, train, val, classes, dist, run_dir,
-                               cfg.to_dict(), resume_identity(cfg), head, head_from).run()
+            result = FineTuner(
+                cfg.finetune,
+                cfg.sampling,
+                cfg.backbone,
+                train,
+                val,
+                classes,
+                dist,
+                run_dir,
+                cfg.to_dict(),
+                resume_identity(cfg),
+                head,
+                head_from,
+            ).run()
     except BaseException:
         dist.close(ok=False)
         raise
@@ -69,8 +83,9 @@ def labeled_clips(cfg: Config) -> tuple[LabeledClips, LabeledClips, list[str]]:
         by_split.get(split_of[it.sample_id], []).append(it)
     for split, its in by_split.items():
         if not its:
-            raise ConfigError(f"no readable samples in split {split!r}; the manifest has splits "
-                              f"{sorted(set(split_of.values()))}")
+            raise ConfigError(
+                f"no readable samples in split {split!r}; the manifest has splits {sorted(set(split_of.values()))}"
+            )
     classes = sorted({name_of[it.sample_id] for it in by_split["train"]})
 
     def make(split: str) -> LabeledClips:
@@ -98,8 +113,9 @@ def start_head(cfg: Config, classes: list[str]) -> tuple[HeadBundle, Path]:
         theirs = {"head.features": theirs_cfg.head.features, **clip_identity(theirs_cfg.sampling, theirs_cfg.backbone)}
         differ = [f"{k}: {theirs[k]!r} there, {mine[k]!r} here" for k in mine if mine[k] != theirs[k]]
         if differ:
-            raise HeadConfigError(f"{what} was trained on other features than this fine-tune computes:\n  "
-                                  + "\n  ".join(differ))
+            raise HeadConfigError(
+                f"{what} was trained on other features than this fine-tune computes:\n  " + "\n  ".join(differ)
+            )
     return bundle, where
 
 

@@ -8,13 +8,12 @@ from pathlib import Path
 import pandas as pd
 from joblib import Parallel, delayed
 from tqdm import tqdm
-
-from vidprobe.features.files import write_json, write_table
-from vidprobe.features.video import VideoError, probe
 from vidprobe import layout
 from vidprobe.adapters import class_segments, list_samples
 from vidprobe.artifacts import check_failures, failure_summary
 from vidprobe.config import Config
+from vidprobe.features.files import write_json, write_table
+from vidprobe.features.video import VideoError, probe
 
 PROBE_COLUMNS = ["duration", "fps", "num_frames", "width", "height", "rotation", "has_audio", "status", "error"]
 
@@ -27,9 +26,17 @@ def probe_sample(path: Path) -> dict:
         return {"status": err.kind, "error": str(err)}
     except Exception as err:  # noqa: BLE001 - whatever the decoder raised is recorded against the file
         return {"status": "error", "error": f"{path}: {type(err).__name__}: {err}; re-encode or remove it"}
-    return dict(duration=round(info.duration, 4), fps=round(info.fps, 4), num_frames=info.num_frames,
-                width=info.width, height=info.height, rotation=info.rotation, has_audio=info.has_audio,
-                status="ok", error="")
+    return dict(
+        duration=round(info.duration, 4),
+        fps=round(info.fps, 4),
+        num_frames=info.num_frames,
+        width=info.width,
+        height=info.height,
+        rotation=info.rotation,
+        has_audio=info.has_audio,
+        status="ok",
+        error="",
+    )
 
 
 def run(cfg: Config) -> pd.DataFrame:
@@ -43,8 +50,10 @@ def run(cfg: Config) -> pd.DataFrame:
     if "end" in df.columns:  # a segment must lie inside its video
         beyond = (df.status == "ok") & df.end.notna() & (df.end > df.duration + 0.5)
         df.loc[beyond, "status"] = "segment out of range"
-        df.loc[beyond, "error"] = [f"{p}: segment ends at {e:.2f}s but the video lasts {d:.2f}s; fix start/end"
-                                   for p, e, d in zip(df.path[beyond], df.end[beyond], df.duration[beyond])]
+        df.loc[beyond, "error"] = [
+            f"{p}: segment ends at {e:.2f}s but the video lasts {d:.2f}s; fix start/end"
+            for p, e, d in zip(df.path[beyond], df.end[beyond], df.duration[beyond])
+        ]
     out = layout.manifest(cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_table(out, df)
@@ -61,8 +70,9 @@ def run(cfg: Config) -> pd.DataFrame:
         report = describe(df, cfg, segments)
         write_json(layout.describe_file(cfg), report)
         print_description(report)
-    check_failures(len(bad), cfg.index.max_failures, "videos are unusable", "index.max_failures",
-                   f"the error column of {out}")
+    check_failures(
+        len(bad), cfg.index.max_failures, "videos are unusable", "index.max_failures", f"the error column of {out}"
+    )
     return df
 
 
@@ -72,21 +82,30 @@ def describe(df: pd.DataFrame, cfg: Config, segments: dict | None = None) -> dic
     order = {s: i for i, s in enumerate(cfg.dataset.splits)}
     for split, rows in sorted(df.groupby("split"), key=lambda kv: (order.get(kv[0], len(order)), kv[0])):
         ok = rows[rows.status == "ok"]
-        entry = {"samples": len(rows), "usable": len(ok),
-                 "failures": {k: int(n) for k, n in rows[rows.status != "ok"].status.value_counts().items()}}
+        entry = {
+            "samples": len(rows),
+            "usable": len(ok),
+            "failures": {k: int(n) for k, n in rows[rows.status != "ok"].status.value_counts().items()},
+        }
         if "label" in rows and rows.label.notna().any():
             entry["classes"] = {str(k): int(n) for k, n in rows.label.value_counts().sort_index().items()}
         if "labels" in rows:  # multi-label: counts per class, and per long-tail segment
             names = rows.labels.dropna().astype(str).str.split("|").explode()
             entry["classes"] = {str(k): int(n) for k, n in names[names != ""].value_counts().sort_index().items()}
             if segments:
-                entry["segments"] = {seg: sum(1 for c in entry["classes"] if segments.get(c) == seg)
-                                     for seg in ("head", "middle", "tail")}
+                entry["segments"] = {
+                    seg: sum(1 for c in entry["classes"] if segments.get(c) == seg)
+                    for seg in ("head", "middle", "tail")
+                }
         for trait in cfg.dataset.traits:
             values = rows[trait]
             entry.setdefault("traits", {})[trait] = {
-                "mean": float(values.mean()), "std": float(values.std()), "min": float(values.min()),
-                "max": float(values.max()), "missing": int(values.isna().sum())}
+                "mean": float(values.mean()),
+                "std": float(values.std()),
+                "min": float(values.min()),
+                "max": float(values.max()),
+                "missing": int(values.isna().sum()),
+            }
         report[str(split)] = entry
     return report
 
@@ -98,11 +117,15 @@ def print_description(report: dict) -> None:
         classes = entry.get("classes", {})
         if classes:
             counts = sorted(classes.values())
-            print(f"  {len(classes)} classes, {counts[0]}-{counts[-1]} samples each: "
-                  + ", ".join(f"{k} {n}" for k, n in list(classes.items())[:8]) + (" ..." if len(classes) > 8 else ""))
+            print(
+                f"  {len(classes)} classes, {counts[0]}-{counts[-1]} samples each: "
+                + ", ".join(f"{k} {n}" for k, n in list(classes.items())[:8])
+                + (" ..." if len(classes) > 8 else "")
+            )
         if "segments" in entry:
             print("  classes by train-count segment: " + ", ".join(f"{k} {n}" for k, n in entry["segments"].items()))
         for trait, d in entry.get("traits", {}).items():
-            print(f"  {trait}: mean {d['mean']:.3g}, std {d['std']:.3g}, range [{d['min']:.3g}, {d['max']:.3g}], "
-                  f"{d['missing']} missing")
-
+            print(
+                f"  {trait}: mean {d['mean']:.3g}, std {d['std']:.3g}, range [{d['min']:.3g}, {d['max']:.3g}], "
+                f"{d['missing']} missing"
+            )

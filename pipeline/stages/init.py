@@ -21,9 +21,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 import vidprobe
+import yaml
 from vidprobe import layout
 from vidprobe.adapters import list_samples
 from vidprobe.config import Config, ConfigError, load_config, with_overrides
@@ -35,13 +34,19 @@ RUN = "${paths.cache}/runs/${run.name}"
 DATASET = "${paths.cache}/${dataset.name}"
 
 
-def run(target: str | Path, dataset: str = "folder", root: str | Path | None = None, overrides: list[str] = (),
-        force: bool = False) -> Config:
+def run(
+    target: str | Path,
+    dataset: str = "folder",
+    root: str | Path | None = None,
+    overrides: list[str] = (),
+    force: bool = False,
+) -> Config:
     target = Path(target).resolve()
     clash = [name for name in WRITES[:2] if (target / name).exists()]
     if clash and not force:
-        raise ConfigError(f"{target} already holds {' and '.join(clash)}: choose an empty folder, or pass --force "
-                          "to write over them")
+        raise ConfigError(
+            f"{target} already holds {' and '.join(clash)}: choose an empty folder, or pass --force to write over them"
+        )
     include = config_reference(dataset, target)
     values = parse_overrides(list(overrides))
     if root is not None:
@@ -64,10 +69,12 @@ def run(target: str | Path, dataset: str = "folder", root: str | Path | None = N
     (target / ".dvcignore").write_text("__pycache__/\n*.pyc\n*.partial\n")
     how = make_dvc_project(target)
     counts = ", ".join(f"{n} {split}" for split, n in samples.groupby("split").size().items())
-    print(f"vidprobe init: {target} ({how}) for {cfg.dataset.root}: {len(samples)} samples ({counts})\n"
-          f"  params.yaml  what differs from {include}; all of it: vidprobe configs -c {target / 'params.yaml'}\n"
-          f"  dvc.yaml     {' -> '.join(['stamp', *COMMANDS])}\n"
-          f"next: cd {target} && dvc repro && dvc metrics show")
+    print(
+        f"vidprobe init: {target} ({how}) for {cfg.dataset.root}: {len(samples)} samples ({counts})\n"
+        f"  params.yaml  what differs from {include}; all of it: vidprobe configs -c {target / 'params.yaml'}\n"
+        f"  dvc.yaml     {' -> '.join(['stamp', *COMMANDS])}\n"
+        f"next: cd {target} && dvc repro && dvc metrics show"
+    )
     return cfg
 
 
@@ -88,18 +95,24 @@ def absolute_root(cfg: Config, target: Path) -> Config:
 
 def path_keys(cfg: Config) -> dict:
     """The keys dvc.yaml's paths are made of, spelled out in params.yaml (DVC reads them from there)."""
-    return {"dataset": {"name": cfg.dataset.name}, "paths": {"cache": cfg.paths.cache},
-            "embed": {"feature_set": layout.video_set_name(cfg)}, "run": {"name": cfg.run.name},
-            "evaluate": {"split": cfg.evaluate.split}}
+    return {
+        "dataset": {"name": cfg.dataset.name},
+        "paths": {"cache": cfg.paths.cache},
+        "embed": {"feature_set": layout.video_set_name(cfg)},
+        "run": {"name": cfg.run.name},
+        "evaluate": {"split": cfg.evaluate.split},
+    }
 
 
 def params_text(include: str, values: dict[str, dict], cfg: Config) -> str:
-    lines = [f"# A vidprobe project (vidprobe init, {date.today()}, vidprobe {vidprobe.__version__}).",
-             "# Every stage in dvc.yaml runs `vidprobe <stage> -c params.yaml`. This file holds only what differs",
-             f"# from {include}; the whole config, resolved: `vidprobe configs -c params.yaml`. Change a key here (or",
-             "# `dvc exp run -S head.lr=0.003`) and `dvc repro` re-runs only the stages that read it. dvc.yaml's",
-             "# paths are made of dataset.name, paths.cache, embed.feature_set, run.name and evaluate.split.",
-             f"include: {include} # a built-in config (`vidprobe configs` lists them) or a path"]
+    lines = [
+        f"# A vidprobe project (vidprobe init, {date.today()}, vidprobe {vidprobe.__version__}).",
+        "# Every stage in dvc.yaml runs `vidprobe <stage> -c params.yaml`. This file holds only what differs",
+        f"# from {include}; the whole config, resolved: `vidprobe configs -c params.yaml`. Change a key here (or",
+        "# `dvc exp run -S head.lr=0.003`) and `dvc repro` re-runs only the stages that read it. dvc.yaml's",
+        "# paths are made of dataset.name, paths.cache, embed.feature_set, run.name and evaluate.split.",
+        f"include: {include} # a built-in config (`vidprobe configs` lists them) or a path",
+    ]
     sections = {f.name: type(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
     for section in [s for s in sections if s in values]:
         keys = values[section]
@@ -122,31 +135,46 @@ def dvc_text(cfg: Config) -> str:
     evaluated = f"{RUN}/eval/${{evaluate.split}}"
     plots = []
     if cfg.task.label:
-        plots.append({f"{evaluated}/confusion.csv": {"cache": False, "template": "confusion", "x": "actual",
-                                                    "y": "predicted"}})
+        plots.append(
+            {f"{evaluated}/confusion.csv": {"cache": False, "template": "confusion", "x": "actual", "y": "predicted"}}
+        )
     if cfg.task.label or cfg.task.multilabel:
         ap = f"per_class_ap-{cfg.task.multilabel}.csv" if cfg.task.multilabel else "per_class_ap.csv"
         plots.append({f"{evaluated}/{ap}": {"cache": False, "template": "bar_horizontal", "x": "ap", "y": "class"}})
     stages = {
-        "stamp": {"cmd": f"vidprobe stamp -c params.yaml {' '.join(COMMANDS)}", "deps": ["params.yaml"],
-                  "always_changed": True, "outs": stamps},
-        "index": {"cmd": "vidprobe index -c params.yaml", "deps": [stamp_file("index"), "${dataset.root}"],
-                  "outs": index_outs},
-        "embed": {"cmd": "vidprobe embed -c params.yaml", "deps": [stamp_file("embed"), manifest],
-                  "outs": [features]},
-        "train": {"cmd": "vidprobe train -c params.yaml", "deps": [stamp_file("train"), manifest, features],
-                  "outs": [f"{RUN}/heads.pt", f"{RUN}/predictions.csv", f"{RUN}/config.yaml"],
-                  "metrics": [{f"{RUN}/metrics.json": {"cache": False}}],
-                  "plots": [{f"{RUN}/history": {"cache": False}}]},
-        "evaluate": {"cmd": "vidprobe evaluate -c params.yaml",
-                     "deps": [stamp_file("evaluate"), manifest, features, f"{RUN}/heads.pt"],
-                     "outs": [f"{evaluated}/predictions.csv"],
-                     "metrics": [{f"{evaluated}/metrics.json": {"cache": False}}], **({"plots": plots} if plots else {})},
+        "stamp": {
+            "cmd": f"vidprobe stamp -c params.yaml {' '.join(COMMANDS)}",
+            "deps": ["params.yaml"],
+            "always_changed": True,
+            "outs": stamps,
+        },
+        "index": {
+            "cmd": "vidprobe index -c params.yaml",
+            "deps": [stamp_file("index"), "${dataset.root}"],
+            "outs": index_outs,
+        },
+        "embed": {"cmd": "vidprobe embed -c params.yaml", "deps": [stamp_file("embed"), manifest], "outs": [features]},
+        "train": {
+            "cmd": "vidprobe train -c params.yaml",
+            "deps": [stamp_file("train"), manifest, features],
+            "outs": [f"{RUN}/heads.pt", f"{RUN}/predictions.csv", f"{RUN}/config.yaml"],
+            "metrics": [{f"{RUN}/metrics.json": {"cache": False}}],
+            "plots": [{f"{RUN}/history": {"cache": False}}],
+        },
+        "evaluate": {
+            "cmd": "vidprobe evaluate -c params.yaml",
+            "deps": [stamp_file("evaluate"), manifest, features, f"{RUN}/heads.pt"],
+            "outs": [f"{evaluated}/predictions.csv"],
+            "metrics": [{f"{evaluated}/metrics.json": {"cache": False}}],
+            **({"plots": plots} if plots else {}),
+        },
     }
-    head = (f"# The pipeline of this vidprobe project: `dvc repro` runs it, `dvc metrics show` and `dvc plots show`\n"
-            f"# read its results. `stamp` always runs first and writes {STAMP_DIR}/<stage>.yaml: what that stage reads\n"
-            "# (the installed vidprobe and its code, the config keys, resolved); a stage re-runs only when its file\n"
-            "# changed. Upgrading vidprobe re-runs the stages; `dvc commit -f` keeps outputs you know still hold.\n")
+    head = (
+        f"# The pipeline of this vidprobe project: `dvc repro` runs it, `dvc metrics show` and `dvc plots show`\n"
+        f"# read its results. `stamp` always runs first and writes {STAMP_DIR}/<stage>.yaml: what that stage reads\n"
+        "# (the installed vidprobe and its code, the config keys, resolved); a stage re-runs only when its file\n"
+        "# changed. Upgrading vidprobe re-runs the stages; `dvc commit -f` keeps outputs you know still hold.\n"
+    )
     return head + yaml.safe_dump({"stages": stages}, sort_keys=False, width=120)
 
 
@@ -154,8 +182,11 @@ def make_dvc_project(target: Path) -> str:
     if (target / ".dvc").is_dir():
         return "already a DVC project"
     git = shutil.which("git")
-    top = subprocess.run([git, "rev-parse", "--show-toplevel"], cwd=target, capture_output=True,
-                         text=True) if git else None
+    top = (
+        subprocess.run([git, "rev-parse", "--show-toplevel"], cwd=target, capture_output=True, text=True)
+        if git
+        else None
+    )
     if top is not None and top.returncode == 0:
         subdir = Path(top.stdout.strip()).resolve() != target
         dvc_init(target, ["--subdir"] if subdir else [])
@@ -169,7 +200,8 @@ def make_dvc_project(target: Path) -> str:
 
 
 def dvc_init(target: Path, flags: list[str]) -> None:
-    done = subprocess.run([sys.executable, "-m", "dvc", "init", "-q", *flags], cwd=target, capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "dvc", "init", "-q", *flags], cwd=target, capture_output=True, text=True
+    )
     if done.returncode != 0:
         raise ConfigError(f"`dvc init {' '.join(flags)}` in {target} failed: {done.stderr.strip() or done.stdout}")

@@ -3,9 +3,9 @@ offline)."""
 
 from __future__ import annotations
 
+from vidprobe.config import ConfigError, RunFailed
 from vidprobe.features.i3d import kinetics_top5
 from vidprobe.features.video import VideoError
-from vidprobe.config import ConfigError, RunFailed
 
 
 def run(videos: list[str], k: int = 5, frames: int = 64, size: int = 224) -> None:

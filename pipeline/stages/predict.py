@@ -19,16 +19,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
+from vidprobe import layout
+from vidprobe.adapters.base import read_table, read_text, require_columns
+from vidprobe.artifacts import open_set, read_embed_failures, read_manifest, writing
+from vidprobe.config import Config, ConfigError, RunFailed, dump_config, load_config, with_overrides
 from vidprobe.features.files import write_table
 from vidprobe.features.identity import feature_config, feature_hash, flatten
 from vidprobe.features.rows import stored_rows
 from vidprobe.heads.data import LabeledFeatures, features_of, missing_inputs
 from vidprobe.heads.runs import load_run
-from vidprobe import layout
-from vidprobe.adapters.base import read_table, read_text, require_columns
-from vidprobe.artifacts import open_set, read_embed_failures, read_manifest, writing
-from vidprobe.config import Config, ConfigError, RunFailed, dump_config, load_config, with_overrides
 
 TIMELINE = {"sampling.mode", "sampling.window", "sampling.stride"}  # windows over a video: allowed to differ
 TABLES = (".txt", ".csv", ".jsonl", ".json")
@@ -36,8 +35,10 @@ TABLES = (".txt", ".csv", ".jsonl", ".json")
 
 def run(cfg: Config) -> pd.DataFrame:
     if not cfg.predict.input:
-        raise ConfigError("predict.input: name the new videos: a folder, a glob ('clips/*.mp4'), a .txt of paths, "
-                          "or a CSV with a path column")
+        raise ConfigError(
+            "predict.input: name the new videos: a folder, a glob ('clips/*.mp4'), a .txt of paths, "
+            "or a CSV with a path column"
+        )
     run_dir = layout.run_dir(cfg)
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"run.name: no trained run at {run_dir}: run `vidprobe train` first, or name another run")
@@ -63,8 +64,10 @@ def predict_into(out: Path, cfg: Config, trained: Config, bundle, name: str) -> 
     table.to_parquet(out / "predictions.parquet", index=False)
     ok = table.status == "ok"
     kinds = ", ".join(f"{n} {k}" for k, n in table.status[~ok].value_counts().items()) or "none"
-    print(f"predict {cfg.run.name}: {table.sample_id.nunique()} videos, {int(ok.sum())} rows predicted; "
-          f"not read: {kinds}\n{out / 'predictions.csv'}")
+    print(
+        f"predict {cfg.run.name}: {table.sample_id.nunique()} videos, {int(ok.sum())} rows predicted; "
+        f"not read: {kinds}\n{out / 'predictions.csv'}"
+    )
     return table
 
 
@@ -74,24 +77,48 @@ def check_features(cfg: Config, trained: Config, run_dir: Path) -> None:
     allowed = TIMELINE if cfg.sampling.mode == "windows" else set()
     differ = [f"{k}: {theirs[k]!r} there, {mine[k]!r} here" for k in mine if mine[k] != theirs[k] and k not in allowed]
     if differ:
-        raise ConfigError(f"predict: {run_dir} was trained on other features than this config computes:\n  "
-                          + "\n  ".join(differ) + f"\nPredict with the run's own config: -c {run_dir / 'config.yaml'}")
+        raise ConfigError(
+            f"predict: {run_dir} was trained on other features than this config computes:\n  "
+            + "\n  ".join(differ)
+            + f"\nPredict with the run's own config: -c {run_dir / 'config.yaml'}"
+        )
 
 
 def videos_config(cfg: Config, trained: Config, name: str, out: Path) -> Config:
     """The run's config, over the new videos: where they are, where their cache goes, how to run here."""
     root, table = inputs(cfg.predict.input, out)
-    here = {k: v for k, v in flatten(cfg.to_dict()).items()
-            if k.split(".")[0] in ("index", "audio") or k in ("paths.cache", "backbone.device", "backbone.compile")
-            or k.startswith("embed.") and k not in ("embed.feature_set", "embed.storage_dtype")}
+    here = {
+        k: v
+        for k, v in flatten(cfg.to_dict()).items()
+        if k.split(".")[0] in ("index", "audio")
+        or k in ("paths.cache", "backbone.device", "backbone.compile")
+        or k.startswith("embed.")
+        and k not in ("embed.feature_set", "embed.storage_dtype")
+    }
     if cfg.sampling.mode == "windows":
         here.update({k: v for k, v in flatten(cfg.to_dict()).items() if k in TIMELINE})
-    return with_overrides(trained, {**here, "dataset.adapter": "unlabelled", "dataset.root": str(root),
-                                    "dataset.table": table, "dataset.name": name, "dataset.splits": ["predict"],
-                                    "dataset.metadata": None, "dataset.traits": [], "dataset.columns": [],
-                                    "dataset.val_fraction": 0.0, "index.max_failures": None,
-                                    "embed.max_failures": None, "audio.max_failures": None, "embed.num_shards": None,
-                                    "embed.shard_index": None, "embed.force": False, "index.describe": False})
+    return with_overrides(
+        trained,
+        {
+            **here,
+            "dataset.adapter": "unlabelled",
+            "dataset.root": str(root),
+            "dataset.table": table,
+            "dataset.name": name,
+            "dataset.splits": ["predict"],
+            "dataset.metadata": None,
+            "dataset.traits": [],
+            "dataset.columns": [],
+            "dataset.val_fraction": 0.0,
+            "index.max_failures": None,
+            "embed.max_failures": None,
+            "audio.max_failures": None,
+            "embed.num_shards": None,
+            "embed.shard_index": None,
+            "embed.force": False,
+            "index.describe": False,
+        },
+    )
 
 
 def inputs(spec: str, out: Path) -> tuple[Path, str | None]:
@@ -101,8 +128,11 @@ def inputs(spec: str, out: Path) -> tuple[Path, str | None]:
     if path.is_dir():
         return path.resolve(), None
     if path.is_file() and path.suffix.lower() in TABLES:
-        table = (pd.DataFrame({"path": [p for p in map(str.strip, read_text(path).splitlines()) if p and p[0] != "#"]})
-                 if path.suffix.lower() == ".txt" else read_table(path))
+        table = (
+            pd.DataFrame({"path": [p for p in map(str.strip, read_text(path).splitlines()) if p and p[0] != "#"]})
+            if path.suffix.lower() == ".txt"
+            else read_table(path)
+        )
         require_columns(table, ["path"], path)
         table["path"] = [(path.parent / p).resolve() for p in table.path.astype(str)]
     else:
@@ -122,10 +152,15 @@ def stages_for(cfg: Config) -> list[str]:
     speech, text = layout.whisper_set_name(cfg), layout.text_set_name(cfg)
     unknown = sorted(sets - {own, speech, text})
     if unknown:
-        raise ConfigError(f"predict: the run reads feature sets {unknown}, which predict cannot make for new videos "
-                          f"(it makes {own}, {speech} and {text})")
-    return ["index", "embed"] + (["audio", "transcribe"] if sets & {speech, text} else []) + (
-        ["text"] if text in sets else [])
+        raise ConfigError(
+            f"predict: the run reads feature sets {unknown}, which predict cannot make for new videos "
+            f"(it makes {own}, {speech} and {text})"
+        )
+    return (
+        ["index", "embed"]
+        + (["audio", "transcribe"] if sets & {speech, text} else [])
+        + (["text"] if text in sets else [])
+    )
 
 
 def score(cfg: Config, bundle) -> pd.DataFrame:
@@ -134,21 +169,36 @@ def score(cfg: Config, bundle) -> pd.DataFrame:
     fs = open_set(cfg, layout.video_set_name(cfg), "embed.feature_set")
     fs.require_hash(*feature_hash(cfg.sampling, cfg.backbone, cfg.embed.storage_dtype))
     rows = stored_rows(fs)
-    fused = [(spec, open_set(cfg, name, f"head.fuse: {spec!r}"), key)
-             for spec, name, key in cfg.head.fused_specs(fs.dir.name)]
+    fused = [
+        (spec, open_set(cfg, name, f"head.fuse: {spec!r}"), key)
+        for spec, name, key in cfg.head.fused_specs(fs.dir.name)
+    ]
     x, dims = features_of(cfg.head, fs, rows.ids, "predict", fused)
     data = LabeledFeatures(rows.ids, x, None, None, None, dims)
     pred, _, _ = bundle.predict(data, cfg.head, (cfg.text.model, cfg.backbone), top_k=cfg.predict.top_k)
-    spans = np.round(rows.spans.astype(np.float64), 3) if rows.spans is not None else np.full((len(rows.ids), 2), np.nan)
-    where = pd.DataFrame({"sample_id": rows.sources, "row": rows.ids,
-                          "path": [os.path.join(cfg.dataset.root, manifest.path[s]) for s in rows.sources],
-                          "start": spans[:, 0], "end": spans[:, 1], "status": "ok", "error": ""})
+    spans = (
+        np.round(rows.spans.astype(np.float64), 3) if rows.spans is not None else np.full((len(rows.ids), 2), np.nan)
+    )
+    where = pd.DataFrame(
+        {
+            "sample_id": rows.sources,
+            "row": rows.ids,
+            "path": [os.path.join(cfg.dataset.root, manifest.path[s]) for s in rows.sources],
+            "start": spans[:, 0],
+            "end": spans[:, 1],
+            "status": "ok",
+            "error": "",
+        }
+    )
     if dims:
         where["missing"] = missing_inputs(cfg.head, data)
     table = pd.concat([where, pred.drop(columns="sample_id")], axis=1)
     failed = read_embed_failures(cfg)
-    lost = [(sid, *(failed.get(sid) or (r.status, r.error))) for sid, r in manifest.iterrows()
-            if r.status != "ok" or sid in failed]
+    lost = [
+        (sid, *(failed.get(sid) or (r.status, r.error)))
+        for sid, r in manifest.iterrows()
+        if r.status != "ok" or sid in failed
+    ]
     if lost:
         bad = pd.DataFrame(lost, columns=["sample_id", "status", "error"])
         bad.insert(1, "path", [os.path.join(cfg.dataset.root, manifest.path[s]) for s in bad.sample_id])

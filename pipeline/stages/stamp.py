@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 import vidprobe
+import yaml
 from vidprobe.code import command_closure, fingerprint
 from vidprobe.config import Config, ConfigError
 from vidprobe.project import READS, read_keys, stamp_file
@@ -26,10 +25,15 @@ def run(cfg: Config, commands: list[str], where: str | Path = ".") -> list[Path]
     for command in commands:
         path = Path(where) / stamp_file(command)
         path.parent.mkdir(parents=True, exist_ok=True)
-        record = {"vidprobe": vidprobe.__version__, "code": fingerprint(command_closure(command)),
-                  "config": read_keys(resolved, READS[command])}
-        text = (f"# What `vidprobe {command}` reads (written by `vidprobe stamp`; dvc.yaml's {command} stage depends "
-                "on it)\n" + yaml.safe_dump(record, sort_keys=False))
+        record = {
+            "vidprobe": vidprobe.__version__,
+            "code": fingerprint(command_closure(command)),
+            "config": read_keys(resolved, READS[command]),
+        }
+        text = (
+            f"# What `vidprobe {command}` reads (written by `vidprobe stamp`; dvc.yaml's {command} stage depends "
+            "on it)\n" + yaml.safe_dump(record, sort_keys=False)
+        )
         if not path.is_file() or path.read_text() != text:
             path.write_text(text)
         written.append(path)

@@ -18,33 +18,47 @@ import pandas as pd
 import torch
 import yaml
 from joblib import Parallel, delayed
-
-from vidprobe.features.files import write_json, write_table, write_text
-from vidprobe.heads.sweep import grid_points, label, leaderboard, overrides, sklearn_baselines, to_markdown, trial_name
-from vidprobe.heads.data import load_split
-from vidprobe.heads.tasks import batch_key
 from vidprobe import layout
 from vidprobe.artifacts import head_inputs, writing
-from vidprobe.training import train_runs
 from vidprobe.config import Config, ConfigError, with_overrides
+from vidprobe.features.files import write_json, write_table, write_text
+from vidprobe.heads.data import load_split
+from vidprobe.heads.sweep import grid_points, label, leaderboard, overrides, sklearn_baselines, to_markdown, trial_name
+from vidprobe.heads.tasks import batch_key
+from vidprobe.training import train_runs
 
 
 def combos_of(cfg: Config) -> list[dict]:
     """The grid's configurations (all, or `sweep.samples` drawn at random); load_config checked each already."""
     if not cfg.sweep.grid:
-        raise ConfigError("sweep.grid: nothing to sweep; e.g. sweep.grid='{head.lr: [0.1, 0.01], head.weight_decay: [0, 1e-4]}'")
+        raise ConfigError(
+            "sweep.grid: nothing to sweep; e.g. sweep.grid='{head.lr: [0.1, 0.01], head.weight_decay: [0, 1e-4]}'"
+        )
     return grid_points(cfg.sweep.grid, cfg.sweep.samples)
 
 
 def trial_config(cfg: Config, combo: dict, seed: int, sweep_dir: str) -> Config:
     """The config one trial (a grid point with a seed) trains with, as its run folder records it."""
-    return scale_lr(with_overrides(cfg, {**overrides(combo), "head.seed": seed,
-                                         "run.name": f"{Path(sweep_dir).name}/{trial_name(combo)}/seed{seed}"}))
+    return scale_lr(
+        with_overrides(
+            cfg,
+            {
+                **overrides(combo),
+                "head.seed": seed,
+                "run.name": f"{Path(sweep_dir).name}/{trial_name(combo)}/seed{seed}",
+            },
+        )
+    )
 
 
 def trial_row(combo: dict, seed: int, c: Config, metrics: dict) -> dict:
-    return {"config": trial_name(combo), **{k: label(v) for k, v in combo.items()}, "seed": seed,
-            "run_dir": str(layout.run_dir(c)), **metrics}
+    return {
+        "config": trial_name(combo),
+        **{k: label(v) for k, v in combo.items()},
+        "seed": seed,
+        "run_dir": str(layout.run_dir(c)),
+        **metrics,
+    }
 
 
 def finished(cfg: Config, combo: dict, seed: int, sweep_dir: str) -> dict | None:
@@ -79,11 +93,12 @@ def scale_lr(cfg: Config) -> Config:
     if rule == "none":
         return cfg
     ratio = cfg.head.batch_size / cfg.sweep.base_batch_size
-    return with_overrides(cfg, {"head.lr": cfg.head.lr * (ratio if rule == "linear" else ratio ** 0.5)})
+    return with_overrides(cfg, {"head.lr": cfg.head.lr * (ratio if rule == "linear" else ratio**0.5)})
 
 
-def batches(cfg: Config, combos: list[dict], n_jobs: int,
-            skip: set[tuple[str, int]] = frozenset()) -> list[tuple[list[dict], int]]:
+def batches(
+    cfg: Config, combos: list[dict], n_jobs: int, skip: set[tuple[str, int]] = frozenset()
+) -> list[tuple[list[dict], int]]:
     """(combos, seed) per job, leaving out the (trial name, seed) pairs in `skip`. Trials whose heads can
     train in one pass (`heads.tasks.batch_key`: linear class heads differing only in lr / weight decay;
     joint trait heads also in head, loss, schedule and stopping) and whose configs agree on everything else
@@ -122,9 +137,13 @@ def baselines(cfg: Config) -> list[dict]:
     inputs = head_inputs(cfg)
     _, key = cfg.head.feature_spec(layout.video_set_name(cfg))
     sequence = len(inputs.features.keys.get(key, ())) == 2 and not key.endswith("pooled")
-    cfg = with_overrides(cfg, {"head.name": "attention" if sequence else "linear", "head.init": "random"})  # the data only
-    tr, va = (load_split(cfg.head, cfg.task, inputs.manifest, inputs.features, split, inputs.fused)
-              for split in ("train", "val"))
+    cfg = with_overrides(
+        cfg, {"head.name": "attention" if sequence else "linear", "head.init": "random"}
+    )  # the data only
+    tr, va = (
+        load_split(cfg.head, cfg.task, inputs.manifest, inputs.features, split, inputs.fused)
+        for split in ("train", "val")
+    )
     metrics = sklearn_baselines(tr, va, cfg.task.traits)
     return [{"config": "baseline: sklearn logistic/ridge", "seed": 0, "run_dir": "", **metrics}] if metrics else []
 
@@ -140,26 +159,32 @@ def run(cfg: Config) -> pd.DataFrame:
 
 def run_grid(cfg: Config, combos: list[dict], out: Path) -> pd.DataFrame:
     n_jobs = cfg.sweep.n_jobs if cfg.sweep.n_jobs > 0 else (os.cpu_count() or 1)
-    earlier = [row for seed in cfg.sweep.seeds for combo in combos
-               if (row := finished(cfg, combo, seed, str(out))) is not None]  # a re-run resumes
+    earlier = [
+        row for seed in cfg.sweep.seeds for combo in combos if (row := finished(cfg, combo, seed, str(out))) is not None
+    ]  # a re-run resumes
     jobs = batches(cfg, combos, n_jobs, {(row["config"], row["seed"]) for row in earlier})
     n_jobs = max(1, min(n_jobs, len(jobs)))
     threads = max(1, (os.cpu_count() or 1) // n_jobs)
     runs = len(combos) * len(cfg.sweep.seeds)
     todo = sum(len(batch) for batch, _ in jobs)
-    print(f"sweep {cfg.sweep.name}: {len(combos)} configs x {len(cfg.sweep.seeds)} seeds = {runs} runs"
-          + (f", {len(earlier)} already finished" if earlier else "")
-          + f"; {todo} to train in {len(jobs)} jobs ({'heads batched' if len(jobs) < todo else 'one run each'}), "
-            f"{n_jobs} at a time")
+    print(
+        f"sweep {cfg.sweep.name}: {len(combos)} configs x {len(cfg.sweep.seeds)} seeds = {runs} runs"
+        + (f", {len(earlier)} already finished" if earlier else "")
+        + f"; {todo} to train in {len(jobs)} jobs ({'heads batched' if len(jobs) < todo else 'one run each'}), "
+        f"{n_jobs} at a time"
+    )
     done = Parallel(n_jobs=n_jobs, verbose=5)(
-        delayed(run_trials)(cfg, batch, seed, str(out), threads) for batch, seed in jobs)
+        delayed(run_trials)(cfg, batch, seed, str(out), threads) for batch, seed in jobs
+    )
     rows = earlier + [row for rows_of_job in done for row in rows_of_job]
     if cfg.sweep.baselines:
         rows += baselines(cfg)
     measured = {k for row in rows for k in row}
     if cfg.sweep.metric not in measured:  # load_config checked the task reports it; top5 needs > 5 classes
-        raise ConfigError(f"sweep.metric: {cfg.sweep.metric!r} is not among the metrics: "
-                          f"{sorted(c for c in measured if '/' in c or c in ('acc', 'macro_f1', 'mAP'))}")
+        raise ConfigError(
+            f"sweep.metric: {cfg.sweep.metric!r} is not among the metrics: "
+            f"{sorted(c for c in measured if '/' in c or c in ('acc', 'macro_f1', 'mAP'))}"
+        )
     table = leaderboard(rows, cfg.sweep.metric)
     write_table(out / "leaderboard.csv", table)
     markdown = to_markdown(table, cfg.sweep.metric)

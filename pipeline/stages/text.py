@@ -22,15 +22,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-
-from vidprobe.features.files import write_table, write_text
-from vidprobe.features.rows import row_texts, stored_rows
-from vidprobe.features.store import stage_attrs, write_whole
-from vidprobe.features.text import (encode_texts, heatmap_svg, pairs_markdown, prompt_embeddings, prompt_encoder,
-                           prompt_similarity, text_model)
 from vidprobe import layout
 from vidprobe.artifacts import read_captions, read_classes, read_manifest, read_transcripts, video_set
 from vidprobe.config import Config, ConfigError
+from vidprobe.features.files import write_table, write_text
+from vidprobe.features.rows import row_texts, stored_rows
+from vidprobe.features.store import stage_attrs, write_whole
+from vidprobe.features.text import (
+    encode_texts,
+    heatmap_svg,
+    pairs_markdown,
+    prompt_embeddings,
+    prompt_encoder,
+    prompt_similarity,
+    text_model,
+)
 
 VERSIONS = ("torch", "transformers", "h5py")
 
@@ -56,7 +62,9 @@ def run_rows(cfg: Config) -> dict:
     rows = stored_rows(video_set(cfg))
     if cfg.text.source == "transcripts":
         records = read_transcripts(cfg)
-        ids, texts = (rows.ids, row_texts(rows, records)) if rows else (list(records), [r["text"] for r in records.values()])
+        ids, texts = (
+            (rows.ids, row_texts(rows, records)) if rows else (list(records), [r["text"] for r in records.values()])
+        )
     else:  # captions: one record per video row already (a window's own)
         records = read_captions(cfg)
         ids = rows.ids if rows else list(records)
@@ -67,14 +75,26 @@ def run_rows(cfg: Config) -> dict:
     values = torch.nn.functional.normalize(values.float(), dim=-1)
     pooled = np.zeros((len(ids), values.shape[1]), np.float32)
     pooled[present] = values.numpy()
-    config = {"text": identity(cfg), "model": weights, "rows": ids,
-              cfg.text.source: hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]}
-    attrs = stage_attrs(config, {"encoder": encoder, "weights": weights,
-                                 "pooling": "L2-normalised: MiniLM mean over tokens (attention mask) / CLIP projected text",
-                                 "versions": {p: version(p) for p in VERSIONS}})
+    config = {
+        "text": identity(cfg),
+        "model": weights,
+        "rows": ids,
+        cfg.text.source: hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16],
+    }
+    attrs = stage_attrs(
+        config,
+        {
+            "encoder": encoder,
+            "weights": weights,
+            "pooling": "L2-normalised: MiniLM mean over tokens (attention mask) / CLIP projected text",
+            "versions": {p: version(p) for p in VERSIONS},
+        },
+    )
     out = layout.feature_set(cfg, layout.text_set_name(cfg))
     write_whole(out, attrs, ids, lambda: {"text/pooled": pooled, "text/present": present}, cfg.paths.lock_timeout)
-    print(f"text: {int(present.sum())} of {len(ids)} rows with {cfg.text.source}, {pooled.shape[1]}-d ({weights}) -> {out}")
+    print(
+        f"text: {int(present.sum())} of {len(ids)} rows with {cfg.text.source}, {pooled.shape[1]}-d ({weights}) -> {out}"
+    )
     return {"dir": out, "rows": len(ids), "present": int(present.sum())}
 
 
@@ -94,10 +114,16 @@ def run_prompts(cfg: Config) -> dict:
     if not classes:
         raise ConfigError("no class names to embed: the manifest has no labels")
     encoder, model, recorded = encoder_of(cfg)
-    attrs = stage_attrs({"text": identity(cfg), "model": recorded, "classes": classes},
-                        {"encoder": encoder, "model": recorded, "templates": cfg.text.templates,
-                         "pooling": "mean over templates of L2-normalised projected text embeddings",
-                         "versions": {p: version(p) for p in VERSIONS}})
+    attrs = stage_attrs(
+        {"text": identity(cfg), "model": recorded, "classes": classes},
+        {
+            "encoder": encoder,
+            "model": recorded,
+            "templates": cfg.text.templates,
+            "pooling": "mean over templates of L2-normalised projected text embeddings",
+            "versions": {p: version(p) for p in VERSIONS},
+        },
+    )
     out = layout.feature_set(cfg, layout.text_set_name(cfg))
     encode = functools.partial(encode_texts, encoder, model, seed=cfg.backbone.seed)
     values, weights = prompt_embeddings(encode, classes, cfg.text.templates)  # a few class names: cheap to embed again
@@ -113,14 +139,18 @@ def similarity_report(cfg: Config, classes: list[str], values: np.ndarray, out: 
     their training counts: `similar_pairs.csv` / `.md`, the whole matrix as `similarity.csv` and a heatmap
     `similarity.svg`."""
     manifest = read_manifest(cfg)
-    counts = (manifest[(manifest.split == "train") & (manifest.status == "ok")][cfg.task.label].astype(str)
-              .value_counts() if cfg.task.label in manifest else pd.Series(dtype=int))
+    counts = (
+        manifest[(manifest.split == "train") & (manifest.status == "ok")][cfg.task.label].astype(str).value_counts()
+        if cfg.task.label in manifest
+        else pd.Series(dtype=int)
+    )
     sim, pairs = prompt_similarity(values, classes, counts, cfg.text.similarity_threshold)
     out.mkdir(parents=True, exist_ok=True)
     write_table(out / "similar_pairs.csv", pairs, float_format="%.4f")
     write_text(out / "similar_pairs.md", pairs_markdown(pairs))
-    write_table(out / "similarity.csv", pd.DataFrame(sim, index=classes, columns=classes), index=True,
-                float_format="%.4f")
+    write_table(
+        out / "similarity.csv", pd.DataFrame(sim, index=classes, columns=classes), index=True, float_format="%.4f"
+    )
     write_text(out / "similarity.svg", heatmap_svg(sim, classes))
     print(f"text: {len(pairs)} class pairs with prompt cosine >= {cfg.text.similarity_threshold} -> {out}")
     return pairs

@@ -22,54 +22,72 @@ from importlib.metadata import version
 from pathlib import Path
 
 from tqdm import tqdm
-
+from vidprobe import layout
+from vidprobe.artifacts import read_audio_index, video_set, writing
+from vidprobe.config import Config
 from vidprobe.features.audio import load_audio
 from vidprobe.features.files import write_text
 from vidprobe.features.rows import StoredRows, align_frames, stored_rows
-from vidprobe.features.speech import (FRAME_SECONDS, SAMPLE_RATE, Transcriber, encoder_frames, load_openai_whisper, tiny_en_ct2,
-                             write_srt, write_vtt)
+from vidprobe.features.speech import (
+    FRAME_SECONDS,
+    SAMPLE_RATE,
+    Transcriber,
+    encoder_frames,
+    load_openai_whisper,
+    tiny_en_ct2,
+    write_srt,
+    write_vtt,
+)
 from vidprobe.features.store import stage_attrs, write_whole
-from vidprobe import layout
-from vidprobe.artifacts import read_audio_index, video_set, writing
-from vidprobe.config import Config, ConfigError
 
 SUBTITLES = {"srt": write_srt, "vtt": write_vtt}
 
 
 def run(cfg: Config) -> dict:
+    """Both models are loaded before any audio is read: one that cannot be is exit 2 at once (load_config has
+    checked the settings)."""
     t = cfg.transcribe
-    bad = sorted(set(t.subtitles) - set(SUBTITLES))
-    if bad:
-        raise ConfigError(f"transcribe.subtitles: {bad} unknown; choose from srt, vtt")
-    if t.batch_size < 1:
-        raise ConfigError(f"transcribe.batch_size: must be >= 1, got {t.batch_size}")
-    if t.pack_gap < 0:
-        raise ConfigError(f"transcribe.pack_gap: must be >= 0, got {t.pack_gap}")
+    asr = Transcriber(
+        t.backend,
+        t.model,
+        language=t.language,
+        word_timestamps=t.word_timestamps,
+        beam_size=t.beam_size,
+        compute_type=t.compute_type,
+        cache_dir=layout.model_cache(cfg),
+    )
+    encoder = load_openai_whisper(str(t.model or tiny_en_ct2()), cache_dir=layout.model_cache(cfg)) if t.embed else None
     samples = read_audio_index(cfg)
-    try:
-        asr = Transcriber(t.backend, t.model, language=t.language, word_timestamps=t.word_timestamps,
-                          beam_size=t.beam_size, compute_type=t.compute_type, cache_dir=layout.model_cache(cfg))
-    except FileNotFoundError as err:
-        raise ConfigError(f"transcribe.model: {err}") from None
-
     with writing(cfg, layout.transcripts(cfg), f"transcripts {layout.whisper_set_name(cfg)}"):
-        return transcribe(cfg, asr, samples)
+        return transcribe(cfg, asr, samples, encoder)
 
 
-def transcribe(cfg: Config, asr: Transcriber, samples) -> dict:
+def transcribe(cfg: Config, asr: Transcriber, samples, encoder) -> dict:
     t = cfg.transcribe
     records, waves = [], {}
     rows = list(samples.itertuples(index=False))
     with tqdm(total=len(rows), desc=f"transcribe {t.backend}", unit="sample", dynamic_ncols=True) as bar:
         for at in range(0, len(rows), t.batch_size):  # batch_size samples read, then transcribed together
-            chunk = [{"sample_id": row.sample_id, "has_audio": bool(row.has_audio) and row.status == "ok",
-                      "language": None, "text": "", "segments": []} for row in rows[at:at + t.batch_size]]
-            spoken = [(rec, row) for rec, row in zip(chunk, rows[at:at + t.batch_size]) if rec["has_audio"]]
-            for rec, row in spoken:
+            chunk = [
+                {
+                    "sample_id": row.sample_id,
+                    "has_audio": bool(row.has_audio) and row.status == "ok",
+                    "language": None,
+                    "text": "",
+                    "segments": [],
+                }
+                for row in rows[at : at + t.batch_size]
+            ]
+            spoken = [(rec, row) for rec, row in zip(chunk, rows[at : at + t.batch_size]) if rec["has_audio"]]
+            for _, row in spoken:
                 waves[row.sample_id] = (load_audio(layout.audio_dir(cfg) / row.file), float(row.start))
-            said = asr.transcribe_many([waves[row.sample_id][0] for _, row in spoken],
-                                       [float(row.start) for _, row in spoken], batch_size=t.batch_size,
-                                       pack=t.pack, pack_gap=t.pack_gap)
+            said = asr.transcribe_many(
+                [waves[row.sample_id][0] for _, row in spoken],
+                [float(row.start) for _, row in spoken],
+                batch_size=t.batch_size,
+                pack=t.pack,
+                pack_gap=t.pack_gap,
+            )
             for (rec, _), result in zip(spoken, said, strict=True):
                 rec.update(result)
             for rec in chunk:
@@ -83,12 +101,13 @@ def transcribe(cfg: Config, asr: Transcriber, samples) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     spoken = sum(bool(r["text"]) for r in records)
-    print(f"transcribe: {len(records)} samples ({spoken} with speech, "
-          f"{sum(not r['has_audio'] for r in records)} without audio) by {asr.model_id} -> {out}")
+    print(
+        f"transcribe: {len(records)} samples ({spoken} with speech, "
+        f"{sum(not r['has_audio'] for r in records)} without audio) by {asr.model_id} -> {out}"
+    )
     result = {"transcripts": out, "records": len(records)}
-    if t.embed:  # the encoder of the same weights, through openai-whisper (CTranslate2 folders converted)
-        model = load_openai_whisper(str(t.model or tiny_en_ct2()), cache_dir=layout.model_cache(cfg))
-        result["features"] = embed_audio(cfg, model, asr.model_id, list(samples.sample_id), waves)
+    if encoder is not None:  # the encoder of the same weights, through openai-whisper (CTranslate2 folders converted)
+        result["features"] = embed_audio(cfg, encoder, asr.model_id, list(samples.sample_id), waves)
     return result
 
 
@@ -101,20 +120,43 @@ def embed_audio(cfg: Config, model, model_id: str, sample_ids: list[str], waves:
     video = layout.video_set_name(cfg)
 
     def features() -> dict:
-        pooled, temporal, present = align_frames(functools.partial(encoder_frames, model), rows, waves, SAMPLE_RATE,
-                                                 FRAME_SECONDS, dim, desc="whisper encoder")
-        return {"audio/pooled": pooled, "audio/present": present, **({"audio/temporal": temporal} if rows.steps else {})}
+        pooled, temporal, present = align_frames(
+            functools.partial(encoder_frames, model),
+            rows,
+            waves,
+            SAMPLE_RATE,
+            FRAME_SECONDS,
+            dim,
+            desc="whisper encoder",
+        )
+        return {
+            "audio/pooled": pooled,
+            "audio/present": present,
+            **({"audio/temporal": temporal} if rows.steps else {}),
+        }
 
     grouping = ("batch_size", "pack", "pack_gap")  # how clips are grouped for decoding: same encoder features
     settings = {k: v for k, v in dataclasses.asdict(cfg.transcribe).items() if k not in grouping}
-    config = {"transcribe": settings, "model": model_id, "rows": rows.ids,
-              "video_feature_set": video if rows.steps else None}
-    attrs = stage_attrs(config, {"model": model_id, "pooling": "mean over the encoder frames of real audio (20 ms each)",
-                                 "temporal": f"aligned with {video}/video/temporal" if rows.steps else None,
-                                 "versions": {p: version(p) for p in ("torch", "openai-whisper", "h5py")}})
+    config = {
+        "transcribe": settings,
+        "model": model_id,
+        "rows": rows.ids,
+        "video_feature_set": video if rows.steps else None,
+    }
+    attrs = stage_attrs(
+        config,
+        {
+            "model": model_id,
+            "pooling": "mean over the encoder frames of real audio (20 ms each)",
+            "temporal": f"aligned with {video}/video/temporal" if rows.steps else None,
+            "versions": {p: version(p) for p in ("torch", "openai-whisper", "h5py")},
+        },
+    )
     out = layout.feature_set(cfg, layout.whisper_set_name(cfg))
     written = write_whole(out, attrs, rows.ids, features, cfg.paths.lock_timeout)  # the encoder runs only when needed
     with_audio = sum(src in waves for src in rows.sources)
-    print(f"whisper encoder: {with_audio} of {len(rows.ids)} rows with audio, {dim}-d -> {out}"
-          + ("" if written else " (already there)"))
+    print(
+        f"whisper encoder: {with_audio} of {len(rows.ids)} rows with audio, {dim}-d -> {out}"
+        + ("" if written else " (already there)")
+    )
     return out

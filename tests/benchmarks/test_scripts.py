@@ -14,14 +14,40 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_extract_benchmark_prints_its_figures(tmp_path):
     out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "extract.py"), "--presets", "tiny", "--large", "8",
-         "--skip-demo", "--rss", "4", "8", "--real", "240", "--real-repeat", "1", "--corpus", str(tmp_path),
-         "--runs", "2"],  # short runs: the median of two
-        capture_output=True, text=True, check=True, cwd=ROOT,
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "extract.py"),
+            "--presets",
+            "tiny",
+            "--large",
+            "8",
+            "--skip-demo",
+            "--rss",
+            "4",
+            "8",
+            "--real",
+            "240",
+            "--real-repeat",
+            "1",
+            "--corpus",
+            str(tmp_path),
+            "--runs",
+            "2",
+        ],  # short runs: the median of two
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
     )
     summary = json.loads(out.stdout.strip().splitlines()[-1])
-    for key in ("clips_per_s", "limit_clips_per_s", "fraction_of_limit", "speedup_vs_sequential",
-                "peak_rss_mb_4", "peak_rss_mb_8"):
+    for key in (
+        "clips_per_s",
+        "limit_clips_per_s",
+        "fraction_of_limit",
+        "speedup_vs_sequential",
+        "peak_rss_mb_4",
+        "peak_rss_mb_8",
+    ):
         assert summary[key] > 0
     assert set(summary["configs"]) == {"tiny@large", "tiny@240p"}  # the real clips, re-encoded at 240 px
     assert set(summary["in_workers_speedup"]) == set(summary["configs"])  # the CPU lever, against its baseline
@@ -34,8 +60,13 @@ def test_extract_benchmark_prints_its_figures(tmp_path):
 def test_backbones_benchmark_measures_every_family_of_the_registry():
     from vidprobe.features.backbones import BACKBONES
 
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "backbones.py"), "--tiny", "--seconds", "0"],
-                         capture_output=True, text=True, check=True, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "backbones.py"), "--tiny", "--seconds", "0"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     real = {name for name in BACKBONES if name != "auto" and not name.endswith("-tiny-random")}
     assert set(summary["families"]) == real  # a family added to the registry needs its native input here
@@ -46,14 +77,41 @@ def test_backbones_benchmark_measures_every_family_of_the_registry():
 @pytest.mark.slow
 def test_heads_benchmark_prints_its_figures():
     out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "heads.py"), "--samples", "1500", "--dim", "32", "--classes", "8",
-         "--skip-backbone", "--sweep-samples", "400", "--sweep-baseline-configs", "2", "--stream-rows", "20000",
-         "--stream-check-rows", "4000", "--stream-memory-mb", "1"],
-        capture_output=True, text=True, check=True, cwd=ROOT,
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "heads.py"),
+            "--samples",
+            "1500",
+            "--dim",
+            "32",
+            "--classes",
+            "8",
+            "--skip-backbone",
+            "--sweep-samples",
+            "400",
+            "--sweep-baseline-configs",
+            "2",
+            "--stream-rows",
+            "20000",
+            "--stream-check-rows",
+            "4000",
+            "--stream-memory-mb",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
     )
     summary = json.loads(out.stdout.strip().splitlines()[-1])
-    for key in ("speedup_vs_sklearn", "sweep_parallel_speedup", "head_train_samples_per_s", "sweep_100_s",
-                "stream_peak_rss_mb", "stream_train_s"):
+    for key in (
+        "speedup_vs_sklearn",
+        "sweep_parallel_speedup",
+        "head_train_samples_per_s",
+        "sweep_100_s",
+        "stream_peak_rss_mb",
+        "stream_train_s",
+    ):
         assert summary[key] > 0
     assert -1 <= summary["metric_delta_vs_sklearn"] <= 1
     assert summary["stream_rows"] == 20000 and summary["sweep_100_configs"] == 100
@@ -63,9 +121,20 @@ def test_heads_benchmark_prints_its_figures():
 @pytest.mark.slow
 def test_finetune_benchmark_prints_its_figures():
     out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "finetune.py"), "--preset", "tiny", "--batch-sizes", "2",
-         "--steps", "2"],
-        capture_output=True, text=True, check=True, cwd=ROOT,
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "finetune.py"),
+            "--preset",
+            "tiny",
+            "--batch-sizes",
+            "2",
+            "--steps",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
     )
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     assert summary["speedup_last2_vs_all"] > 0
@@ -74,8 +143,13 @@ def test_finetune_benchmark_prints_its_figures():
 
 @pytest.mark.slow
 def test_transcribe_benchmark_prints_its_figures():
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "transcribe.py"), "--skip-int8"],
-                         capture_output=True, text=True, check=True, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "transcribe.py"), "--skip-int8"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     for key in ("rtf_openai_whisper", "rtf_faster_whisper", "speedup", "audio_seconds"):
         assert summary[key] > 0
@@ -85,8 +159,9 @@ def test_transcribe_benchmark_prints_its_figures():
 def test_gpu_script_runs_every_benchmark_and_prints_one_json_line(tmp_path):
     """benchmarks/gpu.sh in its smoke mode (tiny sizes on the CPU): the script itself, not GPU figures."""
     env = {**os.environ, "GPU_SMOKE": "1", "PYTHON": sys.executable, "OUT": str(tmp_path)}
-    out = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh")], capture_output=True, text=True, check=True,
-                         cwd=ROOT, env=env)
+    out = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu.sh")], capture_output=True, text=True, check=True, cwd=ROOT, env=env
+    )
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     assert summary["device"] == "cpu" and summary["logs"] == str(tmp_path)
     for name in ("extract", "backbones", "heads", "finetune"):

@@ -9,24 +9,41 @@ import pytest
 import torch
 import transformers
 from scipy.signal import resample_poly
-
-from vidprobe.features.audio_encoders import (AUDIO_ENCODERS, clap_text_features, load_audio_encoder, save_tiny_ast,
-                                     save_tiny_audio, save_tiny_clap, save_tiny_hubert, save_tiny_wav2vec2,
-                                     save_tiny_wavlm)
+from vidprobe.features.audio_encoders import (
+    AUDIO_ENCODERS,
+    clap_text_features,
+    load_audio_encoder,
+    save_tiny_ast,
+    save_tiny_audio,
+    save_tiny_clap,
+    save_tiny_hubert,
+    save_tiny_wav2vec2,
+    save_tiny_wavlm,
+)
 from vidprobe.features.errors import FeatureConfigError
 from vidprobe.features.rows import StoredRows, align_frames
 
 FRAME_LEVEL = ["wav2vec2", "hubert", "wavlm"]
-CLASSES = {"wav2vec2": transformers.Wav2Vec2Model, "hubert": transformers.HubertModel,
-           "wavlm": transformers.WavLMModel, "ast": transformers.ASTModel, "clap": transformers.ClapModel}
+CLASSES = {
+    "wav2vec2": transformers.Wav2Vec2Model,
+    "hubert": transformers.HubertModel,
+    "wavlm": transformers.WavLMModel,
+    "ast": transformers.ASTModel,
+    "clap": transformers.ClapModel,
+}
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """family -> the folder of its tiny random model, each saved by its own helper."""
     root = tmp_path_factory.mktemp("audio-models")
-    savers = {"wav2vec2": save_tiny_wav2vec2, "hubert": save_tiny_hubert, "wavlm": save_tiny_wavlm,
-              "ast": save_tiny_ast, "clap": save_tiny_clap}
+    savers = {
+        "wav2vec2": save_tiny_wav2vec2,
+        "hubert": save_tiny_hubert,
+        "wavlm": save_tiny_wavlm,
+        "ast": save_tiny_ast,
+        "clap": save_tiny_clap,
+    }
     return {family: save(root / family, seed=2) for family, save in savers.items()}
 
 
@@ -142,19 +159,29 @@ def test_preprocessing_follows_the_feature_extractor_config(tmp_path):
 
 
 def test_a_model_that_cannot_be_used_is_named_and_never_replaced(tiny, tmp_path):
-    with pytest.raises(FeatureConfigError, match="unknown audio encoder 'beats'; valid: wav2vec2, hubert, wavlm, ast, clap"):
+    with pytest.raises(
+        FeatureConfigError, match="unknown audio encoder 'beats'; valid: wav2vec2, hubert, wavlm, ast, clap"
+    ):
         load_audio_encoder("beats", str(tiny["wav2vec2"]))
-    with pytest.raises(FeatureConfigError, match=r"audio_embed.model: .* is a 'wav2vec2' checkpoint, not HuBERT .*"
-                                                 r"audio_embed.encoder=wav2vec2"):
+    with pytest.raises(
+        FeatureConfigError,
+        match=r"audio_embed.model: .* is a 'wav2vec2' checkpoint, not HuBERT .*"
+        r"audio_embed.encoder=wav2vec2",
+    ):
         load_audio_encoder("hubert", str(tiny["wav2vec2"]))
     with pytest.raises(FeatureConfigError, match="not the input_values ASTModel takes"):
         (tmp_path / "ast").mkdir()
         for name in ("config.json", "model.safetensors"):
             (tmp_path / "ast" / name).write_bytes((tiny["ast"] / name).read_bytes())
-        (tmp_path / "ast" / "preprocessor_config.json").write_bytes((tiny["clap"] / "preprocessor_config.json").read_bytes())
+        (tmp_path / "ast" / "preprocessor_config.json").write_bytes(
+            (tiny["clap"] / "preprocessor_config.json").read_bytes()
+        )
         load_audio_encoder("ast", str(tmp_path / "ast"))
-    with pytest.raises(FeatureConfigError, match=r"(?s)audio_embed.model: could not load wav2vec2 'nobody/no-such-w2v'.*"
-                                                 r"audio_embed.model=/path/to/wav2vec2"):
+    with pytest.raises(
+        FeatureConfigError,
+        match=r"(?s)audio_embed.model: could not load wav2vec2 'nobody/no-such-w2v'.*"
+        r"audio_embed.model=/path/to/wav2vec2",
+    ):
         load_audio_encoder("wav2vec2", "nobody/no-such-w2v")
 
 

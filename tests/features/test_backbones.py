@@ -5,13 +5,12 @@ import pytest
 import torch
 from decord import VideoReader
 from transformers import CLIPModel, VideoMAEConfig, VideoMAEForVideoClassification, VideoMAEModel
-
+from vidprobe import layout
 from vidprobe.features.backbones import CLIP_MEAN, CLIP_STD, build_backbone, save_tiny_clip, save_tiny_videomae
 from vidprobe.features.config import BackboneConfig
 from vidprobe.features.errors import FeatureConfigError
 from vidprobe.features.store import FeatureSet
 from vidprobe.features.video import IMAGENET_MEAN, IMAGENET_STD, crops, normalize, resize_short_side
-from vidprobe import layout
 from vidprobe.stages import embed, index
 
 
@@ -30,9 +29,18 @@ def test_videomae_from_local_path_matches_direct_forward(tmp_path):
 
 def test_videomae_mean_pooling_checkpoint_uses_its_own_fc_norm(tmp_path):
     torch.manual_seed(0)
-    config = VideoMAEConfig(image_size=32, patch_size=16, num_frames=4, tubelet_size=2, hidden_size=32,
-                            num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, use_mean_pooling=True,
-                            num_labels=5)
+    config = VideoMAEConfig(
+        image_size=32,
+        patch_size=16,
+        num_frames=4,
+        tubelet_size=2,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        use_mean_pooling=True,
+        num_labels=5,
+    )
     full = VideoMAEForVideoClassification(config).eval()
     with torch.no_grad():
         full.fc_norm.weight.uniform_(0.5, 2.0)  # not the identity, so using it or not shows
@@ -56,13 +64,18 @@ def test_tiny_random_is_seeded_and_recorded():
 
 
 def test_unknown_backbone_lists_valid_names():
-    with pytest.raises(FeatureConfigError, match="valid: auto, clip, clip-tiny-random, dinov2, dinov3, i3d-kinetics400, image, siglip, siglip2, timesformer, videomae, videomae-tiny-random, vivit, vjepa2, xclip"):
+    with pytest.raises(
+        FeatureConfigError,
+        match="valid: auto, clip, clip-tiny-random, dinov2, dinov3, i3d-kinetics400, image, siglip, siglip2, timesformer, videomae, videomae-tiny-random, vivit, vjepa2, xclip",
+    ):
         build_backbone(BackboneConfig(name="r3d18"))
 
 
 @pytest.mark.parametrize("name", ["videomae", "clip"])
 def test_unloadable_model_is_an_error_not_a_fallback(tmp_path, name):
-    with pytest.raises(FeatureConfigError, match=f"could not load {name[:4].upper() if name == 'clip' else 'VideoMAE'}"):
+    with pytest.raises(
+        FeatureConfigError, match=f"could not load {name[:4].upper() if name == 'clip' else 'VideoMAE'}"
+    ):
         build_backbone(BackboneConfig(name=name, model=str(tmp_path / "missing")))
     with pytest.raises(FeatureConfigError, match="(?s)'nobody-here/no-such-model'.*local directory"):
         build_backbone(BackboneConfig(name=name, model="nobody-here/no-such-model"))  # offline: not cached
@@ -96,8 +109,9 @@ def test_stored_videomae_and_clip_equal_a_direct_forward(demo_cfg, demo_root, tm
         assert str(vm) in h5.attrs["provenance"] and "antialiased" in h5.attrs["provenance"]
 
     clip_dir = save_tiny_clip(tmp_path / "clip", seed=2)
-    cfg = demo_cfg("backbone.name=clip", f"backbone.model={clip_dir}", "embed.feature_set=clip",
-                   "sampling.num_frames=4")
+    cfg = demo_cfg(
+        "backbone.name=clip", f"backbone.model={clip_dir}", "embed.feature_set=clip", "sampling.num_frames=4"
+    )
     fs, sid, rel = stored(cfg)
     idx = fs.get("frame_indices", [sid])[0]
     assert len(idx) == 4  # CLIP takes any number of frames
@@ -121,16 +135,20 @@ def test_fixed_input_backbones_refuse_other_sampling(demo_cfg):
 def test_stored_i3d_equals_its_direct_forward(demo_cfg, demo_root):
     from vidprobe.features.i3d import build_i3d
 
-    cfg = demo_cfg("backbone.name=i3d-kinetics400", "sampling.num_frames=16", "sampling.size=64",
-                   "embed.feature_set=i3d")
+    cfg = demo_cfg(
+        "backbone.name=i3d-kinetics400", "sampling.num_frames=16", "sampling.size=64", "embed.feature_set=i3d"
+    )
     fs, sid, rel = stored(cfg)
     assert fs.keys["video/pooled"] == (1024,) and fs.keys["video/temporal"] == (2, 1024)
     assert fs.keys["video/logits"] == (400,)
     x = direct_pixels(demo_root / rel, fs.get("frame_indices", [sid])[0], 64, (0.5,) * 3, (0.5,) * 3)
     with torch.no_grad():
         out = build_i3d()(x)
-    for key, ref in (("video/pooled", out["video/pooled"]), ("video/temporal", out["video/temporal"]),
-                     ("video/logits", out["logits"])):
+    for key, ref in (
+        ("video/pooled", out["video/pooled"]),
+        ("video/temporal", out["video/temporal"]),
+        ("video/logits", out["logits"]),
+    ):
         # batched (8 clips) against one clip: float32 convolutions agree to ~1e-5 of the output's scale
         ref = ref[0].numpy()
         assert np.abs(fs.get(key, [sid])[0] - ref).max() <= 1e-5 * np.abs(ref).max() + 1e-6, key

@@ -8,7 +8,6 @@ import torch
 import transformers
 from PIL import Image
 from safetensors.torch import load_file, save_file
-
 from vidprobe.features.backbones import save_tiny_videomae
 from vidprobe.features.captions import TASKS, Captioner, save_tiny_florence2
 from vidprobe.features.errors import FeatureConfigError
@@ -21,8 +20,11 @@ def florence(tmp_path_factory):
 
 def frames() -> list[np.ndarray]:
     rng = np.random.default_rng(0)
-    return [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), rng.integers(0, 256, (40, 40, 3), dtype=np.uint8),
-            np.zeros((48, 64, 3), np.uint8)]
+    return [
+        rng.integers(0, 256, (48, 64, 3), dtype=np.uint8),
+        rng.integers(0, 256, (40, 40, 3), dtype=np.uint8),
+        np.zeros((48, 64, 3), np.uint8),
+    ]
 
 
 def direct_caption(path, frame: np.ndarray, task: str, **generate) -> str:

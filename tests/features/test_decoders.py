@@ -5,11 +5,11 @@ import subprocess
 
 import numpy as np
 import pytest
-
 from vidprobe.features.clips import ClipDataset
 from vidprobe.features.config import SamplingConfig
 from vidprobe.features.sampling import Item, plan
 from vidprobe.features.video import PyAVReader, open_video
+
 from tests.conftest import make_video, real_clips
 
 
@@ -18,16 +18,46 @@ def clips(tmp_path_factory) -> list:
     """The real sample clips as shipped, and bikes re-encoded as benchmarks/corpus.py does (2 s GOP, B-frames,
     looped from a later start)."""
     out = tmp_path_factory.mktemp("decoders") / "bikes-gop.mp4"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-stream_loop", "-1", "-i", str(real_clips()[1]),
-                    "-ss", "1.5", "-t", "6", "-an", "-vf", "scale=-2:120", "-c:v", "libx264", "-preset", "medium",
-                    "-g", "50", "-pix_fmt", "yuv420p", str(out)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-y",
+            "-stream_loop",
+            "-1",
+            "-i",
+            str(real_clips()[1]),
+            "-ss",
+            "1.5",
+            "-t",
+            "6",
+            "-an",
+            "-vf",
+            "scale=-2:120",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "medium",
+            "-g",
+            "50",
+            "-pix_fmt",
+            "yuv420p",
+            str(out),
+        ],
+        check=True,
+    )
     return [*real_clips(), out]
 
 
 def patterns(n: int) -> dict:
     uniform = {t: np.linspace(0, n - 1, t).round().astype(int).tolist() for t in (8, 16, 64)}
-    return {**{f"uniform{t}": v for t, v in uniform.items()}, "sparse": list(range(3, n, 60)),
-            "unsorted, repeated": [n - 1, 5, 5, 0, n // 2, 5], "all": list(range(n))}
+    return {
+        **{f"uniform{t}": v for t, v in uniform.items()},
+        "sparse": list(range(3, n, 60)),
+        "unsorted, repeated": [n - 1, 5, 5, 0, n // 2, 5],
+        "all": list(range(n)),
+    }
 
 
 def test_decoders_agree_bit_for_bit_on_real_clips(clips):
@@ -76,8 +106,22 @@ def test_pyav_seeks_only_when_a_keyframe_lies_between_frames(clips):
 def test_rotated_videos_come_out_upright_the_same_from_pyav_and_ffmpeg(tmp_path, degrees):
     plain = make_video(tmp_path / "plain.mp4", size="64x48")
     rotated = tmp_path / "rot.mp4"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(plain), "-c", "copy", "-metadata:s:v:0",
-                    f"rotate={degrees}", str(rotated)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            str(plain),
+            "-c",
+            "copy",
+            "-metadata:s:v:0",
+            f"rotate={degrees}",
+            str(rotated),
+        ],
+        check=True,
+    )
     upright = np.stack([np.rot90(f, degrees // 90) for f in open_video(str(plain), decoder="decord").get([0, 7, 19])])
     for decoder in ("auto", "decord", "pyav", "ffmpeg"):  # decord cannot: rotated videos go to PyAV
         got = open_video(str(rotated), degrees, decoder).get([0, 7, 19])
@@ -88,8 +132,9 @@ def test_auto_decodes_its_first_samples_with_each_decoder_in_turn_then_keeps_the
     items = [Item(f"{p.stem}-{k}", str(p)) for k in range(3) for p in clips]  # 12 samples
     auto = ClipDataset(items, SamplingConfig(), 8, 64)
     opened = []
-    monkeypatch.setattr("vidprobe.features.clips.open_video",
-                        lambda path, rot, dec: (opened.append(dec), open_video(path, rot, dec))[1])
+    monkeypatch.setattr(
+        "vidprobe.features.clips.open_video", lambda path, rot, dec: (opened.append(dec), open_video(path, rot, dec))[1]
+    )
     got = [auto[i] for i in range(len(items))]
     assert opened[:6] == ["decord", "pyav"] * 3  # nothing decoded twice
     picked = got[5]["picked"]
@@ -118,8 +163,9 @@ def test_augmented_training_clips_decode_every_sample_under_auto_as_under_decord
 
     items = [Item(f"{p.stem}-{k}", str(p)) for k in range(2) for p in clips]  # 8: past the 6 timed in turn
     augment = Augment(seed=3, crop_scale=(0.5, 1.0), flip=True, jitter=0.1)
-    auto, fixed = (AugmentedClips(items, SamplingConfig(decoder=d), 8, 64, list(range(8)), augment)
-                   for d in ("auto", "decord"))
+    auto, fixed = (
+        AugmentedClips(items, SamplingConfig(decoder=d), 8, 64, list(range(8)), augment) for d in ("auto", "decord")
+    )
     for i in range(len(items)):
         a, b = auto[i], fixed[i]
         assert a["error"] is None and np.array_equal(a["pixels"], b["pixels"]), i

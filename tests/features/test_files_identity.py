@@ -3,7 +3,6 @@
 import dataclasses
 
 import pytest
-
 from vidprobe.features.config import BackboneConfig, SamplingConfig
 from vidprobe.features.files import atomic_path, write_json
 from vidprobe.features.identity import CLIP_KEYS, clip_identity, config_diff, differing, feature_config, feature_hash
@@ -11,10 +10,9 @@ from vidprobe.features.identity import CLIP_KEYS, clip_identity, config_diff, di
 
 def test_a_failed_write_leaves_the_old_file_and_no_partial(tmp_path):
     target = write_json(tmp_path / "metrics.json", {"acc": 0.5})
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("killed mid-write")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed mid-write")
     assert target.read_text() == '{\n  "acc": 0.5\n}\n'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
 

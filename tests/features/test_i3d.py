@@ -12,9 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from vidprobe.features.i3d import (KINETICS400_LABELS, MaxPoolSame, RestrictedUnpickler, build_i3d, load_weights,
-                          package_weights_path, same_padding)
+from vidprobe.features.i3d import (
+    KINETICS400_LABELS,
+    MaxPoolSame,
+    RestrictedUnpickler,
+    build_i3d,
+    load_weights,
+    package_weights_path,
+    same_padding,
+)
 
 DATA = Path(__file__).parent / "data"
 needs_weights = pytest.mark.skipif(
@@ -81,8 +87,10 @@ def test_restricted_unpickler_refuses_code_and_loads_arrays(tmp_path):
     with pytest.raises(pickle.UnpicklingError, match=r"refusing global (os|posix|nt)\.system"):
         RestrictedUnpickler(io.BytesIO(pickle.dumps({"w": Evil()}))).load()
 
-    tree = {"params": {"a/b": {"kernel": np.arange(6, dtype=np.float32).reshape(2, 3)}},
-            "batch_stats": {"mean": np.ones((1, 4), np.float64), "count": np.array(3, np.int64)}}
+    tree = {
+        "params": {"a/b": {"kernel": np.arange(6, dtype=np.float32).reshape(2, 3)}},
+        "batch_stats": {"mean": np.ones((1, 4), np.float64), "count": np.array(3, np.int64)},
+    }
     path = tmp_path / "ok.pkl"
     path.write_bytes(pickle.dumps(tree))
     flat = load_weights(path)
@@ -96,10 +104,19 @@ def test_missing_package_says_how_to_install():
         package_weights_path("no_such_i3d_package")
 
 
-@pytest.mark.parametrize("size, kernel, stride, pad", [
-    (7, 3, 2, (1, 1)), (8, 3, 2, (0, 1)), (224, 7, 2, (2, 3)), (16, 7, 2, (2, 3)),
-    (5, 2, 2, (0, 1)), (4, 2, 2, (0, 0)), (4, 3, 1, (1, 1)), (4, 1, 2, (0, 0)),
-])
+@pytest.mark.parametrize(
+    "size, kernel, stride, pad",
+    [
+        (7, 3, 2, (1, 1)),
+        (8, 3, 2, (0, 1)),
+        (224, 7, 2, (2, 3)),
+        (16, 7, 2, (2, 3)),
+        (5, 2, 2, (0, 1)),
+        (4, 2, 2, (0, 0)),
+        (4, 3, 1, (1, 1)),
+        (4, 1, 2, (0, 0)),
+    ],
+)
 def test_tf_same_padding(size, kernel, stride, pad):
     assert same_padding(size, kernel, stride) == pad
 

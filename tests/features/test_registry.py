@@ -41,7 +41,7 @@ def beit(cfg):
                        "BEiT", IMAGENET_MEAN, IMAGENET_STD, "mean over frames of the per-frame pooler_output")
 '''
 
-CHECK = '''
+CHECK = """
 import json, sys, tempfile
 from pathlib import Path
 
@@ -65,13 +65,17 @@ with tempfile.TemporaryDirectory() as tmp:
 print(json.dumps({"auto": by_auto.name, "tiny": "beit" in tiny_families(), "table": "| `beit` |" in markdown_table(),
                   "equal": float((pooled - reference).abs().max()) <= 1e-5, "keys": sorted(by_name(x)),
                   "fingerprinted": "vidprobe.features.backbones.beit" in command_closure("embed")}))
-'''
+"""
 
 
 def test_a_new_family_is_one_new_module(tmp_path):
     site = tmp_path / "site"
-    places = {"pipeline": site / "vidprobe", "features": site / "vidprobe" / "features",
-              "heads": site / "vidprobe" / "heads", "configs": site / "vidprobe" / "configs"}
+    places = {
+        "pipeline": site / "vidprobe",
+        "features": site / "vidprobe" / "features",
+        "heads": site / "vidprobe" / "heads",
+        "configs": site / "vidprobe" / "configs",
+    }
     for folder, place in places.items():
         shutil.copytree(ROOT / folder, place, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
     (site / "vidprobe" / "features" / "backbones" / "beit.py").write_text(BEIT)  # the one new file
@@ -83,9 +87,17 @@ def test_a_new_family_is_one_new_module(tmp_path):
         return done.stdout
 
     found = json.loads(run("-c", CHECK, str(site)).strip().splitlines()[-1])
-    assert found == {"auto": "beit", "tiny": True, "table": True, "equal": True, "keys": ["frames", "video/pooled"],
-                     "fingerprinted": True}
+    assert found == {
+        "auto": "beit",
+        "tiny": True,
+        "table": True,
+        "equal": True,
+        "keys": ["frames", "video/pooled"],
+        "fingerprinted": True,
+    }
     assert "| `beit` |" in run("-m", "vidprobe", "backbones")
     bench = run(str(ROOT / "benchmarks" / "backbones.py"), "--tiny", "--seconds", "0", "--families", "beit")
     figures = json.loads(bench.strip().splitlines()[-1])["families"]
-    assert figures["beit"]["clips_per_s"] > 0 and figures["beit"]["example"] == "`microsoft/beit-base-patch16-224-pt22k`"
+    assert (
+        figures["beit"]["clips_per_s"] > 0 and figures["beit"]["example"] == "`microsoft/beit-base-patch16-224-pt22k`"
+    )

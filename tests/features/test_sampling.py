@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from vidprobe.features.sampling import plan
 
 TS = np.arange(100) / 10.0  # 10 s at 10 fps

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from vidprobe.features import speech
 from vidprobe.features.speech import BACKENDS, SAMPLE_RATE, Transcriber, write_srt, write_vtt
 
@@ -36,8 +35,11 @@ def normalise(text: str) -> str:
 
 def read_audio(video: Path) -> np.ndarray:
     """The video's audio track as 16 kHz mono float32, decoded by ffmpeg."""
-    out = subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(video), "-f", "f32le", "-ac", "1",
-                          "-ar", str(SAMPLE_RATE), "-"], check=True, capture_output=True).stdout
+    out = subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-i", str(video), "-f", "f32le", "-ac", "1", "-ar", str(SAMPLE_RATE), "-"],
+        check=True,
+        capture_output=True,
+    ).stdout
     return np.frombuffer(out, np.float32).copy()
 
 
@@ -47,9 +49,31 @@ def clip(tmp_path_factory) -> np.ndarray:
     tmp = tmp_path_factory.mktemp("speech")
     wav, video = tmp / "speech.wav", tmp / "clip.mp4"
     subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), SENTENCE], check=True, capture_output=True)
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=128x96:rate=10",
-                    "-i", str(wav), "-shortest", "-c:v", "mpeg4", "-c:a", "aac", "-ar", "16000", "-ac", "1",
-                    str(video)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=128x96:rate=10",
+            "-i",
+            str(wav),
+            "-shortest",
+            "-c:v",
+            "mpeg4",
+            "-c:a",
+            "aac",
+            "-ar",
+            "16000",
+            "-ac",
+            "1",
+            str(video),
+        ],
+        check=True,
+    )
     audio = read_audio(video)
     assert 1.5 < len(audio) / SAMPLE_RATE < 6
     return audio
@@ -192,17 +216,21 @@ def test_uncached_model_name_fails_at_once(tmp_path, monkeypatch):
     assert time.perf_counter() - start < 5
 
 
-SEGMENTS = [{"start": 0.0, "end": 1.5, "text": " Hello there."},
-            {"start": 3661.0024, "end": 3662.25, "text": "General Kenobi!"}]
+SEGMENTS = [
+    {"start": 0.0, "end": 1.5, "text": " Hello there."},
+    {"start": 3661.0024, "end": 3662.25, "text": "General Kenobi!"},
+]
 
 
 def test_write_srt(tmp_path):
     text = write_srt(SEGMENTS, tmp_path / "a.srt").read_text()
-    assert text == ("1\n00:00:00,000 --> 00:00:01,500\nHello there.\n\n"
-                    "2\n01:01:01,002 --> 01:01:02,250\nGeneral Kenobi!\n")
+    assert text == (
+        "1\n00:00:00,000 --> 00:00:01,500\nHello there.\n\n2\n01:01:01,002 --> 01:01:02,250\nGeneral Kenobi!\n"
+    )
 
 
 def test_write_vtt(tmp_path):
     text = write_vtt(SEGMENTS, tmp_path / "a.vtt").read_text()
-    assert text == ("WEBVTT\n\n00:00:00.000 --> 00:00:01.500\nHello there.\n\n"
-                    "01:01:01.002 --> 01:01:02.250\nGeneral Kenobi!\n")
+    assert text == (
+        "WEBVTT\n\n00:00:00.000 --> 00:00:01.500\nHello there.\n\n01:01:01.002 --> 01:01:02.250\nGeneral Kenobi!\n"
+    )

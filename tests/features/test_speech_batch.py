@@ -14,9 +14,9 @@ import subprocess
 
 import numpy as np
 import pytest
-
 from vidprobe.features import speech
-from vidprobe.features.speech import BACKENDS, SAMPLE_RATE, Transcriber, _packs, _unpack
+from vidprobe.features.speech import BACKENDS, SAMPLE_RATE, Transcriber
+from vidprobe.features.speech.transcribe import _packs, _unpack
 
 pytest.importorskip("faster_whisper")
 pytest.importorskip("whisper")
@@ -27,20 +27,26 @@ except FileNotFoundError as error:
 if not shutil.which("espeak-ng"):
     pytest.skip("needs espeak-ng", allow_module_level=True)
 
-SENTENCES = ["yes", "i don't know", "oh my god, what are you doing here",
-             "please open the door and turn on the light",
-             "could you please send me the report before the end of the week"]
+SENTENCES = [
+    "yes",
+    "i don't know",
+    "oh my god, what are you doing here",
+    "please open the door and turn on the light",
+    "could you please send me the report before the end of the week",
+]
 TIME_TOLERANCE = 0.02  # one Whisper timestamp step; in practice the times are equal
 PROB_TOLERANCE = 1e-3
 
 
 def speak(text: str) -> np.ndarray:
     """espeak-ng speech as 16 kHz mono float32 (its 22.05 kHz output resampled by interpolation)."""
-    out = subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "--stdout", text], check=True,
-                         capture_output=True).stdout
+    out = subprocess.run(
+        ["espeak-ng", "-v", "en-us", "-s", "150", "--stdout", text], check=True, capture_output=True
+    ).stdout
     wave = np.frombuffer(out[44:], np.int16).astype(np.float32) / 32768  # after the 44-byte WAV header
-    return np.interp(np.arange(0, len(wave) * SAMPLE_RATE // 22050) * 22050 / SAMPLE_RATE, np.arange(len(wave)),
-                     wave).astype(np.float32)
+    return np.interp(
+        np.arange(0, len(wave) * SAMPLE_RATE // 22050) * 22050 / SAMPLE_RATE, np.arange(len(wave)), wave
+    ).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +55,7 @@ def clips() -> list[np.ndarray]:
     said = [speak(s) for s in SENTENCES]
     long = np.zeros(35 * SAMPLE_RATE, np.float32)
     long[: len(said[3])] = said[3]
-    long[32 * SAMPLE_RATE: 32 * SAMPLE_RATE + len(said[1])] = said[1]
+    long[32 * SAMPLE_RATE : 32 * SAMPLE_RATE + len(said[1])] = said[1]
     return [*said[:3], np.zeros(2 * SAMPLE_RATE, np.float32), said[3], long, np.zeros(0, np.float32), said[4]]
 
 
@@ -65,8 +71,9 @@ def assert_same(batched: dict, single: dict) -> None:
     for a, b in zip(batched["segments"], single["segments"]):
         assert a["text"] == b["text"]
         assert (a["start"], a["end"]) == pytest.approx((b["start"], b["end"]), abs=TIME_TOLERANCE)
-        assert (a["avg_logprob"], a["no_speech_prob"]) == pytest.approx((b["avg_logprob"], b["no_speech_prob"]),
-                                                                        abs=PROB_TOLERANCE)
+        assert (a["avg_logprob"], a["no_speech_prob"]) == pytest.approx(
+            (b["avg_logprob"], b["no_speech_prob"]), abs=PROB_TOLERANCE
+        )
         assert ("words" in a) == ("words" in b)
         for wa, wb in zip(a.get("words", []), b.get("words", []), strict=True):
             assert wa["word"] == wb["word"]
@@ -81,8 +88,9 @@ def test_faster_whisper_batched_equals_one_at_a_time(transcribers, clips, words,
     single = [asr.transcribe(c, o) for c, o in zip(clips, offsets)]
     calls = []
     batched_call = asr._faster_many
-    monkeypatch.setattr(asr, "_faster_many",
-                        lambda waves, flags: calls.append(len(waves)) or batched_call(waves, flags))
+    monkeypatch.setattr(
+        asr, "_faster_many", lambda waves, flags: calls.append(len(waves)) or batched_call(waves, flags)
+    )
     batched = asr.transcribe_many(clips, offsets, batch_size=4)
     assert calls == [4, 2]  # the six clips under 30 s, four then two; the 35 s and the empty one alone
     for b, s in zip(batched, single, strict=True):
@@ -101,8 +109,9 @@ def test_batch_size_one_goes_one_at_a_time(transcribers, clips, monkeypatch):
 
 def test_openai_whisper_goes_one_at_a_time(transcribers, clips):
     asr = transcribers["openai-whisper", True]
-    assert asr.transcribe_many(clips[:3], [1.0, 2.0, 3.0]) == [asr.transcribe(c, o)
-                                                                for c, o in zip(clips[:3], [1.0, 2.0, 3.0])]
+    assert asr.transcribe_many(clips[:3], [1.0, 2.0, 3.0]) == [
+        asr.transcribe(c, o) for c, o in zip(clips[:3], [1.0, 2.0, 3.0])
+    ]
 
 
 def test_arguments_are_checked(transcribers, clips):
@@ -125,20 +134,50 @@ def words(result: dict) -> list[str]:
 def test_packs_group_consecutive_clips_with_room():
     second = SAMPLE_RATE
     assert _packs([3 * second] * 7, 2 * second) == [[0, 1, 2, 3, 4, 5], [6]]  # 6 x 3 s + 5 x 2 s = 28 s
-    assert _packs([3 * second, 12 * second, 3 * second, 9 * second, 9 * second, 9 * second], 2 * second) == \
-        [[0], [1], [2, 3, 4], [5]]  # over 10 s: alone; 3 + 2 + 9 + 2 + 9 = 25 s, no room for 9 s more
+    assert _packs([3 * second, 12 * second, 3 * second, 9 * second, 9 * second, 9 * second], 2 * second) == [
+        [0],
+        [1],
+        [2, 3, 4],
+        [5],
+    ]  # over 10 s: alone; 3 + 2 + 9 + 2 + 9 = 25 s, no room for 9 s more
 
 
 def test_unpack_cuts_segments_at_clip_edges():
     word = lambda w, a, b: {"word": w, "start": a, "end": b, "probability": 0.9}  # noqa: E731
-    raw = [{"start": 0.0, "end": 6.0, "text": " Yes. I don't. Uh", "avg_logprob": -0.2, "no_speech_prob": 0.01,
-            "words": [word(" Yes.", 0.0, 1.9), word(" I", 2.9, 3.2), word(" don't.", 3.2, 3.6), word(" Uh", 4.2, 4.5)]}]
+    raw = [
+        {
+            "start": 0.0,
+            "end": 6.0,
+            "text": " Yes. I don't. Uh",
+            "avg_logprob": -0.2,
+            "no_speech_prob": 0.01,
+            "words": [word(" Yes.", 0.0, 1.9), word(" I", 2.9, 3.2), word(" don't.", 3.2, 3.6), word(" Uh", 4.2, 4.5)],
+        }
+    ]
     first, second = _unpack(raw, [(0.0, 1.0), (3.0, 4.0)])  # "Yes." stretched into the gap; "Uh" in the gap
-    assert first == [{"start": 0.0, "end": 1.0, "text": " Yes.", "avg_logprob": -0.2, "no_speech_prob": 0.01,
-                      "words": [word(" Yes.", 0.0, 1.9)]}]
-    assert second == [{"start": 0.0, "end": 1.0, "text": " I don't.", "avg_logprob": -0.2, "no_speech_prob": 0.01,
-                       "words": [word(" I", pytest.approx(-0.1), pytest.approx(0.2)),
-                                 word(" don't.", pytest.approx(0.2), pytest.approx(0.6))]}]
+    assert first == [
+        {
+            "start": 0.0,
+            "end": 1.0,
+            "text": " Yes.",
+            "avg_logprob": -0.2,
+            "no_speech_prob": 0.01,
+            "words": [word(" Yes.", 0.0, 1.9)],
+        }
+    ]
+    assert second == [
+        {
+            "start": 0.0,
+            "end": 1.0,
+            "text": " I don't.",
+            "avg_logprob": -0.2,
+            "no_speech_prob": 0.01,
+            "words": [
+                word(" I", pytest.approx(-0.1), pytest.approx(0.2)),
+                word(" don't.", pytest.approx(0.2), pytest.approx(0.6)),
+            ],
+        }
+    ]
 
 
 @pytest.mark.parametrize("timestamps", [False, True], ids=["segments", "words"])
@@ -149,8 +188,11 @@ def test_packed_words_equal_one_at_a_time(transcribers, clips, timestamps, monke
     single = [asr.transcribe(c, o) for c, o in zip(clips, offsets)]
     calls = []
     batched_call = asr._faster_many
-    monkeypatch.setattr(asr, "_faster_many", lambda waves, flags: calls.append(
-        ([len(w) for w in waves], flags)) or batched_call(waves, flags))
+    monkeypatch.setattr(
+        asr,
+        "_faster_many",
+        lambda waves, flags: calls.append(([len(w) for w in waves], flags)) or batched_call(waves, flags),
+    )
     packed = asr.transcribe_many(clips, offsets, pack=True, pack_gap=1.0)
     assert calls == [([sum(len(c) for c in clips[:5] + clips[7:]) + 5 * SAMPLE_RATE], [True])]
     assert [words(p) for p in packed] == [words(s) for s in single]
@@ -173,8 +215,11 @@ def test_clips_over_ten_seconds_are_not_packed(transcribers, clips, monkeypatch)
     batch = [clips[1], ten, clips[2], clips[4]]
     calls = []
     batched_call = asr._faster_many
-    monkeypatch.setattr(asr, "_faster_many", lambda waves, flags: calls.append(
-        ([len(w) for w in waves], flags)) or batched_call(waves, flags))
+    monkeypatch.setattr(
+        asr,
+        "_faster_many",
+        lambda waves, flags: calls.append(([len(w) for w in waves], flags)) or batched_call(waves, flags),
+    )
     packed = asr.transcribe_many(batch, pack=True, pack_gap=2.0)
     assert calls == [([len(clips[1]), len(ten), len(clips[2]) + 2 * SAMPLE_RATE + len(clips[4])], [False, False, True])]
     assert_same(packed[0], asr.transcribe(batch[0]))

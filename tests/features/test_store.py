@@ -1,7 +1,6 @@
 import h5py
 import numpy as np
 import pytest
-
 from vidprobe.features.store import FeatureSet, ShardWriter, StoreError, write_index
 
 ATTRS = {"config_hash": "abc", "config": "sampling: {views: 1}\n", "provenance": {"backbone": "x"}}
@@ -9,8 +8,10 @@ ATTRS = {"config_hash": "abc", "config": "sampling: {views: 1}\n", "provenance":
 
 def rows(ids, seed=0):
     rng = np.random.default_rng(seed)
-    return {"video/pooled": rng.normal(size=(len(ids), 4)).astype(np.float32),
-            "video/temporal": rng.normal(size=(len(ids), 2, 4)).astype(np.float32)}
+    return {
+        "video/pooled": rng.normal(size=(len(ids), 4)).astype(np.float32),
+        "video/temporal": rng.normal(size=(len(ids), 2, 4)).astype(np.float32),
+    }
 
 
 def write(directory, k, n, ids, attrs=ATTRS, finish=True, **kw):
@@ -131,4 +132,6 @@ def test_get_reads_any_rows_in_any_order_and_chunks_cover_the_set(tmp_path):
     assert sorted(seen) == ids and all((seen[sid] == values[i]).all() for i, sid in enumerate(ids))
     asked = [ids[5], ids[2], ids[77]]
     assert [(c, v.tolist()) for c, v in fs.chunks("video/pooled", asked, rows=2)] == [
-        (asked[:2], values[[5, 2]].tolist()), (asked[2:], values[[77]].tolist())]
+        (asked[:2], values[[5, 2]].tolist()),
+        (asked[2:], values[[77]].tolist()),
+    ]

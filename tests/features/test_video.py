@@ -2,7 +2,6 @@ import decord
 import numpy as np
 import pytest
 import torch
-
 from vidprobe.features.sampling import plan
 from vidprobe.features.video import crops, normalize, open_video, probe, resize_short_side
 

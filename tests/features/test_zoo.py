@@ -11,15 +11,14 @@ import pytest
 import torch
 import transformers
 from decord import VideoReader
-
+from vidprobe import layout
+from vidprobe.cli import main
 from vidprobe.features.backbones import BACKBONES, build_backbone, save_tiny, tiny_families
 from vidprobe.features.config import BackboneConfig
 from vidprobe.features.errors import FeatureConfigError
 from vidprobe.features.store import FeatureSet, verify
 from vidprobe.features.video import crops, resize_short_side
-from vidprobe import layout
 from vidprobe.stages import embed, index
-from vidprobe.cli import main
 
 pytestmark = pytest.mark.slow  # every family with a tiny model, each embedded three times
 
@@ -119,17 +118,34 @@ def test_layers_store_intermediate_hidden_states_separately_or_side_by_side(demo
     sep, cat = FeatureSet(layout.feature_set(separate)), FeatureSet(layout.feature_set(concat))
     assert {"video/pooled@-1", "video/pooled@-2", "video/temporal@-2"} <= set(sep.keys)
     ids = sep.ids
-    np.testing.assert_array_equal(cat.get("video/pooled", ids),
-                                  np.concatenate([sep.get("video/pooled@-1", ids), sep.get("video/pooled@-2", ids)], 1))
+    np.testing.assert_array_equal(
+        cat.get("video/pooled", ids),
+        np.concatenate([sep.get("video/pooled@-1", ids), sep.get("video/pooled@-2", ids)], 1),
+    )
     net = transformers.VideoMAEModel.from_pretrained(model_dir).eval()
     x = torch.randn(1, 8, 3, 64, 64)
     bb = build_backbone(BackboneConfig(name="videomae", model=str(model_dir), layers=[-2]))
     with torch.no_grad():
         hidden = net(pixel_values=x, output_hidden_states=True).hidden_states[-2]
         torch.testing.assert_close(bb(x)["video/pooled@-2"], hidden.mean(1))
-    assert main(["train", f"dataset.root={separate.dataset.root}", f"paths.cache={separate.paths.cache}",
-                 "dataset.name=demo", "task.traits=[]", *common, "backbone.layers=[-1,-2]", "embed.feature_set=sep",
-                 "head.features=video/pooled@-2", "run.name=layer", "head.epochs=5"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                f"dataset.root={separate.dataset.root}",
+                f"paths.cache={separate.paths.cache}",
+                "dataset.name=demo",
+                "task.traits=[]",
+                *common,
+                "backbone.layers=[-1,-2]",
+                "embed.feature_set=sep",
+                "head.features=video/pooled@-2",
+                "run.name=layer",
+                "head.epochs=5",
+            ]
+        )
+        == 0
+    )
 
 
 def test_a_model_that_cannot_run_says_why(demo_cfg, tmp_path, capsys):
@@ -153,8 +169,14 @@ def test_zero_shot_through_the_backbones_own_text_tower(family, demo_cfg, tmp_pa
     from vidprobe.stages import text, train
 
     model_dir = save_tiny(family, tmp_path / family, seed=2)
-    cfg = demo_cfg(f"backbone.name={family}", f"backbone.model={model_dir}", "embed.feature_set=zs", "task.traits=[]",
-                   "head.name=zero-shot", "head.prompts=zs-prompts")
+    cfg = demo_cfg(
+        f"backbone.name={family}",
+        f"backbone.model={model_dir}",
+        "embed.feature_set=zs",
+        "task.traits=[]",
+        "head.name=zero-shot",
+        "head.prompts=zs-prompts",
+    )
     index.run(cfg)
     embed.run(cfg)
     out = text.run(cfg)  # text.encoder unset: the backbone's own text tower
@@ -163,7 +185,11 @@ def test_zero_shot_through_the_backbones_own_text_tower(family, demo_cfg, tmp_pa
     net = getattr(transformers, json.loads((model_dir / "config.json").read_text())["architectures"][0])
     net = net.from_pretrained(model_dir).eval()
     tok = transformers.AutoTokenizer.from_pretrained(model_dir)
-    padding = dict(padding="max_length", max_length=16, truncation=True) if family.startswith("siglip") else dict(padding=True)
+    padding = (
+        dict(padding="max_length", max_length=16, truncation=True)
+        if family.startswith("siglip")
+        else dict(padding=True)
+    )
     with torch.no_grad():
         emb = net.get_text_features(**tok(["a video of left."], return_tensors="pt", **padding)).pooler_output
     expected = torch.nn.functional.normalize(emb, dim=-1)[0].numpy()

@@ -2,7 +2,6 @@
 
 import numpy as np
 import torch
-
 from vidprobe.heads.bundle import HeadBundle
 from vidprobe.heads.config import HeadConfig
 from vidprobe.heads.data import LabeledFeatures
@@ -13,10 +12,21 @@ def saved_the_old_way(path):
     """heads.pt as `vidprobe train` wrote it before the bundle had a type: a plain dict, in this order."""
     torch.manual_seed(0)
     head = build_head(HeadConfig(), 4, 3).state_dict()
-    bundle = {"feat_mean": torch.zeros(4), "feat_std": torch.ones(4), "feat_l2": False, "dims": None, "inputs": {},
-              "classes": ["a", "b", "c"], "label_head": head, "one_vs_rest": False,
-              "traits": ["t"], "trait_groups": [[0]], "traits_heads": [build_head(HeadConfig(), 4, 1).state_dict()],
-              "trait_mean": torch.tensor([2.0]), "trait_std": torch.tensor([0.5])}
+    bundle = {
+        "feat_mean": torch.zeros(4),
+        "feat_std": torch.ones(4),
+        "feat_l2": False,
+        "dims": None,
+        "inputs": {},
+        "classes": ["a", "b", "c"],
+        "label_head": head,
+        "one_vs_rest": False,
+        "traits": ["t"],
+        "trait_groups": [[0]],
+        "traits_heads": [build_head(HeadConfig(), 4, 1).state_dict()],
+        "trait_mean": torch.tensor([2.0]),
+        "trait_std": torch.tensor([0.5]),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(bundle, path)
     return path
@@ -49,11 +59,13 @@ def test_predict_gives_probabilities_and_traits(tmp_path):
 def test_multilabel_columns_and_thresholds_without_targets():
     torch.manual_seed(0)
     bundle = HeadBundle(torch.zeros(4), torch.ones(4))
-    bundle.set_multilabel_head(["a", "b", "c"], build_head(HeadConfig(), 4, 3).state_dict(), {"a": "head"},
-                               [0.0, 1.0, 0.5])  # a: always present, b: never
+    bundle.set_multilabel_head(
+        ["a", "b", "c"], build_head(HeadConfig(), 4, 3).state_dict(), {"a": "head"}, [0.0, 1.0, 0.5]
+    )  # a: always present, b: never
     x = torch.randn(6, 4)
-    pred, metrics, tables = bundle.predict(LabeledFeatures([str(i) for i in range(6)], x, None, None, None),
-                                           HeadConfig())
+    pred, metrics, tables = bundle.predict(
+        LabeledFeatures([str(i) for i in range(6)], x, None, None, None), HeadConfig()
+    )
     assert metrics == {} and tables == {} and "labels" not in pred  # new videos: predictions only
     layer = torch.nn.Linear(4, 3)
     layer.load_state_dict(bundle.multilabel_head)

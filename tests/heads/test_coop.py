@@ -6,7 +6,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from transformers import AutoTokenizer, CLIPModel
-
 from vidprobe.features.backbones import save_tiny_clip
 from vidprobe.heads.config import HeadConfig
 from vidprobe.heads.coop import CoOp
@@ -25,8 +24,9 @@ def test_initial_context_is_clips_own_prompt(clip):
     model, tok = clip
     head = CoOp(model, tok, NAMES + ["up and away"], init="a video of a")
     with torch.no_grad():
-        ref = model.get_text_features(**tok([f"a video of a {n}." for n in NAMES + ["up and away"]], padding=True,
-                                            return_tensors="pt")).pooler_output
+        ref = model.get_text_features(
+            **tok([f"a video of a {n}." for n in NAMES + ["up and away"]], padding=True, return_tensors="pt")
+        ).pooler_output
         torch.testing.assert_close(head.class_embeddings(), ref, rtol=1e-5, atol=1e-6)
     assert list(head.state_dict()) == ["ctx"]  # CLIP stays out of the saved weights
 
@@ -48,8 +48,9 @@ def test_learned_context_beats_zero_shot_and_is_all_that_changes(clip, pooling):
         zero_shot = (head(val[0]).argmax(1) == val[1]).float().mean().item()
     clip_before = copy.deepcopy(model.state_dict())
     head_before = copy.deepcopy(head.state_dict())
-    fitted = fit(head, train, val, F.cross_entropy, HeadConfig(name="coop", lr=0.01, epochs=40, batch_size=64,
-                                                               patience=40))
+    fitted = fit(
+        head, train, val, F.cross_entropy, HeadConfig(name="coop", lr=0.01, epochs=40, batch_size=64, patience=40)
+    )
     with torch.no_grad():
         learned = (fitted.model(val[0]).argmax(1) == val[1]).float().mean().item()
     assert learned > zero_shot + 0.3, (zero_shot, learned)

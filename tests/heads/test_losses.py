@@ -4,7 +4,6 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import top_k_accuracy_score
 from sklearn.utils.class_weight import compute_class_weight
-
 from vidprobe.heads.config import HeadConfig
 from vidprobe.heads.errors import HeadConfigError
 from vidprobe.heads.losses import build_loss, ccc_loss, class_weights
@@ -37,7 +36,9 @@ def test_multilabel_focal_with_gamma_zero_is_bce():
 def test_class_weights_balanced_match_sklearn_and_effective_numbers():
     y = torch.tensor([0] * 50 + [1] * 10 + [2] * 2)
     w = class_weights(HeadConfig(class_weights="balanced"), torch.bincount(y))
-    np.testing.assert_allclose(w.numpy(), compute_class_weight("balanced", classes=np.arange(3), y=y.numpy()), rtol=1e-6)
+    np.testing.assert_allclose(
+        w.numpy(), compute_class_weight("balanced", classes=np.arange(3), y=y.numpy()), rtol=1e-6
+    )
     cb = class_weights(HeadConfig(class_weights="effective", cb_beta=0.9), torch.bincount(y))
     raw = (1 - 0.9) / (1 - 0.9 ** np.array([50.0, 10.0, 2.0]))
     np.testing.assert_allclose(cb.numpy(), raw * 3 / raw.sum(), rtol=1e-6)
@@ -98,7 +99,7 @@ def test_ldam_without_margins_is_scaled_cross_entropy_and_drw_switches_weights()
     w = class_weights(HeadConfig(class_weights="effective"), torch.bincount(y))
     torch.testing.assert_close(loss(logits, y), F.cross_entropy(logits, y, weight=w))
     margins = build_loss("ldam", "class", HeadConfig(ldam_max_margin=0.5), torch.tensor([0] * 100 + [1])).margins
-    assert margins[1] == pytest.approx(0.5) and margins[0] == pytest.approx(0.5 / 100 ** 0.25)
+    assert margins[1] == pytest.approx(0.5) and margins[0] == pytest.approx(0.5 / 100**0.25)
 
 
 def test_eql_drops_only_the_negatives_of_rare_classes():

@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 from scipy import stats
 from sklearn import metrics as skm
-
 from vidprobe.heads.metrics import accuracy, confusion, macro_f1, pearson, regression_metrics, spearman
 
 
@@ -57,7 +56,6 @@ def test_multilabel_metrics_segments_and_empty_classes():
 
 def test_f1_thresholds_reach_the_best_f1_sklearn_measures():
     from sklearn.metrics import f1_score
-
     from vidprobe.heads.metrics import f1_thresholds
 
     rng = np.random.default_rng(0)
@@ -75,6 +73,11 @@ def test_ranks_average_ties_as_scipy_does():
     from vidprobe.heads.metrics import _ranks
 
     rng = np.random.default_rng(0)
-    for x in (rng.integers(0, 5, 50).astype(float), rng.normal(size=30), np.array([2.0]), np.array([]),
-              np.array([1.0, 1.0, 1.0])):
+    for x in (
+        rng.integers(0, 5, 50).astype(float),
+        rng.normal(size=30),
+        np.array([2.0]),
+        np.array([]),
+        np.array([1.0, 1.0, 1.0]),
+    ):
         np.testing.assert_array_equal(_ranks(x) + 1, stats.rankdata(x))

@@ -4,7 +4,6 @@ import copy
 
 import torch
 from torch import nn
-
 from vidprobe.heads.config import HeadConfig
 from vidprobe.heads.models import MLP, build_head
 

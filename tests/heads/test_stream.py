@@ -5,7 +5,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from vidprobe.features.store import FeatureSet, ShardWriter
 from vidprobe.heads.config import HeadConfig, TaskConfig
 from vidprobe.heads.data import load_split
@@ -76,8 +75,9 @@ def test_values_beyond_float16_are_kept_as_float32(tmp_path):
 
 
 def manifest() -> pd.DataFrame:
-    return pd.DataFrame({"sample_id": IDS, "split": ["train"] * 200 + ["val"] * 100,
-                         "label": [f"c{i % 3}" for i in range(300)]})
+    return pd.DataFrame(
+        {"sample_id": IDS, "split": ["train"] * 200 + ["val"] * 100, "label": [f"c{i % 3}" for i in range(300)]}
+    )
 
 
 def test_load_split_streams_above_the_memory_setting_with_the_same_rows(tmp_path):
@@ -93,5 +93,11 @@ def test_load_split_streams_above_the_memory_setting_with_the_same_rows(tmp_path
 def test_fused_inputs_above_the_memory_setting_are_refused_with_the_fix(tmp_path):
     fs = feature_set(tmp_path, values())
     with pytest.raises(HeadConfigError, match="raise head.memory_mb"):
-        load_split(HeadConfig(memory_mb=0, fuse=["other:audio/pooled"]), TaskConfig(), manifest(), fs, "train",
-                   [("other:audio/pooled", fs, "video/pooled")])
+        load_split(
+            HeadConfig(memory_mb=0, fuse=["other:audio/pooled"]),
+            TaskConfig(),
+            manifest(),
+            fs,
+            "train",
+            [("other:audio/pooled", fs, "video/pooled")],
+        )

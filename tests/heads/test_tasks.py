@@ -2,7 +2,6 @@ import math
 
 import numpy as np
 import torch
-
 from vidprobe.heads.config import HeadConfig, TaskConfig
 from vidprobe.heads.data import LabeledFeatures
 from vidprobe.heads.tasks import batch_key, can_batch, regressor_job, train_heads, train_regressors
@@ -17,18 +16,24 @@ def traits_split(n, seed):
     return LabeledFeatures([f"s{i}" for i in range(n)], torch.from_numpy(x), None, None, y)
 
 
-MIXED = [HeadConfig(name="linear", regression_loss="mse", lr=0.01, weight_decay=0.0),
-         HeadConfig(name="mlp", regression_loss="ccc", lr=0.003, weight_decay=0.01, hidden=16, dropout=0.2),
-         HeadConfig(name="linear", regression_loss="huber", lr=0.03, weight_decay=0.001, patience=3),
-         HeadConfig(name="mlp", regression_loss="mse", lr=1e8, weight_decay=0.0, hidden=16),  # diverges
-         HeadConfig(name="mlp", regression_loss="mse", lr=0.001, weight_decay=0.1, hidden=8, dropout=0.5, epochs=9)]
+MIXED = [
+    HeadConfig(name="linear", regression_loss="mse", lr=0.01, weight_decay=0.0),
+    HeadConfig(name="mlp", regression_loss="ccc", lr=0.003, weight_decay=0.01, hidden=16, dropout=0.2),
+    HeadConfig(name="linear", regression_loss="huber", lr=0.03, weight_decay=0.001, patience=3),
+    HeadConfig(name="mlp", regression_loss="mse", lr=1e8, weight_decay=0.0, hidden=16),  # diverges
+    HeadConfig(name="mlp", regression_loss="mse", lr=0.001, weight_decay=0.1, hidden=8, dropout=0.5, epochs=9),
+]
 
 
 def test_mixed_trait_heads_trained_together_equal_each_trained_alone():
     tr, va = traits_split(200, 0), traits_split(80, 1)
     scaler = Standardizer(torch.tensor(np.nanmean(tr.traits, 0)).float(), torch.tensor(np.nanstd(tr.traits, 0)).float())
-    heads = [HeadConfig(**{**h.__dict__, "batch_size": 32, "seed": 5, "epochs": min(h.epochs, 25),
-                           "patience": min(h.patience, 6)}) for h in MIXED]
+    heads = [
+        HeadConfig(
+            **{**h.__dict__, "batch_size": 32, "seed": 5, "epochs": min(h.epochs, 25), "patience": min(h.patience, 6)}
+        )
+        for h in MIXED
+    ]
     alone = [fit(*regressor_job(h, ["a", "b", "c"], tr, va, scaler, [0, 1, 2])) for h in heads]
     together = train_regressors(heads, ["a", "b", "c"], tr, va, scaler)
     for a, t in zip(alone, together):

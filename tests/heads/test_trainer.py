@@ -1,6 +1,5 @@
 import torch
 import torch.nn.functional as F
-
 from vidprobe.heads.config import HeadConfig
 from vidprobe.heads.models import build_head
 from vidprobe.heads.trainer import Standardizer, fit, fit_many, seed_everything
@@ -16,8 +15,14 @@ def blobs(n, seed):
 def train_once(cfg):
     seed_everything(cfg.seed)
     model = build_head(cfg, 4, 3)
-    return fit(model, blobs(120, 0), blobs(60, 1), F.cross_entropy, cfg,
-               lambda logits: {"acc": (logits.argmax(1) == blobs(60, 1)[1]).float().mean().item()})
+    return fit(
+        model,
+        blobs(120, 0),
+        blobs(60, 1),
+        F.cross_entropy,
+        cfg,
+        lambda logits: {"acc": (logits.argmax(1) == blobs(60, 1)[1]).float().mean().item()},
+    )
 
 
 def test_linear_head_learns_separable_classes():
@@ -47,15 +52,23 @@ def test_standardizer_uses_given_rows_only():
 
 
 def test_heads_trained_together_equal_heads_trained_alone():
-    cfgs = [HeadConfig(lr=lr, weight_decay=wd, epochs=epochs, batch_size=16, patience=4, monitor="acc", seed=3)
-            for lr, wd, epochs in ((0.1, 0.0, 40), (0.01, 0.01, 30), (0.001, 0.1, 12))]
+    cfgs = [
+        HeadConfig(lr=lr, weight_decay=wd, epochs=epochs, batch_size=16, patience=4, monitor="acc", seed=3)
+        for lr, wd, epochs in ((0.1, 0.0, 40), (0.01, 0.01, 30), (0.001, 0.1, 12))
+    ]
     alone = [train_once(c) for c in cfgs]
     models = []
     for c in cfgs:
         seed_everything(c.seed)
         models.append(build_head(c, 4, 3))
-    together = fit_many(models, blobs(120, 0), blobs(60, 1), F.cross_entropy, cfgs,
-                        lambda logits: {"acc": (logits.argmax(1) == blobs(60, 1)[1]).float().mean().item()})
+    together = fit_many(
+        models,
+        blobs(120, 0),
+        blobs(60, 1),
+        F.cross_entropy,
+        cfgs,
+        lambda logits: {"acc": (logits.argmax(1) == blobs(60, 1)[1]).float().mean().item()},
+    )
     for a, t in zip(alone, together):
         assert a.best_epoch == t.best_epoch and len(a.history) == len(t.history)  # each stops on its own
         for key, value in a.model.state_dict().items():
@@ -73,7 +86,10 @@ def test_max_norm_holds_after_every_step():
     assert len(worst) > 50 and max(worst[1:]) <= 0.3 + 1e-6  # every forward after the first step
     free = HeadConfig(lr=0.5, epochs=5, batch_size=8)
     seed_everything(0)
-    assert fit(build_head(free, 4, 3), blobs(120, 0), blobs(60, 1), F.cross_entropy, free).model.weight.norm(dim=1).max() > 0.3
+    assert (
+        fit(build_head(free, 4, 3), blobs(120, 0), blobs(60, 1), F.cross_entropy, free).model.weight.norm(dim=1).max()
+        > 0.3
+    )
 
 
 def test_second_stage_trains_the_classifier_layer_alone():
@@ -81,8 +97,17 @@ def test_second_stage_trains_the_classifier_layer_alone():
 
     from vidprobe.heads.trainer import classifier_layers, retrain_classifier
 
-    cfg = HeadConfig(name="mlp", hidden=16, dropout=0.0, lr=0.05, epochs=10, batch_size=16, max_norm=0.5,
-                     stage2_epochs=5, patience=10)
+    cfg = HeadConfig(
+        name="mlp",
+        hidden=16,
+        dropout=0.0,
+        lr=0.05,
+        epochs=10,
+        batch_size=16,
+        max_norm=0.5,
+        stage2_epochs=5,
+        patience=10,
+    )
     seed_everything(0)
     first = fit(build_head(cfg, 4, 3), blobs(120, 0), blobs(60, 1), F.cross_entropy, cfg)
     before = copy.deepcopy(first.model.state_dict())
@@ -90,7 +115,11 @@ def test_second_stage_trains_the_classifier_layer_alone():
     second = retrain_classifier(first, blobs(120, 0), blobs(60, 1), F.cross_entropy, cfg)
     after = second.model.state_dict()
     moved = {k for k in before if not torch.equal(before[k], after[k])}
-    assert moved == {"4.weight", "4.bias"} and second.model[4] is last  # Sequential(LayerNorm, Linear, GELU, Dropout, Linear)
+    assert (
+        moved == {"4.weight", "4.bias"} and second.model[4] is last
+    )  # Sequential(LayerNorm, Linear, GELU, Dropout, Linear)
     assert last.weight.norm(dim=1).max() <= 0.5 + 1e-6
-    assert [r.get("stage") for r in second.history[-5:]] == [2] * 5 and second.history[-1]["epoch"] == len(second.history)
+    assert [r.get("stage") for r in second.history[-5:]] == [2] * 5 and second.history[-1]["epoch"] == len(
+        second.history
+    )
     assert all(p.requires_grad for p in second.model.parameters())  # gradients switched back on

@@ -12,17 +12,16 @@ import pytest
 import torch
 import transformers
 from scipy.signal import resample_poly
-
+from vidprobe import layout
+from vidprobe.artifacts import read_audio_index, writing
+from vidprobe.cli import STAGES, main
+from vidprobe.config import AudioEmbedConfig, load_config
 from vidprobe.features.audio import load_audio
 from vidprobe.features.audio_encoders import AUDIO_ENCODERS, save_tiny_audio
 from vidprobe.features.errors import LockHeld
 from vidprobe.features.store import FeatureSet
 from vidprobe.heads.runs import load_run
-from vidprobe import layout
 from vidprobe.stages import audio, audio_embed, embed, index, text, train
-from vidprobe.artifacts import read_audio_index, writing
-from vidprobe.cli import STAGES, main
-from vidprobe.config import AudioEmbedConfig, load_config
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +31,9 @@ def mixed_root(demo_root, tmp_path_factory):
     shutil.copytree(demo_root, root)
     clip = next(iter(sorted((root / "train").rglob("*.mp4"))))
     silent = clip.with_suffix(".tmp.mp4")
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(clip), "-an", "-c:v", "copy", str(silent)], check=True)
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-i", str(clip), "-an", "-c:v", "copy", str(silent)], check=True
+    )
     silent.replace(clip)
     return root
 
@@ -41,8 +42,15 @@ def mixed_root(demo_root, tmp_path_factory):
 def staged(mixed_root, tmp_path_factory):
     """index, embed (videomae-tiny-random) and audio run once; `make(*overrides)` gives configs over that cache."""
     tmp = tmp_path_factory.mktemp("audio-embed")
-    base = [f"dataset.root={mixed_root}", f"paths.cache={tmp / 'cache'}", "dataset.name=demo", "task.traits=[]",
-            "embed.num_workers=0", "index.num_workers=1", "backbone.name=videomae-tiny-random"]
+    base = [
+        f"dataset.root={mixed_root}",
+        f"paths.cache={tmp / 'cache'}",
+        "dataset.name=demo",
+        "task.traits=[]",
+        "embed.num_workers=0",
+        "index.num_workers=1",
+        "backbone.name=videomae-tiny-random",
+    ]
 
     def make(*overrides: str):
         return load_config(None, base + list(overrides))
@@ -111,8 +119,14 @@ def test_audio_encoders_align_with_video_rows_and_equal_a_direct_forward(family,
 @pytest.mark.slow
 def test_window_rows_pool_their_own_span(staged, tmp_path):
     """sampling.mode=windows: a row per 0.6 s window, each the mean of the frames inside its span."""
-    cfg = staged(f"paths.cache={tmp_path}", "sampling.mode=windows", "sampling.window=0.6", "sampling.stride=0.6",
-                 "audio_embed.encoder=wav2vec2", f"audio_embed.model={staged.models['wav2vec2']}")
+    cfg = staged(
+        f"paths.cache={tmp_path}",
+        "sampling.mode=windows",
+        "sampling.window=0.6",
+        "sampling.stride=0.6",
+        "audio_embed.encoder=wav2vec2",
+        f"audio_embed.model={staged.models['wav2vec2']}",
+    )
     index.run(cfg)
     embed.run(cfg)
     audio.run(cfg)
@@ -134,7 +148,10 @@ def test_window_rows_pool_their_own_span(staged, tmp_path):
 def test_a_missing_or_unloadable_audio_model_is_a_usage_error(demo_root, tmp_path, capsys):
     base = [f"dataset.root={demo_root}", f"paths.cache={tmp_path}", "dataset.name=demo"]
     assert main(["audio-embed", *base]) == 2
-    assert "audio_embed.model: wav2vec2 needs a hub id or local path, e.g. facebook/wav2vec2-base" in capsys.readouterr().err
+    assert (
+        "audio_embed.model: wav2vec2 needs a hub id or local path, e.g. facebook/wav2vec2-base"
+        in capsys.readouterr().err
+    )
     missing = f"{tmp_path}/no-such-model"
     assert main(["audio-embed", *base, f"audio_embed.model={missing}", "audio_embed.encoder=hubert"]) == 2
     err = capsys.readouterr().err
@@ -148,19 +165,37 @@ def test_a_missing_or_unloadable_audio_model_is_a_usage_error(demo_root, tmp_pat
 
 def test_a_second_writer_refuses_at_once(demo_root, tmp_path):
     model = save_tiny_audio("hubert", tmp_path / "hubert")
-    cfg = load_config(None, [f"dataset.root={demo_root}", f"paths.cache={tmp_path}", "dataset.name=demo",
-                             "audio_embed.encoder=hubert", f"audio_embed.model={model}"])
-    with writing(cfg, layout.feature_set(cfg, layout.audio_set_name(cfg)), "another audio-embed"):
-        with pytest.raises(LockHeld):
-            audio_embed.run(cfg)
+    cfg = load_config(
+        None,
+        [
+            f"dataset.root={demo_root}",
+            f"paths.cache={tmp_path}",
+            "dataset.name=demo",
+            "audio_embed.encoder=hubert",
+            f"audio_embed.model={model}",
+        ],
+    )
+    with (
+        writing(cfg, layout.feature_set(cfg, layout.audio_set_name(cfg)), "another audio-embed"),
+        pytest.raises(LockHeld),
+    ):
+        audio_embed.run(cfg)
 
 
 @pytest.mark.slow
 def test_clap_prompts_tag_audio_zero_shot(staged):
     clap = staged.models["clap"]
-    cfg = staged("audio_embed.encoder=clap", f"audio_embed.model={clap}", "text.encoder=clap", f"text.model={clap}",
-                 "text.templates=['the sound of {label}.']", "head.name=zero-shot", "run.name=clap-zero-shot",
-                 "head.features=clap-clap:audio/pooled", "head.prompts=videomae-tiny-random-prompts")
+    cfg = staged(
+        "audio_embed.encoder=clap",
+        f"audio_embed.model={clap}",
+        "text.encoder=clap",
+        f"text.model={clap}",
+        "text.templates=['the sound of {label}.']",
+        "head.name=zero-shot",
+        "run.name=clap-zero-shot",
+        "head.features=clap-clap:audio/pooled",
+        "head.prompts=videomae-tiny-random-prompts",
+    )
     audio_embed.run(cfg)
     prompts = FeatureSet(text.run(cfg)["dir"])
     net = transformers.ClapModel.from_pretrained(clap).eval()

@@ -1,8 +1,7 @@
 import h5py
 import numpy as np
-
-from vidprobe.features.store import ShardWriter, write_index
 from vidprobe.cli import main
+from vidprobe.features.store import ShardWriter, write_index
 
 ATTRS = {"config_hash": "abc", "config": "x: 1\n", "provenance": {"backbone": "tiny"}}
 

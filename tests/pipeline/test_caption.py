@@ -7,14 +7,13 @@ import shutil
 
 import numpy as np
 import pytest
-
+from vidprobe import layout
+from vidprobe.cli import main
+from vidprobe.config import load_config
 from vidprobe.features.captions import save_tiny_florence2
 from vidprobe.features.store import FeatureSet
 from vidprobe.heads.runs import load_run
-from vidprobe import layout
 from vidprobe.stages import caption, embed, index, text, train
-from vidprobe.cli import main
-from vidprobe.config import load_config
 
 pytestmark = pytest.mark.slow  # generation over every demo clip
 
@@ -25,9 +24,17 @@ def florence(tmp_path_factory):
 
 
 def test_captions_reach_a_fused_head(florence, demo_cfg):
-    cfg = demo_cfg(f"caption.model={florence}", "caption.max_new_tokens=6", "caption.min_new_tokens=3",
-                   "caption.frames=2", "text.source=captions", "text.encoder=minilm", "task.traits=[]",
-                   "head.fuse=[florence2-tiny-florence-minilm:text/pooled]", "run.name=fused")
+    cfg = demo_cfg(
+        f"caption.model={florence}",
+        "caption.max_new_tokens=6",
+        "caption.min_new_tokens=3",
+        "caption.frames=2",
+        "text.source=captions",
+        "text.encoder=minilm",
+        "task.traits=[]",
+        "head.fuse=[florence2-tiny-florence-minilm:text/pooled]",
+        "run.name=fused",
+    )
     index.run(cfg)
     embed.run(cfg)
     out = caption.run(cfg)
@@ -45,9 +52,16 @@ def test_captions_reach_a_fused_head(florence, demo_cfg):
 
 
 def test_windows_mode_captions_every_window_row(florence, demo_cfg):
-    cfg = demo_cfg(f"caption.model={florence}", "caption.max_new_tokens=4", "sampling.mode=windows",
-                   "sampling.window=0.5", "sampling.stride=0.5", "sampling.fps=8", "embed.feature_set=win",
-                   "task.traits=[]")
+    cfg = demo_cfg(
+        f"caption.model={florence}",
+        "caption.max_new_tokens=4",
+        "sampling.mode=windows",
+        "sampling.window=0.5",
+        "sampling.stride=0.5",
+        "sampling.fps=8",
+        "embed.feature_set=win",
+        "task.traits=[]",
+    )
     index.run(cfg)
     embed.run(cfg)
     caption.run(cfg)
@@ -63,8 +77,17 @@ def test_windows_mode_captions_every_window_row(florence, demo_cfg):
 def test_an_undecodable_video_is_recorded_and_the_run_goes_on(florence, demo_root, tmp_path):
     root = tmp_path / "data"
     shutil.copytree(demo_root, root)
-    cfg = load_config(None, [f"dataset.root={root}", f"paths.cache={tmp_path / 'cache'}", "dataset.name=demo",
-                             "index.num_workers=1", f"caption.model={florence}", "caption.max_new_tokens=4"])
+    cfg = load_config(
+        None,
+        [
+            f"dataset.root={root}",
+            f"paths.cache={tmp_path / 'cache'}",
+            "dataset.name=demo",
+            "index.num_workers=1",
+            f"caption.model={florence}",
+            "caption.max_new_tokens=4",
+        ],
+    )
     index.run(cfg)
     broken = sorted(root.rglob("*.mp4"))[0]
     broken.write_bytes(b"not a video" * 100)
@@ -73,8 +96,20 @@ def test_an_undecodable_video_is_recorded_and_the_run_goes_on(florence, demo_roo
     failed = [r for r in records if "error" in r]
     assert out["failed"] == len(failed) == 1 and str(broken) in failed[0]["error"] and not failed[0]["text"]
     assert len(records) == out["records"] and all(r["text"] for r in records if "error" not in r)
-    assert main(["caption", f"dataset.root={root}", f"paths.cache={tmp_path / 'cache'}", "dataset.name=demo",
-                 f"caption.model={florence}", "caption.max_new_tokens=4", "caption.max_failures=0"]) == 1
+    assert (
+        main(
+            [
+                "caption",
+                f"dataset.root={root}",
+                f"paths.cache={tmp_path / 'cache'}",
+                "dataset.name=demo",
+                f"caption.model={florence}",
+                "caption.max_new_tokens=4",
+                "caption.max_failures=0",
+            ]
+        )
+        == 1
+    )
 
 
 def test_a_missing_captioning_model_is_a_usage_error(demo_root, tmp_path, capsys):

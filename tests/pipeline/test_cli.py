@@ -2,7 +2,6 @@ import subprocess
 import sys
 
 import pytest
-
 from vidprobe.cli import main
 
 STAGES = ["demo-data", "index", "embed", "train", "evaluate", "cache"]
@@ -84,8 +83,9 @@ def test_unknown_config_name_exits_2_naming_the_closest(capsys):
 
 
 def test_overrides_may_follow_options(capsys, tmp_path):
-    code, err = run_cli(capsys, "index", "-c", "folder", f"dataset.root={tmp_path / 'nope'}", "--describe",
-                        "index.num_workers=1")
+    code, err = run_cli(
+        capsys, "index", "-c", "folder", f"dataset.root={tmp_path / 'nope'}", "--describe", "index.num_workers=1"
+    )
     assert code == 2 and "nope" in err
     assert main(["index", "--describe", "not-a-key-value"]) == 2
     assert "'not-a-key-value' is not key=value" in capsys.readouterr().err

@@ -1,7 +1,6 @@
 from pathlib import Path
 
 import pytest
-
 from vidprobe.config import Config, ConfigError, deep_merge, load_config, parse_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,7 +15,10 @@ def test_deep_merge_keeps_nested_keys():
 
 def test_overrides_are_dotted_and_typed():
     assert parse_overrides(["head.lr=3e-4", "task.traits=[a, b]", "dataset.root=/x"]) == {
-        "head": {"lr": "3e-4"}, "task": {"traits": ["a", "b"]}, "dataset": {"root": "/x"}}
+        "head": {"lr": "3e-4"},
+        "task": {"traits": ["a", "b"]},
+        "dataset": {"root": "/x"},
+    }
     cfg = load_config(None, ["head.lr=3e-4", "head.epochs=7", "sampling.num_frames=null"])
     assert cfg.head.lr == pytest.approx(3e-4) and isinstance(cfg.head.lr, float)
     assert cfg.head.epochs == 7 and cfg.sampling.num_frames is None
@@ -62,8 +64,9 @@ def test_malformed_yaml_names_file(tmp_path):
         load_config(path)
 
 
-@pytest.mark.parametrize("path", sorted(ROOT.glob("configs/**/*.yaml")) + [ROOT / "params.yaml"],
-                         ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "path", sorted(ROOT.glob("configs/**/*.yaml")) + [ROOT / "params.yaml"], ids=lambda p: str(p.relative_to(ROOT))
+)
 def test_every_shipped_yaml_loads(path):
     assert isinstance(load_config(path), Config)
 

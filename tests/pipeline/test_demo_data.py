@@ -4,9 +4,8 @@ import decord
 import ffmpeg
 import numpy as np
 import pandas as pd
-
-from vidprobe.stages import demo_data
 from vidprobe.config import load_config
+from vidprobe.stages import demo_data
 from vidprobe.stages.demo_data import CLASSES, plan_clips, render_frames, write_metadata
 
 

@@ -7,16 +7,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
-
 import vidprobe
-from vidprobe.stages import demo_data, embed, export, index, train
+import yaml
 from vidprobe.config import ConfigError, load_config
+from vidprobe.stages import demo_data, embed, export, index, train
+
 from tests.conftest import SMALL_DEMO
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = {"backbone": {"name": "videomae-tiny-random"}, "sampling": {"num_frames": None, "size": None},
-        "embed": {"feature_set": "tiny", "num_workers": 0}, "index": {"num_workers": 1}, "head": {"epochs": 20}}
+TINY = {
+    "backbone": {"name": "videomae-tiny-random"},
+    "sampling": {"num_frames": None, "size": None},
+    "embed": {"feature_set": "tiny", "num_workers": 0},
+    "index": {"num_workers": 1},
+    "head": {"epochs": 20},
+}
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +84,12 @@ def test_export_round_trips_bit_for_bit(demo_dir, fmt, monkeypatch):
 
 def test_export_one_split_and_key_and_refuse_unknown_keys(demo_dir, monkeypatch):
     monkeypatch.chdir(demo_dir)
-    target = export.run(load_config("params.yaml", ["export.format=parquet", "export.split=test",
-                                                    "export.keys=[video/pooled]", "export.out=only-test"]))
+    target = export.run(
+        load_config(
+            "params.yaml",
+            ["export.format=parquet", "export.split=test", "export.keys=[video/pooled]", "export.out=only-test"],
+        )
+    )
     frame, values = vidprobe.read_parquet(target)
     assert set(frame.split) == {"test"} and list(values) == ["video/pooled"] and target.parent.name == "only-test"
     with pytest.raises(ConfigError, match="audio/pooled"):
@@ -91,7 +100,7 @@ def readme_example(which: int) -> str:
     """The README's `which`-th Python example under "From Python" (0: from a folder of videos, 1: the demo's cache;
     tests/test_package.py runs the first one in a fresh environment with the wheel installed)."""
     text = (ROOT / "README.md").read_text()
-    section = text[text.index("## From Python"):]
+    section = text[text.index("## From Python") :]
     return re.findall(r"```python\n(.*?)```", section, re.S)[which]
 
 
@@ -104,8 +113,11 @@ def test_the_readme_python_example_runs(demo_dir, monkeypatch):
     probs = scope["pred"].filter(like="prob/")
     assert probs.shape[1] == 4 and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
     assert list(scope["new"].status) == ["ok"]
-    np.testing.assert_allclose(scope["new"].filter(like="prob/").to_numpy(float),
-                               probs[scope["pred"].sample_id == "test/left/left_000"].to_numpy(float), atol=1e-6)
+    np.testing.assert_allclose(
+        scope["new"].filter(like="prob/").to_numpy(float),
+        probs[scope["pred"].sample_id == "test/left/left_000"].to_numpy(float),
+        atol=1e-6,
+    )
 
 
 def test_features_read_by_id_and_in_chunks(demo_dir, monkeypatch):
@@ -126,8 +138,12 @@ def test_class_folders_without_split_folders_or_without_test(demo_root, tmp_path
     for video in demo_root.glob("*/*/*.mp4"):  # <root>/<class>/<video>, no split folders
         (flat / video.parent.name).mkdir(parents=True, exist_ok=True)
         shutil.copy(video, flat / video.parent.name / f"{video.parent.parent.name}-{video.name}")
-    base = [f"dataset.root={flat}", f"paths.cache={tmp_path / 'cache'}", "index.num_workers=1",
-            "dataset.split_fractions=[0.6, 0.2, 0.2]"]
+    base = [
+        f"dataset.root={flat}",
+        f"paths.cache={tmp_path / 'cache'}",
+        "index.num_workers=1",
+        "dataset.split_fractions=[0.6, 0.2, 0.2]",
+    ]
     manifest = index.run(load_config(None, base))
     assert len(manifest) == 28 and set(manifest.split) == {"train", "val", "test"}
     assert "stable hash" in capsys.readouterr().out
@@ -137,7 +153,9 @@ def test_class_folders_without_split_folders_or_without_test(demo_root, tmp_path
     no_test = tmp_path / "no-test"
     shutil.copytree(demo_root / "train", no_test / "train")
     shutil.copytree(demo_root / "val", no_test / "val")
-    index.run(load_config(None, [f"dataset.root={no_test}", f"paths.cache={tmp_path / 'cache2'}", "index.num_workers=1"]))
+    index.run(
+        load_config(None, [f"dataset.root={no_test}", f"paths.cache={tmp_path / 'cache2'}", "index.num_workers=1"])
+    )
     assert "dataset.splits=[train,val]" in capsys.readouterr().out
     shutil.rmtree(no_test / "val")
     with pytest.raises(ConfigError, match=r"split 'val' is empty: .*dataset.val_fraction=0.1"):

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
+from vidprobe import layout
+from vidprobe.config import ConfigError, dump_config, load_config, with_overrides
 from vidprobe.features.augment import videomix
 from vidprobe.features.backbones import build_backbone
 from vidprobe.features.i3d import export_i3d
@@ -19,9 +20,7 @@ from vidprobe.features.store import FeatureSet
 from vidprobe.heads.errors import HeadConfigError
 from vidprobe.heads.finetune import checkpoint
 from vidprobe.heads.finetune.model import FineTuneModel, param_groups, unfreeze
-from vidprobe import layout
 from vidprobe.stages import embed, finetune, index, train
-from vidprobe.config import ConfigError, dump_config, load_config, with_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 STEADY = ["finetune.augment_flip=false", "finetune.augment_crop_scale=[1.0, 1.0]", "finetune.augment_jitter=0.0"]
@@ -32,9 +31,19 @@ def ready(demo_root, tmp_path_factory):
     """A config over the small demo (class label only) with its manifest, tiny-VideoMAE features and a linear
     head run `head`; `make(*overrides)` gives variants writing into the same cache."""
     cache = tmp_path_factory.mktemp("ft") / "cache"
-    base = [f"dataset.root={demo_root}", f"paths.cache={cache}", "dataset.name=demo", "task.traits=[]",
-            "embed.num_workers=0", "index.num_workers=1", "backbone.name=videomae-tiny-random",
-            "finetune.num_workers=0", "finetune.export=false", "finetune.lr=1e-3", "run.name=head"]
+    base = [
+        f"dataset.root={demo_root}",
+        f"paths.cache={cache}",
+        "dataset.name=demo",
+        "task.traits=[]",
+        "embed.num_workers=0",
+        "index.num_workers=1",
+        "backbone.name=videomae-tiny-random",
+        "finetune.num_workers=0",
+        "finetune.export=false",
+        "finetune.lr=1e-3",
+        "run.name=head",
+    ]
 
     def make(*overrides: str):
         return load_config(None, base + list(overrides))
@@ -76,8 +85,14 @@ class Stop(Exception):
 
 
 def test_a_resumed_run_takes_the_same_steps(ready, monkeypatch):
-    args = ["finetune.epochs=2", "finetune.num_workers=2", "finetune.batch_size=4", "finetune.accumulate=2",
-            "finetune.layer_decay=0.5", "finetune.warmup_epochs=1"]  # augmentation on, decoded in workers
+    args = [
+        "finetune.epochs=2",
+        "finetune.num_workers=2",
+        "finetune.batch_size=4",
+        "finetune.accumulate=2",
+        "finetune.layer_decay=0.5",
+        "finetune.warmup_epochs=1",
+    ]  # augmentation on, decoded in workers
     straight = finetune.run(ready("finetune.name=straight", *args))
     assert len(straight["steps"]) == 4  # 3 micro-batches per epoch, accumulated 2 + 1
 
@@ -112,9 +127,25 @@ def test_torchrun_matches_one_process_with_the_same_global_batch(ready, tmp_path
     single = finetune.run(ready("finetune.name=single", "finetune.batch_size=6", *common))
     dump_config(ready("finetune.name=ddp", "finetune.batch_size=3", *common), tmp_path / "ddp.yaml")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           "-m", "vidprobe", "finetune", "-c", str(tmp_path / "ddp.yaml")],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "vidprobe",
+            "finetune",
+            "-c",
+            str(tmp_path / "ddp.yaml"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     ddp_dir = single["dir"].parent / "ddp"
     steps = tsv(ddp_dir / "steps.tsv")
@@ -153,8 +184,9 @@ def test_bench_then_export_and_re_embed(ready):
     result = finetune.run(cfg)
     model_dir = result["export"]
     assert model_dir == result["dir"] / "model" and (model_dir / "config.json").is_file()
-    again = with_overrides(cfg, {"backbone.name": "videomae", "backbone.model": str(model_dir),
-                                 "embed.feature_set": "exported"})
+    again = with_overrides(
+        cfg, {"backbone.name": "videomae", "backbone.model": str(model_dir), "embed.feature_set": "exported"}
+    )
     embed.run(again)
     provenance = json.loads(FeatureSet(layout.feature_set(again)).attrs["provenance"])
     assert provenance["weights"].startswith(f"{model_dir}@")
@@ -172,8 +204,10 @@ def test_bad_values_are_config_errors(ready):
         finetune.run(ready("finetune.monitor=mAP"))
 
 
-@pytest.mark.parametrize("name, top", [("videomae-tiny-random", "backbone.layernorm.weight"),
-                                       ("clip-tiny-random", "backbone.visual_projection.weight")])
+@pytest.mark.parametrize(
+    "name, top",
+    [("videomae-tiny-random", "backbone.layernorm.weight"), ("clip-tiny-random", "backbone.visual_projection.weight")],
+)
 def test_layer_decay_from_the_top_block_down(name, top):
     bb = build_backbone(load_config(None, [f"backbone.name={name}"]).backbone)
     ft = load_config(None, ["finetune.lr=1.0", "finetune.layer_decay=0.5", "finetune.head_lr=3.0"]).finetune
@@ -228,8 +262,16 @@ def test_gradual_schedule_trains_the_classifier_alone_first(ready, monkeypatch):
         save(obj, path)
 
     monkeypatch.setattr(checkpoint, "save_checkpoint", keep)
-    result = finetune.run(ready("finetune.name=gradual", "finetune.unfreeze_blocks=1", "finetune.epochs=2",
-                                "finetune.freeze_epochs=1", "finetune.warmup_epochs=0", *STEADY))
+    result = finetune.run(
+        ready(
+            "finetune.name=gradual",
+            "finetune.unfreeze_blocks=1",
+            "finetune.epochs=2",
+            "finetune.freeze_epochs=1",
+            "finetune.warmup_epochs=0",
+            *STEADY,
+        )
+    )
     assert result["dir"].name == "gradual"
     start = build_backbone(ready().backbone).model.state_dict()  # the same seeded weights
     block = [k for k in start if k.startswith("encoder.layer.1.")]

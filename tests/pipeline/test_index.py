@@ -1,7 +1,7 @@
 import shutil
 
-from vidprobe.stages import index
 from vidprobe.artifacts import read_manifest
+from vidprobe.stages import index
 
 
 def test_manifest_records_unreadable_videos(demo_root, demo_cfg, tmp_path):

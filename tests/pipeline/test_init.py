@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 import yaml
-
 from vidprobe.cli import main
 from vidprobe.config import ConfigError, load_config
 from vidprobe.project import COMMANDS, READS
 from vidprobe.stages import init, stamp
+
 from tests.test_layers import dvc_stages
 
 
@@ -42,8 +42,13 @@ def test_init_refuses_what_cannot_work(demo_root, tmp_path):
     init.run(tmp_path / "b", "folder", demo_root)
     with pytest.raises(ConfigError, match="already holds params.yaml and dvc.yaml: .* --force"):
         init.run(tmp_path / "b", "folder", demo_root)
-    init.run(tmp_path / "b", "traits", demo_root, ["dataset.table=metadata.csv", "dataset.traits=[speed]",
-                                                    "task.traits=[speed]"], force=True)
+    init.run(
+        tmp_path / "b",
+        "traits",
+        demo_root,
+        ["dataset.table=metadata.csv", "dataset.traits=[speed]", "task.traits=[speed]"],
+        force=True,
+    )
     assert "include: traits" in (tmp_path / "b" / "params.yaml").read_text()
 
 
@@ -58,8 +63,12 @@ def test_a_stamp_changes_only_with_what_its_stage_reads(tmp_path):
     after = {p.name: p.read_text() for p in stamp.run(load_config("demo", ["head.lr=0.5"]), COMMANDS, tmp_path)}
     assert [n for n in before if before[n] != after[n]] == ["train.yaml", "evaluate.yaml"]
     record = yaml.safe_load(after["embed.yaml"])
-    assert set(record) == {"vidprobe", "code", "config"} and set(record["config"]) == {"dataset", "sampling",
-                                                                                        "backbone", "embed"}
+    assert set(record) == {"vidprobe", "code", "config"} and set(record["config"]) == {
+        "dataset",
+        "sampling",
+        "backbone",
+        "embed",
+    }
     with pytest.raises(ConfigError, match="no stage is called nope"):
         stamp.run(load_config("demo"), ["nope"], tmp_path)
 

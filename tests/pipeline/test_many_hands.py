@@ -11,26 +11,42 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-
+from vidprobe.cli import main
 from vidprobe.features.store import STR, FeatureSet, ShardWriter, shard_paths, write_index
 from vidprobe.heads.runs import load_run
-from vidprobe.cli import main
 
 pytestmark = pytest.mark.slow  # real processes started, killed and raced
 
 ROOT = Path(__file__).resolve().parents[2]
-SLOW_EMBED = ["embed.num_workers=0", "embed.batch_size=6", "embed.commit_every=4", "sampling.views=2",
-              "sampling.crops=3"]
+SLOW_EMBED = [
+    "embed.num_workers=0",
+    "embed.batch_size=6",
+    "embed.commit_every=4",
+    "sampling.views=2",
+    "sampling.crops=3",
+]
 
 
 def args(demo_root, cache, *more):
-    return [f"dataset.root={demo_root}", f"paths.cache={cache}", "dataset.name=demo", "index.num_workers=1",
-            "backbone.name=videomae-tiny-random", "task.traits=[]", *more]
+    return [
+        f"dataset.root={demo_root}",
+        f"paths.cache={cache}",
+        "dataset.name=demo",
+        "index.num_workers=1",
+        "backbone.name=videomae-tiny-random",
+        "task.traits=[]",
+        *more,
+    ]
 
 
 def spawn(stage, *overrides):
-    return subprocess.Popen([sys.executable, "-m", "vidprobe", stage, *overrides], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "vidprobe", stage, *overrides],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finished(*procs):
@@ -81,8 +97,9 @@ def test_two_embeds_at_once_one_refuses_and_every_id_is_stored_once(demo_root, t
 def test_two_trains_of_one_run_at_once(demo_root, tmp_path):
     common = args(demo_root, tmp_path, "embed.num_workers=0")
     assert main(["index", *common]) == 0 and main(["embed", *common]) == 0
-    results = race(["train", *common, "run.name=same", "head.epochs=400", "head.patience=400"],
-                   tmp_path / "runs" / "same.lock")
+    results = race(
+        ["train", *common, "run.name=same", "head.epochs=400", "head.patience=400"], tmp_path / "runs" / "same.lock"
+    )
     assert sorted(code for code, _, _ in results) == [0, 1], results
     assert "run same is being written by" in next(err for code, _, err in results if code == 1)
     assert load_run(tmp_path / "runs" / "same").classes == ["down", "left", "right", "up"]
@@ -191,8 +208,10 @@ def test_duplicates_cannot_be_merged_in_and_verify_repairs_a_set_that_has_them(t
 
 def test_verify_repair_drops_duplicate_rows_and_merged_parts(tmp_path, capsys):
     attrs = {"config_hash": "h", "config": "x: 1\n"}
-    for path, ids in ((tmp_path / "shard-0-of-1.h5", ["a", "b", "a", "c", "b"]),  # as two writers left it
-                      (tmp_path / ".parts" / "shard-0-of-1" / "part-000000.h5", ["c"])):  # merged, not removed
+    for path, ids in (
+        (tmp_path / "shard-0-of-1.h5", ["a", "b", "a", "c", "b"]),  # as two writers left it
+        (tmp_path / ".parts" / "shard-0-of-1" / "part-000000.h5", ["c"]),
+    ):  # merged, not removed
         path.parent.mkdir(parents=True, exist_ok=True)
         with h5py.File(path, "w") as h5:
             h5.attrs.update(attrs)

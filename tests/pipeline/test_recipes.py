@@ -5,20 +5,33 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from vidprobe.stages import audio, embed, finetune, index, sweep, text, train, transcribe
 from vidprobe.config import load_config
+from vidprobe.stages import audio, embed, finetune, index, sweep, text, train, transcribe
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def recipe(name: str, demo_root, cache, *overrides: str):
-    return load_config(ROOT / "configs" / "experiments" / f"{name}.yaml",
-                       [f"dataset.root={demo_root}", f"paths.cache={cache}", "embed.num_workers=0",
-                        "index.num_workers=2", "sweep.seeds=[0]", "head.epochs=15", *overrides])
+    return load_config(
+        ROOT / "configs" / "experiments" / f"{name}.yaml",
+        [
+            f"dataset.root={demo_root}",
+            f"paths.cache={cache}",
+            "embed.num_workers=0",
+            "index.num_workers=2",
+            "sweep.seeds=[0]",
+            "head.epochs=15",
+            *overrides,
+        ],
+    )
 
 
-TINY = ["backbone.name=videomae-tiny-random", "sampling.num_frames=null", "sampling.size=null", "embed.feature_set=tiny"]
+TINY = [
+    "backbone.name=videomae-tiny-random",
+    "sampling.num_frames=null",
+    "sampling.size=null",
+    "embed.feature_set=tiny",
+]
 
 
 @pytest.mark.slow
@@ -54,8 +67,9 @@ def test_prompt_learning_beside_zero_shot_and_a_linear_probe(demo_root, tmp_path
 
 @pytest.mark.slow
 def test_staged_training_then_fine_tuning_from_the_head(demo_root, tmp_path):
-    cfg = recipe("staged", demo_root, tmp_path, *TINY, "finetune.epochs=1", "finetune.num_workers=0",
-                 "finetune.export=false")
+    cfg = recipe(
+        "staged", demo_root, tmp_path, *TINY, "finetune.epochs=1", "finetune.num_workers=0", "finetune.export=false"
+    )
     index.run(cfg)
     embed.run(cfg)
     head = train.run(cfg)

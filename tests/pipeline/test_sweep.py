@@ -8,10 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
-from vidprobe.stages import embed, index, sweep
 from vidprobe.cli import main
 from vidprobe.config import ConfigError, with_overrides
+from vidprobe.stages import embed, index, sweep
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,12 +26,12 @@ def test_sweep_runs_every_config_and_seed_into_a_leaderboard(demo_cfg):
     row = table[table.config == "lr=0.1"].iloc[0]
     runs = row.runs.split("; ")
     assert len(runs) == 2 and row.seeds == 2
-    accs = [json.loads(open(f"{r}/metrics.json").read())["acc"] for r in runs]
+    accs = [json.loads(Path(f"{r}/metrics.json").read_text())["acc"] for r in runs]
     assert row["acc mean"] == pytest.approx(sum(accs) / 2)
     assert row["acc std"] == pytest.approx(pd.Series(accs).std(ddof=0))
     saved = pd.read_csv(f"{cfg.paths.cache}/runs/sweep/leaderboard.csv")
     assert list(saved.config) == list(table.config)
-    assert "| lr=0.1 |" in open(f"{cfg.paths.cache}/runs/sweep/leaderboard.md").read()
+    assert "| lr=0.1 |" in Path(f"{cfg.paths.cache}/runs/sweep/leaderboard.md").read_text()
     assert "baseline: sklearn logistic/ridge" in set(table.config)
 
 
@@ -47,14 +46,22 @@ def test_sweep_grid_is_validated_before_anything_runs(demo_cfg, capsys):
         demo_cfg("sweep.grid={task.traits: [[]]}", "task.label=null")
     with pytest.raises(ConfigError, match="nothing to sweep"):
         sweep.combos_of(demo_cfg())
-    assert len(sweep.combos_of(demo_cfg("sweep.grid={head.lr: [1, 2, 3], head.epochs: [1, 2]}", "sweep.samples=4"))) == 4
+    assert (
+        len(sweep.combos_of(demo_cfg("sweep.grid={head.lr: [1, 2, 3], head.epochs: [1, 2]}", "sweep.samples=4"))) == 4
+    )
     assert main(["sweep", "sweep.grid={head.lr: [0.1]}", "paths.cache=/nonexistent"]) == 2
     assert "vidprobe index" in capsys.readouterr().err
 
 
 def test_batched_heads_give_the_runs_one_at_a_time_would(demo_cfg):
-    base = ["sweep.grid={head.lr: [0.1, 0.01, 0.001], head.weight_decay: [0, 0.01]}", "sweep.seeds=[0, 1]",
-            "head.epochs=25", "head.patience=5", "task.traits=[]", "sweep.baselines=false"]
+    base = [
+        "sweep.grid={head.lr: [0.1, 0.01, 0.001], head.weight_decay: [0, 0.01]}",
+        "sweep.seeds=[0, 1]",
+        "head.epochs=25",
+        "head.patience=5",
+        "task.traits=[]",
+        "sweep.baselines=false",
+    ]
     cfg = demo_cfg(*base, "sweep.name=batched", "sweep.n_jobs=2")
     index.run(cfg)
     embed.run(cfg)
@@ -65,13 +72,22 @@ def test_batched_heads_give_the_runs_one_at_a_time_would(demo_cfg):
     for col in ("acc mean", "acc std", "macro_f1 mean"):
         pd.testing.assert_series_equal(batched[col].sort_index(), single[col].sort_index(), atol=1e-6)
     for run in batched.runs.str.split("; ").sum():
-        assert {"heads.pt", "metrics.json", "config.yaml", "train.log"} <= {p.name for p in __import__("pathlib").Path(run).iterdir()}
+        assert {"heads.pt", "metrics.json", "config.yaml", "train.log"} <= {
+            p.name for p in __import__("pathlib").Path(run).iterdir()
+        }
 
 
 def test_trait_heads_of_every_kind_train_as_one_batch_each_in_its_own_run(demo_cfg):
-    base = ["sweep.grid={head.lr: [1e6, 0.01], variant: [{name: lin-mse, head.name: linear, head.regression_loss: mse},"
-            " {name: mlp-ccc, head.name: mlp, head.regression_loss: ccc, head.dropout: 0.3}]}", "sweep.seeds=[0]",
-            "task.label=null", "head.epochs=6", "head.patience=3", "sweep.baselines=false", "sweep.metric=spearman/mean"]
+    base = [
+        "sweep.grid={head.lr: [1e6, 0.01], variant: [{name: lin-mse, head.name: linear, head.regression_loss: mse},"
+        " {name: mlp-ccc, head.name: mlp, head.regression_loss: ccc, head.dropout: 0.3}]}",
+        "sweep.seeds=[0]",
+        "task.label=null",
+        "head.epochs=6",
+        "head.patience=3",
+        "sweep.baselines=false",
+        "sweep.metric=spearman/mean",
+    ]
     cfg = demo_cfg(*base, "sweep.name=batched", "sweep.n_jobs=1")
     index.run(cfg)
     embed.run(cfg)
@@ -80,8 +96,9 @@ def test_trait_heads_of_every_kind_train_as_one_batch_each_in_its_own_run(demo_c
     assert len(sweep.batches(demo_cfg(*base, "task.label=label"), combos, 1)) == 4  # class heads: lr / wd only
     batched = sweep.run(cfg).set_index("config")
     single = sweep.run(demo_cfg(*base, "sweep.name=single", "sweep.n_jobs=1", "sweep.batch=false")).set_index("config")
-    pd.testing.assert_series_equal(batched["spearman/mean mean"].sort_index(), single["spearman/mean mean"].sort_index(),
-                                   atol=1e-6)
+    pd.testing.assert_series_equal(
+        batched["spearman/mean mean"].sort_index(), single["spearman/mean mean"].sort_index(), atol=1e-6
+    )
     assert list(batched.diverged.sort_index()) == list(single.diverged.sort_index())
     for name, row in batched.iterrows():
         run = Path(row.runs)
@@ -94,11 +111,17 @@ def test_trait_heads_of_every_kind_train_as_one_batch_each_in_its_own_run(demo_c
 
 
 def test_grid_alternatives_are_named_sets_of_overrides(demo_cfg):
-    cfg = demo_cfg("sweep.grid={modality: [{name: video}, {name: audio, head.features: 'w:audio/pooled', head.lr: 0.1}],"
-                   " head.weight_decay: [0, 0.01]}")
+    cfg = demo_cfg(
+        "sweep.grid={modality: [{name: video}, {name: audio, head.features: 'w:audio/pooled', head.lr: 0.1}],"
+        " head.weight_decay: [0, 0.01]}"
+    )
     combos = sweep.combos_of(cfg)
-    assert [sweep.trial_name(c) for c in combos] == ["modality=video,weight_decay=0", "modality=video,weight_decay=0.01",
-                                                     "modality=audio,weight_decay=0", "modality=audio,weight_decay=0.01"]
+    assert [sweep.trial_name(c) for c in combos] == [
+        "modality=video,weight_decay=0",
+        "modality=video,weight_decay=0.01",
+        "modality=audio,weight_decay=0",
+        "modality=audio,weight_decay=0.01",
+    ]
     assert sweep.overrides(combos[3]) == {"head.features": "w:audio/pooled", "head.lr": 0.1, "head.weight_decay": 0.01}
     with pytest.raises(ConfigError, match="head.lrr"):
         demo_cfg("sweep.grid={modality: [{head.lrr: 1}]}")
@@ -117,10 +140,21 @@ def test_long_tail_recipe_on_the_demos_multilabel_table(demo_root, tmp_path):
     from vidprobe.config import load_config
 
     root = Path(__file__).resolve().parents[2]
-    cfg = load_config(root / "configs/experiments/long-tail.yaml",
-                      [f"dataset.root={demo_root}", f"paths.cache={tmp_path}", "backbone.name=videomae-tiny-random",
-                       "sampling.num_frames=null", "sampling.size=null", "embed.feature_set=tiny", "embed.num_workers=0",
-                       "sweep.seeds=[0]", "head.epochs=20", "dataset.segment_cutoffs=[2, 1]"])
+    cfg = load_config(
+        root / "configs/experiments/long-tail.yaml",
+        [
+            f"dataset.root={demo_root}",
+            f"paths.cache={tmp_path}",
+            "backbone.name=videomae-tiny-random",
+            "sampling.num_frames=null",
+            "sampling.size=null",
+            "embed.feature_set=tiny",
+            "embed.num_workers=0",
+            "sweep.seeds=[0]",
+            "head.epochs=20",
+            "dataset.segment_cutoffs=[2, 1]",
+        ],
+    )
     index.run(cfg)
     embed.run(cfg)
     table = sweep.run(cfg).set_index("config")
@@ -134,13 +168,29 @@ def test_long_tail_recipe_on_the_demos_multilabel_table(demo_root, tmp_path):
 
 @pytest.mark.slow
 def test_a_killed_sweep_trains_only_the_unfinished_trials_again(demo_root, tmp_path, capsys):
-    common = [f"dataset.root={demo_root}", f"paths.cache={tmp_path}", "dataset.name=demo", "index.num_workers=1",
-              "embed.num_workers=0", "backbone.name=videomae-tiny-random", "task.traits=[]",
-              "sweep.grid={head.lr: [0.1, 0.03, 0.01, 0.003]}", "sweep.seeds=[0]", "sweep.n_jobs=1", "sweep.batch=false",
-              "sweep.baselines=false", "head.epochs=300", "head.patience=300"]
+    common = [
+        f"dataset.root={demo_root}",
+        f"paths.cache={tmp_path}",
+        "dataset.name=demo",
+        "index.num_workers=1",
+        "embed.num_workers=0",
+        "backbone.name=videomae-tiny-random",
+        "task.traits=[]",
+        "sweep.grid={head.lr: [0.1, 0.03, 0.01, 0.003]}",
+        "sweep.seeds=[0]",
+        "sweep.n_jobs=1",
+        "sweep.batch=false",
+        "sweep.baselines=false",
+        "head.epochs=300",
+        "head.patience=300",
+    ]
     assert main(["index", *common]) == 0 and main(["embed", *common]) == 0
-    proc = subprocess.Popen([sys.executable, "-m", "vidprobe", "sweep", *common], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vidprobe", "sweep", *common],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     runs = tmp_path / "runs" / "sweep"
     deadline = time.time() + 300
     while len(list(runs.glob("*/seed0/metrics.json"))) < 2 and time.time() < deadline and proc.poll() is None:
@@ -164,11 +214,15 @@ def test_a_killed_sweep_trains_only_the_unfinished_trials_again(demo_root, tmp_p
 def test_the_leaderboard_says_which_configs_diverged():
     from vidprobe.heads.sweep import leaderboard, to_markdown
 
-    rows = [{"config": "lr=0.1", "seed": 0, "run_dir": "a", "acc": float("nan")},
-            {"config": "lr=0.1", "seed": 1, "run_dir": "b", "acc": 0.9},
-            {"config": "lr=1", "seed": 0, "run_dir": "c", "acc": float("nan")},
-            {"config": "lr=0.01", "seed": 0, "run_dir": "d", "acc": 0.5}]
+    rows = [
+        {"config": "lr=0.1", "seed": 0, "run_dir": "a", "acc": float("nan")},
+        {"config": "lr=0.1", "seed": 1, "run_dir": "b", "acc": 0.9},
+        {"config": "lr=1", "seed": 0, "run_dir": "c", "acc": float("nan")},
+        {"config": "lr=0.01", "seed": 0, "run_dir": "d", "acc": 0.5},
+    ]
     table = leaderboard(rows, "acc")
     assert list(table.config) == ["lr=0.1", "lr=0.01", "lr=1"]  # every seed of lr=1 diverged: last
     assert dict(zip(table.config, table.diverged)) == {"lr=0.1": 1, "lr=0.01": 0, "lr=1": 1}
-    assert "| seeds | diverged |" in to_markdown(table, "acc") and "| lr=1 | nan ± nan | 1 | 1 |" in to_markdown(table, "acc")
+    assert "| seeds | diverged |" in to_markdown(table, "acc") and "| lr=1 | nan ± nan | 1 | 1 |" in to_markdown(
+        table, "acc"
+    )

@@ -5,13 +5,12 @@ import pandas as pd
 import pytest
 import torch
 from transformers import AutoTokenizer, CLIPModel
-
+from vidprobe import layout
 from vidprobe.features.backbones import save_tiny_clip
 from vidprobe.features.errors import FeatureConfigError
 from vidprobe.features.store import FeatureSet
 from vidprobe.features.text import readable
 from vidprobe.heads.runs import load_run
-from vidprobe import layout
 from vidprobe.stages import embed, index, text, train
 
 
@@ -24,9 +23,16 @@ def test_readable_class_names():
 def test_prompts_equal_a_direct_text_forward_and_feed_zero_shot(demo_cfg, tmp_path):
     clip_dir = save_tiny_clip(tmp_path / "clip", seed=4)
     templates = ["a video of {label}.", "something moving {label}."]
-    cfg = demo_cfg("backbone.name=clip", f"backbone.model={clip_dir}", "embed.feature_set=clip", "sampling.num_frames=4",
-                   f"text.templates={templates}", "task.traits=[]", "head.name=zero-shot",
-                   "head.prompts=clip-prompts")
+    cfg = demo_cfg(
+        "backbone.name=clip",
+        f"backbone.model={clip_dir}",
+        "embed.feature_set=clip",
+        "sampling.num_frames=4",
+        f"text.templates={templates}",
+        "task.traits=[]",
+        "head.name=zero-shot",
+        "head.prompts=clip-prompts",
+    )
     index.run(cfg)
     embed.run(cfg)
     out = text.run(cfg)
@@ -35,8 +41,9 @@ def test_prompts_equal_a_direct_text_forward_and_feed_zero_shot(demo_cfg, tmp_pa
     assert fs.dir.name == "clip-prompts" and "a video of" in fs.attrs["config"]
     model, tok = CLIPModel.from_pretrained(clip_dir).eval(), AutoTokenizer.from_pretrained(clip_dir)
     with torch.no_grad():
-        emb = model.get_text_features(**tok([t.format(label="left") for t in templates], padding=True,
-                                            return_tensors="pt")).pooler_output
+        emb = model.get_text_features(
+            **tok([t.format(label="left") for t in templates], padding=True, return_tensors="pt")
+        ).pooler_output
     expected = torch.nn.functional.normalize(emb, dim=-1).mean(0).numpy()
     assert np.abs(fs.get("text/pooled", ["left"])[0] - expected).max() <= 1e-5
     assert text.run(cfg)["classes"] == out["classes"]  # a second run finds them stored
@@ -74,14 +81,23 @@ def test_class_prompt_similarity_report(demo_cfg):
     assert np.allclose(np.diag(sim), 1, atol=1e-3) and np.allclose(sim, sim.T, atol=1e-4)
     row = pairs.iloc[0]
     assert row.cosine == pytest.approx(sim.loc[row.class_a, row.class_b], abs=1e-4)
-    assert (report / "similarity.svg").read_text().startswith("<svg") and "| class a |" in (report / "similar_pairs.md").read_text()
+    assert (report / "similarity.svg").read_text().startswith("<svg") and "| class a |" in (
+        report / "similar_pairs.md"
+    ).read_text()
     strict = demo_cfg("text.encoder=minilm", "text.feature_set=minilm-prompts", "text.similarity_threshold=0.99")
     assert len(pd.read_csv(text.run(strict)["dir"] / "report" / "similar_pairs.csv")) == 0
 
 
 def test_coop_head_on_cached_clip_frames(demo_cfg):
-    cfg = demo_cfg("backbone.name=clip-tiny-random", "sampling.num_frames=4", "embed.feature_set=clip",
-                   "task.traits=[]", "head.name=coop", "head.features=frames", "head.epochs=3")
+    cfg = demo_cfg(
+        "backbone.name=clip-tiny-random",
+        "sampling.num_frames=4",
+        "embed.feature_set=clip",
+        "task.traits=[]",
+        "head.name=coop",
+        "head.features=frames",
+        "head.epochs=3",
+    )
     index.run(cfg)
     embed.run(cfg)
     metrics = train.run(cfg)

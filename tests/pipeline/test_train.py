@@ -5,23 +5,32 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-
+from vidprobe import layout
+from vidprobe.config import ConfigError, load_config, with_overrides
 from vidprobe.features.identity import feature_hash
 from vidprobe.features.store import FeatureSet, ShardWriter
 from vidprobe.heads.errors import HeadConfigError
 from vidprobe.heads.runs import load_run
-from vidprobe import layout
 from vidprobe.stages import evaluate, train
-from vidprobe.config import ConfigError, load_config, with_overrides
 
 
 def make(tmp_path, labels_by_split, *overrides, nan_id=None):
-    cfg = load_config(None, [f"paths.cache={tmp_path}", "dataset.name=t", "task.traits=[score]", "head.epochs=30",
-                             *overrides])
+    cfg = load_config(
+        None, [f"paths.cache={tmp_path}", "dataset.name=t", "task.traits=[score]", "head.epochs=30", *overrides]
+    )
     rows, rng = [], np.random.default_rng(0)
     for split, labels in labels_by_split.items():
-        rows += [{"sample_id": f"{split}/{i}", "path": f"{split}/{i}.mp4", "split": split, "label": lab,
-                  "score": float(i % 5), "status": "ok"} for i, lab in enumerate(labels)]
+        rows += [
+            {
+                "sample_id": f"{split}/{i}",
+                "path": f"{split}/{i}.mp4",
+                "split": split,
+                "label": lab,
+                "score": float(i % 5),
+                "status": "ok",
+            }
+            for i, lab in enumerate(labels)
+        ]
     manifest = pd.DataFrame(rows)
     layout.manifest(cfg).parent.mkdir(parents=True)
     manifest.to_csv(layout.manifest(cfg), index=False)
@@ -40,13 +49,23 @@ def make(tmp_path, labels_by_split, *overrides, nan_id=None):
 SPLITS = {"train": list("abc" * 10), "val": list("abc" * 3), "test": list("abc" * 3)}
 
 
-@pytest.mark.parametrize("overrides", [
-    [],
-    ["head.name=mlp", "head.loss=focal", "head.regression_loss=ccc"],
-    ["head.monitor=acc", "task.traits=[]", "head.class_weights=balanced"],
-    ["head.loss=ce", "head.class_weights=effective", "head.label_smoothing=0.1", "head.regression_loss=huber",
-     "head.schedule=constant", "head.warmup_epochs=3", "task.traits=[]"],
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        ["head.name=mlp", "head.loss=focal", "head.regression_loss=ccc"],
+        ["head.monitor=acc", "task.traits=[]", "head.class_weights=balanced"],
+        [
+            "head.loss=ce",
+            "head.class_weights=effective",
+            "head.label_smoothing=0.1",
+            "head.regression_loss=huber",
+            "head.schedule=constant",
+            "head.warmup_epochs=3",
+            "task.traits=[]",
+        ],
+    ],
+)
 def test_heads_and_losses_learn(tmp_path, overrides):
     cfg = make(tmp_path, SPLITS, *overrides)
     metrics = train.run(cfg)
@@ -72,8 +91,16 @@ def test_class_absent_from_train_is_a_warning(tmp_path, capsys):
 
 
 def test_few_shot_and_long_tail_options(tmp_path):
-    cfg = make(tmp_path, SPLITS, "head.k_train=2", "head.k_val=1", "head.sampler=balanced", "head.loss=ldam",
-               "head.drw_epoch=10", "task.traits=[]")
+    cfg = make(
+        tmp_path,
+        SPLITS,
+        "head.k_train=2",
+        "head.k_val=1",
+        "head.sampler=balanced",
+        "head.loss=ldam",
+        "head.drw_epoch=10",
+        "task.traits=[]",
+    )
     train.run(cfg)
     preds = pd.read_csv(layout.run_dir(cfg) / "predictions.csv")
     assert len(preds) == 3  # one validation sample per class
@@ -93,8 +120,9 @@ def test_attention_head_on_sequence_features(tmp_path):
 
 
 def test_per_target_heads_use_every_known_value(tmp_path):
-    cfg = make(tmp_path, SPLITS, "task.traits=[score, other]", "task.mode=per_target", "task.n_jobs=2",
-               "task.label=null")
+    cfg = make(
+        tmp_path, SPLITS, "task.traits=[score, other]", "task.mode=per_target", "task.n_jobs=2", "task.label=null"
+    )
     manifest = pd.read_csv(layout.manifest(cfg))
     manifest["other"] = manifest.score * 2.0
     manifest.loc[manifest.sample_id.isin(["train/0", "train/1", "val/2"]), "score"] = np.nan  # masked, not dropped
@@ -110,8 +138,11 @@ def test_per_target_heads_use_every_known_value(tmp_path):
 
 def write_set(cfg, name, ids, features: dict, config=None):
     """Another feature set of the same dataset (e.g. audio, class prompts) in the cache."""
-    h, text = (feature_hash(cfg.sampling, cfg.backbone, cfg.embed.storage_dtype) if config is None
-               else (config, f"made_by: {config}"))
+    h, text = (
+        feature_hash(cfg.sampling, cfg.backbone, cfg.embed.storage_dtype)
+        if config is None
+        else (config, f"made_by: {config}")
+    )
     w = ShardWriter(layout.feature_set(cfg, name), 0, 1, {"config_hash": h, "config": text})
     w.append(list(ids), features)
     w.finish()
@@ -132,11 +163,14 @@ def test_one_vs_rest_heads_per_class(tmp_path):
 @pytest.mark.parametrize("fusion", ["concat", "late", "gated"])
 def test_fusion_reads_the_informative_modality_and_respects_masks(tmp_path, fusion):
     splits = {"train": list("abc" * 20), "val": list("abc" * 10), "test": list("abc" * 10)}
-    cfg = make(tmp_path, splits, f"head.fusion={fusion}", "head.fuse=[aud:audio/pooled]", "head.lr=0.03",
-               "head.epochs=60")
+    cfg = make(
+        tmp_path, splits, f"head.fusion={fusion}", "head.fuse=[aud:audio/pooled]", "head.lr=0.03", "head.epochs=60"
+    )
     manifest = pd.read_csv(layout.manifest(cfg))
     rng = np.random.default_rng(1)
-    write_set(cfg, "noise", manifest.sample_id, {"video/pooled": rng.normal(size=(len(manifest), 8)).astype(np.float32)})
+    write_set(
+        cfg, "noise", manifest.sample_id, {"video/pooled": rng.normal(size=(len(manifest), 8)).astype(np.float32)}
+    )
     centres = {c: rng.normal(size=4) * 3 for c in "abc"}
     audio = np.stack([centres[c] + rng.normal(size=4) for c in manifest.label]).astype(np.float32)
     present = np.ones(len(manifest), dtype=bool)
@@ -148,8 +182,13 @@ def test_fusion_reads_the_informative_modality_and_respects_masks(tmp_path, fusi
         values = audio.copy()
         values[~present] = garbage
         shutil.rmtree(layout.feature_set(cfg, "aud"), ignore_errors=True)
-        write_set(cfg, "aud", manifest.sample_id[keep], {"audio/pooled": values[keep], "audio/present": present[keep]},
-                  config="whisper")
+        write_set(
+            cfg,
+            "aud",
+            manifest.sample_id[keep],
+            {"audio/pooled": values[keep], "audio/present": present[keep]},
+            config="whisper",
+        )
 
     cfg = with_overrides(cfg, {"embed.feature_set": "noise"})
     alone = train.run(with_overrides(cfg, {"head.fuse": [], "run.name": "alone"}))
@@ -188,8 +227,9 @@ def test_zero_shot_and_prompt_initialised_heads(tmp_path):
     history = pd.read_csv(layout.run_dir(cfg) / "history" / "label.tsv", sep="\t")
     assert list(history.epoch) == [0]
     assert evaluate.run(cfg)["acc"] == pytest.approx(zero["acc"], abs=0.35)
-    init = with_overrides(cfg, {"head.name": "linear", "head.init": "prompts", "head.epochs": 20, "head.lr": 1e-3,
-                                "run.name": "init"})
+    init = with_overrides(
+        cfg, {"head.name": "linear", "head.init": "prompts", "head.epochs": 20, "head.lr": 1e-3, "run.name": "init"}
+    )
     assert train.run(init)["acc"] > 0.8
     wrong = with_overrides(cfg, {"head.prompts": "noise"})
     write_set(cfg, "noise", list("abc"), {"text/pooled": np.zeros((3, 5), np.float32)}, config="x")
@@ -217,13 +257,15 @@ def test_head_on_another_feature_set_alone(tmp_path):
         train.run(with_overrides(cfg, {"head.features": "nothing:audio/pooled"}))
 
 
-@pytest.mark.parametrize("overrides", [
-    [],  # a linear class head and a joint trait head
-    ["head.name=mlp", "head.sampler=balanced", "task.traits=[]"],
-    ["head.name=mlp", "task.mode=per_target", "task.label=null"],
-])
-def test_features_bigger_than_the_memory_setting_stream_from_disk_with_the_same_metrics(tmp_path, overrides,
-                                                                                         capsys):
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],  # a linear class head and a joint trait head
+        ["head.name=mlp", "head.sampler=balanced", "task.traits=[]"],
+        ["head.name=mlp", "task.mode=per_target", "task.label=null"],
+    ],
+)
+def test_features_bigger_than_the_memory_setting_stream_from_disk_with_the_same_metrics(tmp_path, overrides, capsys):
     whole = make(tmp_path / "whole", SPLITS, *overrides)
     streamed = with_overrides(make(tmp_path / "streamed", SPLITS, *overrides), {"head.memory_mb": 0})
     metrics = [train.run(whole), train.run(streamed)]
@@ -242,8 +284,10 @@ def test_features_bigger_than_the_memory_setting_stream_from_disk_with_the_same_
 def test_a_sweep_over_streamed_features_skips_only_the_baselines(tmp_path, capsys):
     from vidprobe.stages import sweep
 
-    cfg = with_overrides(make(tmp_path, SPLITS, "task.traits=[]"), {
-        "head.memory_mb": 0, "sweep.grid": {"head.lr": [0.05, 0.01]}, "sweep.seeds": [0], "sweep.metric": "acc"})
+    cfg = with_overrides(
+        make(tmp_path, SPLITS, "task.traits=[]"),
+        {"head.memory_mb": 0, "sweep.grid": {"head.lr": [0.05, 0.01]}, "sweep.seeds": [0], "sweep.metric": "acc"},
+    )
     table = sweep.run(cfg)
     assert list(table.config) == ["lr=0.05", "lr=0.01"] or list(table.config) == ["lr=0.01", "lr=0.05"]
     assert "baselines: skipped, the features are streamed from disk" in capsys.readouterr().out
