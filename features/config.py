@@ -71,4 +71,5 @@ class BackboneConfig:
     dtype: str = choice("float32", "bfloat16", "float16")  # float32 | bfloat16 | float16 (autocast on CUDA)
     layers: list[int] | None = None  # hidden states to store instead of the top outputs, e.g. [-1, -4]; None: the top
     layers_as: str = choice("separate", "concat")  # separate: keys <key>@<layer> | concat: side by side under <key>
+    token_grid: list[int] | None = None  # [T, H, W]: also store video/tokens, the output tokens pooled to this grid
     compile: bool = False  # torch.compile the backbone (long first batch; pays off on large runs)

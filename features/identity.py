@@ -24,6 +24,7 @@ CLIP_KEYS = (
     "sampling.fps",
     "backbone.layers",
     "backbone.layers_as",
+    "backbone.token_grid",
 )
 
 
@@ -58,6 +59,8 @@ def feature_config(sampling: SamplingConfig, backbone: BackboneConfig, storage_d
     weights = {k: v for k, v in dataclasses.asdict(backbone).items() if k not in ("device", "compile")}
     if not backbone.layers:  # the top outputs: the identity of every feature set made before layers could be chosen
         weights = {k: v for k, v in weights.items() if k not in ("layers", "layers_as")}
+    if backbone.token_grid is None:  # no tokens: the identity of every feature set made before token grids
+        weights.pop("token_grid")
     return {"sampling": dataclasses.asdict(sampling), "backbone": weights, "storage_dtype": storage_dtype}
 
 

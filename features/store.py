@@ -384,6 +384,19 @@ class FeatureSet:
     def config_hash(self) -> str:
         return str(self.attrs.get("config_hash", ""))
 
+    def dtypes(self) -> dict[str, np.dtype]:
+        """Each key's stored dtype (its first shard's)."""
+        with open_h5(self.paths[0]) as h5:
+            return {key: h5[key].dtype for key in self.keys}
+
+    def row_bytes(self) -> dict[str, int]:
+        """Bytes one row of each numeric key takes, uncompressed (what a row costs on disk and in memory)."""
+        return {
+            key: int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            for (key, shape), dtype in zip(self.keys.items(), self.dtypes().values())
+            if dtype.kind in "fiub"
+        }
+
     def require_hash(self, expected: str, expected_config: str = "") -> None:
         if self.config_hash != expected:
             diff = config_diff(str(self.attrs.get("config", "")), expected_config) if expected_config else []

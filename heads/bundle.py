@@ -39,6 +39,7 @@ class HeadBundle:
     feat_l2: bool = False  # rows scaled to unit length instead (class-prompt heads)
     dims: list[int] | None = None  # fused inputs: each modality's width
     inputs: dict[str, str] = field(default_factory=dict)  # other feature sets read -> their config hash
+    tokens: int | None = None  # sequence inputs (token grids, time steps): how many per sample the heads saw
     classes: list[str] | None = None
     label_head: dict | None = None
     one_vs_rest: bool = False
@@ -75,6 +76,8 @@ class HeadBundle:
 
     def to_dict(self) -> dict:
         out = {k: getattr(self, k) for k in COMMON_KEYS}
+        if self.tokens is not None:  # saved only when there are some: earlier bundles load as they were
+            out["tokens"] = self.tokens
         for head, keys in HEAD_KEYS.items():
             if getattr(self, head) is not None:
                 out.update({k: getattr(self, k) for k in keys})
@@ -114,6 +117,12 @@ class HeadBundle:
         from `head` (a CoOp head through the CLIP of `coop_clip`). Every class gets a column (`prob/<class>`,
         multi-label `score/<class>`); `top_k` adds the k most probable classes. Data without targets (new
         videos) gets predictions only."""
+        if self.tokens is not None and len(data.x.shape) == 3 and data.x.shape[1] != self.tokens:
+            raise HeadConfigError(
+                f"head.features: these features have {data.x.shape[1]} tokens per sample, the heads were trained "
+                f"on {self.tokens}: embed the videos with the run's backbone.token_grid and sampling (its "
+                "config.yaml), or train a head on this grid"
+            )
         x = self.standardizer()(data.x)
         parts = [pd.DataFrame({"sample_id": data.ids})]
         metrics: dict = {}

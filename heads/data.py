@@ -40,6 +40,8 @@ def pooled(x: np.ndarray, key: str) -> torch.Tensor:
     x = torch.from_numpy(x).float()
     if x.ndim > 2 and key.endswith("pooled"):
         x = x.flatten(1, -2).mean(1)  # temporal views and crops: averaged, as multi-view testing does
+    elif x.ndim > 3 and key.split("@")[0].endswith("tokens"):
+        x = x.flatten(1, -3).mean(1)  # token grids of several views and crops: averaged cell by cell
     return x
 
 
@@ -179,6 +181,12 @@ def check_shape(head: HeadConfig, x: torch.Tensor) -> None:
                 f"head.features: coop takes CLIP frames (N, T, D) or pooled (N, D) features; "
                 f"{head.features!r} has shape {tuple(x.shape[1:])} per sample"
             )
+    elif head.name == "attentive" and x.ndim != 3:
+        raise HeadConfigError(
+            f"head.features: the attentive head attends over token grids (N, T*H*W, D); {head.features!r} has "
+            f"shape {tuple(x.shape[1:])} per sample. Embed with backbone.token_grid=[T, H, W] (e.g. [8, 4, 4]) and "
+            "set head.features=video/tokens"
+        )
     elif head.name in SEQUENCE_HEADS:
         if x.ndim != 3:
             raise HeadConfigError(

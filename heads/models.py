@@ -1,4 +1,5 @@
-"""Head models behind a registry: `@register_head("name", settings=...)` builders taking (in_dim, out_dim, cfg).
+"""Head models behind a registry: `@register_head("name", settings=...)` builders taking (in_dim, out_dim, cfg):
+linear, MLP, temporal attention pooling, V-JEPA's attentive probe over token grids, zero-shot from prompts.
 A head's own settings are a dataclass declared beside it; they join the `head` section as `head.<key>`
 (heads/config.py composes it), so a new head is one builder and its settings."""
 
@@ -146,6 +147,75 @@ class AttentionPool(nn.Module):
 def attention(in_dim: int, out_dim: int, cfg: HeadConfig) -> nn.Module:
     """Temporal attention pooling over (N, T, D) features such as video/temporal."""
     return AttentionPool(in_dim, out_dim)
+
+
+@dataclass
+class AttentiveSettings:
+    queries: int = (
+        1  # attentive: learnable query tokens (V-JEPA: 1); their outputs are concatenated for the linear layer
+    )
+    heads: int | None = None  # attentive: attention heads (None: 16, else the most up to 16 that divide the width)
+    mlp_ratio: float = 4.0  # attentive: the MLP block's hidden width over the token width
+
+
+def attention_heads(dim: int, asked: int | None) -> int:
+    """`asked` heads (they must divide `dim`), else 16 or the largest count below it that divides `dim`."""
+    if asked is not None:
+        if asked < 1 or dim % asked:
+            raise HeadConfigError(
+                f"head.heads: {asked} heads do not divide the token width {dim}; use a divisor "
+                f"of {dim}, or leave head.heads unset"
+            )
+        return asked
+    return max(h for h in range(1, 17) if dim % h == 0)
+
+
+class AttentiveProbe(nn.Module):
+    """V-JEPA's attentive classifier (its `AttentivePooler` of depth 1 and a linear layer): learnable query tokens
+    cross-attend over the tokens, then one MLP block, each with a residual connection and LayerNorm, then a
+    linear layer over the queries' outputs. (N, L, D) tokens -> (N, out).
+
+    q = queries; y = proj(attention(Wq q, Wkv LN1(x))); q = q + y; q = q + fc2(GELU(fc1(LN2(q)))); linear(q).
+    Initialised as V-JEPA initialises it: weights and queries from a normal of std 0.02 (cut at +-2, as V-JEPA calls
+    trunc_normal_: in effect uncut), biases
+    0, fc2's weights divided by sqrt(2).
+    """
+
+    def __init__(self, dim: int, out_dim: int, queries: int = 1, heads: int = 16, mlp_ratio: float = 4.0):
+        super().__init__()
+        self.heads = heads
+        self.query = nn.Parameter(torch.zeros(1, queries, dim))
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.q, self.kv, self.proj = nn.Linear(dim, dim), nn.Linear(dim, 2 * dim), nn.Linear(dim, dim)
+        hidden = int(dim * mlp_ratio)
+        self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
+        self.linear = nn.Linear(queries * dim, out_dim)
+        nn.init.trunc_normal_(self.query, std=0.02, a=-2.0, b=2.0)
+        for layer in (self.q, self.kv, self.proj, self.fc1, self.fc2, self.linear):
+            nn.init.trunc_normal_(layer.weight, std=0.02, a=-2.0, b=2.0)
+            nn.init.zeros_(layer.bias)
+        with torch.no_grad():
+            self.fc2.weight.div_(2.0**0.5)
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, L, D) tokens -> (N, queries, D): what the queries read of them."""
+        n, length, d = x.shape
+        h = self.heads
+        q = self.query.expand(n, -1, -1)
+        heads_q = self.q(q).reshape(n, q.shape[1], h, d // h).transpose(1, 2)
+        k, v = self.kv(self.norm1(x)).reshape(n, length, 2, h, d // h).permute(2, 0, 3, 1, 4)
+        read = F.scaled_dot_product_attention(heads_q, k, v).transpose(1, 2).reshape(n, q.shape[1], d)
+        q = q + self.proj(read)
+        return q + self.fc2(F.gelu(self.fc1(self.norm2(q))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.pool(x).flatten(1))
+
+
+@register_head("attentive", sequence=True, settings=(AttentiveSettings,))
+def attentive(in_dim: int, out_dim: int, cfg: HeadConfig) -> nn.Module:
+    """V-JEPA's attentive probe over token grids (`head.features=video/tokens`, see `AttentiveProbe`)."""
+    return AttentiveProbe(in_dim, out_dim, cfg.queries, attention_heads(in_dim, cfg.heads), cfg.mlp_ratio)
 
 
 class OneVsRest(nn.Module):

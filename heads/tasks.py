@@ -23,7 +23,7 @@ from vidprobe.heads.metrics import (
     multilabel_metrics,
     regression_metrics,
 )
-from vidprobe.heads.models import HEADS, build_head, prompt_linear
+from vidprobe.heads.models import HEADS, SEQUENCE_HEADS, build_head, prompt_linear
 from vidprobe.heads.stream import forward_chunks
 from vidprobe.heads.trainer import Fitted, Standardizer, fit, fit_many, retrain_classifier, seed_everything
 
@@ -59,6 +59,13 @@ def head_problems(head: HeadConfig, task: TaskConfig, need_targets: bool = True)
         )
         if p
     ]
+    if head.name == "attentive" and (
+        head.queries < 1 or (head.heads is not None and head.heads < 1) or head.mlp_ratio <= 0
+    ):
+        problems.append(
+            f"head.queries / head.heads / head.mlp_ratio: {head.queries} / {head.heads} / "
+            f"{head.mlp_ratio}; queries and heads must be >= 1, mlp_ratio > 0"
+        )
     if head.name in ("zero-shot", "coop") and (task.traits or task.multilabel or not task.label):
         problems.append(
             f"head.name={head.name} classifies task.label from class prompts; set task.traits=[] "
@@ -101,26 +108,33 @@ TRAIT_FREE = {
     "patience",
     "schedule",
     "warmup_epochs",
+    "queries",
+    "heads",
+    "mlp_ratio",
 }  # what joint trait heads trained in one pass may differ in
+CLASS_FREE = {"lr", "weight_decay", "queries", "heads", "mlp_ratio"}  # what class heads in one pass may differ in
 
 
 def can_batch(head: HeadConfig, task: TaskConfig) -> bool:
-    """Heads that train in one pass over the data with others (see `batch_key`): a joint linear class head
-    from random weights, or a joint linear / MLP head over traits alone."""
+    """Heads that train in one pass over the data with others (see `batch_key`): a joint linear or attentive class
+    head from random weights, or a joint linear / MLP / attentive head over traits alone. One pass pays most for
+    attentive heads: their token grids are the largest inputs, often streamed from disk."""
     if task.mode != "joint" or head.init != "random" or task.multilabel:
         return False
     if task.label:
-        return not task.traits and head.name == "linear"
-    return bool(task.traits) and head.name in ("linear", "mlp")
+        return not task.traits and head.name in ("linear", "attentive")
+    return bool(task.traits) and head.name in ("linear", "mlp", "attentive")
 
 
 def batch_key(head: HeadConfig, task: TaskConfig) -> tuple | None:
     """What heads that train in one pass must share (None: this one trains alone). Class heads may differ
-    only in lr / weight decay; trait heads also in architecture, loss, schedule and stopping (`TRAIT_FREE`)."""
+    in lr, weight decay and the attentive head's shape (`CLASS_FREE`); trait heads also in architecture, loss,
+    schedule and stopping (`TRAIT_FREE`)."""
     if not can_batch(head, task):
         return None
-    free = {"lr", "weight_decay"} if task.label else TRAIT_FREE
-    return tuple((k, repr(v)) for k, v in sorted(asdict(head).items()) if k not in free)
+    free = CLASS_FREE if task.label else TRAIT_FREE
+    shape = ("sequence", head.name in SEQUENCE_HEADS)  # heads that share a batch take inputs of one shape
+    return (shape, *((k, repr(v)) for k, v in sorted(asdict(head).items()) if k not in free))
 
 
 def train_heads(
@@ -147,9 +161,12 @@ def train_heads(
     if head.prompted and head.normalize != "l2":
         print("note: class-prompt heads compare directions: features are L2-normalised (head.normalize=l2)")
     feat = Standardizer.fit(tr.x, passthrough=len(tr.dims or []), l2=head.prompted or head.normalize == "l2")
+    tokens = int(tr.x.shape[1]) if len(tr.x.shape) == 3 else None
     tr_s, va_s = replace(tr, x=feat(tr.x)), replace(va, x=feat(va.x))
     out = [
-        Trained(HeadBundle(feat.mean, feat.std, feat.l2, tr.dims, dict(inputs or {})), val=va, n_train=len(tr.ids))
+        Trained(
+            HeadBundle(feat.mean, feat.std, feat.l2, tr.dims, dict(inputs or {}), tokens), val=va, n_train=len(tr.ids)
+        )
         for _ in heads
     ]
     if task.label:

@@ -9,7 +9,7 @@ import pickle
 import numpy as np
 import pytest
 from vidprobe.cli import main
-from vidprobe.stages import embed, index
+from vidprobe.stages import embed, index, train
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,17 @@ def prepared(demo_root, tmp_path_factory):
     cfg = load_config(None, base)
     index.run(cfg)
     embed.run(cfg)
-    return base, cache.parent
+    tokens = [
+        "backbone.token_grid=[2, 2, 2]",
+        "embed.feature_set=tok",
+        "head.name=attentive",
+        "head.features=video/tokens",
+        "run.name=att",
+        "head.epochs=2",
+    ]
+    embed.run(load_config(None, base + tokens))
+    train.run(load_config(None, base + tokens))
+    return base, demo_root
 
 
 def not_whisper(folder):
@@ -119,17 +129,38 @@ BAD = {  # name: (command and settings, what the message must say); {tmp} is a f
     "caption without a model": (["caption"], "caption.model: needs a Florence-2"),
     "audio encoder without a model": (["audio-embed"], "audio_embed.model"),
     "init on a missing folder": (["init", "{tmp}/proj", "--root", "{tmp}/nope"], "no such folder"),
+    "a token grid finer than the model's": (
+        ["embed", "backbone.token_grid=[9, 9, 9]", "embed.feature_set=fine"],
+        "backbone.token_grid: [9, 9, 9] is finer than",
+    ),
+    "an attentive head on pooled features": (
+        ["train", "head.name=attentive"],
+        "head.features: the attentive head attends over token grids",
+    ),
+    "attentive queries": (["train", "head.name=attentive", "head.queries=0"], "queries and heads must be >= 1"),
+    "tokens of another grid at predict": (
+        [
+            "predict",
+            "backbone.token_grid=[1, 2, 2]",
+            "embed.feature_set=tok",
+            "head.name=attentive",
+            "head.features=video/tokens",
+            "run.name=att",
+            "predict.input={demo}/test",
+        ],
+        "backbone.token_grid: [2, 2, 2]",
+    ),
 }
 
 
 @pytest.mark.parametrize("name", list(BAD))
 def test_each_bad_setting_is_exit_2_with_the_fix_and_no_traceback(name, prepared, tmp_path, capsys):
-    base, _ = prepared
+    base, demo_root = prepared
     not_whisper(tmp_path / "ct2")
     (tmp_path / "file.pt").write_bytes(b"not a checkpoint")
     (tmp_path / "weights.pkl").write_bytes(pickle.dumps({"params": {"nothing": np.zeros(2)}}))
     args, says = BAD[name]
-    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    args = [a.replace("{tmp}", str(tmp_path)).replace("{demo}", str(demo_root)) for a in args]
     command, rest = args[0], args[1:]
     if command != "init":
         rest = [*base, *rest]

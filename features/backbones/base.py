@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from vidprobe.features.config import BackboneConfig
 from vidprobe.features.errors import FeatureConfigError
@@ -75,6 +76,8 @@ def build_backbone(cfg: BackboneConfig) -> Backbone:
     if cfg.name not in BACKBONES:
         raise FeatureConfigError(f"backbone.name: unknown backbone {cfg.name!r}; valid: {', '.join(sorted(BACKBONES))}")
     bb = BACKBONES[cfg.name](cfg)
+    if cfg.token_grid is not None:
+        bb.keep_tokens(list(cfg.token_grid))
     if cfg.layers:
         bb.select_layers(list(cfg.layers), cfg.layers_as)
     return bb
@@ -159,6 +162,51 @@ class Backbone:
         if bad:
             raise FeatureConfigError(f"sampling: {self.name} cannot take this clip: {'; '.join(bad)}")
 
+    # --- token grids (`backbone.token_grid`): the output tokens in the family's own layout (time steps x patch
+    # rows x patch columns), CLS and register tokens left out, average-pooled to T x H x W as `video/tokens`
+
+    token_grid: tuple[int, int, int] | None = None
+    TOKENS = "video/tokens"
+
+    def token_layout(self, hidden: torch.Tensor, batch: int, frames: int) -> torch.Tensor:
+        """A hidden state (or the top output) as (B, T', H', W', D): the family's token layout."""
+        raise FeatureConfigError(
+            f"backbone.token_grid: {self.name} has no token layout to pool; leave backbone.token_grid unset"
+        )
+
+    def keep_tokens(self, grid: list[int]) -> None:
+        """Also write `video/tokens`: (N, T*H*W, D), the tokens pooled to `grid` = [T, H, W]."""
+        if len(grid) != 3 or min(grid) < 1:
+            raise FeatureConfigError(f"backbone.token_grid: {grid} is no grid; give [T, H, W], each >= 1")
+        self.token_grid = tuple(int(g) for g in grid)
+        self.feature_keys = (*self.feature_keys, self.TOKENS)
+
+    def grid_tokens(self, layout: torch.Tensor) -> torch.Tensor:
+        """(B, T', H', W', D) -> (B, T*H*W, D): adaptive average pooling to `token_grid` (each cell the mean of the
+        tokens it covers, as torch's adaptive_avg_pool3d splits them), in time-row-column order."""
+        have = tuple(layout.shape[1:4])
+        if any(g > n for g, n in zip(self.token_grid, have)):
+            raise FeatureConfigError(
+                f"backbone.token_grid: {list(self.token_grid)} is finer than {self.name}'s token layout "
+                f"{list(have)} (time steps x rows x columns) at this input; use at most {list(have)}"
+            )
+        pooled = F.adaptive_avg_pool3d(layout.permute(0, 4, 1, 2, 3).float(), self.token_grid)
+        return pooled.flatten(2).transpose(1, 2).to(layout.dtype)
+
+    def with_tokens(self, out: dict[str, torch.Tensor], hidden: torch.Tensor, pixels: torch.Tensor) -> dict:
+        """`out` plus `video/tokens` of `hidden` when a token grid is kept."""
+        if self.token_grid is not None:
+            out[self.TOKENS] = self.grid_tokens(self.token_layout(hidden, pixels.shape[0], pixels.shape[1]))
+        return out
+
+    def check_token_grid(self, frames: int, size: int) -> None:
+        """Refuse, before any video is decoded, a token grid this model's layout cannot fill at frames x size."""
+        if self.token_grid is None:
+            return
+        param = next(self.model.parameters())
+        with torch.inference_mode():
+            self(torch.zeros(1, frames, 3, size, size, device=param.device))
+
     # --- intermediate layers: `hidden_states` as transformers returns them (0: the embeddings, -1: the last
     # block's output, before any final norm), each pooled as `pool_layer` says.
 
@@ -195,7 +243,9 @@ class Backbone:
 
     def embed_layers(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
         hidden = self.hidden_states(pixels)
-        per_layer = {i: self.pool_layer(hidden[i], pixels.shape[0]) for i in self.layers}
+        per_layer = {
+            i: self.with_tokens(self.pool_layer(hidden[i], pixels.shape[0]), hidden[i], pixels) for i in self.layers
+        }
         if self.layers_as == "separate":
             return {f"{k}@{i}": v for i, feats in per_layer.items() for k, v in feats.items()}
         return {k: torch.cat([per_layer[i][k] for i in self.layers], dim=-1) for k in per_layer[self.layers[0]]}
@@ -204,7 +254,17 @@ class Backbone:
         return self.embed_layers(pixels) if self.layers else self.embed(pixels)
 
     def provenance(self) -> dict:
+        grid = (
+            {
+                "token_grid": list(self.token_grid),
+                "token_pooling": "adaptive average pooling of the output tokens "
+                "(time x rows x columns, CLS and registers left out) to the grid",
+            }
+            if self.token_grid
+            else {}
+        )
         return {
+            **grid,
             "backbone": self.name,
             "weights": self.weights,
             "pooling": self.pooling,

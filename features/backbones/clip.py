@@ -31,8 +31,8 @@ class CLIPFrames(FrameEncoder):
     """CLIP's image tower on every sampled frame: the projected image embeddings (what CLIP compares
     with text) as `frames` (T, D), and their mean over time as `video/pooled`."""
 
-    def frame_features(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model.get_image_features(pixel_values=images).pooler_output  # transformers 5: projected
+    def frame_output(self, images: torch.Tensor):
+        return self.model.get_image_features(pixel_values=images)  # transformers 5: pooler_output projected
 
     def blocks(self) -> Blocks:
         v = self.model.vision_model

@@ -15,6 +15,7 @@ be changed for the families with interpolated position embeddings (dinov2, dinov
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -34,7 +35,8 @@ from vidprobe.features.video import IMAGENET_MEAN, IMAGENET_STD
 
 
 class FrameEncoder(Backbone):
-    """An image model on each of a clip's T frames; `frame_features` says what one frame's embedding is."""
+    """An image model on each of a clip's T frames: `frame_output` runs its image tower, `frame_embedding` says
+    what one frame's embedding is; the tower's output tokens are the token layout (T x patch rows x columns)."""
 
     feature_keys = ("frames", "video/pooled")
     fixed_frames = False
@@ -44,9 +46,13 @@ class FrameEncoder(Backbone):
         super().__init__(*args, **kwargs)
         self.pooling = pooling
 
-    def frame_features(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 3, S, S) -> (N, D)."""
+    def frame_output(self, images: torch.Tensor):
+        """(N, 3, S, S) -> the image tower's output (`last_hidden_state`, and the embedding per frame)."""
         raise NotImplementedError
+
+    def frame_embedding(self, out) -> torch.Tensor:
+        """One embedding per frame, (N, D), of `frame_output`'s output."""
+        return out.pooler_output
 
     def vision(self):
         """The module whose `hidden_states` are the image tower's layers."""
@@ -57,8 +63,19 @@ class FrameEncoder(Backbone):
 
     def embed(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
         b, t = pixels.shape[:2]
-        frames = self.frame_features(pixels.flatten(0, 1)).reshape(b, t, -1)
-        return {"frames": frames, "video/pooled": frames.mean(dim=1)}
+        out = self.frame_output(pixels.flatten(0, 1))
+        frames = self.frame_embedding(out).reshape(b, t, -1)
+        return self.with_tokens({"frames": frames, "video/pooled": frames.mean(dim=1)}, out.last_hidden_state, pixels)
+
+    def token_layout(self, hidden: torch.Tensor, batch: int, frames: int) -> torch.Tensor:
+        """Per frame, the patch tokens as rows x columns: the last side**2 tokens (CLS and register tokens come
+        first), or a convolutional stage's (C, H, W) map."""
+        if hidden.dim() == 4:
+            grid = hidden.permute(0, 2, 3, 1)
+        else:
+            side = math.isqrt(hidden.shape[1])
+            grid = hidden[:, hidden.shape[1] - side * side :].reshape(len(hidden), side, side, hidden.shape[-1])
+        return grid.reshape(batch, frames, *grid.shape[1:])
 
     @property
     def layer_pooling(self) -> str:
@@ -86,8 +103,8 @@ class ImageTextFrames(FrameEncoder):
 
     layer_token = "mean"
 
-    def frame_features(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model.get_image_features(**self.vision_inputs(images)).pooler_output
+    def frame_output(self, images: torch.Tensor):
+        return self.model.get_image_features(**self.vision_inputs(images))
 
 
 class Siglip2Frames(ImageTextFrames):
@@ -108,8 +125,10 @@ class PoolerFrames(FrameEncoder):
     """A vision backbone's own `pooler_output` per frame (DINOv2/v3: the normalised CLS token), else the mean
     of its last hidden state."""
 
-    def frame_features(self, images: torch.Tensor) -> torch.Tensor:
-        out = self.model(pixel_values=images)
+    def frame_output(self, images: torch.Tensor):
+        return self.model(pixel_values=images)
+
+    def frame_embedding(self, out) -> torch.Tensor:
         pooled = getattr(out, "pooler_output", None)
         if pooled is None:
             return out.last_hidden_state.mean(1)

@@ -28,12 +28,17 @@ class I3D(Backbone):
         self.source = source  # the weights pickle it was built from: export keeps its layout
 
     def embed(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = self.model(pixels)
-        return {
-            "video/pooled": out["video/pooled"],
-            "video/temporal": out["video/temporal"],
-            "video/logits": out["logits"],
+        feat = self.model.features(pixels)  # Mixed_5c: (B, 1024, T', H', W')
+        out = {
+            "video/pooled": feat.mean(dim=(2, 3, 4)),
+            "video/temporal": feat.mean(dim=(3, 4)).transpose(1, 2),
+            "video/logits": self.model.head(feat),
         }
+        return self.with_tokens(out, feat, pixels)
+
+    def token_layout(self, hidden: torch.Tensor, batch: int, frames: int) -> torch.Tensor:
+        """Mixed_5c's map as time steps x rows x columns of 1024 channels."""
+        return hidden.permute(0, 2, 3, 4, 1)
 
     def blocks(self) -> Blocks:
         from vidprobe.features.i3d import FEATURE_DIM, Mixed

@@ -14,6 +14,7 @@ published defaults.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -50,7 +51,19 @@ class TokenVideo(Backbone):
         return {"pixel_values": pixels}
 
     def embed(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.pool(self.encoder()(**self.inputs(pixels)).last_hidden_state, pixels)
+        hidden = self.encoder()(**self.inputs(pixels)).last_hidden_state
+        return self.with_tokens(self.pool(hidden, pixels), hidden, pixels)
+
+    def token_layout(self, hidden: torch.Tensor, batch: int, frames: int) -> torch.Tensor:
+        """The patch tokens (CLS left out) as time steps x rows x columns."""
+        patches = hidden[:, 1:] if self.has_cls else hidden
+        steps, d = self.steps * frames // self.num_frames, patches.shape[-1]
+        if self.space_major:  # TimeSformer: (rows, columns, frames)
+            grid = patches.reshape(batch, -1, steps, d).transpose(1, 2)
+        else:
+            grid = patches.reshape(batch, steps, -1, d)
+        side = math.isqrt(grid.shape[2])
+        return grid.reshape(batch, steps, side, side, d)
 
     def pool(self, tokens: torch.Tensor, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
         b, d = tokens.shape[0], tokens.shape[-1]
@@ -98,9 +111,10 @@ class XCLIPVideo(FrameEncoder):
 
     def embed(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
         b, t = pixels.shape[:2]
-        per_frame = self.model.vision_model(pixel_values=pixels.flatten(0, 1)).pooler_output
-        frames = self.model.visual_projection(per_frame).reshape(b, t, -1)
-        return {"frames": frames, "video/pooled": self.model.mit(frames).pooler_output}
+        vision = self.model.vision_model(pixel_values=pixels.flatten(0, 1))
+        frames = self.model.visual_projection(vision.pooler_output).reshape(b, t, -1)
+        out = {"frames": frames, "video/pooled": self.model.mit(frames).pooler_output}
+        return self.with_tokens(out, vision.last_hidden_state, pixels)
 
 
 def load_token_video(

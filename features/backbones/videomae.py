@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tempfile
 from pathlib import Path
 
@@ -44,7 +45,14 @@ class VideoMAE(Backbone):
         b, _, d = tokens.shape
         temporal = tokens.reshape(b, self.num_frames // self.tubelet_size, -1, d).mean(dim=2)
         pooled = tokens.mean(dim=1)
-        return {"video/pooled": pooled if self.fc_norm is None else self.fc_norm(pooled), "video/temporal": temporal}
+        out = {"video/pooled": pooled if self.fc_norm is None else self.fc_norm(pooled), "video/temporal": temporal}
+        return self.with_tokens(out, tokens, pixels)
+
+    def token_layout(self, hidden: torch.Tensor, batch: int, frames: int) -> torch.Tensor:
+        """The patch tokens as tubelet steps x rows x columns (VideoMAE has no CLS token)."""
+        steps = frames // self.tubelet_size
+        side = math.isqrt(hidden.shape[1] // steps)
+        return hidden.reshape(batch, steps, side, side, hidden.shape[-1])
 
     layer_pooling = "mean over all patch tokens; temporal: spatial mean per tubelet step"
 

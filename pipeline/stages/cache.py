@@ -19,12 +19,30 @@ def info(path: Path) -> dict:
     fs = FeatureSet(path)
     prov = json.loads(fs.attrs.get("provenance", "{}"))
     print(f"{path}: {len(fs.ids)} rows in {len(fs.paths)} shard(s), config hash {fs.config_hash}")
+    sizes, dtypes = fs.row_bytes(), fs.dtypes()
     for key, shape in sorted(fs.keys.items()):
-        print(f"  {key:<18} (N{''.join(f', {d}' for d in shape)})")
-    for key in ("backbone", "weights", "pooling", "num_frames", "image_size", "dtype", "storage_dtype", "sampling"):
+        size = f"  {sizes[key] / 1024:9.1f} KiB per row" if key in sizes else ""
+        print(f"  {key:<18} (N{''.join(f', {d}' for d in shape)}) {dtypes[key]}{size}")
+    per_row = sum(sizes.values())
+    print(
+        f"  per row: {per_row / 1024:.1f} KiB; all {len(fs.ids)} rows: {per_row * len(fs.ids) / 2**20:.1f} MiB "
+        f"(uncompressed); per 240,000 clips (Kinetics-400): {per_row * 240_000 / 2**30:.1f} GiB"
+    )
+    for key in (
+        "backbone",
+        "weights",
+        "pooling",
+        "num_frames",
+        "image_size",
+        "dtype",
+        "storage_dtype",
+        "sampling",
+        "token_grid",
+        "token_pooling",
+    ):
         if key in prov:
             print(f"  {key}: {prov[key]}")
-    return {"rows": len(fs.ids), "keys": fs.keys, "provenance": prov}
+    return {"rows": len(fs.ids), "keys": fs.keys, "provenance": prov, "row_bytes": sizes}
 
 
 def run(action: str, path: str, repair: bool = False, lock_timeout: float = 600.0) -> dict:

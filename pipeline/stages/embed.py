@@ -53,6 +53,7 @@ def run(cfg: Config) -> dict:
     items = [it for it in items if shard_of(it.sample_id, count) == index]
     bb = build_backbone(cfg.backbone)
     frames, size = clip_shape(cfg.sampling, bb)
+    bb.check_token_grid(frames, size)  # a grid the model's token layout cannot fill: refused before any decode
     out_dir = layout.feature_set(cfg)
     attrs = feature_attrs(cfg.sampling, cfg.backbone, cfg.embed.storage_dtype, bb, frames, size, cfg.dataset.name)
     with ShardWriter(
@@ -90,6 +91,16 @@ def run(cfg: Config) -> dict:
         "seconds": elapsed,
         "failed": failures,
     }
+
+
+def tokens_note(rows: dict, n: int, cfg: Config) -> str:
+    """What the token grid takes of each row, and a word on float16 when it is stored as float32."""
+    tokens = [a for k, a in rows.items() if k.startswith("video/tokens")]
+    if not tokens:
+        return ""
+    size = sum(a.nbytes for a in tokens) / n
+    hint = "" if cfg.embed.storage_dtype == "float16" else "; embed.storage_dtype=float16 halves it"
+    return f" ({size / 1024:.1f} KiB of them video/tokens{hint})"
 
 
 def in_worker_embedding(cfg: Config, device: torch.device, workers: int) -> bool:
@@ -154,7 +165,12 @@ def fill(
             ids, rows = sample_rows(s["id"], s["plan"], feats, cfg.sampling.mode == "windows")
             if not writer.n_new and not writer.buffer:  # before the first row is written: room for them all?
                 per_row = sum(a.nbytes for a in rows.values() if a.dtype != object) / len(ids)
-                writer.check_space(len(ids) * (len(todo) - bar.n), per_row)
+                left = len(ids) * (len(todo) - bar.n)
+                bar.write(
+                    f"embed: {per_row / 1024:.1f} KiB per row, about {left * per_row / 2**20:.1f} MiB for the "
+                    f"{left} rows to write" + tokens_note(rows, len(ids), cfg)
+                )
+                writer.check_space(left, per_row)
             writer.append(ids, rows)
         clips += sum(v * c for v, c in (s["views"] for s in batch["samples"]))
         bar.update(len(batch["samples"]) + len(batch["failed"]))

@@ -75,7 +75,11 @@ def check_features(cfg: Config, trained: Config, run_dir: Path) -> None:
     """The features this config computes are the ones the run was trained on (windows over a video aside)."""
     mine, theirs = (flatten(feature_config(c.sampling, c.backbone, c.embed.storage_dtype)) for c in (cfg, trained))
     allowed = TIMELINE if cfg.sampling.mode == "windows" else set()
-    differ = [f"{k}: {theirs[k]!r} there, {mine[k]!r} here" for k in mine if mine[k] != theirs[k] and k not in allowed]
+    differ = [
+        f"{k}: {theirs.get(k)!r} there, {mine.get(k)!r} here"
+        for k in sorted(mine.keys() | theirs.keys())
+        if mine.get(k) != theirs.get(k) and k not in allowed
+    ]
     if differ:
         raise ConfigError(
             f"predict: {run_dir} was trained on other features than this config computes:\n  "
