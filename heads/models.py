@@ -151,9 +151,7 @@ def attention(in_dim: int, out_dim: int, cfg: HeadConfig) -> nn.Module:
 
 @dataclass
 class AttentiveSettings:
-    queries: int = (
-        1  # attentive: learnable query tokens (V-JEPA: 1); their outputs are concatenated for the linear layer
-    )
+    queries: int = 1  # attentive: learnable query tokens (V-JEPA: 1), their outputs side by side for the linear
     heads: int | None = None  # attentive: attention heads (None: 16, else the most up to 16 that divide the width)
     mlp_ratio: float = 4.0  # attentive: the MLP block's hidden width over the token width
 
