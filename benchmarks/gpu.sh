@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check: the extraction, backbone, heads and fine-tune benchmarks at GPU sizes, in under 8 minutes
+# The GPU check: the extraction, backbone, heads, fine-tune and probe benchmarks at GPU sizes, in under 9.5 minutes
 # on an H100/H200 (each has a time limit), ending with one JSON line: each benchmark's last line under its
 # name, with the device, torch version and date.
 #
@@ -36,12 +36,14 @@ if [ "${GPU_SMOKE:-0}" = 1 ]; then
   HEADS=(--samples 1500 --dim 32 --classes 8 --skip-backbone --sweep-samples 400 --sweep-baseline-configs 2
          --stream-rows 20000 --stream-check-rows 4000 --stream-memory-mb 1)
   FINETUNE=(--preset tiny --batch-sizes 2 --steps 2)
+  PROBES=(--clips 40 --epochs 1 --preset tiny --grid 2 2 2 --workers 1)
 else
   EXTRACT=(--presets base --device cuda --dtype bfloat16 --workers "$CORES" --batch-size 32 --skip-demo
            --large 2000 --real 360 720 --real-repeat 20 --rss 100 1000 --runs 1)  # one run each: 210 s
   BACKBONES=(--device cuda --dtype bfloat16 --batch-size 16 --seconds 2)
   HEADS=()  # heads train on the CPU: this machine's cores at the default sizes
   FINETUNE=(--preset base --device cuda --amp bf16 --batch-sizes 8 16 --workers "$CORES")
+  PROBES=(--device cuda --preset small --clips 2000 --epochs 2 --workers "$CORES")
 fi
 
 run() {  # name, seconds allowed, arguments: the benchmark's output in $OUT/<name>.log
@@ -54,6 +56,7 @@ run extract 210 "${EXTRACT[@]}" --corpus "$OUT/corpus"
 run backbones 120 "${BACKBONES[@]}"
 run heads 90 "${HEADS[@]}"
 run finetune 60 "${FINETUNE[@]}"
+run probes 90 "${PROBES[@]}"
 
 "$PY" - "$OUT" <<'EOF'
 import datetime, json, sys
@@ -62,7 +65,7 @@ from pathlib import Path
 import torch
 
 out, summary = Path(sys.argv[1]), {}
-for name in ("extract", "backbones", "heads", "finetune"):
+for name in ("extract", "backbones", "heads", "finetune", "probes"):
     lines = (out / f"{name}.log").read_text(errors="replace").strip().splitlines() or [""]
     try:
         summary[name] = json.loads(lines[-1])

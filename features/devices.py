@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 
 import torch
 
@@ -25,6 +26,16 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         return torch.device("cpu")
     return torch.device(name)
+
+
+def native_threads() -> int:
+    """Threads of this process that Python did not start: after a parallel torch op on the CPU, GNU OpenMP's
+    pool. A forked child that opens a parallel region of its own while the parent holds that pool waits
+    forever (libgomp is not fork-safe; pytorch/pytorch#17199). 0 where /proc is missing."""
+    try:
+        return max(0, len(os.listdir("/proc/self/task")) - threading.active_count())
+    except OSError:
+        return 0
 
 
 def autocast_dtype(setting: str, device: torch.device, key: str, what: str, say=print) -> torch.dtype | None:

@@ -21,7 +21,7 @@ from vidprobe.artifacts import check_failures, clip_items, failure_summary
 from vidprobe.config import Config, ConfigError
 from vidprobe.features.backbones import build_backbone
 from vidprobe.features.clips import ClipDataset, clip_shape, collate, worker_init
-from vidprobe.features.devices import autocast_dtype, resolve_device
+from vidprobe.features.devices import autocast_dtype, native_threads, resolve_device
 from vidprobe.features.embedding import Embedder, WorkerEmbedder, feature_attrs
 from vidprobe.features.files import write_json
 from vidprobe.features.rows import sample_rows, source_of
@@ -131,6 +131,14 @@ def fill(
     workers = cfg.embed.num_workers
     in_workers = in_worker_embedding(cfg, device, workers)
     threads = max(1, torch.get_num_threads() // workers) if in_workers else 1  # the cores, split among workers
+    if in_workers and threads > 1 and native_threads():
+        print(
+            f"embed: this process already holds torch's OpenMP threads (earlier torch work in it, e.g. a notebook "
+            f"that trained), so a forked worker embedding with {threads} threads would hang (GNU OpenMP is not "
+            f"fork-safe): the main process embeds and the {workers} worker(s) decode; "
+            f"embed.num_workers={torch.get_num_threads()} keeps embedding in the workers, one thread each"
+        )
+        in_workers, threads = False, 1
     loader = DataLoader(
         ClipDataset(todo, cfg.sampling, frames, size),
         batch_size=max(1, cfg.embed.batch_size // (cfg.sampling.views * cfg.sampling.crops)),

@@ -164,6 +164,48 @@ def test_gpu_script_runs_every_benchmark_and_prints_one_json_line(tmp_path):
     )
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     assert summary["device"] == "cpu" and summary["logs"] == str(tmp_path)
-    for name in ("extract", "backbones", "heads", "finetune"):
+    for name in ("extract", "backbones", "heads", "finetune", "probes"):
         assert "error" not in summary[name], (name, summary[name])
     assert summary["extract"]["fraction_of_limit"] > 0 and summary["backbones"]["families"]
+
+
+@pytest.mark.slow
+def test_probes_benchmark_prints_its_figures():
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "probes.py"),
+            "--clips",
+            "40",
+            "--epochs",
+            "1",
+            "--preset",
+            "tiny",
+            "--grid",
+            "2",
+            "2",
+            "2",
+            "--workers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    for key in (
+        "cached_epoch_s",
+        "encoder_fed_epoch_s",
+        "speedup",
+        "embed_s",
+        "bytes_per_clip",
+        "k400_epochs_per_hour_cached",
+        "k400_epochs_per_hour_encoder_fed",
+    ):
+        assert summary[key] > 0, key
+    assert abs(summary["acc_delta"]) <= 1 and set(summary["test_acc_defaults"]) == {
+        "linear",
+        "attentive",
+        "attentive_batch_32",
+    }

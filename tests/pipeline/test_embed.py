@@ -322,3 +322,33 @@ def test_in_workers_is_refused_where_it_cannot_run(demo_cfg):
     for bad in ((demo_cfg("embed.in_workers=true"), cuda, 2), (demo_cfg("embed.in_workers=true"), cpu, 0)):
         with pytest.raises(ConfigError, match="embed.in_workers=true needs backbone.device=cpu"):
             in_worker_embedding(*bad)
+
+
+def test_embed_after_torch_work_in_the_same_process_does_not_hang(demo_root, tmp_path):
+    """A notebook that trained, then embeds: this process holds OpenMP's threads, and a forked worker that
+    embedded with 2 threads would wait on them forever (GNU OpenMP is not fork-safe). The main process
+    embeds instead, and says so."""
+    script = (
+        "import sys, torch\n"
+        "torch.set_num_threads(2)\n"
+        "torch.randn(800, 800) @ torch.randn(800, 800)  # OpenMP's pool starts\n"
+        "from vidprobe.config import load_config\n"
+        "from vidprobe.stages import embed, index\n"
+        "cfg = load_config(None, sys.argv[1:])\n"
+        "index.run(cfg)\n"
+        "print('clips', embed.run(cfg)['clips'])\n"
+    )
+    overrides = [
+        f"dataset.root={demo_root}",
+        f"paths.cache={tmp_path / 'cache'}",
+        "dataset.name=demo",
+        "index.num_workers=1",
+        "backbone.name=videomae-tiny-random",
+        "embed.num_workers=1",
+    ]
+    done = subprocess.run(
+        [sys.executable, "-c", script, *overrides], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "already holds torch's OpenMP threads" in done.stdout and "the main process embeds" in done.stdout
+    assert "clips 28" in done.stdout
