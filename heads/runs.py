@@ -27,9 +27,9 @@ def save_run(out: Path, trained: Trained, head: HeadConfig, config: dict, coop_c
     for name, rows in trained.histories.items():
         write_history(out / "history" / f"{name}.tsv", rows)
     trained.bundle.save(out / HEADS_FILE)
-    pred, metrics, tables = trained.bundle.predict(trained.val, head, coop_clip)
-    write_results(out, pred, metrics, tables)
     write_yaml(out / "config.yaml", config)
+    pred, metrics, tables = trained.bundle.predict(trained.val, head, coop_clip)
+    write_results(out, pred, metrics, tables)  # metrics.json last: a run folder that has it is finished
     print_metrics(f"validation ({len(trained.val.ids)} samples, trained on {trained.n_train})", metrics)
     return metrics
 
