@@ -98,25 +98,32 @@ def speak(sentence: str, wav: Path) -> None:
     subprocess.run(["espeak-ng", "-s", "160", "-w", str(wav), sentence], check=True, capture_output=True)
 
 
+def encode(frames: np.ndarray, out: Path, fps: float, wav: Path | None = None, **options) -> None:
+    """(T, H, W, 3) uint8 RGB frames as an H.264 file (libx264, yuv420p unless `options` say otherwise; ffmpeg
+    output options as keywords, e.g. crf=12), with `wav` as AAC speech padded to the video when given."""
+    video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{frames.shape[2]}x{frames.shape[1]}", r=fps)
+    options = {"vcodec": "libx264", "pix_fmt": "yuv420p", **options}
+    if wav is None:
+        stream = ffmpeg.output(video, str(out), **options)
+    else:
+        audio = ffmpeg.input(str(wav)).audio.filter("apad")
+        stream = ffmpeg.output(video, audio, str(out), acodec="aac", ar=16000, ac=1, **options)
+    try:
+        stream.overwrite_output().run(cmd=ffmpeg_exe(), input=frames.tobytes(), quiet=True)
+    except ffmpeg.Error as err:
+        raise RuntimeError(f"ffmpeg failed on {out}: {err.stderr.decode(errors='replace')[-500:]}") from None
+
+
 def write_clip(clip: Clip, cfg: DemoConfig, root: Path) -> None:
-    """Encode one clip with ffmpeg (H.264, plus AAC speech when cfg.audio)."""
+    """Encode one clip with ffmpeg (H.264, plus AAC speech when cfg.audio), bit-exact from run to run."""
     out = root / clip.path
     out.parent.mkdir(parents=True, exist_ok=True)
     frames = render_frames(clip, cfg)
-    video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{cfg.width}x{cfg.height}", r=cfg.fps)
-    common = dict(vcodec="libx264", pix_fmt="yuv420p", t=cfg.seconds, threads=1, fflags="+bitexact")
     with tempfile.TemporaryDirectory() as tmp:
-        if cfg.audio:
-            wav = Path(tmp) / "speech.wav"
+        wav = Path(tmp) / "speech.wav" if cfg.audio else None
+        if wav:
             speak(clip.sentence, wav)
-            audio = ffmpeg.input(str(wav)).audio.filter("apad")
-            stream = ffmpeg.output(video, audio, str(out), acodec="aac", ar=16000, ac=1, **common)
-        else:
-            stream = ffmpeg.output(video, str(out), **common)
-        try:
-            stream.overwrite_output().run(cmd=ffmpeg_exe(), input=frames.tobytes(), quiet=True)
-        except ffmpeg.Error as err:
-            raise RuntimeError(f"ffmpeg failed on {out}: {err.stderr.decode(errors='replace')[-500:]}") from None
+        encode(frames, out, cfg.fps, wav, t=cfg.seconds, threads=1, fflags="+bitexact")
 
 
 def check_tools(cfg: DemoConfig) -> DemoConfig:

@@ -11,35 +11,38 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def last_json(*command: str, **run) -> dict:
+    """`command` run from the repository root; the JSON object its last line prints."""
+    out = subprocess.run(list(command), capture_output=True, text=True, check=True, cwd=ROOT, **run)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def benchmark(name: str, *args: str) -> dict:
+    """benchmarks/<name>.py with `args`: its figures (last line)."""
+    return last_json(sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), *args)
+
+
 @pytest.mark.slow
 def test_extract_benchmark_prints_its_figures(tmp_path):
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "extract.py"),
-            "--presets",
-            "tiny",
-            "--large",
-            "8",
-            "--skip-demo",
-            "--rss",
-            "4",
-            "8",
-            "--real",
-            "240",
-            "--real-repeat",
-            "1",
-            "--corpus",
-            str(tmp_path),
-            "--runs",
-            "2",
-        ],  # short runs: the median of two
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
+    summary = benchmark(  # --runs 2: short runs are the median of two
+        "extract",
+        "--presets",
+        "tiny",
+        "--large",
+        "8",
+        "--skip-demo",
+        "--rss",
+        "4",
+        "8",
+        "--real",
+        "240",
+        "--real-repeat",
+        "1",
+        "--corpus",
+        str(tmp_path),
+        "--runs",
+        "2",
     )
-    summary = json.loads(out.stdout.strip().splitlines()[-1])
     for key in (
         "clips_per_s",
         "limit_clips_per_s",
@@ -60,14 +63,7 @@ def test_extract_benchmark_prints_its_figures(tmp_path):
 def test_backbones_benchmark_measures_every_family_of_the_registry():
     from vidprobe.features.backbones import BACKBONES
 
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "backbones.py"), "--tiny", "--seconds", "0"],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-    )
-    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    summary = benchmark("backbones", "--tiny", "--seconds", "0")
     real = {name for name in BACKBONES if name != "auto" and not name.endswith("-tiny-random")}
     assert set(summary["families"]) == real  # a family added to the registry needs its native input here
     for family, figures in summary["families"].items():
@@ -76,34 +72,26 @@ def test_backbones_benchmark_measures_every_family_of_the_registry():
 
 @pytest.mark.slow
 def test_heads_benchmark_prints_its_figures():
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "heads.py"),
-            "--samples",
-            "1500",
-            "--dim",
-            "32",
-            "--classes",
-            "8",
-            "--skip-backbone",
-            "--sweep-samples",
-            "400",
-            "--sweep-baseline-configs",
-            "2",
-            "--stream-rows",
-            "20000",
-            "--stream-check-rows",
-            "4000",
-            "--stream-memory-mb",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
+    summary = benchmark(
+        "heads",
+        "--samples",
+        "1500",
+        "--dim",
+        "32",
+        "--classes",
+        "8",
+        "--skip-backbone",
+        "--sweep-samples",
+        "400",
+        "--sweep-baseline-configs",
+        "2",
+        "--stream-rows",
+        "20000",
+        "--stream-check-rows",
+        "4000",
+        "--stream-memory-mb",
+        "1",
     )
-    summary = json.loads(out.stdout.strip().splitlines()[-1])
     for key in (
         "speedup_vs_sklearn",
         "sweep_parallel_speedup",
@@ -120,37 +108,14 @@ def test_heads_benchmark_prints_its_figures():
 
 @pytest.mark.slow
 def test_finetune_benchmark_prints_its_figures():
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "finetune.py"),
-            "--preset",
-            "tiny",
-            "--batch-sizes",
-            "2",
-            "--steps",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-    )
-    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    summary = benchmark("finetune", "--preset", "tiny", "--batch-sizes", "2", "--steps", "2")
     assert summary["speedup_last2_vs_all"] > 0
     assert all(row["clips_per_s"] > 0 and row["peak_mem_mb"] > 0 for row in summary["rows"])
 
 
 @pytest.mark.slow
 def test_transcribe_benchmark_prints_its_figures():
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "transcribe.py"), "--skip-int8"],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-    )
-    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    summary = benchmark("transcribe", "--skip-int8")
     for key in ("rtf_openai_whisper", "rtf_faster_whisper", "speedup", "audio_seconds"):
         assert summary[key] > 0
 
@@ -159,10 +124,7 @@ def test_transcribe_benchmark_prints_its_figures():
 def test_gpu_script_runs_every_benchmark_and_prints_one_json_line(tmp_path):
     """benchmarks/gpu.sh in its smoke mode (tiny sizes on the CPU): the script itself, not GPU figures."""
     env = {**os.environ, "GPU_SMOKE": "1", "PYTHON": sys.executable, "OUT": str(tmp_path)}
-    out = subprocess.run(
-        ["bash", str(ROOT / "benchmarks" / "gpu.sh")], capture_output=True, text=True, check=True, cwd=ROOT, env=env
-    )
-    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    summary = last_json("bash", str(ROOT / "benchmarks" / "gpu.sh"), env=env)
     assert summary["device"] == "cpu" and summary["logs"] == str(tmp_path)
     for name in ("extract", "backbones", "heads", "finetune", "probes"):
         assert "error" not in summary[name], (name, summary[name])
@@ -171,29 +133,9 @@ def test_gpu_script_runs_every_benchmark_and_prints_one_json_line(tmp_path):
 
 @pytest.mark.slow
 def test_probes_benchmark_prints_its_figures():
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "probes.py"),
-            "--clips",
-            "40",
-            "--epochs",
-            "1",
-            "--preset",
-            "tiny",
-            "--grid",
-            "2",
-            "2",
-            "2",
-            "--workers",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
+    summary = benchmark(
+        "probes", "--clips", "40", "--epochs", "1", "--preset", "tiny", "--grid", "2", "2", "2", "--workers", "1"
     )
-    summary = json.loads(out.stdout.strip().splitlines()[-1])
     for key in (
         "cached_epoch_s",
         "encoder_fed_epoch_s",

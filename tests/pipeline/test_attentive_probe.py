@@ -5,14 +5,13 @@ the side, both judged on the held-out test split, each over three seeds."""
 
 from __future__ import annotations
 
-import subprocess
-
 import numpy as np
 import pytest
 import torch
 import vidprobe
 from vidprobe.features.backbones.base import save_processor_config
 from vidprobe.features.video import IMAGENET_MEAN, IMAGENET_STD
+from vidprobe.stages.demo_data import encode
 
 SIDE, FRAMES, SQUARE = 64, 16, 14
 
@@ -25,33 +24,7 @@ def write_clip(path, right: bool, rng: np.random.Generator) -> None:
     for t in range(FRAMES):
         frames[t, y0 + t : y0 + t + SQUARE, x0 : x0 + SQUARE] = (230, 60, 60)
     path.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-s",
-            f"{SIDE}x{SIDE}",
-            "-r",
-            "8",
-            "-i",
-            "-",
-            "-c:v",
-            "libx264",
-            "-crf",
-            "10",
-            "-pix_fmt",
-            "yuv444p",
-            str(path),
-        ],
-        input=frames.tobytes(),
-        check=True,
-    )
+    encode(frames, path, 8, crf=10, pix_fmt="yuv444p")
 
 
 @pytest.fixture(scope="module")
