@@ -13,25 +13,33 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 DVC_NO_ANALYTICS=1
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps demo test lint dist lock clean
+.PHONY: setup system-deps test-deps demo test lint dist lock clean
 
 setup: system-deps $(STAMP)
 	@$(BIN)/python scripts/install_torch.py $(TORCH)
 
-# ffmpeg and espeak-ng from Debian when this user may install them (root, or sudo without a password);
-# otherwise ffmpeg comes from the imageio-ffmpeg package and the demo's clips get no speech.
-system-deps:
-	@missing=""; for tool in ffmpeg espeak-ng; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+# Debian packages, when this user may install them (root, or sudo without a password): $(call debian,TOOLS,WITHOUT)
+# installs the packages named by TOOLS whose command is missing, else says WITHOUT (no commas in it).
+define debian
+	@missing=""; for tool in $(1); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \
 	  if command -v apt-get >/dev/null && { [ "$$(id -u)" = 0 ] || sudo -n true 2>/dev/null; }; then \
 	    echo "installing$$missing from Debian"; \
 	    $(SUDO) apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  else \
-	    echo "not installing$$missing (no root or sudo): ffmpeg comes from the imageio-ffmpeg package;" \
-	         "without espeak-ng the demo's clips have no speech"; \
+	    echo "not installing$$missing (no root or sudo): $(2)"; \
 	  fi; \
 	fi
+endef
+
+# ffmpeg and espeak-ng; without them ffmpeg comes from the imageio-ffmpeg package and the demo's clips get no speech.
+system-deps:
+	$(call debian,ffmpeg espeak-ng,ffmpeg comes from the imageio-ffmpeg package; without espeak-ng the demo's clips have no speech)
+
+# Chromium, for the test that opens the report in a headless browser (skipped, saying why, without it).
+test-deps:
+	$(call debian,chromium,the report's browser test is skipped)
 
 # torch first, the build for this machine; then vidprobe and what it needs; then, through
 # `vidprobe doctor --install`, the packages that must come without their dependencies: openai-whisper
@@ -49,7 +57,7 @@ demo: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(OFFLINE) $(BIN)/dvc repro
 	@$(OFFLINE) $(BIN)/dvc metrics show
 
-test: setup lint
+test: setup test-deps lint
 	PATH="$(abspath $(BIN)):$$PATH" $(OFFLINE) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # ruff: the linter (pyproject's [tool.ruff.lint]) and the formatter's check; `$(BIN)/ruff format .` formats.

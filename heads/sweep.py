@@ -108,8 +108,12 @@ def to_markdown(table: pd.DataFrame, metric: str) -> str:
         )
     )
     shown = [metric] + [m for m in ranked if m != metric and f"{m} mean" in table]
-    lines = ["| config | " + " | ".join(shown) + " | seeds | diverged |", "|---|" + "---|" * (len(shown) + 2)]
+    names = [c for c in ("backbone", "config") if c in table]  # several backbones in one table: which is which
+    lines = [
+        "| " + " | ".join(names + shown) + " | seeds | diverged |",
+        "|" + "---|" * (len(names) + len(shown) + 2),
+    ]
     for _, row in table.iterrows():
-        cells = [f"{row[f'{m} mean']:.4f} ± {row[f'{m} std']:.4f}" for m in shown]
-        lines.append(f"| {row['config']} | " + " | ".join(cells) + f" | {row['seeds']} | {row['diverged']} |")
+        cells = [str(row[c]) for c in names] + [f"{row[f'{m} mean']:.4f} ± {row[f'{m} std']:.4f}" for m in shown]
+        lines.append("| " + " | ".join(cells) + f" | {row['seeds']} | {row['diverged']} |")
     return "\n".join(lines) + "\n"

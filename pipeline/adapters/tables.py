@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 class Table:
     table: str | None = None  # the CSV or JSONL listing the samples (relative to the root, or a path)
     path_template: str = "{path}"  # how a table row names its video, e.g. "videos/{id}.mp4"
+    group: str | None = None  # no split column: rows sharing this column's value share a split; None: `group` if any
 
 
 @dataclass
@@ -58,10 +59,22 @@ def table_path(cfg: DatasetConfig) -> Path:
 
 
 def split_column(table: pd.DataFrame, cfg: DatasetConfig, key: pd.Series) -> pd.Series:
-    """The table's `split` column (train/val/test in any usual spelling), else a stable hash of `key`."""
+    """The table's `split` column (train/val/test in any usual spelling), else a stable hash of the group
+    (`group_keys`), so that clips of one subject or source video never sit on both sides."""
     if "split" in table.columns:
         return table.split.astype(str).str.lower().map(SPLIT_NAMES)
-    return hash_split(key, cfg.split_fractions)
+    return hash_split(group_keys(table, cfg, key), cfg.split_fractions)
+
+
+def group_keys(table: pd.DataFrame, cfg: DatasetConfig, key: pd.Series) -> pd.Series:
+    """What keeps rows together in a split: the column `dataset.group` (or `group`, when the table has it), else
+    `key` (each video)."""
+    column = cfg.group or ("group" if "group" in table.columns else None)
+    if column is None:
+        return key
+    if column not in table.columns:
+        raise ConfigError(f"dataset.group: the table has no column {column!r}; it has {list(table.columns)}")
+    return pd.Series(table[column].astype(str).values, index=key.index)
 
 
 def template_paths(table: pd.DataFrame, cfg: DatasetConfig, path: Path) -> pd.Series:
@@ -76,12 +89,16 @@ def template_paths(table: pd.DataFrame, cfg: DatasetConfig, path: Path) -> pd.Se
 
 @register_adapter("traits", settings=(Table, MissingTraits))
 def traits(cfg: DatasetConfig) -> pd.DataFrame:
-    """A table with one row per video and one numeric column per trait (JSONL or CSV)."""
+    """A table with one row per video: a numeric column per trait (JSONL or CSV), a class `label`, or both;
+    `dataset.columns` are copied too (e.g. a class column by another name, for task.label)."""
     path = table_path(cfg)
     table = read_table(path)
-    if not cfg.traits:
-        raise ConfigError("dataset.traits: name the numeric columns to use, e.g. dataset.traits=[openness, warmth]")
-    require_columns(table, list(cfg.traits), path)
+    if not cfg.traits and not cfg.columns and "label" not in table.columns:
+        raise ConfigError(
+            f"dataset.traits: name the numeric columns of {path} to use, e.g. dataset.traits=[openness, warmth] "
+            "(or give it a `label` column, or name class columns in dataset.columns)"
+        )
+    require_columns(table, list(cfg.traits) + list(cfg.columns), path)
     problems = [
         f"{path}: column {t!r} is not numeric" for t in cfg.traits if not pd.api.types.is_numeric_dtype(table[t])
     ]
@@ -89,8 +106,11 @@ def traits(cfg: DatasetConfig) -> pd.DataFrame:
         table = table.dropna(subset=list(cfg.traits))
     rel = template_paths(table, cfg, path)
     df = pd.DataFrame({"sample_id": rel.map(stem_id), "path": rel, "split": split_column(table, cfg, rel)})
-    for column in list(cfg.traits) + [c for c in ("label", "text") if c in table.columns]:
+    extra = [c for c in ("label", "text", cfg.group or "group") if c in table.columns]
+    for column in dict.fromkeys(list(cfg.traits) + list(cfg.columns) + extra):
         df[column] = table[column].values
+    if cfg.group and cfg.group != "group":
+        df["group"] = table[cfg.group].astype(str).values
     if df.split.isna().any():
         problems.append(f"{path}: {int(df.split.isna().sum())} rows with a split name other than train/val/test")
     df.attrs["problems"] = problems

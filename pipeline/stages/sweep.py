@@ -20,6 +20,7 @@ import yaml
 from joblib import Parallel, delayed
 from vidprobe import layout
 from vidprobe.artifacts import head_inputs, writing
+from vidprobe.checks import check_sweep
 from vidprobe.config import Config, ConfigError, with_overrides
 from vidprobe.features.files import write_json, write_table, write_text
 from vidprobe.heads.data import load_split
@@ -29,11 +30,13 @@ from vidprobe.training import train_runs
 
 
 def combos_of(cfg: Config) -> list[dict]:
-    """The grid's configurations (all, or `sweep.samples` drawn at random); load_config checked each already."""
+    """The grid's configurations (all, or `sweep.samples` drawn at random); load_config checked each already,
+    and here each measures sweep.metric."""
     if not cfg.sweep.grid:
         raise ConfigError(
             "sweep.grid: nothing to sweep; e.g. sweep.grid='{head.lr: [0.1, 0.01], head.weight_decay: [0, 1e-4]}'"
         )
+    check_sweep(cfg)
     return grid_points(cfg.sweep.grid, cfg.sweep.samples)
 
 

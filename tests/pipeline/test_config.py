@@ -97,3 +97,12 @@ def test_the_demo_config_is_params_yaml():
     """params.yaml spells the demo out key by key for dvc.yaml's params; `-c demo` (and the experiments that
     include it) must be the same config."""
     assert load_config("demo").to_dict() == load_config(ROOT / "params.yaml").to_dict()
+
+
+def test_a_sweep_grid_is_replaced_whole_not_merged(tmp_path):
+    (tmp_path / "exp.yaml").write_text("include: demo\nsweep:\n  grid:\n    head.lr: [0.1, 0.01]\n")
+    assert load_config("demo").sweep.grid["head.name"] == ["linear", "mlp"]  # the demo's own grid
+    assert load_config(tmp_path / "exp.yaml").sweep.grid == {"head.lr": [0.1, 0.01]}
+    over = load_config("demo", ["sweep.grid={head.weight_decay: [0, 0.1]}"])
+    assert over.sweep.grid == {"head.weight_decay": [0, 0.1]} and over.sweep.name == "demo-sweep"
+    assert load_config("demo", ["head.lr=0.5"]).head.lr == 0.5  # other sections still merge key by key
