@@ -17,11 +17,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 import yaml
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, parallel_config
 from vidprobe import layout
 from vidprobe.artifacts import head_inputs, writing
 from vidprobe.checks import check_sweep
 from vidprobe.config import Config, ConfigError, with_overrides
+from vidprobe.engines import check as check_engine
+from vidprobe.engines import engine
 from vidprobe.features.files import write_json, write_table, write_text
 from vidprobe.heads.data import load_split
 from vidprobe.heads.sweep import grid_points, label, leaderboard, overrides, sklearn_baselines, to_markdown, trial_name
@@ -82,7 +84,9 @@ def run_trials(cfg: Config, combos: list[dict], seed: int, sweep_dir: str, threa
     torch.set_num_threads(threads)
     cfgs = [trial_config(cfg, combo, seed, sweep_dir) for combo in combos]
     log = io.StringIO()
-    with contextlib.redirect_stdout(log):  # each run as `vidprobe train` makes it
+    # joblib calls inside a trial run in its own threads: under the dask backend they would otherwise go back to
+    # the cluster, which then starts another trial in this process beside it (two trials sharing torch's RNG)
+    with contextlib.redirect_stdout(log), parallel_config(backend="threading"):  # each run as `vidprobe train` makes it
         metrics = train_runs(cfgs)
     for c in cfgs:
         write_text(layout.run_dir(c) / "train.log", log.getvalue())
@@ -153,6 +157,7 @@ def baselines(cfg: Config) -> list[dict]:
 
 def run(cfg: Config) -> pd.DataFrame:
     combos = combos_of(cfg)
+    check_engine(cfg.sweep.backend)
     head_inputs(cfg)  # the features exist and match this config, before any worker starts
     out = layout.sweep_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
@@ -166,19 +171,18 @@ def run_grid(cfg: Config, combos: list[dict], out: Path) -> pd.DataFrame:
         row for seed in cfg.sweep.seeds for combo in combos if (row := finished(cfg, combo, seed, str(out))) is not None
     ]  # a re-run resumes
     jobs = batches(cfg, combos, n_jobs, {(row["config"], row["seed"]) for row in earlier})
-    n_jobs = max(1, min(n_jobs, len(jobs)))
-    threads = max(1, (os.cpu_count() or 1) // n_jobs)
     runs = len(combos) * len(cfg.sweep.seeds)
     todo = sum(len(batch) for batch, _ in jobs)
-    print(
-        f"sweep {cfg.sweep.name}: {len(combos)} configs x {len(cfg.sweep.seeds)} seeds = {runs} runs"
-        + (f", {len(earlier)} already finished" if earlier else "")
-        + f"; {todo} to train in {len(jobs)} jobs ({'heads batched' if len(jobs) < todo else 'one run each'}), "
-        f"{n_jobs} at a time"
-    )
-    done = Parallel(n_jobs=n_jobs, verbose=5)(
-        delayed(run_trials)(cfg, batch, seed, str(out), threads) for batch, seed in jobs
-    )
+    with engine(cfg.sweep.backend, cfg.sweep.address, max(1, min(n_jobs, len(jobs)))) as on:
+        print(
+            f"sweep {cfg.sweep.name}: {len(combos)} configs x {len(cfg.sweep.seeds)} seeds = {runs} runs"
+            + (f", {len(earlier)} already finished" if earlier else "")
+            + f"; {todo} to train in {len(jobs)} jobs ({'heads batched' if len(jobs) < todo else 'one run each'}), "
+            f"{on.n_jobs} at a time on {on.where}"
+        )
+        done = Parallel(n_jobs=on.n_jobs, verbose=5)(
+            delayed(run_trials)(cfg, batch, seed, str(out), on.threads) for batch, seed in jobs
+        )
     rows = earlier + [row for rows_of_job in done for row in rows_of_job]
     if cfg.sweep.baselines:
         rows += baselines(cfg)

@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import signal
 import subprocess
@@ -227,3 +228,42 @@ def test_the_leaderboard_says_which_configs_diverged():
     assert "| seeds | diverged |" in to_markdown(table, "acc") and "| lr=1 | nan ± nan | 1 | 1 |" in to_markdown(
         table, "acc"
     )
+
+
+@pytest.mark.slow
+def test_a_dask_cluster_gives_the_leaderboard_loky_gives(demo_cfg):
+    from distributed import LocalCluster
+
+    cfg = demo_cfg(
+        "sweep.grid={head.lr: [0.1, 0.01], head.weight_decay: [0, 0.01], head.name: [linear, mlp]}",
+        "sweep.seeds=[0, 1]",
+        "head.epochs=15",
+        "sweep.n_jobs=2",
+    )
+    index.run(cfg)
+    embed.run(cfg)
+    metrics = ["acc mean", "acc std", "macro_f1 mean", "spearman/mean mean", "seeds", "diverged"]
+    loky = sweep.run(with_overrides(cfg, {"sweep.name": "loky"}))
+    local = sweep.run(with_overrides(cfg, {"sweep.name": "dask-local", "sweep.backend": "dask"}))
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        remote = sweep.run(
+            with_overrides(
+                cfg, {"sweep.name": "dask", "sweep.backend": "dask", "sweep.address": cluster.scheduler_address}
+            )
+        )
+    for table in (local, remote):
+        pd.testing.assert_frame_equal(table[["config", *metrics]], loky[["config", *metrics]])
+    assert all("/runs/dask/" in r for r in remote.runs if r)  # each worker wrote its runs where the sweep asked
+    if importlib.util.find_spec("ray") is None:  # an optional extra (vidprobe[ray], ~80 MB): not in make setup
+        return
+    ray = sweep.run(with_overrides(cfg, {"sweep.name": "ray", "sweep.backend": "ray"}))
+    pd.testing.assert_frame_equal(ray[["config", *metrics]], loky[["config", *metrics]])
+
+
+def test_a_backend_that_is_not_installed_or_not_there_is_exit_2(demo_cfg, capsys):
+    base = ["sweep", "sweep.grid={head.lr: [0.1]}", f"paths.cache={demo_cfg().paths.cache}"]
+    if importlib.util.find_spec("ray") is None:
+        assert main([*base, "sweep.backend=ray"]) == 2
+        assert "pip install 'vidprobe[ray]'" in capsys.readouterr().err
+    assert main([*base, "sweep.backend=spark"]) == 2
+    assert "sweep.backend: 'spark' is not one of" in capsys.readouterr().err
