@@ -9,8 +9,15 @@
                            sweep_processes_speedup: n_jobs = cores without batching, for reference
   sweep_100_s              100 configs (5 lr x 4 weight decay x 5 head/loss variants: linear mse/huber/ccc, mlp
                            mse/ccc) of joint heads over 5 continuous traits, min(--samples, --sweep-samples) clips
-                           x --dim, through `vidprobe sweep` as a user runs it (defaults: batched, n_jobs = cores);
-                           sweep_100_unbatched_s the same with sweep.batch=false, measured on a random
+                           x --dim, through `vidprobe sweep` as a user runs it: the product's defaults (200 epochs
+                           at most, early stopping, the default batch size, batched heads, n_jobs = cores,
+                           scikit-learn's baselines on), one seed; sweep_100_best its best config's spearman/mean
+                           sweep_100_reference_*     the same sweep with today's stopping rule replaced by a fixed 30
+                           epochs of patience (head.min_patience=30: every head waits 30 epochs, up to 200):
+                           sweep_100_best_delta = reference best - default best (the defaults lose no more)
+                           sweep_100_tuned_*         the tuned recipe beside it (10 epochs, batch 2048, patience 5,
+                           no baselines), with its best metric
+                           sweep_100_unbatched_s the defaults with sweep.batch=false, measured on a random
                            --sweep-baseline-configs of the 100 and scaled to 100 (sweep_100_unbatched_measured says so)
   stream_peak_rss_mb       `vidprobe train` (its own process) of a linear class head on --stream-rows x --dim float16
                            features (4 GB at 2,000,000 x 1024), bigger than head.memory_mb=--stream-memory-mb: they
@@ -143,9 +150,13 @@ def sweep_speedup(tmp: Path, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     return times
 
 
-def sweep_100(tmp: Path, n: int, dim: int, baseline_configs: int) -> dict:
-    """Seconds of the 100-config traits sweep as `vidprobe sweep` runs it, and of the same without batching
-    (on `baseline_configs` of them drawn at random, scaled to 100, unless that is all of them)."""
+TUNED = ["head.epochs=10", "head.batch_size=2048", "head.patience=5", "sweep.baselines=false"]  # beside the defaults
+
+
+def sweep_100(tmp: Path, n: int, dim: int, baseline_configs: int, reference: bool = True) -> dict:
+    """Seconds and best metric of the 100-config traits sweep as `vidprobe sweep` runs it with the product's
+    defaults; beside it the same with a fixed 30-epoch patience (the reference for the metric), the tuned recipe,
+    and the defaults without batching (on `baseline_configs` of them drawn at random, scaled to 100)."""
     rng = np.random.default_rng(1)
     x = rng.normal(size=(n, dim)).astype(np.float32)
     signal = x @ rng.normal(size=(dim, len(TRAITS))).astype(np.float32) / np.sqrt(dim)
@@ -156,36 +167,55 @@ def sweep_100(tmp: Path, n: int, dim: int, baseline_configs: int) -> dict:
         "task.label=null",
         f"task.traits={TRAITS}",
         "sweep.seeds=[0]",
-        "sweep.baselines=false",
         "sweep.metric=spearman/mean",
-        *[f"head.{k}={v}" for k, v in HEAD.items()],
         f"sweep.grid={SWEEP_100}",
     ]
-    cfg = load_config(None, base + ["sweep.name=sweep-100"])
-    write_features(cfg, x, **{t: traits[:, j] for j, t in enumerate(TRAITS)})
-    configs = len(sweep.combos_of(cfg))
-    start = time.perf_counter()
-    table = sweep.run(cfg)
-    batched = time.perf_counter() - start
-    subset = baseline_configs if 0 < baseline_configs < configs else configs
-    cfg = load_config(None, base + ["sweep.name=sweep-100-unbatched", "sweep.batch=false", f"sweep.samples={subset}"])
-    start = time.perf_counter()
-    sweep.run(cfg)
-    unbatched = (time.perf_counter() - start) * configs / subset
-    return {
-        "sweep_100_s": round(batched, 2),
+    write_features(load_config(None, base), x, **{t: traits[:, j] for j, t in enumerate(TRAITS)})
+
+    def timed(name: str, *extra: str):
+        cfg = load_config(None, [*base, f"sweep.name=sweep-100-{name}", *extra])
+        start = time.perf_counter()
+        table = sweep.run(cfg)
+        heads = table[~table.config.str.startswith("baseline")]
+        return time.perf_counter() - start, heads, len(sweep.combos_of(cfg))
+
+    seconds, heads, configs = timed("defaults")
+    best = float(heads["spearman/mean mean"].iloc[0])
+    out = {
+        "sweep_100_s": round(seconds, 2),
         "sweep_100_configs": configs,
         "sweep_100_clips": n,
-        "sweep_100_diverged": int(table.diverged.sum()),
-        "sweep_100_best": f"{table.config[0]}: spearman/mean {table['spearman/mean mean'][0]:.4f}",
+        "sweep_100_diverged": int(heads.diverged.sum()),
+        "sweep_100_best": round(best, 4),
+        "sweep_100_best_config": heads.config.iloc[0],
+    }
+    tuned_s, tuned, _ = timed("tuned", *TUNED)
+    out |= {
+        "sweep_100_tuned_s": round(tuned_s, 2),
+        "sweep_100_tuned_best": round(float(tuned["spearman/mean mean"].iloc[0]), 4),
+    }
+    if reference:
+        ref_s, ref, _ = timed("reference", "head.min_patience=30")
+        ref_best = float(ref["spearman/mean mean"].iloc[0])
+        out |= {
+            "sweep_100_reference_s": round(ref_s, 2),
+            "sweep_100_reference_best": round(ref_best, 4),
+            "sweep_100_best_delta": round(ref_best - best, 4),
+            "sweep_100_speedup_vs_reference": float(f"{ref_s / seconds:.3g}"),
+        }
+    subset = baseline_configs if 0 < baseline_configs < configs else configs
+    unbatched_s, _, _ = timed("unbatched", "sweep.batch=false", f"sweep.samples={subset}", "sweep.baselines=false")
+    unbatched = unbatched_s * configs / subset
+    out |= {
         "sweep_100_unbatched_s": round(unbatched, 2),
         "sweep_100_unbatched_measured": (
             "all configs"
             if subset == configs
             else f"{subset} of {configs} configs drawn at random, time x {configs / subset:.3g}"
         ),
-        "sweep_100_speedup": float(f"{unbatched / batched:.3g}"),
+        "sweep_100_speedup": float(f"{unbatched / seconds:.3g}"),
     }
+    return out
 
 
 STREAM_HEAD = ["head.epochs=2", "head.batch_size=4096", "head.lr=0.003", "head.patience=5"]
@@ -291,6 +321,9 @@ def main() -> None:
     parser.add_argument("--stream-classes", type=int, default=10)
     parser.add_argument("--stream-memory-mb", type=int, default=1024, help="head.memory_mb of the streamed run")
     parser.add_argument("--skip-backbone", action="store_true")
+    parser.add_argument(
+        "--skip-reference", action="store_true", help="no 30-epoch-patience reference sweep (its best metric)"
+    )
     args = parser.parse_args()
 
     x, y = long_tailed(args.samples, args.dim, args.classes)
@@ -310,7 +343,13 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         sweeps = sweep_speedup(Path(tmp), x, y)
-        hundred = sweep_100(Path(tmp), min(args.sweep_samples, args.samples), args.dim, args.sweep_baseline_configs)
+        hundred = sweep_100(
+            Path(tmp),
+            min(args.sweep_samples, args.samples),
+            args.dim,
+            args.sweep_baseline_configs,
+            not args.skip_reference,
+        )
         print(json.dumps(hundred), flush=True)
         streamed = stream(
             Path(tmp), args.stream_rows, args.stream_check_rows, args.dim, args.stream_classes, args.stream_memory_mb

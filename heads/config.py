@@ -45,7 +45,8 @@ class HeadCore:
     schedule: str = choice("cosine", "constant")  # learning rate per epoch, after warmup_epochs of linear warm-up
     warmup_epochs: int = 0  # epochs of linear learning-rate warm-up from 0
     monitor: str = "val_loss"  # early stopping and the kept weights: val_loss or a validation metric (acc, mAP, ...)
-    patience: int = 30  # epochs without improvement on `monitor` before stopping
+    patience: int = 30  # at most this many epochs without improvement on `monitor` before stopping
+    min_patience: int = 5  # at least this many: a head waits as many epochs as it took to reach its best, within these
     seed: int = 0  # weight init, shuffling, dropout, few-shot draws
     loss: str = "ce"  # class label: ce | focal | ldam (heads/losses.py registers them)
     multilabel_loss: str = "bce"  # multi-label: bce | focal | eql | ldam
@@ -56,6 +57,7 @@ class HeadCore:
     k_train: int | None = None  # few-shot: at most k training samples per class (drawn with head.seed)
     k_val: int | None = None  # at most k validation samples per class
     memory_mb: int = 4096  # a split's features bigger than this (as float32) are streamed from a float16 copy on disk
+    device: str = "auto"  # where heads train: auto (the GPU when CUDA has one, else the CPU), cpu, cuda, cuda:1
 
     @property
     def uses_prompts(self) -> bool:

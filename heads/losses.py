@@ -142,14 +142,18 @@ def bce(cfg: HeadConfig, y: torch.Tensor):
     return F.binary_cross_entropy_with_logits
 
 
-def balanced_multilabel_bce(cfg: HeadConfig, y: torch.Tensor) -> Callable:
+class BalancedBCE:
     """BCE whose positives weigh by effective numbers (Cui et al. 2019): the rarer a class, the more."""
-    weight = effective_weights(y.sum(0), cfg.cb_beta)
 
-    def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.binary_cross_entropy_with_logits(logits, target, pos_weight=weight)
+    def __init__(self, weight: torch.Tensor):
+        self.weight = weight
 
-    return loss
+    def __call__(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(logits, target, pos_weight=self.weight)
+
+
+def balanced_multilabel_bce(cfg: HeadConfig, y: torch.Tensor) -> Callable:
+    return BalancedBCE(effective_weights(y.sum(0), cfg.cb_beta))
 
 
 @register_loss("focal", "multilabel", (FocalSettings,))

@@ -106,9 +106,13 @@ class DiskRows:
             yield self._read(rows if self.index is None else self.index[rows])
 
 
-def forward_chunks(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor | DiskRows) -> torch.Tensor:
-    """`model(x)`, a chunk at a time when `x` is on disk."""
-    return torch.cat([model(chunk) for chunk in x.chunks()]) if isinstance(x, DiskRows) else model(x)
+def forward_chunks(
+    model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor | DiskRows, device: torch.device | None = None
+) -> torch.Tensor:
+    """`model(x)`, a chunk at a time when `x` is on disk (each chunk moved to `device` when given)."""
+    if isinstance(x, DiskRows):
+        return torch.cat([model(chunk if device is None else chunk.to(device)) for chunk in x.chunks()])
+    return model(x)
 
 
 def nbytes(n: int, shape: tuple) -> int:

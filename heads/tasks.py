@@ -5,6 +5,7 @@ for on standardised features and returns the head bundle and the learning curves
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -66,6 +67,11 @@ def head_problems(head: HeadConfig, task: TaskConfig, need_targets: bool = True)
             f"head.queries / head.heads / head.mlp_ratio: {head.queries} / {head.heads} / "
             f"{head.mlp_ratio}; queries and heads must be >= 1, mlp_ratio > 0"
         )
+    if head.device not in ("auto", "cpu"):
+        if not re.fullmatch(r"cuda(:\d+)?", head.device):
+            problems.append(f"head.device: {head.device!r}; use auto, cpu, cuda or cuda:N")
+        elif not torch.cuda.is_available():
+            problems.append(f"head.device={head.device}: this torch sees no CUDA device; use auto or cpu")
     if head.name in ("zero-shot", "coop") and (task.traits or task.multilabel or not task.label):
         problems.append(
             f"head.name={head.name} classifies task.label from class prompts; set task.traits=[] "
@@ -106,6 +112,7 @@ TRAIT_FREE = {
     "dropout",
     "epochs",
     "patience",
+    "min_patience",
     "schedule",
     "warmup_epochs",
     "queries",

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import copy
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 from torch import nn
+from vidprobe.features.devices import resolve_device
 from vidprobe.heads.config import HeadConfig
 from vidprobe.heads.errors import HeadConfigError
 from vidprobe.heads.metrics import lower_is_better
 from vidprobe.heads.schedules import lr_at
+from vidprobe.heads.stack import StackedHeads
 from vidprobe.heads.stream import DiskRows, forward_chunks
 
 
@@ -88,7 +90,8 @@ def fit_many(
     rng_states: list[torch.Tensor] | None = None,
 ) -> list[Fitted]:
     """Train several heads on the same minibatches at once, each with its own learning rate, weight decay,
-    schedule length, patience and early stopping (one AdamW parameter group per head), and, given a list,
+    schedule length, patience and early stopping (one AdamW parameter group per head; plain linear heads side by
+    side in one `LinearStack`, whose AdamW keeps a learning rate and weight decay per head), and, given a list,
     its own loss. Each head's loss is backpropagated on its own, so a head that diverges (NaN) reaches no
     other head's gradient. The batches come from the first config's seed; `rng_states` (the global RNG
     state each head would start from alone) give every head its own dropout draws: each trains as it
@@ -99,21 +102,31 @@ def fit_many(
     (x, y), (xv, yv) = train, val
     cfg0 = cfgs[0]
     losses_fn = loss_fn if isinstance(loss_fn, list) else [loss_fn] * len(models)
+    device = resolve_device(cfg0.device)  # heads, data and the losses' class weights there (on the CPU: as they
+    models = [m.to(device) for m in models]  # are); rows streamed from disk go per batch
+    x, y, xv, yv = (t.to(device) if isinstance(t, torch.Tensor) else t for t in (x, y, xv, yv))
+    for fn in set(losses_fn):
+        move_tensors(fn, device)
     gen = torch.Generator().manual_seed(cfg0.seed)
-    opt = torch.optim.AdamW(
-        [{"params": m.parameters(), "lr": c.lr, "weight_decay": c.weight_decay} for m, c in zip(models, cfgs)],
-        foreach=True,
-    )  # CPU too: one kernel per op, same values
+    stacked = StackedHeads(models, cfgs, tuple(x.shape))  # plain linear heads: one matmul for all of them
+    own = [k for k in range(len(models)) if k not in stacked]  # the others: an AdamW parameter group each
+    params = [{"params": models[k].parameters(), "lr": cfgs[k].lr, "weight_decay": cfgs[k].weight_decay} for k in own]
+    opt = torch.optim.AdamW(params, foreach=True) if own else None  # foreach on the CPU too: same values, faster
+    groups = dict(zip(own, opt.param_groups)) if opt else {}  # a stopped head's group leaves the optimizer's list
     sign = 1.0 if lower_is_better(cfg0.monitor) else -1.0
-    best = [(float("inf"), 0, copy.deepcopy(m.state_dict())) for m in models]
+    best = [(float("inf"), 0, stacked.state(k) if k in stacked else cpu_copy(m)) for k, m in enumerate(models)]
     histories: list[list[dict]] = [[] for _ in models]
     active = list(range(len(models)))
     for epoch in range(1, max(c.epochs for c in cfgs) + 1):
         active = [k for k in active if epoch <= cfgs[k].epochs]
         if not active:
             break
-        for k, group in enumerate(opt.param_groups):
-            group["lr"] = lr_at(cfgs[k], epoch) if k in active else 0.0
+        if opt:
+            opt.param_groups = [groups[k] for k in active if k in groups]  # AdamW's state is per parameter
+        for k in active:
+            if k in groups:
+                groups[k]["lr"] = lr_at(cfgs[k], epoch)
+        stacked.keep(active)
         for fn in set(losses_fn):
             if hasattr(fn, "epoch"):
                 fn.epoch = epoch  # losses that change over training (deferred re-weighting)
@@ -125,45 +138,74 @@ def fit_many(
         else:  # e.g. class-balanced: draw with replacement, as many as there are samples
             order = torch.multinomial(sample_weights, len(x), replacement=True, generator=gen)
         for idx in order.split(cfg0.batch_size):
-            xb, yb = x[idx], y[idx]
-            losses = [losses_fn[k](forward(models[k], xb, rng_states, k), yb) for k in active]
-            opt.zero_grad(set_to_none=True)  # stopped heads get no gradient, so AdamW leaves them be
+            xb, yb = x[idx].to(device), y[idx]
+            outs = stacked.outputs(xb)
+            losses = [losses_fn[k](outs[k] if k in outs else forward(models[k], xb, rng_states, k), yb) for k in active]
+            if opt:
+                opt.zero_grad(set_to_none=True)  # stopped heads get no gradient, so AdamW leaves them be
+            stacked.zero_grad()
             if len(losses) == 1:
                 losses[0].backward()
             else:
                 torch.autograd.backward(losses)  # each head's gradient from its own loss alone, no NaN shared
-            opt.step()
+            if opt and opt.param_groups:
+                opt.step()
+            stacked.step(epoch)
             for k in active:
                 if cfgs[k].max_norm is not None:
                     max_norm_(models[k], cfgs[k].max_norm)
             for k, loss in zip(active, losses):
                 totals[k] += loss.item() * len(idx)
         still = []
+        with torch.no_grad():
+            outs = stacked.outputs(xv, device)
         for k in active:
             model, cfg = models[k], cfgs[k]
             model.eval()
             with torch.no_grad():
-                out = forward_chunks(model, xv)
+                out = outs[k] if k in outs else forward_chunks(model, xv, device)
                 val_loss = losses_fn[k](out, yv).item()
             row = {"epoch": epoch, "train_loss": totals[k] / len(x), "val_loss": val_loss, "lr": lr_at(cfg, epoch)}
-            row.update(val_metrics(out) if val_metrics else {})
+            row.update(val_metrics(out.cpu()) if val_metrics else {})
             histories[k].append(row)
             if cfg.monitor not in row:
                 raise HeadConfigError(
                     f"head.monitor: {cfg.monitor!r} is not measured here; choose one of {sorted(row)[1:]}"
                 )
             score = sign * row[cfg.monitor]
+            if not (math.isfinite(score) and math.isfinite(val_loss)):
+                continue  # diverged (NaN or inf): it keeps its best epoch's weights and trains no further
             if score < best[k][0]:
-                best[k] = (score, epoch, copy.deepcopy(model.state_dict()))
-            if epoch - best[k][1] < cfg.patience:
+                best[k] = (score, epoch, stacked.state(k) if k in stacked else cpu_copy(model))
+            if epoch - best[k][1] < patience(cfg, best[k][1]):
                 still.append(k)
         active = still
     fitted = []
     for model, (_, best_epoch, state), history in zip(models, best, histories):
-        model.load_state_dict(state)
+        model.cpu().load_state_dict(state)  # heads are kept and used on the CPU
         model.eval()
         fitted.append(Fitted(model=model, best_epoch=best_epoch, history=history))
     return fitted
+
+
+def patience(cfg: HeadConfig, best_epoch: int) -> int:
+    """Epochs a head waits for an improvement after its best one: as many as it took to reach it, at least
+    `min_patience` and at most `patience`. A head that learns its task in 3 epochs (big data, a high learning
+    rate, an MLP that starts to overfit) stops at about 8, not 33; one still improving after 40 epochs (small
+    data: few steps an epoch) waits the whole `patience`."""
+    return min(cfg.patience, max(cfg.min_patience, best_epoch))
+
+
+def cpu_copy(model: nn.Module) -> dict:
+    """The model's weights, copied to the CPU (the best epoch's, kept while training goes on)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def move_tensors(fn, device: torch.device) -> None:
+    """A loss object's tensors (class weights, margins) moved to `device`; a plain function has none."""
+    for name, value in list(getattr(fn, "__dict__", {}).items()):
+        if isinstance(value, torch.Tensor):
+            setattr(fn, name, value.to(device))
 
 
 def forward(model: nn.Module, x: torch.Tensor, rng_states: list[torch.Tensor] | None, k: int) -> torch.Tensor:

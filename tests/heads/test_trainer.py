@@ -123,3 +123,32 @@ def test_second_stage_trains_the_classifier_layer_alone():
         second.history
     )
     assert all(p.requires_grad for p in second.model.parameters())  # gradients switched back on
+
+
+def test_heads_train_where_head_device_says_and_come_back_to_the_cpu():
+    import torch.nn.functional as F
+    from vidprobe.heads.config import HeadConfig, TaskConfig
+    from vidprobe.heads.losses import BalancedBCE
+    from vidprobe.heads.models import build_head
+    from vidprobe.heads.tasks import head_problems
+    from vidprobe.heads.trainer import fit, move_tensors
+
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 8), torch.randint(0, 3, (64,))
+    runs = {}
+    for device in ("auto", "cpu"):
+        cfg = HeadConfig(epochs=3, batch_size=16, device=device)
+        torch.manual_seed(0)
+        fitted = fit(build_head(cfg, 8, 3), (x, y), (x[:16], y[:16]), F.cross_entropy, cfg)
+        assert all(p.device.type == "cpu" for p in fitted.model.parameters())
+        runs[device] = fitted.model.state_dict()
+    assert all(torch.equal(runs["auto"][k], runs["cpu"][k]) for k in runs["cpu"])  # auto is the CPU here
+
+    loss = BalancedBCE(torch.ones(3))
+    move_tensors(loss, torch.device("cpu"))
+    move_tensors(F.mse_loss, torch.device("cpu"))  # a plain function holds nothing to move
+    assert loss.weight.device.type == "cpu"
+    task = TaskConfig(label="label")
+    assert any("use auto, cpu, cuda or cuda:N" in p for p in head_problems(HeadConfig(device="tpu"), task))
+    if not torch.cuda.is_available():
+        assert any("sees no CUDA device" in p for p in head_problems(HeadConfig(device="cuda"), task))
