@@ -51,13 +51,15 @@ def _clamp(t: float, lo: float, hi: float) -> float:
     return round(min(max(float(t), lo), hi), 3)
 
 
-def _packs(lengths: list[int], gap: int) -> list[list[int]]:
+def _packs(lengths: list[int], gap: int, groups: list | None = None) -> list[list[int]]:
     """Positions of consecutive clips grouped into windows of at most 30 s with ``gap`` samples between clips;
-    a clip over ``PACK_MAX`` samples is a group of its own, and so is one with no room beside its neighbours."""
+    a clip over ``PACK_MAX`` samples is a window of its own, and so is one with no room beside its neighbours.
+    With ``groups`` (a key per clip), a window holds clips of one key only."""
     packs: list[list[int]] = []
     used = WINDOW  # samples taken in the last window: full before the first one
     for k, n in enumerate(lengths):
-        if n <= PACK_MAX and used + gap + n <= WINDOW:
+        same = groups is None or (k > 0 and groups[k] == groups[k - 1])
+        if n <= PACK_MAX and same and used + gap + n <= WINDOW:
             packs[-1].append(k)
             used += gap + n
         else:
@@ -169,6 +171,7 @@ class Transcriber:
         batch_size: int = 16,
         pack: bool = False,
         pack_gap: float = PACK_GAP,
+        groups: list | None = None,
     ) -> list[dict]:
         """``transcribe`` of each clip (times from ``offsets[i]``, default 0): the same dicts, the same words unpacked.
 
@@ -180,6 +183,7 @@ class Transcriber:
         then hears each clip beside its neighbours, so words may differ from one at a time (the demo's "Clip one"
         becomes "Clip 1"), and the no-speech rule judges the window as a whole. A clip with no room beside its
         neighbours is decoded alone, unpacked, and so is every clip of a multilingual model without ``language``.
+        ``groups`` (a key per clip, e.g. its split and source video): only clips of one key share a window.
         openai-whisper, clips of 30 s or more and ``batch_size == 1`` without ``pack`` go one at a time through
         ``transcribe``.
         """
@@ -196,7 +200,8 @@ class Transcriber:
             short = [i for i, a in enumerate(audios) if 0 < len(a) < WINDOW]
             gap = round(pack_gap * SAMPLE_RATE)
             if pack and (self.language or not self._model.model.is_multilingual):
-                jobs = [[short[k] for k in group] for group in _packs([len(audios[i]) for i in short], gap)]
+                keys = None if groups is None else [groups[i] for i in short]
+                jobs = [[short[k] for k in group] for group in _packs([len(audios[i]) for i in short], gap, keys)]
             else:
                 jobs = [[i] for i in short]
             for at in range(0, len(jobs), batch_size):

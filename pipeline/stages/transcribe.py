@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 from vidprobe import layout
-from vidprobe.artifacts import read_audio_index, video_set, writing
+from vidprobe.artifacts import read_audio_index, read_manifest, video_set, writing
 from vidprobe.config import Config
 from vidprobe.features.audio import load_audio
 from vidprobe.features.files import write_text
@@ -62,10 +62,20 @@ def run(cfg: Config) -> dict:
         return transcribe(cfg, asr, samples, encoder)
 
 
+def pack_groups(cfg: Config) -> dict[str, tuple]:
+    """sample_id -> what packed clips must share (transcribe.pack): the split and the source, that is the
+    dataset's `group` column where it has one (a dialogue, a subject), else the video file (segments of one
+    video, such as utterances with start and end)."""
+    m = read_manifest(cfg)
+    source = m["group"] if "group" in m else m["path"]
+    return dict(zip(m.sample_id, zip(m.split.astype(str), source.astype(str))))
+
+
 def transcribe(cfg: Config, asr: Transcriber, samples, encoder) -> dict:
     t = cfg.transcribe
     records, waves = [], {}
     rows = list(samples.itertuples(index=False))
+    source = pack_groups(cfg)
     with tqdm(total=len(rows), desc=f"transcribe {t.backend}", unit="sample", dynamic_ncols=True) as bar:
         for at in range(0, len(rows), t.batch_size):  # batch_size samples read, then transcribed together
             chunk = [
@@ -87,6 +97,7 @@ def transcribe(cfg: Config, asr: Transcriber, samples, encoder) -> dict:
                 batch_size=t.batch_size,
                 pack=t.pack,
                 pack_gap=t.pack_gap,
+                groups=None if t.pack_across else [source[row.sample_id] for _, row in spoken],
             )
             for (rec, _), result in zip(spoken, said, strict=True):
                 rec.update(result)
@@ -135,7 +146,7 @@ def embed_audio(cfg: Config, model, model_id: str, sample_ids: list[str], waves:
             **({"audio/temporal": temporal} if rows.steps else {}),
         }
 
-    grouping = ("batch_size", "pack", "pack_gap")  # how clips are grouped for decoding: same encoder features
+    grouping = ("batch_size", "pack", "pack_gap", "pack_across")  # how clips are grouped: same encoder features
     settings = {k: v for k, v in dataclasses.asdict(cfg.transcribe).items() if k not in grouping}
     config = {
         "transcribe": settings,

@@ -140,6 +140,8 @@ def test_packs_group_consecutive_clips_with_room():
         [2, 3, 4],
         [5],
     ]  # over 10 s: alone; 3 + 2 + 9 + 2 + 9 = 25 s, no room for 9 s more
+    groups = [("train", "a.mp4")] * 3 + [("train", "b.mp4")] * 2 + [("test", "b.mp4")] * 2
+    assert _packs([3 * second] * 7, 2 * second, groups) == [[0, 1, 2], [3, 4], [5, 6]]  # never across a key
 
 
 def test_unpack_cuts_segments_at_clip_edges():

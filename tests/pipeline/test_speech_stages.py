@@ -211,7 +211,8 @@ def test_batched_transcripts_equal_one_at_a_time(speech_root, tmp_path):
 
 
 def test_packed_transcripts_equal_unpacked(speech_root, tmp_path):
-    """transcribe.pack=true (the spoken and silent clips in one window, the 45 s one alone): the same words."""
+    """transcribe.pack=true with pack_across (the spoken and silent clips, two videos, in one window; the 45 s
+    one alone): the same words."""
     base = [
         f"dataset.root={speech_root}",
         f"paths.cache={tmp_path}",
@@ -225,7 +226,7 @@ def test_packed_transcripts_equal_unpacked(speech_root, tmp_path):
     seconds = audio.run(load_config(None, base)).set_index("sample_id")["seconds"]
     records = {}
     for pack in (False, True):
-        cfg = load_config(None, [*base, f"transcribe.pack={str(pack).lower()}"])
+        cfg = load_config(None, [*base, f"transcribe.pack={str(pack).lower()}", "transcribe.pack_across=true"])
         transcribe.run(cfg)
         records[pack] = {r["sample_id"]: r for r in map(json.loads, layout.transcripts(cfg).read_text().splitlines())}
     words = {
@@ -274,3 +275,19 @@ def test_encoder_frames_of_a_random_tiny_whisper_trim_each_30s_window(tmp_path):
             whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(wave[16000 * 30 :])), 80)[None]
         )[0]
     assert np.abs(frames[1500:].numpy() - second[:750].numpy()).max() <= 1e-5
+
+
+def test_packed_clips_share_a_split_and_a_source(tmp_path):
+    """What transcribe.pack keeps apart: another split, another video (or the manifest's group)."""
+    from vidprobe.stages.transcribe import pack_groups
+
+    cfg = load_config(None, [f"paths.cache={tmp_path}", "dataset.name=talk"])
+    layout.manifest(cfg).parent.mkdir(parents=True)
+    rows = {"sample_id": ["a1", "a2", "b1", "c1"], "path": ["a.mp4", "a.mp4", "b.mp4", "a.mp4"]}
+    pd.DataFrame({**rows, "split": ["train", "train", "train", "test"]}).to_csv(layout.manifest(cfg), index=False)
+    keys = pack_groups(cfg)
+    assert keys["a1"] == keys["a2"] and keys["a1"] != keys["b1"] and keys["a1"] != keys["c1"]
+    grouped = {**rows, "split": "train", "group": ["d1", "d1", "d1", "d2"]}  # e.g. a dialogue's utterances
+    pd.DataFrame(grouped).to_csv(layout.manifest(cfg), index=False)
+    keys = pack_groups(cfg)
+    assert keys["a1"] == keys["b1"] != keys["c1"]
