@@ -9,15 +9,18 @@ benchmarks/corpus.py) it measures, in this one run:
   decode-only   the same DataLoader and workers, no model, with each decoder (decord, pyav) side by side;
                 the limit is the faster one's
   embed-only    the backbone on pre-decoded tensors
-  cpu limit     cores / (decode CPU-s per clip + embed CPU-s per clip), each measured alone
-                (only where decoding and embedding share the CPU, i.e. on a CPU device)
+  shared CPU    cores / (decode CPU-s per clip + embed CPU-s per clip), each measured alone on one thread
+                (decode: the decoder needing less CPU): where decoding and embedding share the cores
   main process  on a CPU, the pipeline with `embed.in_workers=false` (workers only decode): in_workers_speedup
   sequential    one process, one video at a time: decode, then embed (the reference notes' loop)
-and reports fraction_of_limit = pipeline / min(limits) and speedup_vs_sequential. A measurement whose first
-run takes under --short seconds (the synthetic sets: 1-3 s) is run --runs times and its median kept, the
-pipeline's and the limits' alike: here one such run swings by up to 40% from the next. Peak RSS of the
-whole process tree of `vidprobe embed` is measured on 100 and on 1000 samples (flat is the goal).
-The worst case over configurations is the summary. Last line: one JSON object.
+and reports fraction_of_limit = pipeline / limit and speedup_vs_sequential. The limit is the shared-CPU one on a
+CPU device (decoding and embedding take turns on the same cores) and min(decode-only, embed-only) on a GPU
+(they overlap on different hardware); on a CPU both fractions are printed (fraction_of_min_limit: the GPU
+definition). Every configuration's manifest lists its clips as many times as makes the pipeline run at least
+--min-seconds (20 s: start-up and the last round of batches weigh little); a measurement whose first run still
+takes under --short seconds is run --runs times and its median kept. Peak RSS of the whole process tree of
+`vidprobe embed` is measured on 100 and on 1000 samples (flat is the goal). The worst case over configurations
+is the summary. Last line: one JSON object.
 
     python benchmarks/extract.py                      # CPU: tiny and small presets, demo + 500 clips + real
     python benchmarks/extract.py --presets base --device cuda --workers 16 --batch-size 32
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import statistics
@@ -269,33 +273,56 @@ def prepare_manifest(cfg, data: Path, repeat: int) -> None:
     manifest.to_csv(layout.manifest(cfg), index=False)
 
 
+def long_enough(cfg, data: Path, repeat: int, args) -> tuple[int, tuple[float, float]]:
+    """How many times to list each clip so the pipeline runs at least `args.min_seconds`, and the pipeline's
+    figures at that size (`time_pipeline`): a run on fewer clips tells the rate, until one lasts long enough. The
+    clips come to a whole number of batches for every worker (the limits assume none idles at the end)."""
+    while True:
+        prepare_manifest(cfg, data, repeat)
+        figures = time_pipeline(cfg)
+        clips = len(clip_items(cfg)[0])
+        if clips / figures[0] >= args.min_seconds:
+            return repeat, figures
+        per_copy = max(1, clips // repeat)
+        repeat = math.ceil(repeat * 1.15 * args.min_seconds * figures[0] / clips)  # a short run's rate is low
+        while (repeat * per_copy) % (args.workers * args.batch_size):
+            repeat += 1
+
+
 def measure(name: str, data: Path, model: Path, tmp: Path, args, repeat: int) -> dict:
     cache = tmp / f"cache-{name}-{data.name}"
     cfg = config(data, cache, model, args)
-    prepare_manifest(cfg, data, repeat)
+    repeat, first = long_enough(cfg, data, repeat, args)
     items, _ = clip_items(cfg)
     device = torch.device(args.device)
     dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
-    pipeline, end_to_end = median_of(lambda: time_pipeline(cfg), args)
+    more = [time_pipeline(cfg) for _ in range(args.runs - 1)] if len(items) / first[0] < args.short else []
+    pipeline, end_to_end = (statistics.median(f[i] for f in [first, *more]) for i in range(2))
     if device.type == "cpu":  # the lever's same-run baseline: the model in the main process, workers only decode
         main_cfg = with_overrides(cfg, {"embed.in_workers": False})
         main_process, _ = median_of(lambda: time_pipeline(main_cfg), args)
     torch.set_num_threads(os.cpu_count() or 1)  # the limits below are measured alone, with every core
     decoders = {d: median_of(lambda d=d: time_decode(cfg, items, args.workers, d), args) for d in AUTO_DECODERS}
     fastest = max(decoders, key=lambda d: decoders[d][0])
-    decode_rate, decode_cpu = decoders[fastest]
+    decode_rate = decoders[fastest][0]
+    decode_cpu = min(cpu for _, cpu in decoders.values())
     embed_rate, embed_cpu = median_of(lambda: time_embed(cfg, items, device, dtype), args)
     limits = {"decode_only": decode_rate, "embed_only": embed_rate}
-    if device.type == "cpu":
+    min_limit = min(limits.values())
+    if device.type == "cpu":  # decoding and embedding take turns on the same cores
         limits["cpu_shared"] = (os.cpu_count() or 1) / (decode_cpu + embed_cpu)
-    limit = min(limits.values())
+    limit = limits.get("cpu_shared", min_limit)
     sequential = time_sequential(cfg, items[: max(16, len(items) // 5)], device, dtype)
     row = {
         "config": f"{name}@{data.name}",
         "clips": len(items),
+        "listed_times": repeat,
+        "pipeline_s": len(items) / pipeline,
         "clips_per_s": pipeline,
         "end_to_end_clips_per_s": end_to_end,
         "limit_clips_per_s": limit,
+        "limit": "cpu_shared" if "cpu_shared" in limits else min(limits, key=limits.get),
+        "min_limit_clips_per_s": min_limit,
         "limited_by": min(limits, key=limits.get),
         **{f"{k}_clips_per_s": v for k, v in limits.items()},
         "fastest_decoder": fastest,
@@ -310,6 +337,7 @@ def measure(name: str, data: Path, model: Path, tmp: Path, args, repeat: int) ->
         ),
         "sequential_clips_per_s": sequential,
         "fraction_of_limit": pipeline / limit,
+        "fraction_of_min_limit": pipeline / min_limit,
         "speedup_vs_sequential": pipeline / sequential,
     }
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
@@ -349,6 +377,12 @@ def main() -> None:
     )
     parser.add_argument("--runs", type=int, default=3, help="runs of a short measurement; the median is kept")
     parser.add_argument(
+        "--min-seconds",
+        type=float,
+        default=20.0,
+        help="list every configuration's clips as many times as makes its pipeline run at least this long (0: once)",
+    )
+    parser.add_argument(
         "--rss",
         type=int,
         nargs=2,
@@ -380,16 +414,25 @@ def main() -> None:
         "workers": args.workers,
         "batch_size": args.batch_size,
         "dtype": args.dtype,
+        "limit": (
+            "cores / (decode CPU-s + embed CPU-s per clip)"
+            if args.device == "cpu"
+            else "min(decode-only, embed-only clips/s)"
+        ),
         "worst_config": worst["config"],
         "limited_by": worst["limited_by"],
         "clips_per_s": round(worst["clips_per_s"], 2),
         "limit_clips_per_s": round(worst["limit_clips_per_s"], 2),
         "fraction_of_limit": round(worst["fraction_of_limit"], 3),
+        "fraction_of_min_limit": round(min(r["fraction_of_min_limit"] for r in rows), 3),
+        "shortest_pipeline_s": round(min(r["pipeline_s"] for r in rows), 1),
         "speedup_vs_sequential": round(min(r["speedup_vs_sequential"] for r in rows), 2),
         f"peak_rss_mb_{n_small}": round(rss_small, 1),
         f"peak_rss_mb_{n_large}": round(rss_large, 1),
         "rss_ratio": round(rss_large / rss_small, 3),
         "configs": {r["config"]: round(r["fraction_of_limit"], 3) for r in rows},
+        "configs_min_limit": {r["config"]: round(r["fraction_of_min_limit"], 3) for r in rows},
+        "pipeline_s": {r["config"]: round(r["pipeline_s"], 1) for r in rows},
         **(
             {"in_workers_speedup": {r["config"]: round(r["in_workers_speedup"], 2) for r in rows}}
             if args.device == "cpu"

@@ -31,7 +31,8 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE
 
 CORES=$(nproc)
 if [ "${GPU_SMOKE:-0}" = 1 ]; then
-  EXTRACT=(--presets tiny --large 8 --skip-demo --rss 4 8 --real 240 --real-repeat 1 --device cpu --runs 1)
+  EXTRACT=(--presets tiny --large 8 --skip-demo --rss 4 8 --real 240 --real-repeat 1 --device cpu --runs 1
+           --min-seconds 0)
   BACKBONES=(--tiny --seconds 0)
   HEADS=(--samples 1500 --dim 32 --classes 8 --skip-backbone --sweep-samples 400 --sweep-baseline-configs 2
          --stream-rows 20000 --stream-check-rows 4000 --stream-memory-mb 1)
@@ -39,9 +40,9 @@ if [ "${GPU_SMOKE:-0}" = 1 ]; then
   PROBES=(--clips 40 --epochs 1 --preset tiny --grid 2 2 2 --workers 1)
 else
   EXTRACT=(--presets base --device cuda --dtype bfloat16 --workers "$CORES" --batch-size 32 --skip-demo
-           --large 2000 --real 360 720 --real-repeat 20 --rss 100 1000 --runs 1)  # one run each: 210 s
+           --large 2000 --real 360 720 --real-repeat 20 --rss 100 1000 --runs 1 --min-seconds 5)  # 210 s in all
   BACKBONES=(--device cuda --dtype bfloat16 --batch-size 16 --seconds 2)
-  HEADS=()  # heads train on the CPU: this machine's cores at the default sizes
+  HEADS=()  # the default sizes; heads train on the GPU (head.device=auto), scikit-learn's baselines on the CPU
   FINETUNE=(--preset base --device cuda --amp bf16 --batch-sizes 8 16 --workers "$CORES")
   PROBES=(--device cuda --preset small --clips 2000 --epochs 2 --workers "$CORES")
 fi

@@ -22,7 +22,9 @@ from vidprobe.features.sampling import ClipPlan, Item, plan
 from vidprobe.features.video import VideoError, crops, open_video, resize_short_side
 
 AUTO_DECODERS = ("decord", "pyav")  # what `auto` picks from (ffmpeg, a process per video, is never faster)
-AUTO_TRIALS = 3  # samples each decoder decodes, in turn, before a process picks one (its first one untimed)
+AUTO_TRIALS = 3  # timed samples each decoder decodes, in turn, before a process picks one (after an untimed first)
+AUTO_SECONDS = 0.3  # ... and more, up to AUTO_MAX each, until each has taken this long: short clips are noisy
+AUTO_MAX = 24
 
 if TYPE_CHECKING:
     from vidprobe.features.backbones import Backbone
@@ -69,18 +71,24 @@ class ClipDataset(Dataset):
 
     def timed_decode(self, i: int) -> tuple[torch.Tensor, ClipPlan]:
         """`sampling.decoder=auto` before this process has picked: decode sample `i` with the next decoder in turn,
-        timing it. After AUTO_TRIALS samples each (nothing decoded twice; they give the same frames) the one that
-        took least wall time decodes the rest: each DataLoader worker decides for itself, on the samples it got.
-        Each decoder's first sample is left out of its time: it pays one-off set-up (decord's: 3x a sample)."""
+        timing it (wall time: a decoder that waits leaves its core idle just as one that computes). Once each has
+        AUTO_TRIALS timed samples and AUTO_SECONDS of them (or AUTO_MAX samples: tiny clips take milliseconds
+        each, and a few of them, timed beside the other workers, are noise), the one with the lower median decodes
+        the rest; nothing is decoded twice, and both give the same frames. Each DataLoader worker decides for
+        itself, on the samples it got. Each decoder's first sample is left out: it pays one-off set-up (decord's:
+        3x a sample)."""
         for module in ("av", "decord"):  # imported before timing: a cost only the first call would pay
             importlib.import_module(module)
         name = AUTO_DECODERS[len(self.trials) % len(AUTO_DECODERS)]
         start = time.perf_counter()
         out = self.decode(i, name)
         self.trials.append((name, time.perf_counter() - start))
-        if len(self.trials) == AUTO_TRIALS * len(AUTO_DECODERS):
-            ms = {n: round(1000 * float(np.mean([s for m, s in self.trials if m == n][1:])), 1) for n in AUTO_DECODERS}
-            self.picked = {"decoder": min(ms, key=ms.get), "ms": ms, "samples": len(self.trials)}
+        timed = {n: [s for m, s in self.trials if m == n][1:] for n in AUTO_DECODERS}
+        enough = all(len(v) >= AUTO_MAX or (len(v) >= AUTO_TRIALS and sum(v) >= AUTO_SECONDS) for v in timed.values())
+        if len(self.trials) % len(AUTO_DECODERS) == 0 and enough:
+            ms = {n: round(1000 * float(np.median(v)), 1) for n, v in timed.items()}
+            seconds = {n: round(sum(v), 3) for n, v in timed.items()}
+            self.picked = {"decoder": min(ms, key=ms.get), "ms": ms, "seconds": seconds, "samples": len(self.trials)}
         return out
 
     def __len__(self) -> int:

@@ -163,8 +163,8 @@ def fill(
         failures += batch["failed"]
         for picked in batch["picked"]:
             bar.write(
-                f"decoder auto: {picked['decoder']} for the rest of this worker's samples (ms per sample over its "
-                f"first {picked['samples']}, in turn: "
+                f"decoder auto: {picked['decoder']} for the rest of this worker's samples (median ms per sample "
+                f"over its first {picked['samples']}, in turn: "
                 + ", ".join(f"{n} {ms}" for n, ms in picked["ms"].items())
                 + "; same frames)"
             )
