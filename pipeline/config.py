@@ -111,6 +111,7 @@ class TranscribeConfig:
     batch_size: int = 16  # faster-whisper: clips under 30 s decoded together (same words); 1: one at a time
     pack: bool = False  # faster-whisper: clips of at most 10 s share 30 s windows (faster; words may differ)
     pack_gap: float = 1.0  # seconds of silence between packed clips
+    pack_across: bool = False  # packing: clips of different source videos (or groups) and splits may share a window
     subtitles: list[str] = field(default_factory=list)  # srt | vtt files per sample, beside the JSONL
     embed: bool = True  # Whisper encoder features (audio/pooled, audio/temporal) into the feature store
     feature_set: str | None = None  # None: whisper-<model name>; also names the transcripts file
@@ -191,7 +192,9 @@ class SweepConfig:
     samples: int = 0  # > 0: that many configs drawn at random from the grid, instead of all of it
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # head.seed values each config runs with
     metric: str = "acc"  # the leaderboard's order (mae*/loss*: lower is better)
-    n_jobs: int = -1  # parallel runs (joblib); -1: one per core
+    n_jobs: int = -1  # parallel runs (joblib); -1: one per core (dask, ray: a local cluster's processes)
+    backend: str = choice("loky", "dask", "ray")  # where trials run: this machine's processes, or a cluster
+    address: str | None = None  # dask / ray: the cluster's scheduler (tcp://host:8786, ray://host:10001); None: local
     baselines: bool = True  # scikit-learn logistic regression / ridge on the same features and splits
     batch: bool = True  # trials that can share one pass over the data (heads.tasks.batch_key) train as one batch
     lr_scaling: str = choice("none", "linear", "sqrt")  # head.lr x (head.batch_size / base_batch_size) [^0.5]

@@ -42,17 +42,23 @@ def test_extract_benchmark_prints_its_figures(tmp_path):
         str(tmp_path),
         "--runs",
         "2",
+        "--min-seconds",
+        "0",
     )
     for key in (
         "clips_per_s",
         "limit_clips_per_s",
         "fraction_of_limit",
+        "fraction_of_min_limit",
         "speedup_vs_sequential",
         "peak_rss_mb_4",
         "peak_rss_mb_8",
     ):
         assert summary[key] > 0
     assert set(summary["configs"]) == {"tiny@large", "tiny@240p"}  # the real clips, re-encoded at 240 px
+    assert summary["limit"].startswith("cores / (decode CPU-s") and set(summary["pipeline_s"]) == set(
+        summary["configs"]
+    )
     assert set(summary["in_workers_speedup"]) == set(summary["configs"])  # the CPU lever, against its baseline
     assert all(rate > 0 for rates in summary["decoders"].values() for rate in rates.values())
     assert set(summary["decoders"]["tiny@240p"]) == {"decord", "pyav"}
@@ -97,11 +103,16 @@ def test_heads_benchmark_prints_its_figures():
         "sweep_parallel_speedup",
         "head_train_samples_per_s",
         "sweep_100_s",
+        "sweep_100_tuned_s",
+        "sweep_100_reference_s",
         "stream_peak_rss_mb",
         "stream_train_s",
     ):
         assert summary[key] > 0
     assert -1 <= summary["metric_delta_vs_sklearn"] <= 1
+    assert summary["sweep_100_best_delta"] == pytest.approx(
+        summary["sweep_100_reference_best"] - summary["sweep_100_best"], abs=2e-4
+    )
     assert summary["stream_rows"] == 20000 and summary["sweep_100_configs"] == 100
     assert 0 <= summary["stream_metric_delta"] <= 1
 
@@ -118,6 +129,20 @@ def test_transcribe_benchmark_prints_its_figures():
     summary = benchmark("transcribe", "--skip-int8")
     for key in ("rtf_openai_whisper", "rtf_faster_whisper", "speedup", "audio_seconds"):
         assert summary[key] > 0
+    assert 0 <= summary["short_clip_wer_one_at_a_time"] <= 1 and 0 <= summary["short_clip_wer_packed"] <= 1
+    assert summary["short_clip_words_misattributed"] >= 0
+
+
+def test_misattributed_words_are_counted_against_the_clip_that_spoke_them(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from transcribe import misattributed
+
+    spoken = ["the cat sat", "on the mat", "today"]
+    assert misattributed(spoken, ["the cat sat", "on the mat", "today"]) == 0
+    assert misattributed(spoken, ["the dog sat", "on a mat", "today"]) == 0  # wrong words, right clips
+    assert misattributed(spoken, ["the cat", "sat on the mat", "today"]) == 1  # "sat" moved to the next clip
+    assert misattributed(spoken, ["the cat sat on", "the mat today", ""]) == 2
+    assert misattributed(spoken, ["", "", "the cat sat on the mat today"]) == 6
 
 
 @pytest.mark.slow
