@@ -9,8 +9,9 @@ in its own process, timed from start to exit; its peak memory is the peak RSS of
 
 Per stage and size: seconds, seconds_per_clip, peak_rss_mb, cores_used (CPU seconds / wall seconds). The
 summary compares the largest size to the smallest: per_clip_ratio (seconds per clip, largest / smallest: 1.0 is
-linear cost, start-up makes small sizes dearer) and rss_ratio (peak memory, largest / smallest), per stage;
-index_cores_used says whether probing uses every core. Last line: one JSON object.
+linear cost, start-up makes small sizes dearer) and rss_ratio (peak memory, largest / smallest), per stage; per_clip_ratio_last_step and rss_ratio_last_step
+compare the largest size to the one below it (10k: start-up no longer weighs); index_cores_used says whether
+probing uses every core. Last line: one JSON object.
 
     python benchmarks/scale.py                       # 1000, 10000, 100000 clips (about 40 minutes on 2 cores)
     python benchmarks/scale.py --sizes 200 2000      # quicker
@@ -151,6 +152,7 @@ def main() -> None:
         for size in sorted(args.sizes):
             results[size] = measure(size, dataset(args.root, size, clips), Path(tmp))
     small, large = min(results), max(results)
+    below = max((n for n in results if n < large), default=small)
     summary = {
         "sizes": sorted(results),
         "cores": os.cpu_count(),
@@ -169,6 +171,15 @@ def main() -> None:
         },
         "rss_ratio": {
             stage: round(results[large][stage]["peak_rss_mb"] / results[small][stage]["peak_rss_mb"], 3)
+            for stage in STAGES
+        },
+        # the largest size against the one below it, where start-up weighs little in either
+        "per_clip_ratio_last_step": {
+            stage: round(results[large][stage]["seconds_per_clip"] / results[below][stage]["seconds_per_clip"], 3)
+            for stage in STAGES
+        },
+        "rss_ratio_last_step": {
+            stage: round(results[large][stage]["peak_rss_mb"] / results[below][stage]["peak_rss_mb"], 3)
             for stage in STAGES
         },
         "index_cores_used": round(results[large]["index"]["cores_used"], 2),

@@ -239,6 +239,31 @@ def probe(path: str) -> VideoInfo:
     )
 
 
+PROBE_COLUMNS = ["duration", "fps", "num_frames", "width", "height", "rotation", "has_audio", "status", "error"]
+
+
+def probe_record(path: str) -> dict:
+    """The manifest's columns for one video (PROBE_COLUMNS); an unusable file gives status=<kind> and a readable
+    error, never an exception."""
+    try:
+        info = probe(path)
+    except VideoError as err:
+        return {"status": err.kind, "error": str(err)}
+    except Exception as err:  # noqa: BLE001 - whatever the decoder raised is recorded against the file
+        return {"status": "error", "error": f"{path}: {type(err).__name__}: {err}; re-encode or remove it"}
+    return dict(
+        duration=round(info.duration, 4),
+        fps=round(info.fps, 4),
+        num_frames=info.num_frames,
+        width=info.width,
+        height=info.height,
+        rotation=info.rotation,
+        has_audio=info.has_audio,
+        status="ok",
+        error="",
+    )
+
+
 def resize_short_side(frames: np.ndarray, size: int) -> torch.Tensor:
     """(T, H, W, 3) uint8 -> (T, 3, H', W') uint8 with min(H', W') == size (bilinear, antialiased).
 

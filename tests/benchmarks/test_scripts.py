@@ -176,3 +176,16 @@ def test_probes_benchmark_prints_its_figures():
         "attentive",
         "attentive_batch_32",
     }
+
+
+@pytest.mark.slow
+def test_scale_benchmark_times_every_stage_at_every_size(tmp_path):
+    summary = benchmark("scale", "--sizes", "20", "40", "--pool", "8", "--root", str(tmp_path))
+    stages = {"index", "embed", "train", "sweep"}
+    assert summary["sizes"] == [20, 40] and set(summary["per_clip_ratio"]) == stages == set(summary["rss_ratio"])
+    assert summary["per_clip_ratio_last_step"] == summary["per_clip_ratio"]  # two sizes: the last step is all
+    for stage in stages:
+        per_clip, rss = summary[f"{stage}_seconds_per_clip"], summary[f"{stage}_peak_rss_mb"]
+        assert set(per_clip) == set(rss) == {"20", "40"} and min(per_clip.values()) > 0 and min(rss.values()) > 50
+    assert summary["index_cores_used"] > 0
+    assert len(list((tmp_path / "set-40-of-8").rglob("*.mp4"))) == 40  # the dataset is kept for the next run

@@ -25,14 +25,3 @@ def test_manifest_joins_traits(demo_cfg):
     assert {"speed", "brightness", "text", "label", "split"} <= set(df.columns)
     row = df[df.sample_id == "val/up/up_001"].iloc[0]
     assert row.label == "up" and row.split == "val" and 15 <= row.speed <= 60 and "moves up" in row.text
-
-
-def test_many_videos_are_probed_in_processes_with_the_same_manifest(demo_root, demo_cfg, tmp_path, monkeypatch):
-    root = tmp_path / "data"
-    shutil.copytree(demo_root, root)
-    (root / "train" / "left" / "broken.mp4").write_bytes(b"not a video at all")
-    cfg = demo_cfg(f"dataset.root={root}", "index.num_workers=2")
-    threads = index.run(cfg)
-    monkeypatch.setattr(index, "PROCESSES_FROM", 1)  # as with 20,000 videos or more
-    processes = index.run(cfg)
-    assert processes.equals(threads) and (processes.status != "ok").sum() == 1
