@@ -45,7 +45,7 @@ class Standardizer:
             return cls(mean.float(), std)
         rows = x.flatten(0, -2)  # (N, D) or (N, T, D): statistics per feature, over samples and time
         mean = rows.nanmean(0)
-        std = (rows - mean).square().nanmean(0).sqrt().nan_to_num(1.0).clamp_min(1e-6)
+        std = (rows - mean).square_().nanmean(0).sqrt().nan_to_num(1.0).clamp_min(1e-6)  # one temporary copy
         mean = mean.nan_to_num(0.0)
         if passthrough:
             mean[-passthrough:], std[-passthrough:] = 0.0, 1.0
@@ -54,8 +54,8 @@ class Standardizer:
     def __call__(self, x: torch.Tensor | DiskRows) -> torch.Tensor | DiskRows:
         if isinstance(x, DiskRows):
             return x.map(self)  # applied to each chunk as it is read
-        z = (x - self.mean) / self.std
-        z = torch.where(torch.isnan(z), 0.0, z)
+        z = (x - self.mean).div_(self.std)  # one new tensor, worked on in place
+        z = z.masked_fill_(torch.isnan(z), 0.0)
         return nn.functional.normalize(z, dim=-1) if self.l2 else z
 
 
