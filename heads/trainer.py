@@ -177,7 +177,7 @@ def fit_many(
                 continue  # diverged (NaN or inf): it keeps its best epoch's weights and trains no further
             if score < best[k][0]:
                 best[k] = (score, epoch, stacked.state(k) if k in stacked else cpu_copy(model))
-            if epoch - best[k][1] < patience(cfg, best[k][1]):
+            if epoch - best[k][1] < patience(cfg, best[k][1], math.ceil(len(x) / cfg0.batch_size)):
                 still.append(k)
         active = still
     fitted = []
@@ -188,12 +188,17 @@ def fit_many(
     return fitted
 
 
-def patience(cfg: HeadConfig, best_epoch: int) -> int:
+MIN_WAIT_STEPS = 100  # optimizer steps a head waits for an improvement, at least (within `patience` epochs)
+
+
+def patience(cfg: HeadConfig, best_epoch: int, steps_per_epoch: int = MIN_WAIT_STEPS) -> int:
     """Epochs a head waits for an improvement after its best one: as many as it took to reach it, at least
-    `min_patience` and at most `patience`. A head that learns its task in 3 epochs (big data, a high learning
-    rate, an MLP that starts to overfit) stops at about 8, not 33; one still improving after 40 epochs (small
-    data: few steps an epoch) waits the whole `patience`."""
-    return min(cfg.patience, max(cfg.min_patience, best_epoch))
+    `min_patience` and MIN_WAIT_STEPS optimizer steps' worth, and at most `patience`. A head that learns its task
+    in 3 epochs (big data, a high learning rate, an MLP that starts to overfit) stops at about 8, not 33; one still
+    improving after 40 epochs waits the whole `patience`, and so does one on a few dozen clips (one step an epoch,
+    its validation loss noisy): an epoch costs next to nothing there."""
+    floor = max(cfg.min_patience, math.ceil(MIN_WAIT_STEPS / max(1, steps_per_epoch)))
+    return min(cfg.patience, max(floor, best_epoch))
 
 
 def cpu_copy(model: nn.Module) -> dict:

@@ -2,7 +2,7 @@ import torch
 import torch.nn.functional as F
 from vidprobe.heads.config import HeadConfig
 from vidprobe.heads.models import build_head
-from vidprobe.heads.trainer import Standardizer, fit, fit_many, seed_everything
+from vidprobe.heads.trainer import Standardizer, fit, fit_many, patience, seed_everything
 
 
 def blobs(n, seed):
@@ -43,6 +43,22 @@ def test_early_stopping_keeps_best_epoch():
     assert len(fitted.history) < 300
     assert fitted.best_epoch == 1 + losses.index(min(losses))
     assert len(fitted.history) - fitted.best_epoch == 5
+
+
+def test_a_head_waits_as_long_as_its_best_took_at_least_100_steps_and_at_most_patience():
+    cfg = HeadConfig()  # patience 30, min_patience 5
+    assert patience(cfg, 3, steps_per_epoch=50) == 5  # learnt in 3 epochs on plenty of data: 5 more
+    assert patience(cfg, 12, steps_per_epoch=50) == 12 and patience(cfg, 45, steps_per_epoch=50) == 30
+    assert patience(cfg, 3, steps_per_epoch=10) == 10  # 100 steps
+    assert patience(cfg, 3, steps_per_epoch=1) == 30  # a few dozen clips, one step an epoch: the whole patience
+    assert patience(HeadConfig(min_patience=30), 3, steps_per_epoch=50) == 30  # the fixed rule of before
+    g = torch.Generator().manual_seed(0)
+    noise = [(torch.randn(n, 16, generator=g), torch.randint(0, 3, (n,), generator=g)) for n in (120, 60)]
+    for batch_size, wait in ((8, 7), (120, 30)):  # 120 clips: 15 steps an epoch (100 steps: 7 epochs), or one
+        cfg = HeadConfig(lr=0.05, epochs=300, batch_size=batch_size)
+        seed_everything(0)
+        fitted = fit(build_head(cfg, 16, 3), *noise, F.cross_entropy, cfg)  # nothing to learn: best early
+        assert fitted.best_epoch < 7 and len(fitted.history) - fitted.best_epoch == wait
 
 
 def test_standardizer_uses_given_rows_only():
