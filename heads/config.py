@@ -46,9 +46,7 @@ class HeadCore:
     warmup_epochs: int = 0  # epochs of linear learning-rate warm-up from 0
     monitor: str = "val_loss"  # early stopping and the kept weights: val_loss or a validation metric (acc, mAP, ...)
     patience: int = 30  # at most this many epochs without improvement on `monitor` before stopping
-    min_patience: int = (
-        5  # at least this many (and 100 steps): a head waits as many epochs as it took to reach its best
-    )
+    min_patience: int = 5  # and 100 steps, at least: a head waits as many epochs as its best took, within these
     seed: int = 0  # weight init, shuffling, dropout, few-shot draws
     loss: str = "ce"  # class label: ce | focal | ldam (heads/losses.py registers them)
     multilabel_loss: str = "bce"  # multi-label: bce | focal | eql | ldam
