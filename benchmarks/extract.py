@@ -37,7 +37,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -45,6 +44,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the vidprobe CLI sets 
 
 import corpus  # noqa: E402  (benchmarks/corpus.py, beside this file)
 import torch  # noqa: E402
+from procs import wait_watching  # noqa: E402  (benchmarks/procs.py)
 from torch.utils.data import DataLoader  # noqa: E402
 from vidprobe import layout  # noqa: E402
 from vidprobe.artifacts import clip_items  # noqa: E402
@@ -199,21 +199,6 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants (from /proc)."""
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            with open(f"/proc/{p}/status") as f:
-                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
-            with open(f"/proc/{p}/task/{p}/children") as f:
-                todo += [int(c) for c in f.read().split()]
-        except (OSError, StopIteration):
-            continue
-    return total / 1024
-
-
 def peak_rss(cfg, n: int, args) -> float:
     """Peak RSS (MB) of `vidprobe embed` over a manifest of `n` rows (videos repeat under new ids)."""
     import pandas as pd
@@ -239,21 +224,7 @@ def peak_rss(cfg, n: int, args) -> float:
         f"embed.num_workers={args.workers}",
         f"embed.batch_size={args.batch_size}",
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    peak = 0.0
-    stop = threading.Event()
-
-    def watch():
-        nonlocal peak
-        while not stop.is_set():
-            peak = max(peak, tree_rss_mb(proc.pid))
-            time.sleep(0.05)
-
-    thread = threading.Thread(target=watch)
-    thread.start()
-    code = proc.wait()
-    stop.set()
-    thread.join()
+    code, peak = wait_watching(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     if code != 0:
         raise RuntimeError(f"embed on {n} samples exited {code}")
     return peak

@@ -27,10 +27,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
+from procs import wait_watching  # benchmarks/procs.py, beside this file
 from vidprobe.config import load_config
 from vidprobe.stages import demo_data
 
@@ -76,40 +76,13 @@ def dataset(root: Path, size: int, clips: list[tuple[str, Path]]) -> Path:
     return folder
 
 
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants (from /proc)."""
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            with open(f"/proc/{p}/status") as f:
-                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
-            with open(f"/proc/{p}/task/{p}/children") as f:
-                todo += [int(c) for c in f.read().split()]
-        except (OSError, StopIteration):
-            continue
-    return total / 1024
-
-
 def run_stage(stage: str, args: list[str], log: Path) -> dict:
     """`python -m vidprobe <stage> ARGS`: wall seconds, CPU seconds of the processes it waited for, peak RSS."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "vidprobe", stage, *args], stdout=out, stderr=subprocess.STDOUT)
-        peak, stop = 0.0, threading.Event()
-
-        def watch():
-            nonlocal peak
-            while not stop.is_set():
-                peak = max(peak, tree_rss_mb(proc.pid))
-                time.sleep(0.05)
-
-        watcher = threading.Thread(target=watch)
-        watcher.start()
-        code = proc.wait()
-        stop.set()
-        watcher.join()
+        code, peak = wait_watching(proc)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if code != 0:
@@ -153,6 +126,10 @@ def main() -> None:
             results[size] = measure(size, dataset(args.root, size, clips), Path(tmp))
     small, large = min(results), max(results)
     below = max((n for n in results if n < large), default=small)
+
+    def ratios(field: str, a: int, b: int) -> dict:
+        return {stage: round(results[a][stage][field] / results[b][stage][field], 3) for stage in STAGES}
+
     summary = {
         "sizes": sorted(results),
         "cores": os.cpu_count(),
@@ -165,23 +142,11 @@ def main() -> None:
         **{
             f"{stage}_peak_rss_mb": {n: round(results[n][stage]["peak_rss_mb"], 1) for n in results} for stage in STAGES
         },
-        "per_clip_ratio": {
-            stage: round(results[large][stage]["seconds_per_clip"] / results[small][stage]["seconds_per_clip"], 3)
-            for stage in STAGES
-        },
-        "rss_ratio": {
-            stage: round(results[large][stage]["peak_rss_mb"] / results[small][stage]["peak_rss_mb"], 3)
-            for stage in STAGES
-        },
+        "per_clip_ratio": ratios("seconds_per_clip", large, small),
+        "rss_ratio": ratios("peak_rss_mb", large, small),
         # the largest size against the one below it, where start-up weighs little in either
-        "per_clip_ratio_last_step": {
-            stage: round(results[large][stage]["seconds_per_clip"] / results[below][stage]["seconds_per_clip"], 3)
-            for stage in STAGES
-        },
-        "rss_ratio_last_step": {
-            stage: round(results[large][stage]["peak_rss_mb"] / results[below][stage]["peak_rss_mb"], 3)
-            for stage in STAGES
-        },
+        "per_clip_ratio_last_step": ratios("seconds_per_clip", large, below),
+        "rss_ratio_last_step": ratios("peak_rss_mb", large, below),
         "index_cores_used": round(results[large]["index"]["cores_used"], 2),
         "seconds": {n: round(sum(r["seconds"] for r in results[n].values()), 1) for n in results},
     }

@@ -114,7 +114,12 @@ def fit_many(
     opt = torch.optim.AdamW(params, foreach=True) if own else None  # foreach on the CPU too: same values, faster
     groups = dict(zip(own, opt.param_groups)) if opt else {}  # a stopped head's group leaves the optimizer's list
     sign = 1.0 if lower_is_better(cfg0.monitor) else -1.0
-    best = [(float("inf"), 0, stacked.state(k) if k in stacked else cpu_copy(m)) for k, m in enumerate(models)]
+    steps = math.ceil(len(x) / cfg0.batch_size)  # optimizer steps an epoch
+
+    def snapshot(k: int) -> dict:  # head k's weights now, on the CPU
+        return stacked.state(k) if k in stacked else cpu_copy(models[k])
+
+    best = [(float("inf"), 0, snapshot(k)) for k in range(len(models))]
     histories: list[list[dict]] = [[] for _ in models]
     active = list(range(len(models)))
     for epoch in range(1, max(c.epochs for c in cfgs) + 1):
@@ -123,9 +128,8 @@ def fit_many(
             break
         if opt:
             opt.param_groups = [groups[k] for k in active if k in groups]  # AdamW's state is per parameter
-        for k in active:
-            if k in groups:
-                groups[k]["lr"] = lr_at(cfgs[k], epoch)
+        for k in groups.keys() & active:
+            groups[k]["lr"] = lr_at(cfgs[k], epoch)
         stacked.keep(active)
         for fn in set(losses_fn):
             if hasattr(fn, "epoch"):
@@ -176,8 +180,8 @@ def fit_many(
             if not (math.isfinite(score) and math.isfinite(val_loss)):
                 continue  # diverged (NaN or inf): it keeps its best epoch's weights and trains no further
             if score < best[k][0]:
-                best[k] = (score, epoch, stacked.state(k) if k in stacked else cpu_copy(model))
-            if epoch - best[k][1] < patience(cfg, best[k][1], math.ceil(len(x) / cfg0.batch_size)):
+                best[k] = (score, epoch, snapshot(k))
+            if epoch - best[k][1] < patience(cfg, best[k][1], steps):
                 still.append(k)
         active = still
     fitted = []
