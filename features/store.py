@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -361,24 +362,34 @@ class FeatureSet:
             raise StoreError(
                 f"{self.dir} mixes shards split {' and '.join(sorted(counts))} ways; re-run embed with --force"
             )
-        self.rows: dict[str, tuple[int, int]] = {}
+        self.rows: dict[str, int] = {}  # sample_id -> row over all shards, in order (one int each: 100k ids ~ 10 MB)
         self.attrs: dict = {}
         self.keys: dict[str, tuple] = {}
-        for s, path in enumerate(self.paths):
+        starts = [0]
+        for path in self.paths:
             with open_h5(path) as h5:
                 attrs = dict(h5.attrs)
                 if self.attrs and attrs.get("config_hash") != self.attrs.get("config_hash"):
                     raise StoreError(f"{path} was made with another config than {self.paths[0]}")
                 self.attrs = attrs
-                for r, sid in enumerate(h5["ids"].asstr()[()]):
-                    if sid in self.rows:
-                        raise StoreError(f"sample_id {sid!r} appears twice in {self.dir}")
-                    self.rows[sid] = (s, r)
+                names = h5["ids"].asstr()[()]
+                again = next((sid for sid in names if sid in self.rows), None) if self.rows else None
+                self.rows.update(zip(names, range(starts[-1], starts[-1] + len(names))))
+                if again is None and len(self.rows) < starts[-1] + len(names):  # a repeat within this shard
+                    again = next(sid for sid, n in Counter(names).items() if n > 1)
+                if again is not None:
+                    raise StoreError(f"sample_id {again!r} appears twice in {self.dir}")
+                starts.append(starts[-1] + len(names))
                 self.keys = feature_keys(h5)
+        self.starts = np.asarray(starts, dtype=np.int64)  # shard s holds rows starts[s] .. starts[s + 1] - 1
 
     @property
     def ids(self) -> list[str]:
         return list(self.rows)
+
+    def has(self, ids: Iterable[str]) -> np.ndarray:
+        """Whether each of `ids` has a row here (a bool array; no set of the ids is built)."""
+        return np.fromiter((i in self.rows for i in ids), dtype=bool)
 
     @property
     def config_hash(self) -> str:
@@ -407,24 +418,26 @@ class FeatureSet:
             )
 
     def get(self, key: str, ids: Iterable[str]) -> np.ndarray:
-        """Rows of `key` for `ids`, in that order; only those rows are read."""
+        """Rows of `key` for `ids`, in that order; only those rows are read, straight into the array returned."""
         ids = list(ids)
         missing = [i for i in ids if i not in self.rows]
         if missing:
             raise StoreError(f"{len(missing)} ids not in {self.dir} (e.g. {missing[:3]})")
         if key not in self.keys:
             raise StoreError(f"no feature {key!r} in {self.dir}; it has {sorted(self.keys)}")
+        wanted = np.fromiter((self.rows[i] for i in ids), dtype=np.int64, count=len(ids))
+        order = np.argsort(wanted, kind="stable")  # read each shard's rows in stored order
+        shard_ends = np.searchsorted(wanted[order], self.starts[1:])
         out = None
         for s, path in enumerate(self.paths):
-            pos = [(i, self.rows[sid][1]) for i, sid in enumerate(ids) if self.rows[sid][0] == s]
-            if not pos:
+            mine = order[(shard_ends[s - 1] if s else 0) : shard_ends[s]]
+            if not len(mine):
                 continue
-            dest, src = (np.asarray(v) for v in zip(*pos))
             with open_h5(path) as h5:
                 ds = h5[key]
                 if out is None:
                     out = np.empty((len(ids), *ds.shape[1:]), dtype=ds.dtype)
-                out[dest] = read_rows(ds, src)
+                read_rows(ds, wanted[mine] - self.starts[s], out, mine)
         return out if out is not None else np.empty((0, *self.keys[key]))
 
     def chunks(
@@ -446,13 +459,17 @@ class FeatureSet:
                     yield list(names.asstr()[a : a + rows]), ds[a : a + rows]
 
 
-def read_rows(ds: h5py.Dataset, rows: np.ndarray) -> np.ndarray:
-    """`ds[rows]` for rows in any order (repeats allowed), reading one contiguous span when the rows are dense
-    in it, else only the rows themselves."""
-    uniq, inverse = np.unique(rows, return_inverse=True)
-    lo, hi = int(uniq[0]), int(uniq[-1]) + 1
-    block = ds[lo:hi][uniq - lo] if hi - lo <= 4 * len(uniq) else ds[uniq]
-    return block[inverse.reshape(-1)]
+def read_rows(ds: h5py.Dataset, rows: np.ndarray, out: np.ndarray, dest: np.ndarray, block: int = 4096) -> None:
+    """`out[dest] = ds[rows]` for increasing `rows` (repeats allowed), `block` rows at a time: one contiguous span
+    read where the rows are dense in it, else only the rows themselves; no copy of the whole selection is held."""
+    for a in range(0, len(rows), block):
+        part, to = rows[a : a + block], dest[a : a + block]
+        lo, hi = int(part[0]), int(part[-1]) + 1
+        if hi - lo <= 4 * len(part):
+            out[to] = ds[lo:hi][part - lo]
+        else:
+            uniq, inverse = np.unique(part, return_inverse=True)
+            out[to] = ds[uniq][inverse.reshape(-1)]
 
 
 def verify(directory: str | Path) -> FeatureSet:
@@ -484,7 +501,7 @@ def verify(directory: str | Path) -> FeatureSet:
         problems.append("index.json is missing")
     else:
         listed = {s["file"]: s["rows"] for s in json.loads(index_path.read_text()).get("shards", [])}
-        actual = {p.name: sum(1 for r in fs.rows.values() if fs.paths[r[0]] == p) for p in fs.paths}
+        actual = {p.name: int(n) for p, n in zip(fs.paths, np.diff(fs.starts))}
         if listed != actual:
             problems.append(f"index.json lists {listed}, the shards hold {actual}")
     if problems:

@@ -17,6 +17,8 @@ from vidprobe.heads.schedules import lr_at
 from vidprobe.heads.stack import StackedHeads
 from vidprobe.heads.stream import DiskRows, forward_chunks
 
+STATS_CHUNK_ROWS = 4096  # rows a Standardizer sums at a time (4096 x 1024 float64: 32 MB)
+
 
 @dataclass
 class Standardizer:
@@ -35,18 +37,18 @@ class Standardizer:
     def fit(cls, x: torch.Tensor | DiskRows, passthrough: int = 0, l2: bool = False) -> Standardizer:
         if l2:
             return cls(torch.zeros(x.shape[-1]), torch.ones(x.shape[-1]), l2=True)
-        if isinstance(x, DiskRows):  # streamed: sums in float64, a chunk at a time (no NaN: fused sets load whole)
-            n, total, squares = 0, torch.zeros(x.shape[-1], dtype=torch.float64), 0.0
-            for chunk in x.chunks():
-                rows = chunk.flatten(0, -2).double()
-                n, total, squares = n + len(rows), total + rows.sum(0), squares + rows.square().sum(0)
-            mean = total / n
-            std = (squares / n - mean.square()).clamp_min(0).sqrt().float().clamp_min(1e-6)
-            return cls(mean.float(), std)
-        rows = x.flatten(0, -2)  # (N, D) or (N, T, D): statistics per feature, over samples and time
-        mean = rows.nanmean(0)
-        std = (rows - mean).square_().nanmean(0).sqrt().nan_to_num(1.0).clamp_min(1e-6)  # one temporary copy
-        mean = mean.nan_to_num(0.0)
+        # sums in float64, a chunk of rows at a time: no copy of x is made, and a set read from disk is read once
+        chunks = x.chunks() if isinstance(x, DiskRows) else x.flatten(0, -2).split(STATS_CHUNK_ROWS)
+        count, total, squares = (torch.zeros(x.shape[-1], dtype=torch.float64) for _ in range(3))
+        for chunk in chunks:
+            rows = chunk.flatten(0, -2).double()  # (N, D) or (N, T, D): statistics per feature, over samples and time
+            count += (~rows.isnan()).sum(0)
+            rows = rows.nan_to_num_(0.0)
+            total += rows.sum(0)
+            squares += rows.square_().sum(0)
+        mean = total / count  # NaN where a column has no value at all
+        std = (squares / count - mean.square()).clamp_min(0).sqrt().nan_to_num(1.0).float().clamp_min(1e-6)
+        mean = mean.nan_to_num(0.0).float()
         if passthrough:
             mean[-passthrough:], std[-passthrough:] = 0.0, 1.0
         return cls(mean, std)

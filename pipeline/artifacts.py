@@ -132,7 +132,7 @@ def head_inputs(cfg: Config, with_prompts: bool = False) -> HeadInputs:
     for key, col in ((k, c) for k, cols in targets.items() for c in cols if c):
         if col not in manifest.columns:
             raise ConfigError(f"{key}: the manifest has no column {col!r}; it has {list(manifest.columns)}")
-    have = manifest.sample_id.isin(set(fs.ids))
+    have = fs.has(manifest.sample_id)
     missing = manifest[(manifest.status == "ok") & ~have]
     if len(missing):
         print(

@@ -1,7 +1,7 @@
 import h5py
 import numpy as np
 import pytest
-from vidprobe.features.store import FeatureSet, ShardWriter, StoreError, write_index
+from vidprobe.features.store import FeatureSet, ShardWriter, StoreError, read_rows, write_index
 
 ATTRS = {"config_hash": "abc", "config": "sampling: {views: 1}\n", "provenance": {"backbone": "x"}}
 
@@ -135,3 +135,36 @@ def test_get_reads_any_rows_in_any_order_and_chunks_cover_the_set(tmp_path):
         (asked[:2], values[[5, 2]].tolist()),
         (asked[2:], values[[77]].tolist()),
     ]
+
+
+def test_read_rows_block_by_block_equals_fancy_indexing(tmp_path):
+    values = np.arange(60 * 2, dtype=np.float32).reshape(60, 2)
+    with h5py.File(tmp_path / "x.h5", "w") as h5:
+        ds = h5.create_dataset("x", data=values, chunks=(8, 2))
+        for rows in ([0, 1, 1, 2, 3, 4, 5, 7, 8], [0, 3, 30, 31, 59, 59], list(range(0, 60, 5))):  # dense, sparse, both
+            rows = np.asarray(rows)
+            dest = np.random.default_rng(0).permutation(len(rows))
+            out = np.full((len(rows), 2), np.nan, dtype=np.float32)
+            read_rows(ds, rows, out, dest, block=4)  # several blocks, some read as a span, some row by row
+            np.testing.assert_array_equal(out[dest], values[rows])
+
+
+def test_an_id_twice_in_one_shard_or_in_two_is_named(tmp_path):
+    def shard(path, ids):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with h5py.File(path, "w") as h5:  # as two writers of one shard, or of two, would leave it
+            h5.attrs.update(config_hash="abc", config=ATTRS["config"])
+            h5.create_dataset("ids", data=np.asarray(ids, dtype=object), dtype=h5py.string_dtype())
+            h5.create_dataset("video/pooled", data=np.zeros((len(ids), 2), np.float32))
+
+    shard(tmp_path / "one" / "shard-0-of-1.h5", ["a", "b", "a"])
+    with pytest.raises(StoreError, match="'a' appears twice"):
+        FeatureSet(tmp_path / "one")
+    shard(tmp_path / "two" / "shard-0-of-2.h5", ["a", "b"])
+    shard(tmp_path / "two" / "shard-1-of-2.h5", ["c", "b"])
+    with pytest.raises(StoreError, match="'b' appears twice"):
+        FeatureSet(tmp_path / "two")
+    shard(tmp_path / "fine" / "shard-1-of-2.h5", ["c", "d"])
+    shard(tmp_path / "fine" / "shard-0-of-2.h5", ["a", "b"])
+    fs = FeatureSet(tmp_path / "fine")
+    assert fs.ids == ["a", "b", "c", "d"] and fs.has(["d", "x", "a"]).tolist() == [True, False, True]

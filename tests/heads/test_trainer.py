@@ -1,5 +1,9 @@
+import warnings
+
+import numpy as np
 import torch
 import torch.nn.functional as F
+from vidprobe.heads import trainer
 from vidprobe.heads.config import HeadConfig
 from vidprobe.heads.models import build_head
 from vidprobe.heads.trainer import Standardizer, fit, fit_many, patience, seed_everything
@@ -65,6 +69,22 @@ def test_standardizer_uses_given_rows_only():
     x = torch.tensor([[1.0, 10.0], [3.0, 10.0]])
     s = Standardizer.fit(x)
     assert torch.allclose(s(x), torch.tensor([[-1.0, 0.0], [1.0, 0.0]]))
+
+
+def test_standardizer_statistics_chunk_by_chunk_equal_numpy(monkeypatch):
+    monkeypatch.setattr(trainer, "STATS_CHUNK_ROWS", 7)  # 50 rows: 8 chunks
+    x = torch.randn(50, 3, 4, generator=torch.Generator().manual_seed(0)) * 3 + 5
+    x[::4, :, 1] = float("nan")  # missing values are left out of the statistics
+    x[:, :, 3] = float("nan")  # a column with no value at all: mean 0, std 1
+    s = Standardizer.fit(x)
+    rows = x.flatten(0, 1).double().numpy()
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want_mean, want_std = np.nan_to_num(np.nanmean(rows, 0)), np.nan_to_num(np.nanstd(rows, 0), nan=1.0)
+    np.testing.assert_allclose(s.mean.numpy(), want_mean, rtol=1e-6)
+    np.testing.assert_allclose(s.std.numpy(), want_std, rtol=1e-5)
+    z = s(x)
+    assert not z.isnan().any() and abs(float(z[..., 0].mean())) < 1e-5
 
 
 def test_heads_trained_together_equal_heads_trained_alone():
