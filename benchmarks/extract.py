@@ -17,8 +17,9 @@ and reports fraction_of_limit = pipeline / limit and speedup_vs_sequential. The 
 CPU device (decoding and embedding take turns on the same cores) and min(decode-only, embed-only) on a GPU
 (they overlap on different hardware); on a CPU both fractions are printed (fraction_of_min_limit: the GPU
 definition). Every configuration's manifest lists its clips as many times as makes the pipeline run at least
---min-seconds (20 s: start-up and the last round of batches weigh little); a measurement whose first run still
-takes under --short seconds is run --runs times and its median kept. Peak RSS of the whole process tree of
+--min-seconds (20 s: start-up and the last round of batches weigh little). Every measurement above but the main
+process and the sequential loop runs --runs times and its median is kept: on a shared VM one run of the same
+configuration moves by 10% either way, and the worst of ten single draws is a low one. Peak RSS of the whole process tree of
 `vidprobe embed` is measured on 100 and on 1000 samples (flat is the goal). The worst case over configurations
 is the summary. Last line: one JSON object.
 
@@ -124,13 +125,10 @@ def loader_for(cfg, items, workers):
     ), bb
 
 
-def median_of(measure, args) -> tuple[float, ...]:
-    """`measure()`'s figures from one run, or their medians over `args.runs` runs when one takes under
-    `args.short` seconds."""
-    start = time.perf_counter()
-    results = [measure()]
-    if time.perf_counter() - start < args.short:
-        results += [measure() for _ in range(args.runs - 1)]
+def median_of(measure, args, first: tuple[float, ...] | None = None) -> tuple[float, ...]:
+    """The medians of `measure()`'s figures over `args.runs` runs (`first`: one of them, already made)."""
+    results = [first] if first else []
+    results += [measure() for _ in range(args.runs - len(results))]
     return tuple(statistics.median(r[i] for r in results) for i in range(len(results[0])))
 
 
@@ -267,11 +265,9 @@ def measure(name: str, data: Path, model: Path, tmp: Path, args, repeat: int) ->
     items, _ = clip_items(cfg)
     device = torch.device(args.device)
     dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
-    more = [time_pipeline(cfg) for _ in range(args.runs - 1)] if len(items) / first[0] < args.short else []
-    pipeline, end_to_end = (statistics.median(f[i] for f in [first, *more]) for i in range(2))
+    pipeline, end_to_end = median_of(lambda: time_pipeline(cfg), args, first)
     if device.type == "cpu":  # the lever's same-run baseline: the model in the main process, workers only decode
-        main_cfg = with_overrides(cfg, {"embed.in_workers": False})
-        main_process, _ = median_of(lambda: time_pipeline(main_cfg), args)
+        main_process, _ = time_pipeline(with_overrides(cfg, {"embed.in_workers": False}))
     torch.set_num_threads(os.cpu_count() or 1)  # the limits below are measured alone, with every core
     decoders = {d: median_of(lambda d=d: time_decode(cfg, items, args.workers, d), args) for d in AUTO_DECODERS}
     fastest = max(decoders, key=lambda d: decoders[d][0])
@@ -340,13 +336,7 @@ def main() -> None:
     )
     parser.add_argument("--corpus", type=Path, default=corpus.DEFAULT_ROOT, help="where the real clips are kept")
     parser.add_argument("--real-repeat", type=int, default=10, help="list each of the 6 real clips this many times")
-    parser.add_argument(
-        "--short",
-        type=float,
-        default=5.0,
-        help="a measurement whose first run is shorter than this (seconds) is repeated",
-    )
-    parser.add_argument("--runs", type=int, default=3, help="runs of a short measurement; the median is kept")
+    parser.add_argument("--runs", type=int, default=3, help="runs of every measurement; the median is kept")
     parser.add_argument(
         "--min-seconds",
         type=float,

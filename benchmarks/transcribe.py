@@ -24,14 +24,15 @@ packing may put them in one window as `vidprobe transcribe` does by default), on
 The audio is espeak-ng speech made on the spot (4 clips of 3 to 36 s, about 60 s in all, one
 longer than Whisper's 30 s window; then the short clips). Both backends decode with the same settings
 (features.speech.Transcriber: greedy, temperature 0, no VAD) on the same number of threads; each
-gets one untimed warm-up call, and model loading / conversion is not timed. `same_text` says whether
+gets one untimed warm-up call, and model loading / conversion is not timed; the short clips go the three ways
+in turn --short-runs times (each way's median time is kept). `same_text` says whether
 the two backends wrote the same words (lower-cased, punctuation aside) and unpacked batched transcription
 exactly the texts of one-at-a-time transcription (`short_clip_batched_unpacked_same_text`); packed
 transcription is judged by its word error rate and misattributed words instead (`short_clip_same_text`
 says whether its words happen to be the same too).
 
 Last line: one JSON object.
-  python benchmarks/transcribe.py [--threads N --repeats 1 --word-timestamps --short-clips 24]
+  python benchmarks/transcribe.py [--threads N --repeats 1 --word-timestamps --short-clips 24 --short-runs 3]
 """
 
 from __future__ import annotations
@@ -40,13 +41,16 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the vidprobe CLI sets it, before torch loads
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from vidprobe.config import TranscribeConfig  # noqa: E402
 from vidprobe.features.speech import SAMPLE_RATE, Transcriber  # noqa: E402
 
@@ -124,19 +128,25 @@ def timed(transcriber: Transcriber, clips: list[np.ndarray], repeats: int) -> tu
     return time.perf_counter() - start, texts
 
 
-def short_clips(transcriber: Transcriber, clips: list[np.ndarray], sentences: list[str], cfg: TranscribeConfig) -> dict:
-    """Clips per second one at a time, batched and batched + packed (after a warm-up), and how their words compare."""
+def short_clips(
+    transcriber: Transcriber, clips: list[np.ndarray], sentences: list[str], cfg: TranscribeConfig, runs: int
+) -> dict:
+    """Clips per second one at a time, batched and batched + packed (after a warm-up of each batched way; the
+    median of `runs` runs), and how their words compare."""
     batched = dict(batch_size=cfg.batch_size, pack_gap=cfg.pack_gap, groups=["conversation"] * len(clips))
     transcriber.transcribe_many(clips[: cfg.batch_size], pack=True, **{**batched, "groups": None})
+    transcriber.transcribe_many(clips[: cfg.batch_size], pack=False, **batched)
     seconds, texts = {}, {}
-    for name, run in (
-        ("one", lambda: [transcriber.transcribe(clip) for clip in clips]),
-        ("unpacked", lambda: transcriber.transcribe_many(clips, pack=False, **batched)),
-        ("packed", lambda: transcriber.transcribe_many(clips, pack=True, **batched)),
-    ):
-        start = time.perf_counter()
-        texts[name] = [r["text"] for r in run()]
-        seconds[name] = time.perf_counter() - start
+    for _ in range(runs):  # the three ways in turn, `runs` times: each one's median time
+        for name, run in (
+            ("one", lambda: [transcriber.transcribe(clip) for clip in clips]),
+            ("unpacked", lambda: transcriber.transcribe_many(clips, pack=False, **batched)),
+            ("packed", lambda: transcriber.transcribe_many(clips, pack=True, **batched)),
+        ):
+            start = time.perf_counter()
+            texts[name] = [r["text"] for r in run()]
+            seconds.setdefault(name, []).append(time.perf_counter() - start)
+    seconds = {name: statistics.median(times) for name, times in seconds.items()}
     print(json.dumps({f"short_{name}": round(s, 2) for name, s in seconds.items()} | {"texts": texts}), flush=True)
     words = {name: [normalise(t) for t in said] for name, said in texts.items()}
     spoken = sum(len(normalise(s).split()) for s in sentences)
@@ -144,6 +154,7 @@ def short_clips(transcriber: Transcriber, clips: list[np.ndarray], sentences: li
     return {
         "short_clips": len(clips),
         "short_clip_batch_size": cfg.batch_size,
+        "short_clip_runs": runs,
         "short_clip_pack_gap": cfg.pack_gap,
         "short_clip_seconds": round(sum(len(c) for c in clips) / SAMPLE_RATE, 2),
         "short_clip_one_at_a_time_clips_per_s": round(len(clips) / seconds["one"], 2),
@@ -213,6 +224,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="passes over the clips per backend")
     parser.add_argument("--word-timestamps", action="store_true")
     parser.add_argument("--skip-int8", action="store_true")
+    parser.add_argument("--short-runs", type=int, default=3, help="runs of the short clips (median time kept)")
     parser.add_argument("--short-clips", type=int, default=len(SHORT), help=f"short clips (at most {len(SHORT)})")
     args = parser.parse_args()
 
@@ -238,7 +250,11 @@ def main() -> None:
         default = TranscribeConfig()
         sentences = SHORT[: args.short_clips]
         short = short_clips(
-            runs[default.backend.replace("-", "_")], [make_clip([s], Path(tmp)) for s in sentences], sentences, default
+            runs[default.backend.replace("-", "_")],
+            [make_clip([s], Path(tmp)) for s in sentences],
+            sentences,
+            default,
+            args.short_runs,
         )
 
     rtf = {name: audio_s / s for name, s in seconds.items()}

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from vidprobe.features import speech
 from vidprobe.features.speech import BACKENDS, SAMPLE_RATE, Transcriber
-from vidprobe.features.speech.transcribe import _packs, _unpack
+from vidprobe.features.speech.transcribe import CPU_ENCODE_BATCH, _encode, _packs, _unpack
 
 pytest.importorskip("faster_whisper")
 pytest.importorskip("whisper")
@@ -98,6 +98,20 @@ def test_faster_whisper_batched_equals_one_at_a_time(transcribers, clips, words,
     texts = [r["text"].lower() for r in batched]
     assert texts[3] == texts[6] == "" and "door" in texts[4] and "door" in texts[5] and "know" in texts[5]
     assert [s["start"] >= 7.5 * 5 + 30 for s in batched[5]["segments"]] == [False, True]  # the second window
+
+
+def test_encoder_runs_a_few_windows_per_call_on_a_cpu(transcribers, clips, monkeypatch):
+    from faster_whisper.audio import pad_or_trim
+
+    model = transcribers["faster-whisper", False]._model
+    windows = np.stack([pad_or_trim(model.feature_extractor(c)) for c in clips[:5]])
+    whole = np.asarray(model.encode(windows))
+    calls = []
+    encode = model.encode
+    monkeypatch.setattr(model, "encode", lambda x: calls.append(len(x)) or encode(x))
+    states = np.asarray(_encode(model, windows))
+    assert calls == [2, 2, 1] == [min(CPU_ENCODE_BATCH, 5 - at) for at in range(0, 5, CPU_ENCODE_BATCH)]
+    np.testing.assert_allclose(states, whole, atol=1e-4)
 
 
 def test_batch_size_one_goes_one_at_a_time(transcribers, clips, monkeypatch):
