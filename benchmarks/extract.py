@@ -17,9 +17,11 @@ and reports fraction_of_limit = pipeline / limit and speedup_vs_sequential. The 
 CPU device (decoding and embedding take turns on the same cores) and min(decode-only, embed-only) on a GPU
 (they overlap on different hardware); on a CPU both fractions are printed (fraction_of_min_limit: the GPU
 definition). Every configuration's manifest lists its clips as many times as makes the pipeline run at least
---min-seconds (20 s: start-up and the last round of batches weigh little). Every measurement above but the main
-process and the sequential loop runs --runs times and its median is kept: on a shared VM one run of the same
-configuration moves by 10% either way, and the worst of ten single draws is a low one. Peak RSS of the whole process tree of
+--min-seconds (20 s: start-up and the last round of batches weigh little). The pipeline and the CPU-s of
+decoding and of embedding alone run --runs times each and their medians are kept (on a shared VM one run of the
+same configuration moves by 10% either way, and the worst of ten single draws is a low one); the main process,
+the sequential loop and the decode-only rate with workers (the GPU definition's limit) run once. About 90
+minutes on a 2-core CPU. Peak RSS of the whole process tree of
 `vidprobe embed` is measured on 100 and on 1000 samples (flat is the goal). The worst case over configurations
 is the summary. Last line: one JSON object.
 
@@ -140,19 +142,22 @@ def time_pipeline(cfg) -> tuple[float, float]:
     return result["clips"] / result["seconds"], result["clips"] / (time.perf_counter() - start)
 
 
-def time_decode(cfg, items, workers, decoder: str) -> tuple[float, float]:
-    """(clips/s with `workers`, CPU-s per clip in one process) of decoding with `decoder`."""
-    cfg = with_overrides(cfg, {"sampling.decoder": decoder})
-    loader, _ = loader_for(cfg, items, workers)
+def time_decode_rate(cfg, items, workers, decoder: str) -> float:
+    """Clips/s of decoding with `decoder` in `workers` DataLoader workers, no model."""
+    loader, _ = loader_for(with_overrides(cfg, {"sampling.decoder": decoder}), items, workers)
     start = time.perf_counter()
     n = sum(len(b["clips"]) for b in loader)
-    rate = n / (time.perf_counter() - start)
-    loader, _ = loader_for(cfg, items[: max(8, len(items) // 4)], 0)
+    return n / (time.perf_counter() - start)
+
+
+def time_decode_cpu(cfg, items, decoder: str) -> tuple[float]:
+    """(CPU-s per clip,) of decoding with `decoder` in this process, on one thread."""
+    loader, _ = loader_for(with_overrides(cfg, {"sampling.decoder": decoder}), items[: max(8, len(items) // 4)], 0)
     torch.set_num_threads(1)  # as in a worker
     cpu = time.process_time()
     n = sum(len(b["clips"]) for b in loader)
     torch.set_num_threads(os.cpu_count() or 1)
-    return rate, (time.process_time() - cpu) / n
+    return ((time.process_time() - cpu) / n,)
 
 
 def time_embed(cfg, items, device, dtype) -> tuple[float, float]:
@@ -269,7 +274,10 @@ def measure(name: str, data: Path, model: Path, tmp: Path, args, repeat: int) ->
     if device.type == "cpu":  # the lever's same-run baseline: the model in the main process, workers only decode
         main_process, _ = time_pipeline(with_overrides(cfg, {"embed.in_workers": False}))
     torch.set_num_threads(os.cpu_count() or 1)  # the limits below are measured alone, with every core
-    decoders = {d: median_of(lambda d=d: time_decode(cfg, items, args.workers, d), args) for d in AUTO_DECODERS}
+    decoders = {  # the rate with workers (the GPU definition's limit) once; the CPU-s alone, the median of runs
+        d: (time_decode_rate(cfg, items, args.workers, d), *median_of(lambda d=d: time_decode_cpu(cfg, items, d), args))
+        for d in AUTO_DECODERS
+    }
     fastest = max(decoders, key=lambda d: decoders[d][0])
     decode_rate = decoders[fastest][0]
     decode_cpu = min(cpu for _, cpu in decoders.values())

@@ -15,9 +15,10 @@ from vidprobe.config import Config
 from vidprobe.features.files import write_json, write_table
 from vidprobe.features.video import PROBE_COLUMNS, probe_record
 
-# Videos are probed in threads (index.num_workers): probing holds the GIL part of the time, so 2 threads probe
-# ~1.6x as fast as one. Worker processes were measured too (2 cores, tiny clips): the same time at 10,000 videos,
-# 1.3x the time per clip at 100,000 and 2.3x the memory (a probing worker grows until loky restarts it).
+# Videos are probed in threads (index.num_workers): 2 threads probe ~1.6x as fast as one (2 cores, tiny clips).
+# The rest is not the GIL: worker processes probing 1,000 paths per task are no faster (1.39 vs 1.43 ms a clip at
+# 10,000 videos; one video at a time per task: 1.3x the time per clip at 100,000 and 2.3x the memory), and 3 or 4
+# threads are slower than 2.
 
 
 def run(cfg: Config) -> pd.DataFrame:
