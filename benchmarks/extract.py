@@ -150,14 +150,14 @@ def time_decode_rate(cfg, items, workers, decoder: str) -> float:
     return n / (time.perf_counter() - start)
 
 
-def time_decode_cpu(cfg, items, decoder: str) -> tuple[float]:
-    """(CPU-s per clip,) of decoding with `decoder` in this process, on one thread."""
+def time_decode_cpu(cfg, items, decoder: str) -> float:
+    """CPU-s per clip of decoding with `decoder` in this process, on one thread."""
     loader, _ = loader_for(with_overrides(cfg, {"sampling.decoder": decoder}), items[: max(8, len(items) // 4)], 0)
     torch.set_num_threads(1)  # as in a worker
     cpu = time.process_time()
     n = sum(len(b["clips"]) for b in loader)
     torch.set_num_threads(os.cpu_count() or 1)
-    return ((time.process_time() - cpu) / n,)
+    return (time.process_time() - cpu) / n
 
 
 def time_embed(cfg, items, device, dtype) -> tuple[float, float]:
@@ -275,7 +275,10 @@ def measure(name: str, data: Path, model: Path, tmp: Path, args, repeat: int) ->
         main_process, _ = time_pipeline(with_overrides(cfg, {"embed.in_workers": False}))
     torch.set_num_threads(os.cpu_count() or 1)  # the limits below are measured alone, with every core
     decoders = {  # the rate with workers (the GPU definition's limit) once; the CPU-s alone, the median of runs
-        d: (time_decode_rate(cfg, items, args.workers, d), *median_of(lambda d=d: time_decode_cpu(cfg, items, d), args))
+        d: (
+            time_decode_rate(cfg, items, args.workers, d),
+            statistics.median(time_decode_cpu(cfg, items, d) for _ in range(args.runs)),
+        )
         for d in AUTO_DECODERS
     }
     fastest = max(decoders, key=lambda d: decoders[d][0])

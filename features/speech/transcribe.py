@@ -23,8 +23,8 @@ COMPRESSION_RATIO_THRESHOLD = 2.4
 FRAME_SECONDS = 0.02  # one Whisper encoder frame (mel hop 10 ms, conv stride 2)
 WINDOW = 30 * SAMPLE_RATE  # Whisper pads or trims every input to 30 s
 PACK_MAX = 10 * SAMPLE_RATE  # longer clips are never packed (Transcriber.transcribe_many)
-CPU_ENCODE_BATCH = 2  # windows per encoder call on a CPU (Transcriber._faster_many)
 PACK_GAP = 1.0  # seconds of silence between packed clips (Whisper keeps the utterances apart)
+CPU_ENCODE_BATCH = 2  # windows per encoder call on a CPU (Transcriber._faster_many)
 
 
 def encoder_frames(model, audio: np.ndarray):
