@@ -9,8 +9,9 @@ benchmarks/corpus.py) it measures, in this one run:
   decode-only   the same DataLoader and workers, no model, with each decoder (decord, pyav) side by side;
                 the limit is the faster one's
   embed-only    the backbone on pre-decoded tensors
-  shared CPU    cores / (decode CPU-s per clip + embed CPU-s per clip), each measured alone on one thread
-                (decode: the decoder needing less CPU): where decoding and embedding share the cores
+  shared CPU    cores / (decode CPU-s per clip + embed CPU-s per clip), each measured alone in a process set
+                up as a worker is (one thread, the workers' allocator settings; decode: the decoder needing
+                less CPU; embed: normalising and the forward pass): where decoding and embedding share the cores
   main process  on a CPU, the pipeline with `embed.in_workers=false` (workers only decode): in_workers_speedup
   sequential    one process, one video at a time: decode, then embed (the reference notes' loop)
 and reports fraction_of_limit = pipeline / limit and speedup_vs_sequential. The limit is the shared-CPU one on a
@@ -34,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import os
 import shutil
 import statistics
@@ -150,38 +152,69 @@ def time_decode_rate(cfg, items, workers, decoder: str) -> float:
     return n / (time.perf_counter() - start)
 
 
-def time_decode_cpu(cfg, items, decoder: str) -> float:
-    """CPU-s per clip of decoding with `decoder` in this process, on one thread."""
+def in_a_worker(measure) -> float:
+    """`measure()` in a forked process set up as the pipeline's DataLoader workers are (`worker_init`: one torch
+    thread, their allocator settings), with everything it needs built beforehand in this one (a model built
+    in a forked child can hang on a lock another thread held at the fork): the CPU-s of work alone, as a
+    worker pays them."""
+    ctx = multiprocessing.get_context("fork")
+    receive, send = ctx.Pipe(duplex=False)
+
+    def run():
+        worker_init(0)
+        send.send(measure())
+
+    child = ctx.Process(target=run)
+    child.start()
+    send.close()  # the child's end only: a child that dies is an EOFError here, not a wait
+    result = receive.recv()
+    child.join()
+    return result
+
+
+def decode_cpu(cfg, items, decoder: str) -> float:
+    """CPU-s per clip of decoding with `decoder`, alone in a worker."""
     loader, _ = loader_for(with_overrides(cfg, {"sampling.decoder": decoder}), items[: max(8, len(items) // 4)], 0)
-    torch.set_num_threads(1)  # as in a worker
-    cpu = time.process_time()
-    n = sum(len(b["clips"]) for b in loader)
-    torch.set_num_threads(os.cpu_count() or 1)
-    return (time.process_time() - cpu) / n
+
+    def measure():
+        cpu = time.process_time()
+        n = sum(len(b["clips"]) for b in loader)
+        return (time.process_time() - cpu) / n
+
+    return in_a_worker(measure)
 
 
-def time_embed(cfg, items, device, dtype) -> tuple[float, float]:
-    """(clips/s with every core, CPU-s per clip on one thread) of the backbone on pre-decoded batches."""
+def embed_cpu(cfg, items) -> float:
+    """CPU-s per clip of the backbone on pre-decoded batches, normalised as the pipeline does, alone in a worker."""
+    loader, bb = loader_for(cfg, items[: cfg.embed.batch_size * 4], 0)
+    batches = [b["clips"] for b in loader]
+
+    def measure():
+        with torch.inference_mode():
+            bb.embed(normalize(batches[0], bb.mean, bb.std))  # warm-up
+            cpu = time.process_time()
+            for x in batches:
+                bb.embed(normalize(x, bb.mean, bb.std))
+        return (time.process_time() - cpu) / sum(len(x) for x in batches)
+
+    return in_a_worker(measure)
+
+
+def time_embed(cfg, items, device, dtype) -> float:
+    """Clips/s of the backbone on pre-decoded, normalised batches, with every core."""
     loader, bb = loader_for(cfg, items[: cfg.embed.batch_size * 4], 0)
     batches = [normalize(b["clips"].to(device), bb.mean, bb.std) for b in loader]
     bb.model.to(device)
     with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
         bb.embed(batches[0])  # warm-up
         sync(device)
-        wall, cpu, n = time.perf_counter(), time.process_time(), 0
+        wall, n = time.perf_counter(), 0
         while time.perf_counter() - wall < 3.0:
             for x in batches:
                 bb.embed(x)
                 n += len(x)
             sync(device)
-        rate = n / (time.perf_counter() - wall)
-        torch.set_num_threads(1)
-        cpu, n = time.process_time(), 0
-        for x in batches:
-            bb.embed(x)
-            n += len(x)
-        torch.set_num_threads(os.cpu_count() or 1)
-    return rate, (time.process_time() - cpu) / n
+    return n / (time.perf_counter() - wall)
 
 
 def time_sequential(cfg, items, device, dtype) -> float:
@@ -277,18 +310,20 @@ def measure(name: str, data: Path, model: Path, tmp: Path, args, repeat: int) ->
     decoders = {  # the rate with workers (the GPU definition's limit) once; the CPU-s alone, the median of runs
         d: (
             time_decode_rate(cfg, items, args.workers, d),
-            statistics.median(time_decode_cpu(cfg, items, d) for _ in range(args.runs)),
+            statistics.median(decode_cpu(cfg, items, d) for _ in range(args.runs)),
         )
         for d in AUTO_DECODERS
     }
     fastest = max(decoders, key=lambda d: decoders[d][0])
     decode_rate = decoders[fastest][0]
-    decode_cpu = min(cpu for _, cpu in decoders.values())
-    embed_rate, embed_cpu = median_of(lambda: time_embed(cfg, items, device, dtype), args)
+    decoding = min(cpu for _, cpu in decoders.values())
+    embed_rate = statistics.median(time_embed(cfg, items, device, dtype) for _ in range(args.runs))
     limits = {"decode_only": decode_rate, "embed_only": embed_rate}
     min_limit = min(limits.values())
+    embedding = None  # CPU-s of embedding: a CPU device's figure (a GPU's model runs apart from the decoders)
     if device.type == "cpu":  # decoding and embedding take turns on the same cores
-        limits["cpu_shared"] = (os.cpu_count() or 1) / (decode_cpu + embed_cpu)
+        embedding = statistics.median(embed_cpu(cfg, items) for _ in range(args.runs))
+        limits["cpu_shared"] = (os.cpu_count() or 1) / (decoding + embedding)
     limit = limits.get("cpu_shared", min_limit)
     sequential = time_sequential(cfg, items[: max(16, len(items) // 5)], device, dtype)
     row = {
@@ -304,8 +339,8 @@ def measure(name: str, data: Path, model: Path, tmp: Path, args, repeat: int) ->
         "limited_by": min(limits, key=limits.get),
         **{f"{k}_clips_per_s": v for k, v in limits.items()},
         "fastest_decoder": fastest,
-        "decode_cpu_s_per_clip": decode_cpu,
-        "embed_cpu_s_per_clip": embed_cpu,
+        "decode_cpu_s_per_clip": decoding,
+        "embed_cpu_s_per_clip": embedding,
         **{f"{d}_clips_per_s": rate for d, (rate, _) in decoders.items()},
         **{f"{d}_cpu_s_per_clip": cpu for d, (_, cpu) in decoders.items()},
         **(

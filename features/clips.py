@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 from vidprobe.features.augment import Augment, jitter_segment, random_resized_crop
 from vidprobe.features.config import SamplingConfig
+from vidprobe.features.devices import reuse_freed_memory
 from vidprobe.features.errors import FeatureConfigError
 from vidprobe.features.sampling import ClipPlan, Item, plan
 from vidprobe.features.video import VideoError, crops, open_video, resize_short_side
@@ -188,3 +189,4 @@ def collate(items: list[dict]) -> dict:
 
 def worker_init(_: int, threads: int = 1) -> None:
     torch.set_num_threads(threads)  # workers that only decode take one thread: the model has the rest
+    reuse_freed_memory()  # every batch allocates the same large blocks: reuse their pages, no faults

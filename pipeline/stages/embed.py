@@ -181,7 +181,8 @@ def fill(
                 writer.check_space(left, per_row)
             writer.append(ids, rows)
         clips += sum(v * c for v, c in (s["views"] for s in batch["samples"]))
-        bar.update(len(batch["samples"]) + len(batch["failed"]))
-        bar.set_postfix(clips_s=f"{clips / (time.perf_counter() - start):.1f}", failed=len(failures))
+        rate = clips / (time.perf_counter() - start)
+        bar.set_postfix(clips_s=f"{rate:.1f}", failed=len(failures), refresh=False)  # shown by update's redraw
+        bar.update(len(batch["samples"]) + len(batch["failed"]))  # redraws at most every 0.1 s, not every batch
     bar.close()
     return failures, clips
