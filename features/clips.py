@@ -8,6 +8,7 @@ bad file never stops a batch; the caller records it.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import importlib
 import time
 from typing import TYPE_CHECKING
@@ -188,5 +189,6 @@ def collate(items: list[dict]) -> dict:
 
 
 def worker_init(_: int, threads: int = 1) -> None:
+    gc.freeze()  # what the parent left, garbage too, is never collected here (a parent's decoder can hang it)
     torch.set_num_threads(threads)  # workers that only decode take one thread: the model has the rest
     reuse_freed_memory()  # every batch allocates the same large blocks: reuse their pages, no faults

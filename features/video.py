@@ -119,6 +119,17 @@ class PyAVReader:
         self.fps = float(rate) if rate else 0.0
         self.rotation = rotation
 
+    def close(self) -> None:
+        """Free the decoder now. Left to the garbage collector (PyAV's container is a reference cycle), a decoder
+        whose threads ran in this process can hang a forked DataLoader worker that collects it there."""
+        container = getattr(self, "_container", None)
+        if container is not None:
+            self._container = self._stream = None
+            container.close()
+
+    def __del__(self):
+        self.close()
+
     def timestamps(self) -> np.ndarray:
         return self._seconds
 

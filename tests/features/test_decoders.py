@@ -173,3 +173,29 @@ def test_augmented_training_clips_decode_every_sample_under_auto_as_under_decord
         a, b = auto[i], fixed[i]
         assert a["error"] is None and np.array_equal(a["pixels"], b["pixels"]), i
     assert auto.picked is not None
+
+
+def test_a_pyav_reader_frees_its_decoder_when_dropped_not_when_the_garbage_collector_runs(clips):
+    """Left to the collector, a decoder whose threads ran here can hang a forked DataLoader worker that
+    collects it there."""
+    import gc
+
+    import torch
+
+    def pyav_objects() -> int:
+        return sum(str(getattr(type(o), "__module__", "")).startswith("av.") for o in gc.get_objects())
+
+    PyAVReader(str(clips[0])).get([0])  # PyAV's own module objects exist from here on
+    gc.collect()
+    gc.disable()
+    try:
+        before = pyav_objects()
+        threads = torch.get_num_threads()
+        torch.set_num_threads(2)  # a threaded decoder, as in a main process
+        reader = PyAVReader(str(clips[0]))
+        reader.get([0, 5])
+        del reader
+        torch.set_num_threads(threads)
+        assert pyav_objects() == before
+    finally:
+        gc.enable()
