@@ -172,8 +172,8 @@ def in_a_worker(measure) -> float:
     return result
 
 
-def decode_cpu(cfg, items, decoder: str) -> float:
-    """CPU-s per clip of decoding with `decoder`, alone in a worker."""
+def decode_cpu(cfg, items, decoder: str, runs: int) -> float:
+    """CPU-s per clip of decoding with `decoder`, alone in a worker: the median of `runs` (one loader for all)."""
     loader, _ = loader_for(with_overrides(cfg, {"sampling.decoder": decoder}), items[: max(8, len(items) // 4)], 0)
 
     def measure():
@@ -181,11 +181,12 @@ def decode_cpu(cfg, items, decoder: str) -> float:
         n = sum(len(b["clips"]) for b in loader)
         return (time.process_time() - cpu) / n
 
-    return in_a_worker(measure)
+    return statistics.median(in_a_worker(measure) for _ in range(runs))
 
 
-def embed_cpu(cfg, items) -> float:
-    """CPU-s per clip of the backbone on pre-decoded batches, normalised as the pipeline does, alone in a worker."""
+def embed_cpu(cfg, items, runs: int) -> float:
+    """CPU-s per clip of the backbone on pre-decoded batches, normalised as the pipeline does, alone in a worker:
+    the median of `runs` (the model loaded and the batches decoded once for all)."""
     loader, bb = loader_for(cfg, items[: cfg.embed.batch_size * 4], 0)
     batches = [b["clips"] for b in loader]
 
@@ -197,7 +198,7 @@ def embed_cpu(cfg, items) -> float:
                 bb.embed(normalize(x, bb.mean, bb.std))
         return (time.process_time() - cpu) / sum(len(x) for x in batches)
 
-    return in_a_worker(measure)
+    return statistics.median(in_a_worker(measure) for _ in range(runs))
 
 
 def time_embed(cfg, items, device, dtype) -> float:
@@ -310,7 +311,7 @@ def measure(name: str, data: Path, model: Path, tmp: Path, args, repeat: int) ->
     decoders = {  # the rate with workers (the GPU definition's limit) once; the CPU-s alone, the median of runs
         d: (
             time_decode_rate(cfg, items, args.workers, d),
-            statistics.median(decode_cpu(cfg, items, d) for _ in range(args.runs)),
+            decode_cpu(cfg, items, d, args.runs),
         )
         for d in AUTO_DECODERS
     }
@@ -322,7 +323,7 @@ def measure(name: str, data: Path, model: Path, tmp: Path, args, repeat: int) ->
     min_limit = min(limits.values())
     embedding = None  # CPU-s of embedding: a CPU device's figure (a GPU's model runs apart from the decoders)
     if device.type == "cpu":  # decoding and embedding take turns on the same cores
-        embedding = statistics.median(embed_cpu(cfg, items) for _ in range(args.runs))
+        embedding = embed_cpu(cfg, items, args.runs)
         limits["cpu_shared"] = (os.cpu_count() or 1) / (decoding + embedding)
     limit = limits.get("cpu_shared", min_limit)
     sequential = time_sequential(cfg, items[: max(16, len(items) // 5)], device, dtype)
