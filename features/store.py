@@ -121,7 +121,10 @@ class ShardWriter:
             self.lock.release()
             raise
         self.buffer: list[tuple[list[str], dict[str, np.ndarray]]] = []
+        self.buffered = 0  # rows in the buffer
         self.n_new = 0
+        # the next part's number, after the highest kept (not their count: a part merged before a crash is gone)
+        self.next_part = max((int(p.stem.split("-")[1]) + 1 for p in self.parts()), default=0)
 
     def __enter__(self) -> ShardWriter:
         return self
@@ -195,7 +198,8 @@ class ShardWriter:
             if len(arr) != len(ids):
                 raise ValueError(f"{key}: {len(arr)} rows for {len(ids)} ids")
         self.buffer.append((list(ids), features))
-        if sum(len(i) for i, _ in self.buffer) >= self.commit_every:
+        self.buffered += len(ids)
+        if self.buffered >= self.commit_every:
             self.commit()
 
     def commit(self) -> None:
@@ -204,7 +208,7 @@ class ShardWriter:
             return
         ids = [i for chunk, _ in self.buffer for i in chunk]
         feats = {k: np.concatenate([f[k] for _, f in self.buffer]) for k in self.buffer[0][1]}
-        path = self.parts_dir / f"part-{len(self.parts()):06d}.h5"
+        path = self.parts_dir / f"part-{self.next_part:06d}.h5"
         size = sum(a.nbytes if a.dtype != object else 64 * len(a) for a in feats.values()) + 64 * len(ids)
         with self._disk_full_says_how_to_resume():
             require_space(self.parts_dir, size + PART_OVERHEAD, f"committing {len(ids)} rows to {self.final.name}")
@@ -216,7 +220,8 @@ class ShardWriter:
                     h5.create_dataset(key, data=arr, dtype=STR if arr.dtype == object else arr.dtype)
         self.done.update(ids)
         self.n_new += len(ids)
-        self.buffer = []
+        self.next_part += 1
+        self.buffer, self.buffered = [], 0
 
     @contextlib.contextmanager
     def _disk_full_says_how_to_resume(self):

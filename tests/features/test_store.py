@@ -76,6 +76,21 @@ def test_parts_already_merged_are_dropped(tmp_path):
     assert FeatureSet(tmp_path).ids == ["a", "b", "c"]
 
 
+def test_a_new_part_never_takes_the_name_of_one_kept(tmp_path):
+    w = ShardWriter(tmp_path, 0, 1, ATTRS, commit_every=2)
+    w.append(["a", "b"], rows(["a", "b"]))  # part 0
+    w.append(["c", "d"], rows(["c", "d"]))  # part 1
+    w.close()
+    first, second = w.parts()
+    first.unlink()  # a gap in the numbering: part 1 is all that is kept
+    again = ShardWriter(tmp_path, 0, 1, ATTRS, commit_every=2)
+    assert again.done == {"c", "d"}
+    again.append(["e", "f"], rows(["e", "f"]))  # committed as part 2, beside part 1
+    assert [p.name for p in again.parts()] == [second.name, "part-000002.h5"]
+    again.finish()
+    assert sorted(FeatureSet(tmp_path).ids) == ["c", "d", "e", "f"]
+
+
 def test_other_config_is_refused_with_the_difference_then_forced(tmp_path):
     write(tmp_path, 0, 1, ["x", "y"])
     other = {**ATTRS, "config_hash": "def", "config": "sampling: {views: 3}\n"}
