@@ -18,11 +18,15 @@ and reports fraction_of_limit = pipeline / limit and speedup_vs_sequential. The 
 CPU device (decoding and embedding take turns on the same cores) and min(decode-only, embed-only) on a GPU
 (they overlap on different hardware); on a CPU both fractions are printed (fraction_of_min_limit: the GPU
 definition). Every configuration's manifest lists its clips as many times as makes the pipeline run at least
---min-seconds (20 s: start-up and the last round of batches weigh little). The pipeline and the CPU-s of
-decoding and of embedding alone run --runs times each and their medians are kept (on a shared VM one run of the
-same configuration moves by 10% either way, and the worst of ten single draws is a low one); the main process,
-the sequential loop and the decode-only rate with workers (the GPU definition's limit) run once. About 90
-minutes on a 2-core CPU. Peak RSS of the whole process tree of
+--min-seconds (20 s: start-up and the last round of batches weigh little). The pipeline runs --runs (5) times;
+on a CPU each run is followed at once by the work alone (decoding a quarter of its clips with each decoder,
+embedding for a quarter of --min-seconds), and fraction_of_limit is the median of the runs' own fractions: this
+shared VM's speed drifts 10-30% within minutes, so only adjacent measurements make a ratio (`fraction_runs`
+lists them). `cores_busy` is the pipeline's CPU-s (main process and workers) over its wall time, and
+`cpu_s_per_clip_pipeline_vs_alone` its CPU-s per clip beside decode + embed alone: the fraction is about
+cores_busy / cores times alone / pipeline. The main process, the sequential loop and the decode-only rate with
+workers (the GPU definition's limit) run once. About 70 minutes on a 2-core CPU. Peak RSS of the whole process
+tree of
 `vidprobe embed` is measured on 100 and on 1000 samples (flat is the goal). The worst case over configurations
 is the summary. Last line: one JSON object.
 
@@ -37,6 +41,7 @@ import json
 import math
 import multiprocessing
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -129,19 +134,22 @@ def loader_for(cfg, items, workers):
     ), bb
 
 
-def median_of(measure, args, first: tuple[float, ...] | None = None) -> tuple[float, ...]:
-    """The medians of `measure()`'s figures over `args.runs` runs (`first`: one of them, already made)."""
-    results = [first] if first else []
-    results += [measure() for _ in range(args.runs - len(results))]
-    return tuple(statistics.median(r[i] for r in results) for i in range(len(results[0])))
-
-
-def time_pipeline(cfg) -> tuple[float, float]:
-    """(clips/s of the decode-embed-write loop incl. worker start-up and the final merge, clips/s incl. model load)."""
+def time_pipeline(cfg) -> tuple[float, float, float]:
+    """(clips/s of the decode-embed-write loop incl. worker start-up and the final merge, clips/s incl. model load,
+    cores the process tree kept busy: its CPU-s, workers included, over the wall time)."""
     shutil.rmtree(layout.feature_set(cfg), ignore_errors=True)  # from nothing, every time
+    children, own = children_cpu(), time.process_time()
     start = time.perf_counter()
     result = embed.run(cfg)
-    return result["clips"] / result["seconds"], result["clips"] / (time.perf_counter() - start)
+    wall = time.perf_counter() - start
+    busy = (children_cpu() - children + time.process_time() - own) / wall
+    return result["clips"] / result["seconds"], result["clips"] / wall, busy
+
+
+def children_cpu() -> float:
+    """CPU-s of this process's finished children (the DataLoader workers, once joined)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def time_decode_rate(cfg, items, workers, decoder: str) -> float:
@@ -172,8 +180,9 @@ def in_a_worker(measure) -> float:
     return result
 
 
-def decode_cpu(cfg, items, decoder: str, runs: int) -> float:
-    """CPU-s per clip of decoding with `decoder`, alone in a worker: the median of `runs` (one loader for all)."""
+def decode_cpu(cfg, items, decoder: str):
+    """A measurement: CPU-s per clip of decoding with `decoder` alone in a worker, over a quarter of the clips
+    (the loader built once for every call)."""
     loader, _ = loader_for(with_overrides(cfg, {"sampling.decoder": decoder}), items[: max(8, len(items) // 4)], 0)
 
     def measure():
@@ -181,24 +190,26 @@ def decode_cpu(cfg, items, decoder: str, runs: int) -> float:
         n = sum(len(b["clips"]) for b in loader)
         return (time.process_time() - cpu) / n
 
-    return statistics.median(in_a_worker(measure) for _ in range(runs))
+    return lambda: in_a_worker(measure)
 
 
-def embed_cpu(cfg, items, runs: int) -> float:
-    """CPU-s per clip of the backbone on pre-decoded batches, normalised as the pipeline does, alone in a worker:
-    the median of `runs` (the model loaded and the batches decoded once for all)."""
+def embed_cpu(cfg, items, seconds: float = 5.0):
+    """A measurement: CPU-s per clip of the backbone on pre-decoded batches, normalised as the pipeline does, alone
+    in a worker, over at least `seconds` of CPU (the model loaded and four batches decoded once for every call)."""
     loader, bb = loader_for(cfg, items[: cfg.embed.batch_size * 4], 0)
     batches = [b["clips"] for b in loader]
 
     def measure():
         with torch.inference_mode():
             bb.embed(normalize(batches[0], bb.mean, bb.std))  # warm-up
-            cpu = time.process_time()
-            for x in batches:
-                bb.embed(normalize(x, bb.mean, bb.std))
-        return (time.process_time() - cpu) / sum(len(x) for x in batches)
+            cpu, n = time.process_time(), 0
+            while not n or time.process_time() - cpu < seconds:
+                for x in batches:
+                    bb.embed(normalize(x, bb.mean, bb.std))
+                    n += len(x)
+        return (time.process_time() - cpu) / n
 
-    return statistics.median(in_a_worker(measure) for _ in range(runs))
+    return lambda: in_a_worker(measure)
 
 
 def time_embed(cfg, items, device, dtype) -> float:
@@ -304,27 +315,35 @@ def measure(name: str, data: Path, model: Path, tmp: Path, args, repeat: int) ->
     items, _ = clip_items(cfg)
     device = torch.device(args.device)
     dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
-    pipeline, end_to_end = median_of(lambda: time_pipeline(cfg), args, first)
-    if device.type == "cpu":  # the lever's same-run baseline: the model in the main process, workers only decode
-        main_process, _ = time_pipeline(with_overrides(cfg, {"embed.in_workers": False}))
-    torch.set_num_threads(os.cpu_count() or 1)  # the limits below are measured alone, with every core
-    decoders = {  # the rate with workers (the GPU definition's limit) once; the CPU-s alone, the median of runs
-        d: (
-            time_decode_rate(cfg, items, args.workers, d),
-            decode_cpu(cfg, items, d, args.runs),
-        )
-        for d in AUTO_DECODERS
-    }
-    fastest = max(decoders, key=lambda d: decoders[d][0])
-    decode_rate = decoders[fastest][0]
-    decoding = min(cpu for _, cpu in decoders.values())
+    cores = os.cpu_count() or 1
+    shared = device.type == "cpu"  # decoding and embedding take turns on the same cores
+    runs, alone = [first], []  # the pipeline's figures, and (on a CPU) the work alone measured right after each run
+    if shared:
+        decoding_alone = {d: decode_cpu(cfg, items, d) for d in AUTO_DECODERS}
+        embedding_alone = embed_cpu(cfg, items, args.min_seconds / 4)
+    for r in range(args.runs):
+        if r:
+            runs.append(time_pipeline(cfg))
+        if shared:
+            alone.append(({d: m() for d, m in decoding_alone.items()}, embedding_alone()))
+    pipeline, end_to_end, busy = (statistics.median(run[i] for run in runs) for i in range(3))
+    if shared:  # the lever's same-run baseline: the model in the main process, workers only decode
+        main_process, _, _ = time_pipeline(with_overrides(cfg, {"embed.in_workers": False}))
+    torch.set_num_threads(cores)  # the rates below are measured alone, with every core
+    rates = {d: time_decode_rate(cfg, items, args.workers, d) for d in AUTO_DECODERS}  # once: the GPU definition's
+    fastest = max(rates, key=rates.get)
     embed_rate = statistics.median(time_embed(cfg, items, device, dtype) for _ in range(args.runs))
-    limits = {"decode_only": decode_rate, "embed_only": embed_rate}
+    limits = {"decode_only": rates[fastest], "embed_only": embed_rate}
     min_limit = min(limits.values())
-    embedding = None  # CPU-s of embedding: a CPU device's figure (a GPU's model runs apart from the decoders)
-    if device.type == "cpu":  # decoding and embedding take turns on the same cores
-        embedding = embed_cpu(cfg, items, args.runs)
-        limits["cpu_shared"] = (os.cpu_count() or 1) / (decoding + embedding)
+    fraction = pipeline / min_limit
+    if shared:  # each run's pipeline over the limit measured right after it: this VM's speed drifts 10-30% within
+        # minutes, so a ratio holds only between adjacent measurements; the median of the runs' ratios is kept
+        per_run = [cores / (min(dec.values()) + emb) for dec, emb in alone]
+        fractions = [run[0] / limit for run, limit in zip(runs, per_run)]
+        limits["cpu_shared"] = statistics.median(per_run)
+        fraction = statistics.median(fractions)
+        cpu_s = {d: statistics.median(dec[d] for dec, _ in alone) for d in AUTO_DECODERS}
+        embedding = statistics.median(emb for _, emb in alone)
     limit = limits.get("cpu_shared", min_limit)
     sequential = time_sequential(cfg, items[: max(16, len(items) // 5)], device, dtype)
     row = {
@@ -334,23 +353,29 @@ def measure(name: str, data: Path, model: Path, tmp: Path, args, repeat: int) ->
         "pipeline_s": len(items) / pipeline,
         "clips_per_s": pipeline,
         "end_to_end_clips_per_s": end_to_end,
+        "cores_busy": busy,
         "limit_clips_per_s": limit,
-        "limit": "cpu_shared" if "cpu_shared" in limits else min(limits, key=limits.get),
+        "limit": "cpu_shared" if shared else min(limits, key=limits.get),
         "min_limit_clips_per_s": min_limit,
         "limited_by": min(limits, key=limits.get),
         **{f"{k}_clips_per_s": v for k, v in limits.items()},
         "fastest_decoder": fastest,
-        "decode_cpu_s_per_clip": decoding,
-        "embed_cpu_s_per_clip": embedding,
-        **{f"{d}_clips_per_s": rate for d, (rate, _) in decoders.items()},
-        **{f"{d}_cpu_s_per_clip": cpu for d, (_, cpu) in decoders.items()},
+        **{f"{d}_clips_per_s": rate for d, rate in rates.items()},
         **(
-            {"main_process_clips_per_s": main_process, "in_workers_speedup": pipeline / main_process}
-            if device.type == "cpu"
+            {
+                "fraction_runs": [round(f, 3) for f in fractions],
+                "pipeline_cpu_s_per_clip": statistics.median(run[2] / run[1] for run in runs),
+                "decode_cpu_s_per_clip": min(cpu_s.values()),
+                "embed_cpu_s_per_clip": embedding,
+                **{f"{d}_cpu_s_per_clip": cpu for d, cpu in cpu_s.items()},
+                "main_process_clips_per_s": main_process,
+                "in_workers_speedup": pipeline / main_process,
+            }
+            if shared
             else {}
         ),
         "sequential_clips_per_s": sequential,
-        "fraction_of_limit": pipeline / limit,
+        "fraction_of_limit": fraction,
         "fraction_of_min_limit": pipeline / min_limit,
         "speedup_vs_sequential": pipeline / sequential,
     }
@@ -383,7 +408,7 @@ def main() -> None:
     )
     parser.add_argument("--corpus", type=Path, default=corpus.DEFAULT_ROOT, help="where the real clips are kept")
     parser.add_argument("--real-repeat", type=int, default=10, help="list each of the 6 real clips this many times")
-    parser.add_argument("--runs", type=int, default=3, help="runs of every measurement; the median is kept")
+    parser.add_argument("--runs", type=int, default=5, help="runs of every measurement; the median is kept")
     parser.add_argument(
         "--min-seconds",
         type=float,
@@ -447,9 +472,24 @@ def main() -> None:
             else {}
         ),
         "decoders": {r["config"]: {d: round(r[f"{d}_clips_per_s"], 2) for d in AUTO_DECODERS} for r in rows},
-        "decode_cpu_s_per_clip": {
-            r["config"]: {d: round(r[f"{d}_cpu_s_per_clip"], 4) for d in AUTO_DECODERS} for r in rows
-        },
+        "cores_busy": {r["config"]: round(r["cores_busy"], 2) for r in rows},
+        **(
+            {
+                "fraction_runs": {r["config"]: r["fraction_runs"] for r in rows},
+                "decode_cpu_s_per_clip": {
+                    r["config"]: {d: round(r[f"{d}_cpu_s_per_clip"], 4) for d in AUTO_DECODERS} for r in rows
+                },
+                "cpu_s_per_clip_pipeline_vs_alone": {
+                    r["config"]: [
+                        round(r["pipeline_cpu_s_per_clip"], 4),
+                        round(r["decode_cpu_s_per_clip"] + r["embed_cpu_s_per_clip"], 4),
+                    ]
+                    for r in rows
+                },
+            }
+            if args.device == "cpu"
+            else {}
+        ),
     }
     print(json.dumps(summary))
 
