@@ -14,21 +14,20 @@ benchmarks/corpus.py) it measures, in this one run:
                 less CPU; embed: normalising and the forward pass): where decoding and embedding share the cores
   main process  on a CPU, the pipeline with `embed.in_workers=false` (workers only decode): in_workers_speedup
   sequential    one process, one video at a time: decode, then embed (the reference notes' loop)
-and reports fraction_of_limit = pipeline / limit and speedup_vs_sequential. The limit is the shared-CPU one on a
-CPU device (decoding and embedding take turns on the same cores) and min(decode-only, embed-only) on a GPU
-(they overlap on different hardware); on a CPU both fractions are printed (fraction_of_min_limit: the GPU
-definition). Every configuration's manifest lists its clips as many times as makes the pipeline run at least
---min-seconds (20 s: start-up and the last round of batches weigh little). The pipeline runs --runs (5) times;
-on a CPU each run is followed at once by the work alone (decoding a quarter of its clips with each decoder,
-embedding for a quarter of --min-seconds), and fraction_of_limit is the median of the runs' own fractions: this
-shared VM's speed drifts 10-30% within minutes, so only adjacent measurements make a ratio (`fraction_runs`
-lists them). `cores_busy` is the pipeline's CPU-s (main process and workers) over its wall time, and
-`cpu_s_per_clip_pipeline_vs_alone` its CPU-s per clip beside decode + embed alone: the fraction is about
-cores_busy / cores times alone / pipeline. The main process, the sequential loop and the decode-only rate with
-workers (the GPU definition's limit) run once. About 70 minutes on a 2-core CPU. Peak RSS of the whole process
-tree of
-`vidprobe embed` is measured on 100 and on 1000 samples (flat is the goal). The worst case over configurations
-is the summary. Last line: one JSON object.
+and reports fraction_of_limit = pipeline / limit and speedup_vs_sequential. The limit is the shared-CPU one on a CPU
+device (decoding and embedding take turns on the same cores) and min(decode-only, embed-only) on a GPU (they overlap
+on different hardware); on a CPU both fractions are printed (fraction_of_min_limit: the GPU definition). Every
+configuration's manifest lists its clips as many times as makes the pipeline run at least --min-seconds (20 s:
+start-up and the last round of batches weigh little). The pipeline runs --runs (3) times; on a CPU the work alone
+(decoding a quarter of its clips with each decoder, embedding for a quarter of --min-seconds) is measured before the
+first run and after each, so every run lies between two such measurements, and fraction_of_limit is the median of
+the runs' own fractions (each over the mean of the two measurements around it): this shared VM's speed drifts 10-30%
+within minutes, so only adjacent measurements make a ratio (`fraction_runs` lists them). `cores_busy` is the
+pipeline's CPU-s (main process and workers) over its wall time, and `cpu_s_per_clip_pipeline_vs_alone` its CPU-s per
+clip beside decode + embed alone: the fraction is about cores_busy / cores times alone / pipeline. The main process,
+the sequential loop and the decode-only rate with workers (the GPU definition's limit) run once. About 60 minutes on
+a 2-core CPU. Peak RSS of the whole process tree of `vidprobe embed` is measured on 100 and on 1000 samples (flat is
+the goal). The worst case over configurations is the summary. Last line: one JSON object.
 
     python benchmarks/extract.py                      # CPU: tiny and small presets, demo + 500 clips + real
     python benchmarks/extract.py --presets base --device cuda --workers 16 --batch-size 32
@@ -311,21 +310,25 @@ def long_enough(cfg, data: Path, repeat: int, args) -> tuple[int, tuple[float, f
 def measure(name: str, data: Path, model: Path, tmp: Path, args, repeat: int) -> dict:
     cache = tmp / f"cache-{name}-{data.name}"
     cfg = config(data, cache, model, args)
-    repeat, first = long_enough(cfg, data, repeat, args)
+    repeat, _ = long_enough(cfg, data, repeat, args)  # its run only sized the manifest
     items, _ = clip_items(cfg)
     device = torch.device(args.device)
     dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
     cores = os.cpu_count() or 1
     shared = device.type == "cpu"  # decoding and embedding take turns on the same cores
-    runs, alone = [first], []  # the pipeline's figures, and (on a CPU) the work alone measured right after each run
+    runs, alone = [], []  # the pipeline's figures; on a CPU, the work alone before the first run and after each
     if shared:
         decoding_alone = {d: decode_cpu(cfg, items, d) for d in AUTO_DECODERS}
         embedding_alone = embed_cpu(cfg, items, args.min_seconds / 4)
-    for r in range(args.runs):
-        if r:
-            runs.append(time_pipeline(cfg))
+
+        def work_alone() -> tuple[dict[str, float], float]:
+            return {d: m() for d, m in decoding_alone.items()}, embedding_alone()
+
+        alone.append(work_alone())
+    for _ in range(args.runs):
+        runs.append(time_pipeline(cfg))
         if shared:
-            alone.append(({d: m() for d, m in decoding_alone.items()}, embedding_alone()))
+            alone.append(work_alone())
     pipeline, end_to_end, busy = (statistics.median(run[i] for run in runs) for i in range(3))
     if shared:  # the lever's same-run baseline: the model in the main process, workers only decode
         main_process, _, _ = time_pipeline(with_overrides(cfg, {"embed.in_workers": False}))
@@ -336,9 +339,11 @@ def measure(name: str, data: Path, model: Path, tmp: Path, args, repeat: int) ->
     limits = {"decode_only": rates[fastest], "embed_only": embed_rate}
     min_limit = min(limits.values())
     fraction = pipeline / min_limit
-    if shared:  # each run's pipeline over the limit measured right after it: this VM's speed drifts 10-30% within
-        # minutes, so a ratio holds only between adjacent measurements; the median of the runs' ratios is kept
-        per_run = [cores / (min(dec.values()) + emb) for dec, emb in alone]
+    if shared:  # each run's pipeline over the limit measured right before and right after it (their mean: a drift
+        # linear over the run cancels); this VM's speed moves 10-30% within minutes, so a ratio holds only between
+        # adjacent measurements: the median of the runs' own fractions is kept
+        cpu_s_alone = [min(dec.values()) + emb for dec, emb in alone]
+        per_run = [cores / statistics.mean(pair) for pair in zip(cpu_s_alone, cpu_s_alone[1:])]
         fractions = [run[0] / limit for run, limit in zip(runs, per_run)]
         limits["cpu_shared"] = statistics.median(per_run)
         fraction = statistics.median(fractions)
@@ -408,7 +413,7 @@ def main() -> None:
     )
     parser.add_argument("--corpus", type=Path, default=corpus.DEFAULT_ROOT, help="where the real clips are kept")
     parser.add_argument("--real-repeat", type=int, default=10, help="list each of the 6 real clips this many times")
-    parser.add_argument("--runs", type=int, default=5, help="runs of every measurement; the median is kept")
+    parser.add_argument("--runs", type=int, default=3, help="runs of every measurement; the median is kept")
     parser.add_argument(
         "--min-seconds",
         type=float,
