@@ -291,16 +291,16 @@ def prepare_manifest(cfg, data: Path, repeat: int) -> None:
     manifest.to_csv(layout.manifest(cfg), index=False)
 
 
-def long_enough(cfg, data: Path, repeat: int, args) -> tuple[int, tuple[float, float, float]]:
-    """How many times to list each clip so the pipeline runs at least `args.min_seconds`, and the pipeline's
-    figures at that size (`time_pipeline`): a run on fewer clips tells the rate, until one lasts long enough. The
-    clips come to a whole number of batches for every worker (the limits assume none idles at the end)."""
+def long_enough(cfg, data: Path, repeat: int, args) -> int:
+    """How many times to list each clip so the pipeline runs at least `args.min_seconds`: a run on fewer clips
+    tells the rate, until one lasts long enough. The clips come to a whole number of batches for every worker (the
+    limits assume none idles at the end)."""
     while True:
         prepare_manifest(cfg, data, repeat)
         figures = time_pipeline(cfg)
         clips = len(clip_items(cfg)[0])
         if clips / figures[0] >= 1.15 * args.min_seconds:  # margin: later runs may be faster than this one
-            return repeat, figures
+            return repeat
         per_copy = max(1, clips // repeat)
         repeat = math.ceil(repeat * 1.3 * args.min_seconds * figures[0] / clips)  # a short run's rate is low
         while (repeat * per_copy) % (args.workers * args.batch_size):
@@ -310,7 +310,7 @@ def long_enough(cfg, data: Path, repeat: int, args) -> tuple[int, tuple[float, f
 def measure(name: str, data: Path, model: Path, tmp: Path, args, repeat: int) -> dict:
     cache = tmp / f"cache-{name}-{data.name}"
     cfg = config(data, cache, model, args)
-    repeat, _ = long_enough(cfg, data, repeat, args)  # its run only sized the manifest
+    repeat = long_enough(cfg, data, repeat, args)  # its runs only size the manifest
     items, _ = clip_items(cfg)
     device = torch.device(args.device)
     dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
