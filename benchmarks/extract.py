@@ -18,16 +18,17 @@ and reports fraction_of_limit = pipeline / limit and speedup_vs_sequential. The 
 device (decoding and embedding take turns on the same cores) and min(decode-only, embed-only) on a GPU (they overlap
 on different hardware); on a CPU both fractions are printed (fraction_of_min_limit: the GPU definition). Every
 configuration's manifest lists its clips as many times as makes the pipeline run at least --min-seconds (20 s:
-start-up and the last round of batches weigh little). The pipeline runs --runs (3) times; on a CPU the work alone
-(decoding a quarter of its clips with each decoder, embedding for a quarter of --min-seconds) is measured before the
-first run and after each, so every run lies between two such measurements, and fraction_of_limit is the median of
-the runs' own fractions (each over the mean of the two measurements around it): this shared VM's speed drifts 10-30%
-within minutes, so only adjacent measurements make a ratio (`fraction_runs` lists them). `cores_busy` is the
-pipeline's CPU-s (main process and workers) over its wall time, and `cpu_s_per_clip_pipeline_vs_alone` its CPU-s per
-clip beside decode + embed alone: the fraction is about cores_busy / cores times alone / pipeline. The main process,
-the sequential loop and the decode-only rate with workers (the GPU definition's limit) run once. About 75 minutes on
-a 2-core CPU. Peak RSS of the whole process tree of `vidprobe embed` is measured on 100 and on 1000 samples (flat is
-the goal). The worst case over configurations is the summary. Last line: one JSON object.
+start-up and the last round of batches weigh little). The pipeline runs --runs (5) times; on a CPU the work alone
+(decoding with each decoder, in listing order, every distinct file once and at least --alone-seconds (2) of CPU;
+embedding for as long) is measured before the first run and after each, so every run lies between two such short
+measurements, and fraction_of_limit is the median of the runs' own fractions (each over the mean of the two
+measurements around it): this shared VM's speed moves 10-30% within tens of seconds, so only adjacent measurements
+make a ratio (`fraction_runs` lists them). `cores_busy` is the pipeline's CPU-s (main process and workers) over its
+wall time, and `cpu_s_per_clip_pipeline_vs_alone` its CPU-s per clip beside decode + embed alone: the fraction is
+about cores_busy / cores times alone / pipeline. The main process, the sequential loop and the decode-only rate with
+workers (the GPU definition's limit) run once. About 55 minutes on a 2-core CPU. Peak RSS of the whole process tree
+of `vidprobe embed` is measured on 100 and on 1000 samples (flat is the goal). The worst case over configurations is
+the summary. Last line: one JSON object.
 
     python benchmarks/extract.py                      # CPU: tiny and small presets, demo + 500 clips + real
     python benchmarks/extract.py --presets base --device cuda --workers 16 --batch-size 32
@@ -179,20 +180,24 @@ def in_a_worker(measure) -> float:
     return result
 
 
-def decode_cpu(cfg, items, decoder: str):
-    """A measurement: CPU-s per clip of decoding with `decoder` alone in a worker, over a quarter of the clips
-    (the loader built once for every call)."""
-    loader, _ = loader_for(with_overrides(cfg, {"sampling.decoder": decoder}), items[: max(8, len(items) // 4)], 0)
+def decode_cpu(cfg, items, decoder: str, seconds: float):
+    """A measurement: CPU-s per clip of decoding with `decoder` alone in a worker, in listing order until every
+    distinct file has been decoded once and `seconds` of CPU have passed (the loader built once for every call)."""
+    loader, _ = loader_for(with_overrides(cfg, {"sampling.decoder": decoder}), items, 0)
+    distinct = len({it.path for it in items})
 
     def measure():
-        cpu = time.process_time()
-        n = sum(len(b["clips"]) for b in loader)
+        cpu, n = time.process_time(), 0
+        for batch in loader:
+            n += len(batch["clips"])
+            if n >= distinct and time.process_time() - cpu >= seconds:
+                break
         return (time.process_time() - cpu) / n
 
     return lambda: in_a_worker(measure)
 
 
-def embed_cpu(cfg, items, seconds: float = 5.0):
+def embed_cpu(cfg, items, seconds: float):
     """A measurement: CPU-s per clip of the backbone on pre-decoded batches, normalised as the pipeline does, alone
     in a worker, over at least `seconds` of CPU (the model loaded and four batches decoded once for every call)."""
     loader, bb = loader_for(cfg, items[: cfg.embed.batch_size * 4], 0)
@@ -318,8 +323,8 @@ def measure(name: str, data: Path, model: Path, tmp: Path, args, repeat: int) ->
     shared = device.type == "cpu"  # decoding and embedding take turns on the same cores
     runs, alone = [], []  # the pipeline's figures; on a CPU, the work alone before the first run and after each
     if shared:
-        decoding_alone = {d: decode_cpu(cfg, items, d) for d in AUTO_DECODERS}
-        embedding_alone = embed_cpu(cfg, items, args.min_seconds / 4)
+        decoding_alone = {d: decode_cpu(cfg, items, d, args.alone_seconds) for d in AUTO_DECODERS}
+        embedding_alone = embed_cpu(cfg, items, args.alone_seconds)
 
         def work_alone() -> tuple[dict[str, float], float]:
             return {d: m() for d, m in decoding_alone.items()}, embedding_alone()
@@ -413,7 +418,13 @@ def main() -> None:
     )
     parser.add_argument("--corpus", type=Path, default=corpus.DEFAULT_ROOT, help="where the real clips are kept")
     parser.add_argument("--real-repeat", type=int, default=10, help="list each of the 6 real clips this many times")
-    parser.add_argument("--runs", type=int, default=3, help="runs of every measurement; the median is kept")
+    parser.add_argument("--runs", type=int, default=5, help="runs of every measurement; the median is kept")
+    parser.add_argument(
+        "--alone-seconds",
+        type=float,
+        default=2.0,
+        help="CPU-s of each measurement of the work alone (each decoder, and embedding) around every run",
+    )
     parser.add_argument(
         "--min-seconds",
         type=float,
