@@ -26,7 +26,7 @@ measurements around it): this shared VM's speed moves 10-30% within tens of seco
 make a ratio (`fraction_runs` lists them). `cores_busy` is the pipeline's CPU-s (main process and workers) over its
 wall time, and `cpu_s_per_clip_pipeline_vs_alone` its CPU-s per clip beside decode + embed alone: the fraction is
 about cores_busy / cores times alone / pipeline. The main process, the sequential loop and the decode-only rate with
-workers (the GPU definition's limit) run once. About 55 minutes on a 2-core CPU. Peak RSS of the whole process tree
+workers (the GPU definition's limit) run once. About an hour on a 2-core CPU. Peak RSS of the whole process tree
 of `vidprobe embed` is measured on 100 and on 1000 samples (flat is the goal). The worst case over configurations is
 the summary. Last line: one JSON object.
 
