@@ -302,12 +302,12 @@ def long_enough(cfg, data: Path, repeat: int, args) -> int:
     limits assume none idles at the end)."""
     while True:
         prepare_manifest(cfg, data, repeat)
-        figures = time_pipeline(cfg)
+        rate = time_pipeline(cfg)[0]
         clips = len(clip_items(cfg)[0])
-        if clips / figures[0] >= 1.15 * args.min_seconds:  # margin: later runs may be faster than this one
+        if clips / rate >= 1.15 * args.min_seconds:  # margin: later runs may be faster than this one
             return repeat
         per_copy = max(1, clips // repeat)
-        repeat = math.ceil(repeat * 1.3 * args.min_seconds * figures[0] / clips)  # a short run's rate is low
+        repeat = math.ceil(repeat * 1.3 * args.min_seconds * rate / clips)  # a short run's rate is low
         while (repeat * per_copy) % (args.workers * args.batch_size):
             repeat += 1
 
